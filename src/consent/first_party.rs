@@ -1,0 +1,135 @@
+//! The simple first-party consent cookie for sites with their own banner:
+//! `analytics,marketing` (the listed categories are granted) or
+//! `analytics:1,marketing:0` (explicit flags). Both may be URL-encoded; `|`, `+`, space and `;`
+//! are accepted as separators too, as sites write them.
+
+use super::{Category, ConsentError, ConsentReader, Grants, SourceOutcome};
+use crate::cookies::header::CookieJar;
+use std::sync::Arc;
+
+/// Reader for the first-party cookie (`[site.consent] cookie = "consent"`).
+pub struct FirstPartyReader {
+    cookie: Arc<str>,
+}
+
+impl FirstPartyReader {
+    pub fn new(cookie: &str) -> Self {
+        FirstPartyReader {
+            cookie: cookie.into(),
+        }
+    }
+}
+
+impl ConsentReader for FirstPartyReader {
+    fn format(&self) -> &'static str {
+        "first-party"
+    }
+
+    fn cookie_patterns(&self) -> Vec<String> {
+        vec![self.cookie.to_string()]
+    }
+
+    fn read(&self, jar: &CookieJar<'_>, detail: bool) -> Option<SourceOutcome> {
+        // Duplicates (same name on several paths/domains) are all read; the most restrictive wins.
+        let mut result: Option<Result<Grants, ConsentError>> = None;
+        for value in jar.values(&self.cookie) {
+            let r = std::str::from_utf8(value)
+                .map_err(|_| ConsentError::new("value is not UTF-8"))
+                .and_then(parse);
+            result = Some(match (result, r) {
+                (None, r) => r,
+                (Some(Err(e)), _) | (Some(Ok(_)), Err(e)) => Err(e),
+                (Some(Ok(a)), Ok(b)) => Ok(a.intersect(b)),
+            });
+        }
+        let mut outcome = SourceOutcome::from_result(self.format(), &self.cookie, result?);
+        if detail {
+            outcome.details = Some(serde_json::json!({
+                "values": jar.values(&self.cookie).map(|v| String::from_utf8_lossy(v).into_owned()).collect::<Vec<_>>(),
+            }));
+        }
+        Some(outcome)
+    }
+}
+
+/// Reads the cookie value. An empty value grants nothing but is not an error (a banner may write
+/// an empty value for "refused everything"). Anything unrecognised is an error: the whole source
+/// then grants nothing (fail closed).
+pub fn parse(raw: &str) -> Result<Grants, ConsentError> {
+    let decoded = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| ConsentError::new("value is not UTF-8 after URL-decoding"))?;
+    let value = decoded.trim().trim_matches('"');
+    let mut grants = Grants::NONE;
+    for item in value.split([',', '|', '+', ' ', ';']) {
+        let item = item.trim();
+        if item.is_empty() {
+            continue;
+        }
+        let (name, flag) = match item.split_once([':', '=']) {
+            Some((n, f)) => (n.trim(), Some(f.trim())),
+            None => (item, None),
+        };
+        let category = match name.to_ascii_lowercase().as_str() {
+            "none" | "necessary" | "essential" if flag.is_none() => continue,
+            "all" if flag.is_none() => {
+                grants = Grants::ALL;
+                continue;
+            }
+            other => Category::parse(other).ok_or_else(|| {
+                ConsentError::new(format!("unknown category `{}`", truncate(name)))
+            })?,
+        };
+        let granted = match flag {
+            None => true,
+            Some("1" | "true" | "yes" | "granted" | "allow") => true,
+            Some("0" | "false" | "no" | "denied" | "deny") => false,
+            Some(f) => {
+                return Err(ConsentError::new(format!(
+                    "flag `{}` for `{name}` is not 1/0/true/false",
+                    truncate(f)
+                )))
+            }
+        };
+        grants.set(category, granted);
+    }
+    Ok(grants)
+}
+
+/// Keeps error messages short whatever the input.
+fn truncate(s: &str) -> &str {
+    match s.char_indices().nth(32) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Category::*;
+
+    #[test]
+    fn list_form() {
+        let g = parse("analytics,marketing").unwrap();
+        assert!(g.allows(Analytics) && g.allows(Marketing) && !g.allows(Preferences));
+        assert_eq!(parse("").unwrap(), Grants::NONE);
+        assert_eq!(parse("all").unwrap(), Grants::ALL);
+    }
+
+    #[test]
+    fn flag_form_and_url_encoding() {
+        let g = parse("analytics%3A1%2Cmarketing%3A0").unwrap();
+        assert!(g.allows(Analytics) && !g.allows(Marketing));
+        let g = parse("preferences:true,analytics:0").unwrap();
+        assert!(g.allows(Preferences) && !g.allows(Analytics));
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        assert!(parse("analytics,evil").is_err());
+        assert!(parse("analytics:maybe").is_err());
+        assert!(parse("%FF%FE").is_err());
+        assert!(parse("{\"analytics\":true}").is_err());
+    }
+}

@@ -1,0 +1,341 @@
+//! Consent: what the visitor agreed to, read from the consent cookie(s) and `Sec-GPC`.
+//!
+//! Everything here is pure and synchronous: a request's cookies and headers go in, a
+//! [`ConsentState`] comes out. Privacy fails closed: a source that cannot be read grants nothing
+//! (DESIGN.md, "Consent model"), and the error is kept so it can be counted and explained.
+
+pub mod first_party;
+pub mod gpc;
+
+use crate::cookies::header::CookieJar;
+use serde::Serialize;
+use std::fmt;
+use std::sync::Arc;
+
+/// The consent categories. `Necessary` is always granted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Category {
+    Necessary,
+    Preferences,
+    Analytics,
+    Marketing,
+}
+
+impl Category {
+    /// All categories, in a fixed order (used for metric labels and JSON output).
+    pub const ALL: [Category; 4] = [
+        Category::Necessary,
+        Category::Preferences,
+        Category::Analytics,
+        Category::Marketing,
+    ];
+    /// The categories that need consent.
+    pub const OPTIONAL: [Category; 3] = [
+        Category::Preferences,
+        Category::Analytics,
+        Category::Marketing,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Necessary => "necessary",
+            Category::Preferences => "preferences",
+            Category::Analytics => "analytics",
+            Category::Marketing => "marketing",
+        }
+    }
+
+    /// Parses a category name as written in configuration (case-insensitive).
+    pub fn parse(s: &str) -> Option<Category> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "necessary" => Some(Category::Necessary),
+            "preferences" => Some(Category::Preferences),
+            "analytics" => Some(Category::Analytics),
+            "marketing" => Some(Category::Marketing),
+            _ => None,
+        }
+    }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+impl fmt::Display for Category {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A set of granted categories. `Necessary` is always a member.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Grants(u8);
+
+impl Grants {
+    /// Only what needs no consent.
+    pub const NONE: Grants = Grants(1);
+    /// Every category.
+    pub const ALL: Grants = Grants(0b1111);
+
+    pub fn from_categories(cats: impl IntoIterator<Item = Category>) -> Grants {
+        let mut g = Grants::NONE;
+        for c in cats {
+            g.grant(c);
+        }
+        g
+    }
+
+    pub fn grant(&mut self, c: Category) {
+        self.0 |= c.bit();
+    }
+
+    /// Withdraws `c` (a no-op for `Necessary`, which cannot be refused).
+    pub fn deny(&mut self, c: Category) {
+        if c != Category::Necessary {
+            self.0 &= !c.bit();
+        }
+    }
+
+    pub fn set(&mut self, c: Category, granted: bool) {
+        if granted {
+            self.grant(c)
+        } else {
+            self.deny(c)
+        }
+    }
+
+    pub fn allows(self, c: Category) -> bool {
+        self.0 & c.bit() != 0
+    }
+
+    /// The most restrictive combination of two sources: granted only where both grant.
+    pub fn intersect(self, other: Grants) -> Grants {
+        Grants(self.0 & other.0 | 1)
+    }
+
+    pub fn is_all(self) -> bool {
+        self.0 == Grants::ALL.0
+    }
+
+    pub fn is_none(self) -> bool {
+        self.0 == Grants::NONE.0
+    }
+
+    /// A JSON-friendly view: `{"necessary": true, "preferences": false, ...}`.
+    pub fn to_map(self) -> serde_json::Map<String, serde_json::Value> {
+        Category::ALL
+            .iter()
+            .map(|c| (c.as_str().to_string(), serde_json::Value::Bool(self.allows(*c))))
+            .collect()
+    }
+}
+
+impl Default for Grants {
+    fn default() -> Self {
+        Grants::NONE
+    }
+}
+
+impl fmt::Debug for Grants {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = Category::ALL
+            .iter()
+            .filter(|c| self.allows(**c))
+            .map(|c| c.as_str())
+            .collect();
+        write!(f, "Grants({})", names.join(","))
+    }
+}
+
+impl Serialize for Grants {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.to_map().serialize(s)
+    }
+}
+
+/// Why a consent source could not be read. The message is shown by `explain` and in logs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsentError(pub String);
+
+impl ConsentError {
+    pub fn new(msg: impl Into<String>) -> Self {
+        ConsentError(msg.into())
+    }
+}
+
+impl fmt::Display for ConsentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConsentError {}
+
+/// A set of IAB TCF vendor ids (a bitset; vendor ids are 1..=65535).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VendorSet {
+    words: Vec<u64>,
+}
+
+impl VendorSet {
+    pub fn insert(&mut self, id: u16) {
+        let (w, b) = (id as usize / 64, id as usize % 64);
+        if self.words.len() <= w {
+            self.words.resize(w + 1, 0);
+        }
+        self.words[w] |= 1 << b;
+    }
+
+    pub fn contains(&self, id: u16) -> bool {
+        let (w, b) = (id as usize / 64, id as usize % 64);
+        self.words.get(w).is_some_and(|x| x & (1 << b) != 0)
+    }
+
+    /// The ids in ascending order (for `explain`).
+    pub fn to_vec(&self) -> Vec<u16> {
+        let mut out = Vec::new();
+        for (w, word) in self.words.iter().enumerate() {
+            let mut x = *word;
+            while x != 0 {
+                let b = x.trailing_zeros() as usize;
+                out.push((w * 64 + b) as u16);
+                x &= x - 1;
+            }
+        }
+        out
+    }
+}
+
+/// What one consent source contributed to a decision.
+#[derive(Clone, Debug)]
+pub struct SourceOutcome {
+    /// The format name as used in configuration (`"first-party"`, `"tcf"`, `"onetrust"`, ...).
+    pub format: &'static str,
+    /// The cookie it was read from.
+    pub cookie: Arc<str>,
+    /// What it granted; `Grants::NONE` when it failed to parse.
+    pub granted: Grants,
+    pub error: Option<ConsentError>,
+    /// IAB TCF vendor consents, when the source carries them (for rules that require a vendor).
+    pub vendors: Option<Arc<VendorSet>>,
+    /// Decoded fields for `explain`; only filled when asked for (never on the request path).
+    pub details: Option<serde_json::Value>,
+}
+
+impl SourceOutcome {
+    /// A source that was read successfully.
+    pub fn granted(format: &'static str, cookie: &Arc<str>, granted: Grants) -> Self {
+        SourceOutcome {
+            format,
+            cookie: cookie.clone(),
+            granted,
+            error: None,
+            vendors: None,
+            details: None,
+        }
+    }
+
+    /// A source that was present but unreadable: it grants nothing (fail closed).
+    pub fn failed(format: &'static str, cookie: &Arc<str>, error: ConsentError) -> Self {
+        SourceOutcome {
+            format,
+            cookie: cookie.clone(),
+            granted: Grants::NONE,
+            error: Some(error),
+            vendors: None,
+            details: None,
+        }
+    }
+
+    pub fn from_result(
+        format: &'static str,
+        cookie: &Arc<str>,
+        r: Result<Grants, ConsentError>,
+    ) -> Self {
+        match r {
+            Ok(g) => Self::granted(format, cookie, g),
+            Err(e) => Self::failed(format, cookie, e),
+        }
+    }
+}
+
+/// A consent format reader, built once from configuration. Adding a format is adding a file
+/// with one of these.
+pub trait ConsentReader: Send + Sync {
+    /// The format name used in configuration and output (`"tcf"`, `"onetrust"`, ...).
+    fn format(&self) -> &'static str;
+
+    /// The cookie names this reader owns (a trailing `*` makes a prefix). They are classified
+    /// necessary: the consent cookie itself must always pass.
+    fn cookie_patterns(&self) -> Vec<String>;
+
+    /// Reads this source from the request's cookies; `None` when none of its cookies is present.
+    /// With `detail`, also fills `SourceOutcome::details` for `explain`.
+    fn read(&self, jar: &CookieJar<'_>, detail: bool) -> Option<SourceOutcome>;
+}
+
+/// The visitor's consent for one request.
+#[derive(Clone, Debug, Default)]
+pub struct ConsentState {
+    /// The decision: which categories may set, send and load cookies and trackers.
+    pub grants: Grants,
+    /// Each source present on the request (absent sources are not listed).
+    pub sources: Vec<SourceOutcome>,
+    /// `Sec-GPC: 1` was on the request.
+    pub gpc: bool,
+    /// TCF vendor consents, if a TCF source was read successfully.
+    pub vendors: Option<Arc<VendorSet>>,
+}
+
+/// Reads every configured source and combines them: the most restrictive wins per category,
+/// a source that fails grants nothing, no source at all grants nothing; then GPC applies.
+pub fn read_consent(
+    readers: &[Box<dyn ConsentReader>],
+    jar: &CookieJar<'_>,
+    gpc: bool,
+    gpc_policy: gpc::GpcPolicy,
+    detail: bool,
+) -> ConsentState {
+    let mut sources = Vec::new();
+    let mut grants: Option<Grants> = None;
+    let mut vendors = None;
+    for reader in readers {
+        if let Some(outcome) = reader.read(jar, detail) {
+            grants = Some(match grants {
+                None => outcome.granted,
+                Some(g) => g.intersect(outcome.granted),
+            });
+            if outcome.vendors.is_some() && outcome.error.is_none() {
+                vendors = outcome.vendors.clone();
+            }
+            sources.push(outcome);
+        }
+    }
+    ConsentState {
+        grants: gpc::apply(gpc_policy, gpc, grants.unwrap_or(Grants::NONE)),
+        sources,
+        gpc,
+        vendors,
+    }
+}
+
+impl ConsentState {
+    /// Whether any source failed to parse (fail closed: it granted nothing).
+    pub fn has_error(&self) -> bool {
+        self.sources.iter().any(|s| s.error.is_some())
+    }
+
+    /// A small fixed label for metrics: `none`, `partial`, `all` or `invalid`.
+    pub fn label(&self) -> &'static str {
+        if self.has_error() {
+            "invalid"
+        } else if self.grants.is_all() {
+            "all"
+        } else if self.grants.is_none() {
+            "none"
+        } else {
+            "partial"
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! Cookies: which category a cookie name belongs to, and what happens to request cookies and
+//! response `Set-Cookie` lines given the visitor's consent. Pure functions only.
+
+pub mod catalogue;
+pub mod classify;
+pub mod gate;
+pub mod header;
+pub mod ocd;

@@ -1,0 +1,19 @@
+//! consentgate: an edge reverse proxy on pingora that enforces cookie consent.
+//!
+//! Layout (one module per concern; decisions are pure and separate from the pingora glue):
+//! - [`consent`]: consent formats and GPC -> [`consent::ConsentState`]
+//! - [`cookies`]: cookie classification, request `Cookie` and response `Set-Cookie` gating
+//! - [`config`]: the TOML file -> validated [`config::Config`] -> runtime [`runtime::Runtime`]
+//! - [`proxy`]: the pingora `ProxyHttp` phases
+//! - [`metrics`]: every metric name; [`admin`]: the admin listener
+//! - [`explain`]: the dry-run decision for one request; [`demo`]: the built-in example origin
+
+pub mod admin;
+pub mod config;
+pub mod consent;
+pub mod cookies;
+pub mod demo;
+pub mod explain;
+pub mod metrics;
+pub mod proxy;
+pub mod runtime;
