@@ -126,7 +126,12 @@ impl Grants {
     pub fn to_map(self) -> serde_json::Map<String, serde_json::Value> {
         Category::ALL
             .iter()
-            .map(|c| (c.as_str().to_string(), serde_json::Value::Bool(self.allows(*c))))
+            .map(|c| {
+                (
+                    c.as_str().to_string(),
+                    serde_json::Value::Bool(self.allows(*c)),
+                )
+            })
             .collect()
     }
 }

@@ -1,1 +1,271 @@
-//! (to be written)
+//! The gating decisions: may this cookie be set on the browser (`Set-Cookie`) or sent to the
+//! origin (`Cookie`)? And which lines expire cookies whose consent was withdrawn?
+
+use super::classify::{Classifier, Origin};
+use crate::consent::{Category, ConsentState};
+use serde::{Deserialize, Serialize};
+
+/// What to do with cookies no rule, catalogue or database classifies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnknownPolicy {
+    /// Treat as non-consented (fail closed; the default).
+    #[default]
+    Strip,
+    /// Let them through.
+    Keep,
+}
+
+/// One cookie's classification and whether the visitor's consent allows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// `None` = unknown.
+    pub category: Option<Category>,
+    pub origin: Option<Origin>,
+    pub allowed: bool,
+}
+
+impl Verdict {
+    pub fn category_label(&self) -> &'static str {
+        self.category.map_or("unknown", Category::as_str)
+    }
+}
+
+/// The per-site inputs to every decision.
+pub struct Gate<'a> {
+    pub classifier: &'a Classifier,
+    pub unknown: UnknownPolicy,
+    /// Cookie-name rules that also need IAB TCF vendor consent (`_ga` -> 755).
+    pub vendor_rules: &'a [(super::classify::RuleSet, u16)],
+}
+
+impl Gate<'_> {
+    pub fn verdict(&self, name: &str, consent: &ConsentState) -> Verdict {
+        match self.classifier.classify(name) {
+            None => Verdict {
+                category: None,
+                origin: None,
+                allowed: self.unknown == UnknownPolicy::Keep,
+            },
+            Some((category, origin)) => {
+                let mut allowed = consent.grants.allows(category);
+                if allowed && category != Category::Necessary && origin != Origin::ConsentCookie {
+                    allowed = self.vendor_allows(name, consent);
+                }
+                Verdict {
+                    category: Some(category),
+                    origin: Some(origin),
+                    allowed,
+                }
+            }
+        }
+    }
+
+    /// A vendor rule that matches needs that vendor's consent in a TCF string; with no TCF
+    /// string read, it is refused (fail closed).
+    fn vendor_allows(&self, name: &str, consent: &ConsentState) -> bool {
+        for (rules, vendor) in self.vendor_rules {
+            if rules.lookup(name).is_some() {
+                let ok = consent
+                    .vendors
+                    .as_ref()
+                    .is_some_and(|v| v.contains(*vendor));
+                if !ok {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+}
+
+/// What happens to a request cookie on its way to the origin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestAction {
+    /// Sent to the origin unchanged.
+    Forward,
+    /// Removed from the request (unknown cookies under `unknown_cookies = "strip"`).
+    Strip,
+    /// Removed, and expired in the response: its category has no consent (withdrawal).
+    Expire,
+}
+
+pub fn request_action(v: &Verdict) -> RequestAction {
+    match (v.allowed, v.category) {
+        (true, _) => RequestAction::Forward,
+        (false, None) => RequestAction::Strip,
+        (false, Some(_)) => RequestAction::Expire,
+    }
+}
+
+/// The cookie name of a `Set-Cookie` line: the bytes before the first `=` of the first
+/// `;`-separated part, trimmed. A line without `=` there names the empty cookie
+/// (RFC 6265bis 5.6, step 3).
+pub fn set_cookie_name(line: &[u8]) -> &[u8] {
+    let pair = match line.iter().position(|b| *b == b';') {
+        Some(i) => &line[..i],
+        None => line,
+    };
+    match pair.iter().position(|b| *b == b'=') {
+        Some(i) => pair[..i].trim_ascii(),
+        None => b"",
+    }
+}
+
+/// RFC 6265 token characters: only such names can be written back safely in an expiry line.
+fn is_token(name: &str) -> bool {
+    !name.is_empty()
+        && name.bytes().all(|b| {
+            b.is_ascii_graphic()
+                && !matches!(
+                    b,
+                    b'(' | b')'
+                        | b'<'
+                        | b'>'
+                        | b'@'
+                        | b','
+                        | b';'
+                        | b':'
+                        | b'\\'
+                        | b'"'
+                        | b'/'
+                        | b'['
+                        | b']'
+                        | b'?'
+                        | b'='
+                        | b'{'
+                        | b'}'
+                )
+        })
+}
+
+/// The `Set-Cookie` lines that delete `name` in the browser: one per configured path, for the
+/// host-only cookie and for each configured Domain variant (a cookie set with `Domain=` is only
+/// deleted by a line with the same Domain). Cookie-name prefixes are honoured: `__Host-` needs
+/// `Secure; Path=/` and no Domain, `__Secure-` needs `Secure`.
+pub fn expiry_lines(name: &str, paths: &[String], domains: &[String]) -> Vec<String> {
+    if !is_token(name) {
+        return Vec::new();
+    }
+    const TAIL: &str = "Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT";
+    if name.starts_with("__Host-") {
+        return vec![format!("{name}=; {TAIL}; Path=/; Secure")];
+    }
+    let secure = if name.starts_with("__Secure-") {
+        "; Secure"
+    } else {
+        ""
+    };
+    let mut out = Vec::with_capacity(paths.len() * (1 + domains.len()));
+    for path in paths {
+        out.push(format!("{name}=; {TAIL}; Path={path}{secure}"));
+        for domain in domains {
+            out.push(format!(
+                "{name}=; {TAIL}; Path={path}; Domain={domain}{secure}"
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consent::Grants;
+    use crate::cookies::classify::RuleSet;
+
+    fn classifier() -> Classifier {
+        let mut consent = RuleSet::default();
+        consent.add("consent", Category::Necessary).unwrap();
+        let mut rules = RuleSet::default();
+        rules.add("SESSIONID", Category::Necessary).unwrap();
+        rules.add("_ga", Category::Analytics).unwrap();
+        rules.add("_ga_*", Category::Analytics).unwrap();
+        rules.add("_fbp", Category::Marketing).unwrap();
+        Classifier::new(consent, rules, RuleSet::default())
+    }
+
+    fn state(cats: &[Category]) -> ConsentState {
+        ConsentState {
+            grants: Grants::from_categories(cats.iter().copied()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn verdicts_follow_consent() {
+        let c = classifier();
+        let gate = Gate {
+            classifier: &c,
+            unknown: UnknownPolicy::Strip,
+            vendor_rules: &[],
+        };
+        let none = state(&[]);
+        let analytics = state(&[Category::Analytics]);
+        assert!(gate.verdict("SESSIONID", &none).allowed);
+        assert!(gate.verdict("consent", &none).allowed);
+        assert!(!gate.verdict("_ga", &none).allowed);
+        assert!(gate.verdict("_ga_XYZ", &analytics).allowed);
+        assert!(!gate.verdict("_fbp", &analytics).allowed);
+        let unknown = gate.verdict("whatever", &analytics);
+        assert_eq!((unknown.category, unknown.allowed), (None, false));
+        assert_eq!(request_action(&unknown), RequestAction::Strip);
+        assert_eq!(
+            request_action(&gate.verdict("_fbp", &none)),
+            RequestAction::Expire
+        );
+        let keep = Gate {
+            unknown: UnknownPolicy::Keep,
+            ..gate
+        };
+        assert!(keep.verdict("whatever", &none).allowed);
+    }
+
+    #[test]
+    fn vendor_rules_fail_closed() {
+        let c = classifier();
+        let mut ga = RuleSet::default();
+        ga.add("_ga*", Category::Analytics).unwrap();
+        let rules = vec![(ga, 755u16)];
+        let gate = Gate {
+            classifier: &c,
+            unknown: UnknownPolicy::Strip,
+            vendor_rules: &rules,
+        };
+        let mut s = state(&[Category::Analytics]);
+        assert!(!gate.verdict("_ga", &s).allowed, "no TCF string: refused");
+        let mut v = crate::consent::VendorSet::default();
+        v.insert(755);
+        s.vendors = Some(std::sync::Arc::new(v));
+        assert!(gate.verdict("_ga", &s).allowed);
+    }
+
+    #[test]
+    fn set_cookie_names() {
+        assert_eq!(set_cookie_name(b"_ga=GA1.2; Path=/"), b"_ga");
+        assert_eq!(set_cookie_name(b" sid = x"), b"sid");
+        assert_eq!(set_cookie_name(b"novalue; Path=/"), b"");
+        assert_eq!(set_cookie_name(b"a=b=c"), b"a");
+        assert_eq!(set_cookie_name(b""), b"");
+    }
+
+    #[test]
+    fn expiry_variants() {
+        let l = expiry_lines("_ga", &["/".into()], &["example.com".into()]);
+        assert_eq!(
+            l,
+            vec![
+                "_ga=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/",
+                "_ga=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/; Domain=example.com"
+            ]
+        );
+        assert_eq!(
+            expiry_lines("__Host-x", &["/a".into()], &["e.com".into()]).len(),
+            1
+        );
+        assert!(expiry_lines("__Secure-x", &["/".into()], &[])[0].ends_with("; Secure"));
+        assert!(expiry_lines("bad name", &["/".into()], &[]).is_empty());
+        assert!(expiry_lines("", &["/".into()], &[]).is_empty());
+    }
+}

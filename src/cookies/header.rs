@@ -138,6 +138,9 @@ mod tests {
     fn jar_reads_every_line() {
         let jar = CookieJar::from_headers([&b"a=1"[..], &b"b=2; a=3"[..]]);
         assert_eq!(jar.len(), 3);
-        assert_eq!(jar.values("a").collect::<Vec<_>>(), vec![&b"1"[..], &b"3"[..]]);
+        assert_eq!(
+            jar.values("a").collect::<Vec<_>>(),
+            vec![&b"1"[..], &b"3"[..]]
+        );
     }
 }
