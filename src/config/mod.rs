@@ -1,1 +1,585 @@
-//! (to be written)
+//! The configuration file: TOML -> validated [`Config`].
+//!
+//! Every problem is reported as `FILE:LINE: what is wrong; how to fix it`, and validation goes on
+//! after the first semantic problem so `consentgate check` lists them all in one run. (A TOML
+//! syntax error or an unknown key stops the TOML parser itself, so that one comes alone.)
+
+mod raw;
+
+use crate::consent::gpc::GpcPolicy;
+use crate::consent::Category;
+use crate::cookies::classify::{check_pattern, RuleSet};
+use crate::cookies::gate::UnknownPolicy;
+use crate::cookies::ocd;
+use raw::{RawConfig, RawSite};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// What the proxy does with its decisions for a site.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Strip and block what has no consent.
+    #[default]
+    Enforce,
+    /// Decide, log and count, but change nothing.
+    ReportOnly,
+    /// A plain reverse proxy: no decisions at all.
+    Off,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::ReportOnly => "report-only",
+            Mode::Off => "off",
+        }
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    pub proxy: ProxyConfig,
+    pub sites: Vec<SiteConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub listen: Vec<String>,
+    pub admin: Option<String>,
+    pub threads: usize,
+    /// One JSON line per request on stdout.
+    pub access_log: bool,
+    /// Seconds between the shutdown signal and closing listeners (pingora's grace period).
+    pub grace_period_seconds: u64,
+    /// Seconds in-flight requests get to finish on shutdown.
+    pub shutdown_timeout_seconds: u64,
+}
+
+#[derive(Debug)]
+pub struct SiteConfig {
+    pub name: String,
+    pub hosts: Vec<String>,
+    pub upstreams: Vec<String>,
+    pub mode: Mode,
+    pub unknown_cookies: UnknownPolicy,
+    pub gpc: GpcPolicy,
+    /// Domain attributes the site sets cookies with (expiry lines are sent for each).
+    pub cookie_domains: Vec<String>,
+    /// Paths the site sets cookies on (default `/`).
+    pub cookie_paths: Vec<String>,
+    pub consent: ConsentConfig,
+    /// Operator rules, already compiled.
+    pub rules: RuleSet,
+    /// Open Cookie Database rules, if a CSV was configured.
+    pub database: RuleSet,
+    /// Cookie-name patterns that also need a TCF vendor's consent.
+    pub vendor_rules: Vec<(RuleSet, u16)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConsentConfig {
+    /// The first-party consent cookie's name.
+    pub cookie: String,
+    /// The formats read, in order.
+    pub sources: Vec<String>,
+}
+
+/// One problem in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    /// 1-based; 0 when the problem is not tied to a line.
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line > 0 {
+            write!(f, "{}:{}: {}", self.file, self.line, self.message)
+        } else {
+            write!(f, "{}: {}", self.file, self.message)
+        }
+    }
+}
+
+/// All problems found in one file.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// The format names `[site.consent] sources` accepts.
+pub const SOURCE_FORMATS: &[&str] = &["first-party"];
+
+/// Reads and validates a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: file.clone(),
+            line: 0,
+            message: format!(
+                "cannot read the configuration file: {e}; pass an existing file with --config"
+            ),
+        }])
+    })?;
+    parse(&text, path)
+}
+
+/// Validates configuration text; `path` names the file in messages and anchors relative paths.
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
+    let mut v = Validator {
+        file: path.display().to_string(),
+        text,
+        base: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        errors: Vec::new(),
+    };
+    let raw: RawConfig = match toml::from_str(text) {
+        Ok(r) => r,
+        Err(e) => {
+            let line = e.span().map_or(0, |s| v.line_of(s.start));
+            return Err(ConfigErrors(vec![ConfigError {
+                file: v.file.clone(),
+                line,
+                message: raw::explain_toml_error(e.message()),
+            }]));
+        }
+    };
+    let proxy = v.proxy(&raw);
+    let mut sites = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    let mut catch_all: Option<String> = None;
+    if raw.site.is_empty() {
+        v.error(
+            0,
+            "no [[site]] is configured; add one with `name`, `hosts` and `upstreams`",
+        );
+    }
+    for s in &raw.site {
+        if let Some(site) = v.site(s) {
+            if !names.insert(site.name.clone()) {
+                v.error_at(
+                    s.name.span(),
+                    format!(
+                        "site name `{}` is used twice; give each [[site]] its own name",
+                        site.name
+                    ),
+                );
+            }
+            if site.hosts.iter().any(|h| h == "*") {
+                if let Some(first) = &catch_all {
+                    v.error_at(
+                        s.hosts.span(),
+                        format!(
+                            "site `{}` also has host \"*\", but `{first}` already is the default site; only one site may use \"*\"",
+                            site.name
+                        ),
+                    );
+                } else {
+                    catch_all = Some(site.name.clone());
+                }
+            }
+            sites.push(site);
+        }
+    }
+    if v.errors.is_empty() {
+        Ok(Config {
+            path: path.to_path_buf(),
+            proxy,
+            sites,
+        })
+    } else {
+        Err(ConfigErrors(v.errors))
+    }
+}
+
+struct Validator<'a> {
+    file: String,
+    text: &'a str,
+    base: PathBuf,
+    errors: Vec<ConfigError>,
+}
+
+impl Validator<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1
+    }
+
+    fn error(&mut self, line: usize, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            file: self.file.clone(),
+            line,
+            message: message.into(),
+        });
+    }
+
+    fn error_at(&mut self, span: std::ops::Range<usize>, message: impl Into<String>) {
+        let line = self.line_of(span.start);
+        self.error(line, message);
+    }
+
+    fn address(&mut self, what: &str, addr: &Spanned<String>) -> Option<String> {
+        match addr.get_ref().parse::<SocketAddr>() {
+            Ok(_) => Some(addr.get_ref().clone()),
+            Err(_) => {
+                self.error_at(
+                    addr.span(),
+                    format!(
+                        "{what} `{}` is not an IP:port address; write it like \"127.0.0.1:8080\" or \"[::1]:8080\"",
+                        addr.get_ref()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn proxy(&mut self, raw: &RawConfig) -> ProxyConfig {
+        let p = &raw.proxy;
+        let mut listen = Vec::new();
+        if p.listen.get_ref().is_empty() {
+            self.error_at(
+                p.listen.span(),
+                "`listen` is empty; give at least one address like \"127.0.0.1:8080\"",
+            );
+        }
+        for a in p.listen.get_ref() {
+            if let Some(a) = self.address("listen address", a) {
+                listen.push(a);
+            }
+        }
+        let admin = p.admin.as_ref().and_then(|a| self.address("admin address", a));
+        let threads = match &p.threads {
+            None => 1,
+            Some(t) if (1..=1024).contains(t.get_ref()) => *t.get_ref() as usize,
+            Some(t) => {
+                self.error_at(
+                    t.span(),
+                    format!(
+                        "threads = {} is out of range; use a number from 1 to the machine's cores",
+                        t.get_ref()
+                    ),
+                );
+                1
+            }
+        };
+        ProxyConfig {
+            listen,
+            admin,
+            threads,
+            access_log: p.access_log,
+            grace_period_seconds: p.grace_period_seconds,
+            shutdown_timeout_seconds: p.shutdown_timeout_seconds,
+        }
+    }
+
+    fn site(&mut self, s: &RawSite) -> Option<SiteConfig> {
+        let before = self.errors.len();
+        let name = s.name.get_ref().trim().to_string();
+        if name.is_empty() {
+            self.error_at(s.name.span(), "site `name` is empty; name the site");
+        }
+        let mut hosts = Vec::new();
+        if s.hosts.get_ref().is_empty() {
+            self.error_at(
+                s.hosts.span(),
+                "`hosts` is empty; list host names, `*.example.com` patterns, or \"*\" for the default site",
+            );
+        }
+        for h in s.hosts.get_ref() {
+            let host = h.get_ref().trim().to_ascii_lowercase();
+            let bare = host.strip_prefix("*.").unwrap_or(&host);
+            let ok = host == "*"
+                || (!bare.is_empty()
+                    && bare
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')));
+            if ok {
+                hosts.push(host);
+            } else {
+                self.error_at(
+                    h.span(),
+                    format!(
+                        "host pattern `{}` is not valid; use `example.com`, `*.example.com` or \"*\" (no port, no scheme)",
+                        h.get_ref()
+                    ),
+                );
+            }
+        }
+        let mut upstreams = Vec::new();
+        if s.upstreams.get_ref().is_empty() {
+            self.error_at(
+                s.upstreams.span(),
+                "`upstreams` is empty; list at least one origin like \"127.0.0.1:8081\"",
+            );
+        }
+        for u in s.upstreams.get_ref() {
+            match u.get_ref().to_socket_addrs() {
+                Ok(addrs) if addrs.len() > 0 => upstreams.push(u.get_ref().clone()),
+                _ => self.error_at(
+                    u.span(),
+                    format!(
+                        "upstream `{}` is not a reachable HOST:PORT; write it like \"127.0.0.1:8081\"",
+                        u.get_ref()
+                    ),
+                ),
+            }
+        }
+        let mut cookie_domains = Vec::new();
+        for d in &s.cookie_domains {
+            let dom = d.get_ref().trim();
+            if dom.is_empty()
+                || !dom
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'))
+            {
+                self.error_at(
+                    d.span(),
+                    format!("cookie domain `{}` is not a domain name; write it like \"example.com\" or \".example.com\"", d.get_ref()),
+                );
+            } else {
+                cookie_domains.push(dom.to_string());
+            }
+        }
+        let mut cookie_paths = Vec::new();
+        for p in &s.cookie_paths {
+            if !p.get_ref().starts_with('/') || p.get_ref().contains([';', ' ']) {
+                self.error_at(
+                    p.span(),
+                    format!(
+                        "cookie path `{}` must start with `/` and contain no `;` or spaces",
+                        p.get_ref()
+                    ),
+                );
+            } else {
+                cookie_paths.push(p.get_ref().clone());
+            }
+        }
+        if cookie_paths.is_empty() {
+            cookie_paths.push("/".to_string());
+        }
+
+        // Consent sources.
+        let consent_cookie = s.consent.cookie.get_ref().trim().to_string();
+        if let Err(e) = check_pattern(&consent_cookie) {
+            self.error_at(
+                s.consent.cookie.span(),
+                format!("consent cookie name `{consent_cookie}` is not usable: {e}"),
+            );
+        }
+        let mut sources = Vec::new();
+        for src in &s.consent.sources {
+            let f = src.get_ref().trim();
+            if SOURCE_FORMATS.contains(&f) {
+                if !sources.iter().any(|x| x == f) {
+                    sources.push(f.to_string());
+                }
+            } else {
+                self.error_at(
+                    src.span(),
+                    format!(
+                        "unknown consent source `{f}`; use one of: {}",
+                        SOURCE_FORMATS.join(", ")
+                    ),
+                );
+            }
+        }
+        if sources.is_empty() && !s.consent.sources.is_empty() {
+            // Every entry was wrong: already reported.
+        } else if sources.is_empty() {
+            sources.push("first-party".to_string());
+        }
+
+        // Operator cookie rules.
+        let mut rules = RuleSet::default();
+        let c = &s.cookies;
+        for (cat, list) in [
+            (Category::Necessary, &c.necessary),
+            (Category::Preferences, &c.preferences),
+            (Category::Analytics, &c.analytics),
+            (Category::Marketing, &c.marketing),
+        ] {
+            for pat in list {
+                if let Err(e) = rules.add(pat.get_ref().trim(), cat) {
+                    self.error_at(
+                        pat.span(),
+                        format!(
+                            "cookie pattern `{}` under {cat}: {e}; write a name, `prefix*` or a glob like `_ga_*`",
+                            pat.get_ref()
+                        ),
+                    );
+                }
+            }
+        }
+        let mut vendor_rules: Vec<(RuleSet, u16)> = Vec::new();
+        for (pat, vendor) in &c.vendors {
+            let id = *vendor.get_ref();
+            if !(1..=65535).contains(&id) {
+                self.error_at(
+                    vendor.span(),
+                    format!(
+                        "vendor id {id} for `{pat}` is out of range; IAB vendor ids are 1 to 65535"
+                    ),
+                );
+                continue;
+            }
+            let mut rs = RuleSet::default();
+            if let Err(e) = rs.add(pat, Category::Necessary) {
+                self.error_at(
+                    vendor.span(),
+                    format!("cookie pattern `{pat}` in [site.cookies.vendors]: {e}"),
+                );
+                continue;
+            }
+            vendor_rules.push((rs, id as u16));
+        }
+        let mut database = RuleSet::default();
+        if let Some(p) = &c.open_cookie_database {
+            let path = self.resolve(p.get_ref());
+            match ocd::load(&path) {
+                Ok(rows) => {
+                    for r in rows {
+                        // Rows the loader accepted are valid names; a duplicate keeps the first.
+                        let _ = database.add(&r.pattern, r.category);
+                    }
+                }
+                Err(e) => self.error_at(
+                    p.span(),
+                    format!(
+                        "open_cookie_database: {e}; point it at the Open Cookie Database CSV (open-cookie-database.csv)"
+                    ),
+                ),
+            }
+        }
+        if self.errors.len() > before {
+            return None;
+        }
+        Some(SiteConfig {
+            name,
+            hosts,
+            upstreams,
+            mode: s.mode,
+            unknown_cookies: s.unknown_cookies,
+            gpc: s.gpc,
+            cookie_domains,
+            cookie_paths,
+            consent: ConsentConfig {
+                cookie: consent_cookie,
+                sources,
+            },
+            rules,
+            database,
+            vendor_rules,
+        })
+    }
+
+    /// A relative path is taken from the working directory if it exists there (paths in the
+    /// example config are written from the project root), else from the config file's folder.
+    fn resolve(&self, p: &str) -> PathBuf {
+        let path = PathBuf::from(p);
+        if path.is_absolute() || path.exists() {
+            path
+        } else {
+            self.base.join(path)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+[proxy]
+listen = ["127.0.0.1:8080"]
+admin = "127.0.0.1:9090"
+threads = 2
+
+[[site]]
+name = "example"
+hosts = ["*"]
+upstreams = ["127.0.0.1:8081"]
+mode = "enforce"
+unknown_cookies = "strip"
+gpc = "deny-marketing"
+
+[site.consent]
+cookie = "consent"
+
+[site.cookies]
+necessary = ["SESSIONID"]
+analytics = ["_ga", "_ga_*", "_gid"]
+marketing = ["_fbp", "_gcl_*"]
+"#;
+
+    fn errs(text: &str) -> Vec<String> {
+        match parse(text, Path::new("t.toml")) {
+            Ok(_) => vec![],
+            Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_issue_example_is_accepted() {
+        let c = parse(EXAMPLE, Path::new("t.toml")).unwrap();
+        assert_eq!(c.proxy.threads, 2);
+        assert_eq!(c.sites[0].mode, Mode::Enforce);
+        assert_eq!(c.sites[0].rules.lookup("_gcl_au"), Some(Category::Marketing));
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_fix() {
+        let e = errs(&EXAMPLE.replace("threads = 2", "thread = 2"));
+        assert_eq!(e.len(), 1);
+        assert!(e[0].starts_with("t.toml:5: "), "{e:?}");
+        assert!(e[0].contains("unknown key `thread`"), "{e:?}");
+        assert!(e[0].contains("did you mean `threads`"), "{e:?}");
+    }
+
+    #[test]
+    fn every_semantic_error_is_listed() {
+        let bad = EXAMPLE
+            .replace("127.0.0.1:8080", "localhost-8080")
+            .replace("\"127.0.0.1:9090\"", "\"nope\"")
+            .replace("\"_gid\"", "\"a b\"");
+        let e = errs(&bad);
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(e[0].starts_with("t.toml:3: listen address `localhost-8080`"));
+        assert!(e[1].starts_with("t.toml:4: admin address `nope`"));
+        assert!(e[2].starts_with("t.toml:20: cookie pattern `a b`"));
+    }
+
+    #[test]
+    fn unknown_category_and_mode() {
+        let e = errs(&EXAMPLE.replace("marketing = [", "advertising = ["));
+        assert!(e[0].contains("t.toml:21") && e[0].contains("unknown key `advertising`"));
+        let e = errs(&EXAMPLE.replace("mode = \"enforce\"", "mode = \"strict\""));
+        assert!(e[0].contains("t.toml:11") && e[0].contains("enforce"), "{e:?}");
+    }
+}

@@ -1,0 +1,172 @@
+//! The file as written: serde structs that mirror the TOML, with spans kept for line numbers.
+//! Defaults live here, once; `docs/CONFIG.md` and `conf/consentgate.toml` document them.
+
+use crate::config::Mode;
+use crate::consent::gpc::GpcPolicy;
+use crate::cookies::gate::UnknownPolicy;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use toml::Spanned;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub proxy: RawProxy,
+    #[serde(default)]
+    pub site: Vec<RawSite>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProxy {
+    pub listen: Spanned<Vec<Spanned<String>>>,
+    pub admin: Option<Spanned<String>>,
+    pub threads: Option<Spanned<i64>>,
+    #[serde(default = "yes")]
+    pub access_log: bool,
+    #[serde(default = "grace_period")]
+    pub grace_period_seconds: u64,
+    #[serde(default = "shutdown_timeout")]
+    pub shutdown_timeout_seconds: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSite {
+    pub name: Spanned<String>,
+    #[serde(default = "any_host")]
+    pub hosts: Spanned<Vec<Spanned<String>>>,
+    pub upstreams: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default)]
+    pub unknown_cookies: UnknownPolicy,
+    #[serde(default)]
+    pub gpc: GpcPolicy,
+    #[serde(default)]
+    pub cookie_domains: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub cookie_paths: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub consent: RawConsent,
+    #[serde(default)]
+    pub cookies: RawCookies,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConsent {
+    #[serde(default = "consent_cookie")]
+    pub cookie: Spanned<String>,
+    #[serde(default)]
+    pub sources: Vec<Spanned<String>>,
+}
+
+impl Default for RawConsent {
+    fn default() -> Self {
+        RawConsent {
+            cookie: consent_cookie(),
+            sources: Vec::new(),
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawCookies {
+    #[serde(default)]
+    pub necessary: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub preferences: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub analytics: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub marketing: Vec<Spanned<String>>,
+    /// Path to an Open Cookie Database CSV.
+    pub open_cookie_database: Option<Spanned<String>>,
+    /// Cookie pattern -> IAB TCF vendor id whose consent the cookie also needs.
+    #[serde(default)]
+    pub vendors: BTreeMap<String, Spanned<i64>>,
+}
+
+fn yes() -> bool {
+    true
+}
+fn grace_period() -> u64 {
+    0
+}
+fn shutdown_timeout() -> u64 {
+    10
+}
+fn any_host() -> Spanned<Vec<Spanned<String>>> {
+    Spanned::new(0..0, vec![Spanned::new(0..0, "*".to_string())])
+}
+fn consent_cookie() -> Spanned<String> {
+    Spanned::new(0..0, "consent".to_string())
+}
+
+/// Rewrites serde's messages into "what is wrong; how to fix it".
+pub fn explain_toml_error(msg: &str) -> String {
+    let msg = msg.trim();
+    if let Some(rest) = msg.strip_prefix("unknown field `") {
+        if let Some((key, expected)) = rest.split_once('`') {
+            let known: Vec<&str> = expected
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .filter(|s| !s.is_empty())
+                .collect();
+            let hint = closest(key, &known)
+                .map(|k| format!("did you mean `{k}`? "))
+                .unwrap_or_default();
+            let list = if known.is_empty() {
+                "this table takes no keys".to_string()
+            } else {
+                format!("known keys here: {}", known.join(", "))
+            };
+            return format!("unknown key `{key}`; {hint}{list}");
+        }
+    }
+    if let Some(rest) = msg.strip_prefix("unknown variant `") {
+        if let Some((val, expected)) = rest.split_once('`') {
+            let known: Vec<&str> = expected
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .filter(|s| !s.is_empty())
+                .collect();
+            return format!("`{val}` is not allowed here; use one of: {}", known.join(", "));
+        }
+    }
+    if let Some(field) = msg
+        .strip_prefix("missing field `")
+        .and_then(|r| r.split('`').next())
+    {
+        return format!("missing key `{field}`; add it to this table");
+    }
+    msg.to_string()
+}
+
+/// The known key nearest to a misspelt one (edit distance at most 2).
+fn closest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| (levenshtein(key, k), *k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| k)
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
