@@ -1,1 +1,197 @@
-//! (to be written)
+//! The admin listener (keep it on loopback): `GET /metrics` (Prometheus text), `GET /healthz`,
+//! `GET /status` (JSON), `POST /reload` (re-read the configuration file).
+
+use crate::runtime::{reload, Runtime};
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use http::{Response, StatusCode};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+pub struct AdminApp {
+    pub runtime: Arc<ArcSwap<Runtime>>,
+}
+
+fn reply(status: StatusCode, content_type: &str, body: impl Into<Vec<u8>>) -> Response<Vec<u8>> {
+    let body = body.into();
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, content_type)
+        .header(http::header::CONTENT_LENGTH, body.len())
+        .header(http::header::CACHE_CONTROL, "no-store")
+        .body(body)
+        .expect("static headers are valid")
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let method = session.req_header().method.clone();
+        let path = session.req_header().uri.path().to_string();
+        match (method.as_str(), path.as_str()) {
+            ("GET", "/metrics") => reply(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                crate::metrics::render(),
+            ),
+            ("GET", "/healthz") => reply(StatusCode::OK, "text/plain", "ok\n"),
+            ("GET", "/status") => {
+                let body = status_json(&self.runtime.load());
+                reply(
+                    StatusCode::OK,
+                    "application/json",
+                    serde_json::to_vec_pretty(&body).unwrap_or_default(),
+                )
+            }
+            ("POST", "/reload") => match reload(&self.runtime) {
+                Ok(msg) => reply(StatusCode::OK, "text/plain", format!("{msg}\n")),
+                Err(e) => reply(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "text/plain",
+                    format!("reload refused, the previous configuration stays in force:\n{e}\n"),
+                ),
+            },
+            (_, "/metrics" | "/healthz" | "/status" | "/reload") => reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                "use GET for /metrics /healthz /status and POST for /reload\n",
+            ),
+            _ => reply(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "consentgate admin: GET /metrics /healthz /status, POST /reload\n",
+            ),
+        }
+    }
+}
+
+/// Sums every sample of a counter family per `site` label value.
+fn sums_by_site(families: &[prometheus::proto::MetricFamily], name: &str) -> HashMap<String, u64> {
+    sums_by_site_where(families, name, |_| true)
+}
+
+fn sums_by_site_where(
+    families: &[prometheus::proto::MetricFamily],
+    name: &str,
+    keep: impl Fn(&prometheus::proto::Metric) -> bool,
+) -> HashMap<String, u64> {
+    let mut out = HashMap::new();
+    for f in families.iter().filter(|f| f.get_name() == name) {
+        for m in f.get_metric().iter().filter(|m| keep(m)) {
+            let site = m
+                .get_label()
+                .iter()
+                .find(|l| l.get_name() == "site")
+                .map(|l| l.get_value().to_string())
+                .unwrap_or_default();
+            *out.entry(site).or_insert(0) += m.get_counter().get_value() as u64;
+        }
+    }
+    out
+}
+
+fn label_is(m: &prometheus::proto::Metric, name: &str, value: &str) -> bool {
+    m.get_label()
+        .iter()
+        .any(|l| l.get_name() == name && l.get_value() == value)
+}
+
+pub fn status_json(rt: &Runtime) -> serde_json::Value {
+    let families = prometheus::gather();
+    let requests = sums_by_site(&families, "consentgate_requests_total");
+    let kept = sums_by_site_where(&families, "consentgate_set_cookie_total", |m| {
+        label_is(m, "action", "kept")
+    });
+    let stripped = sums_by_site_where(&families, "consentgate_set_cookie_total", |m| {
+        label_is(m, "action", "stripped")
+    });
+    let req_stripped = sums_by_site_where(
+        &families,
+        "consentgate_request_cookies_stripped_total",
+        |m| label_is(m, "action", "stripped"),
+    );
+    let expired = sums_by_site(&families, "consentgate_cookies_expired_total");
+    let consent_errors = sums_by_site(&families, "consentgate_consent_errors_total");
+    let upstream_errors = sums_by_site(&families, "consentgate_upstream_errors_total");
+    let get = |m: &HashMap<String, u64>, s: &str| m.get(s).copied().unwrap_or(0);
+    let sites: Vec<_> = rt
+        .sites
+        .iter()
+        .map(|s| {
+            json!({
+                "name": s.name,
+                "hosts": s.hosts,
+                "upstreams": s.upstreams,
+                "mode": s.mode.as_str(),
+                "unknown_cookies": s.unknown_cookies,
+                "gpc": s.gpc.as_str(),
+                "consent_sources": s.readers.iter().map(|r| r.format()).collect::<Vec<_>>(),
+                "totals": {
+                    "requests": get(&requests, &s.name),
+                    "set_cookie_kept": get(&kept, &s.name),
+                    "set_cookie_stripped": get(&stripped, &s.name),
+                    "request_cookies_stripped": get(&req_stripped, &s.name),
+                    "cookies_expired": get(&expired, &s.name),
+                    "consent_errors": get(&consent_errors, &s.name),
+                    "upstream_errors": get(&upstream_errors, &s.name),
+                }
+            })
+        })
+        .collect();
+    let total = |m: &HashMap<String, u64>| m.values().sum::<u64>();
+    let loaded = rt
+        .loaded_at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "config_path": rt.config_path.display().to_string(),
+        "config_loaded_at": rfc3339(loaded),
+        "config_loaded_at_unix": loaded,
+        "listen": rt.proxy.listen,
+        "sites": sites,
+        "totals": {
+            "requests": total(&requests),
+            "set_cookie_kept": total(&kept),
+            "set_cookie_stripped": total(&stripped),
+            "request_cookies_stripped": total(&req_stripped),
+            "cookies_expired": total(&expired),
+            "consent_errors": total(&consent_errors),
+            "upstream_errors": total(&upstream_errors),
+        }
+    })
+}
+
+/// UTC `YYYY-MM-DDTHH:MM:SSZ` from Unix seconds (Howard Hinnant's days-to-civil algorithm).
+fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
+    }
+}

@@ -1,1 +1,190 @@
-fn main() {}
+//! consentgate command line: wiring only. See `consentgate --help`.
+
+use clap::{Parser, Subcommand};
+use consentgate::runtime::Runtime;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "consentgate",
+    version,
+    about = "A reverse proxy that enforces cookie consent"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve: proxy to the configured origins, gating cookies on consent.
+    Run {
+        #[arg(long, default_value = "conf/consentgate.toml")]
+        config: PathBuf,
+        /// Take over the listening sockets of a running consentgate (graceful binary upgrade;
+        /// then send SIGQUIT to the old process).
+        #[arg(long)]
+        upgrade: bool,
+        /// Socket used to hand listeners over during an upgrade.
+        #[arg(long, default_value = "/tmp/consentgate-upgrade.sock")]
+        upgrade_sock: String,
+    },
+    /// Validate a configuration file: exit 0, or print every problem as FILE:LINE: ... and exit 1.
+    Check {
+        #[arg(long, default_value = "conf/consentgate.toml")]
+        config: PathBuf,
+    },
+    /// Dry-run the decision for one request and print it as JSON.
+    Explain {
+        #[arg(long, default_value = "conf/consentgate.toml")]
+        config: PathBuf,
+        /// Host header (picks the site); defaults to the URL's host, else the "*" site.
+        #[arg(long)]
+        host: Option<String>,
+        /// A Cookie header value, e.g. 'consent=analytics; _ga=GA1.2.3.4'. Repeat for several lines.
+        #[arg(long)]
+        cookie: Vec<String>,
+        /// A response Set-Cookie line to judge. Repeatable.
+        #[arg(long = "set-cookie")]
+        set_cookie: Vec<String>,
+        /// The request carries Sec-GPC: 1.
+        #[arg(long)]
+        gpc: bool,
+        /// The request URL.
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Start a built-in example origin behind the proxy and print what to try.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin: String,
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        origin: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match consentgate::config::load(&config) {
+            Ok(c) => {
+                println!("{}: ok ({} sites)", config.display(), c.sites.len());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Explain {
+            config,
+            host,
+            cookie,
+            set_cookie,
+            gpc,
+            url,
+        } => {
+            let rt = match Runtime::load(&config) {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let req = consentgate::explain::ExplainRequest {
+                host: host.as_deref(),
+                cookies: &cookie,
+                set_cookies: &set_cookie,
+                gpc,
+                url: url.as_deref(),
+            };
+            match consentgate::explain::explain(&rt, &req) {
+                Ok(v) => {
+                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Run {
+            config,
+            upgrade,
+            upgrade_sock,
+        } => {
+            consentgate::server::init_logging();
+            let rt = match Runtime::load(&config) {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let opts = consentgate::server::RunOptions {
+                upgrade,
+                upgrade_sock: Some(upgrade_sock),
+            };
+            consentgate::server::run(rt, opts, Vec::new())
+        }
+        Command::Demo {
+            listen,
+            admin,
+            origin,
+        } => {
+            consentgate::server::init_logging();
+            let text = consentgate::demo::config_text(&listen, &admin, &origin);
+            let config = match consentgate::config::parse(&text, "demo.toml".as_ref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let rt = match Runtime::build(config) {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let mut origin_svc = pingora::services::listening::Service::new(
+                "demo origin".to_string(),
+                consentgate::demo::DemoOrigin::default(),
+            );
+            origin_svc.add_tcp(&origin);
+            print_demo_help(&listen, &admin, &origin);
+            consentgate::server::run(
+                rt,
+                consentgate::server::RunOptions::default(),
+                vec![Box::new(origin_svc)],
+            )
+        }
+    }
+}
+
+fn print_demo_help(listen: &str, admin: &str, origin: &str) {
+    eprintln!(
+        r#"
+consentgate demo
+  proxy   http://{listen}/        (open it in a browser and use the banner)
+  origin  http://{origin}/        (the same page without consentgate: every cookie is set)
+  admin   http://{admin}/metrics  /status  /healthz
+
+Try:
+  curl -si http://{listen}/ | grep -i set-cookie                        # no consent: only SESSIONID
+  curl -si -H 'Cookie: consent=analytics' http://{listen}/ | grep -i set-cookie   # + _ga
+  curl -si -H 'Cookie: consent=analytics,marketing' -H 'Sec-GPC: 1' http://{listen}/ | grep -i set-cookie
+  curl -s  -H 'Cookie: SESSIONID=x; _ga=GA1.1.1.1; _fbp=fb.1' http://{listen}/api/cookies   # what the origin receives
+  curl -s  http://{admin}/metrics | grep consentgate_
+Press Ctrl-C to stop.
+"#
+    );
+}

@@ -1,1 +1,251 @@
-//! (to be written)
+//! Every metric consentgate exports, in one place: the whole observable surface at a glance.
+//! All are Prometheus counters in the default registry, served on the admin listener's `/metrics`.
+//!
+//! Label values are bounded: `site` comes from configuration, `category` is one of the four
+//! categories or `unknown`, `consent` is `none|partial|all|invalid|off`, and cookie names seen
+//! unclassified are admitted as labels only up to [`UNKNOWN_NAME_LABELS`] distinct names.
+
+use once_cell::sync::Lazy;
+use prometheus::{register_int_counter_vec, IntCounter, IntCounterVec};
+use std::collections::HashSet;
+use std::sync::RwLock;
+
+/// Requests by site and the visitor's consent state.
+pub static REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "consentgate_requests_total",
+        "Requests by site and consent state (none, partial, all, invalid, off)",
+        &["site", "consent"]
+    )
+    .unwrap()
+});
+
+/// Response `Set-Cookie` lines by site, category and action.
+pub static SET_COOKIES: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "consentgate_set_cookie_total",
+        "Set-Cookie lines by site, category and action (kept, stripped, would_strip in report-only)",
+        &["site", "category", "action"]
+    )
+    .unwrap()
+});
+
+/// Request cookies withheld from the origin.
+pub static REQUEST_COOKIES_STRIPPED: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "consentgate_request_cookies_stripped_total",
+        "Request cookies removed before the origin, by site, category and action (stripped, would_strip)",
+        &["site", "category", "action"]
+    )
+    .unwrap()
+});
+
+/// Cookies deleted in the browser because their category has no consent (withdrawal).
+pub static COOKIES_EXPIRED: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "consentgate_cookies_expired_total",
+        "Cookies expired in the browser because consent for their category is absent or withdrawn",
+        &["site", "category"]
+    )
+    .unwrap()
+});
+
+/// Cookie names no rule, catalogue entry or database row classifies.
+pub static UNKNOWN_COOKIES: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "consentgate_unknown_cookies_total",
+        "Unclassified cookie names seen (request or response), by site and name; names past the label limit count as _other",
+        &["site", "name"]
+    )
+    .unwrap()
+});
+
+/// Consent sources present but unreadable (they granted nothing).
+pub static CONSENT_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "consentgate_consent_errors_total",
+        "Consent sources that could not be read (fail closed: they grant nothing), by site and format",
+        &["site", "format"]
+    )
+    .unwrap()
+});
+
+/// Requests whose upstream failed.
+pub static UPSTREAM_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "consentgate_upstream_errors_total",
+        "Requests that failed on the upstream side, by site and pingora error type",
+        &["site", "error"]
+    )
+    .unwrap()
+});
+
+/// Filter failures that were passed through (availability fails open).
+pub static FILTER_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "consentgate_filter_errors_total",
+        "Filter failures passed through unchanged (fail open), by site and stage",
+        &["site", "stage"]
+    )
+    .unwrap()
+});
+
+/// Requests carrying `Sec-GPC: 1`.
+pub static GPC_REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "consentgate_gpc_requests_total",
+        "Requests carrying Sec-GPC: 1, by site",
+        &["site"]
+    )
+    .unwrap()
+});
+
+/// Requests no site was configured for.
+pub static UNROUTED: Lazy<IntCounter> = Lazy::new(|| {
+    prometheus::register_int_counter!(
+        "consentgate_unrouted_requests_total",
+        "Requests whose Host matched no site (answered 421)"
+    )
+    .unwrap()
+});
+
+/// Configuration reloads by result.
+pub static RELOADS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "consentgate_config_reloads_total",
+        "Configuration reloads by result (ok, error)",
+        &["result"]
+    )
+    .unwrap()
+});
+
+/// How many distinct unknown cookie names may become label values.
+pub const UNKNOWN_NAME_LABELS: usize = 200;
+/// The label for names past that limit (or not printable).
+pub const OTHER_NAME: &str = "_other";
+
+static ADMITTED_NAMES: Lazy<RwLock<HashSet<String>>> = Lazy::new(Default::default);
+
+/// Counts an unknown cookie name, keeping label cardinality bounded.
+pub fn count_unknown_cookie(site: &str, name: &str) {
+    let label = admitted_label(name);
+    UNKNOWN_COOKIES.with_label_values(&[site, label]).inc();
+}
+
+fn admitted_label(name: &str) -> &str {
+    let printable = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
+    if !printable {
+        return OTHER_NAME;
+    }
+    if ADMITTED_NAMES.read().unwrap().contains(name) {
+        return name;
+    }
+    let mut set = ADMITTED_NAMES.write().unwrap();
+    if set.len() < UNKNOWN_NAME_LABELS {
+        set.insert(name.to_string());
+        name
+    } else if set.contains(name) {
+        name
+    } else {
+        OTHER_NAME
+    }
+}
+
+/// Forces every metric into existence so `/metrics` lists them from the start.
+pub fn init() {
+    Lazy::force(&REQUESTS);
+    Lazy::force(&SET_COOKIES);
+    Lazy::force(&REQUEST_COOKIES_STRIPPED);
+    Lazy::force(&COOKIES_EXPIRED);
+    Lazy::force(&UNKNOWN_COOKIES);
+    Lazy::force(&CONSENT_ERRORS);
+    Lazy::force(&UPSTREAM_ERRORS);
+    Lazy::force(&FILTER_ERRORS);
+    Lazy::force(&GPC_REQUESTS);
+    Lazy::force(&UNROUTED);
+    Lazy::force(&RELOADS);
+}
+
+/// Prometheus text exposition of everything registered.
+pub fn render() -> String {
+    use prometheus::Encoder;
+    let mut buf = Vec::new();
+    let _ = prometheus::TextEncoder::new().encode(&prometheus::gather(), &mut buf);
+    String::from_utf8(buf).unwrap_or_default()
+}
+
+/// Pre-resolved counters for one site, so the request path does not hash label values.
+pub struct SiteMetrics {
+    /// Indexed by [`consent_index`].
+    pub requests: [IntCounter; 5],
+    /// `[category][0 kept, 1 stripped, 2 would_strip]`; category index 4 = unknown.
+    pub set_cookies: [[IntCounter; 3]; 5],
+    /// `[category][0 stripped, 1 would_strip]`.
+    pub request_stripped: [[IntCounter; 2]; 5],
+    pub expired: [IntCounter; 5],
+    pub gpc: IntCounter,
+}
+
+/// Label values in the order the arrays above use.
+pub const CATEGORY_LABELS: [&str; 5] = [
+    "necessary",
+    "preferences",
+    "analytics",
+    "marketing",
+    "unknown",
+];
+pub const CONSENT_LABELS: [&str; 5] = ["none", "partial", "all", "invalid", "off"];
+
+pub fn consent_index(label: &str) -> usize {
+    CONSENT_LABELS.iter().position(|l| *l == label).unwrap_or(0)
+}
+
+/// Index into the per-category arrays: the category, or 4 for unknown.
+pub fn category_index(c: Option<crate::consent::Category>) -> usize {
+    c.map_or(4, |c| c as usize)
+}
+
+impl SiteMetrics {
+    pub fn new(site: &str) -> Self {
+        let by_cat = |f: &dyn Fn(&str) -> IntCounter| -> [IntCounter; 5] {
+            std::array::from_fn(|i| f(CATEGORY_LABELS[i]))
+        };
+        SiteMetrics {
+            requests: std::array::from_fn(|i| {
+                REQUESTS.with_label_values(&[site, CONSENT_LABELS[i]])
+            }),
+            set_cookies: std::array::from_fn(|c| {
+                ["kept", "stripped", "would_strip"]
+                    .map(|a| SET_COOKIES.with_label_values(&[site, CATEGORY_LABELS[c], a]))
+            }),
+            request_stripped: std::array::from_fn(|c| {
+                ["stripped", "would_strip"].map(|a| {
+                    REQUEST_COOKIES_STRIPPED.with_label_values(&[site, CATEGORY_LABELS[c], a])
+                })
+            }),
+            expired: by_cat(&|c| COOKIES_EXPIRED.with_label_values(&[site, c])),
+            gpc: GPC_REQUESTS.with_label_values(&[site]),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_name_labels_are_bounded() {
+        for i in 0..(UNKNOWN_NAME_LABELS + 50) {
+            count_unknown_cookie("t", &format!("c{i}"));
+        }
+        assert!(ADMITTED_NAMES.read().unwrap().len() <= UNKNOWN_NAME_LABELS);
+        assert_eq!(admitted_label("bad name"), OTHER_NAME);
+        assert_eq!(admitted_label(&"x".repeat(100)), OTHER_NAME);
+        let text = render();
+        assert!(text.contains("consentgate_unknown_cookies_total{name=\"_other\",site=\"t\"}"));
+    }
+}

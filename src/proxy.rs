@@ -1,1 +1,278 @@
-//! (to be written)
+//! The pingora glue: one method per request phase, each a thin call into the pure decisions in
+//! [`crate::decide`]. Everything a request learns lives in [`RequestCtx`].
+//!
+//! Failure policy (DESIGN.md invariants): a panic inside a decision never becomes a 5xx. On the
+//! request side the cookies go to the origin unchanged (the browser holds them already); on the
+//! response side every `Set-Cookie` is withheld (privacy fails closed); both are counted.
+
+use crate::config::Mode;
+use crate::decide::{expiry_set_cookies, judge_set_cookie, plan_request, RequestPlan};
+use crate::metrics::{self, category_index, consent_index};
+use crate::runtime::{Runtime, Site};
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use http::header::{COOKIE, HOST, SET_COOKIE};
+use http::HeaderValue;
+use pingora::prelude::*;
+use pingora::proxy::{ProxyHttp, Session};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The proxy service: holds the current configuration, swapped whole on reload.
+pub struct ConsentGate {
+    pub runtime: Arc<ArcSwap<Runtime>>,
+}
+
+/// Per-request state.
+pub struct RequestCtx {
+    started: Instant,
+    site: Option<Arc<Site>>,
+    plan: RequestPlan,
+    set_cookie_kept: u32,
+    set_cookie_stripped: u32,
+    expired: u32,
+    access_log: bool,
+}
+
+impl ConsentGate {
+    pub fn new(runtime: Arc<ArcSwap<Runtime>>) -> Self {
+        ConsentGate { runtime }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for ConsentGate {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            started: Instant::now(),
+            site: None,
+            plan: RequestPlan::default(),
+            set_cookie_kept: 0,
+            set_cookie_stripped: 0,
+            expired: 0,
+            access_log: false,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let rt = self.runtime.load();
+        ctx.access_log = rt.proxy.access_log;
+        let req = session.req_header();
+        let host = req
+            .headers
+            .get(HOST)
+            .map(|h| h.as_bytes())
+            .or_else(|| req.uri.host().map(str::as_bytes));
+        let Some(site) = rt.site_for_host(host).cloned() else {
+            metrics::UNROUTED.inc();
+            session.respond_error(421).await?;
+            return Ok(true);
+        };
+        if site.mode != Mode::Off {
+            let gpc = crate::consent::gpc::is_gpc_signal(
+                req.headers
+                    .get_all("sec-gpc")
+                    .iter()
+                    .map(HeaderValue::as_bytes),
+            );
+            let lines = req.headers.get_all(COOKIE);
+            match catch_unwind(AssertUnwindSafe(|| {
+                plan_request(&site, lines.iter().map(HeaderValue::as_bytes), gpc, false).0
+            })) {
+                Ok(plan) => ctx.plan = plan,
+                Err(_) => {
+                    metrics::FILTER_ERRORS
+                        .with_label_values(&[&site.name, "request_cookies"])
+                        .inc();
+                    ctx.plan = RequestPlan::default();
+                }
+            }
+        }
+        ctx.site = Some(site);
+        Ok(false)
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let site = ctx
+            .site
+            .as_ref()
+            .expect("request_filter routes every request");
+        let backend = site.balancer.select(b"", 256).ok_or_else(|| {
+            Error::explain(
+                ErrorType::ConnectNoRoute,
+                format!("site `{}` has no upstream to send to", site.name),
+            )
+        })?;
+        Ok(Box::new(HttpPeer::new(backend.addr, false, String::new())))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let Some(site) = &ctx.site else { return Ok(()) };
+        if site.mode != Mode::Enforce {
+            return Ok(());
+        }
+        if let Some(value) = &ctx.plan.upstream_cookie {
+            upstream_request.remove_header(&COOKIE);
+            if !value.is_empty() {
+                // Kept pairs are copied byte-for-byte; the joined line is valid header bytes
+                // because each pair came from a valid header value.
+                let v = HeaderValue::from_bytes(value).map_err(|e| {
+                    Error::because(ErrorType::InvalidHTTPHeader, "rebuilt Cookie header", e)
+                })?;
+                upstream_request.insert_header(COOKIE, v)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let Some(site) = ctx.site.clone() else {
+            return Ok(());
+        };
+        if site.mode == Mode::Off {
+            return Ok(());
+        }
+        let has_set_cookie = upstream_response.headers.contains_key(SET_COOKIE);
+        if !has_set_cookie && ctx.plan.expire.is_empty() {
+            return Ok(());
+        }
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            gate_set_cookies(&site, ctx, upstream_response)
+        }));
+        if outcome.is_err() {
+            metrics::FILTER_ERRORS
+                .with_label_values(&[&site.name, "set_cookie"])
+                .inc();
+            upstream_response.remove_header(&SET_COOKIE);
+        }
+        Ok(())
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let Some(site) = &ctx.site else { return };
+        let consent_label = if site.mode == Mode::Off {
+            "off"
+        } else {
+            ctx.plan.consent.label()
+        };
+        site.metrics.requests[consent_index(consent_label)].inc();
+        if ctx.plan.consent.gpc {
+            site.metrics.gpc.inc();
+        }
+        for s in &ctx.plan.consent.sources {
+            if s.error.is_some() {
+                metrics::CONSENT_ERRORS
+                    .with_label_values(&[&site.name, s.format])
+                    .inc();
+            }
+        }
+        let action = if site.mode == Mode::Enforce { 0 } else { 1 };
+        for (i, n) in ctx.plan.stripped.iter().enumerate() {
+            if *n > 0 {
+                site.metrics.request_stripped[i][action].inc_by(u64::from(*n));
+            }
+        }
+        for name in &ctx.plan.unknown_names {
+            metrics::count_unknown_cookie(&site.name, name);
+        }
+        let upstream_error = e.filter(|e| *e.esource() == pingora::ErrorSource::Upstream);
+        if let Some(err) = upstream_error {
+            metrics::UPSTREAM_ERRORS
+                .with_label_values(&[&site.name, err.etype().as_str()])
+                .inc();
+        }
+        if ctx.access_log {
+            let req = session.req_header();
+            let status = session.response_written().map_or(0, |r| r.status.as_u16());
+            let errors: Vec<&str> = ctx
+                .plan
+                .consent
+                .sources
+                .iter()
+                .filter(|s| s.error.is_some())
+                .map(|s| s.format)
+                .collect();
+            tracing::info!(
+                target: "access",
+                site = %site.name,
+                mode = site.mode.as_str(),
+                method = %req.method,
+                path = req.uri.path(),
+                status,
+                consent = consent_label,
+                gpc = ctx.plan.consent.gpc,
+                consent_errors = ?errors,
+                set_cookie_kept = ctx.set_cookie_kept,
+                set_cookie_stripped = ctx.set_cookie_stripped,
+                request_cookies_stripped = ctx.plan.stripped.iter().sum::<u32>(),
+                cookies_expired = ctx.expired,
+                upstream_error = upstream_error.map(|e| e.etype().as_str()),
+                duration_us = ctx.started.elapsed().as_micros() as u64,
+            );
+        }
+    }
+}
+
+/// Keeps or strips each `Set-Cookie` line and, in enforce mode, appends the expiry lines for
+/// withdrawn cookies. Kept lines are the origin's own `HeaderValue`s, re-appended unchanged, one
+/// header line each (never folded).
+fn gate_set_cookies(site: &Site, ctx: &mut RequestCtx, resp: &mut ResponseHeader) {
+    let enforce = site.mode == Mode::Enforce;
+    let mut kept: Vec<HeaderValue> = Vec::new();
+    let mut stripped_any = false;
+    for value in resp.headers.get_all(SET_COOKIE) {
+        let (name, verdict) = judge_set_cookie(site, &ctx.plan.consent, value.as_bytes());
+        let cat = category_index(verdict.category);
+        if verdict.category.is_none() {
+            metrics::count_unknown_cookie(&site.name, name);
+        }
+        if verdict.allowed {
+            ctx.set_cookie_kept += 1;
+            site.metrics.set_cookies[cat][0].inc();
+            kept.push(value.clone());
+        } else if enforce {
+            ctx.set_cookie_stripped += 1;
+            site.metrics.set_cookies[cat][1].inc();
+            stripped_any = true;
+        } else {
+            site.metrics.set_cookies[cat][2].inc();
+            kept.push(value.clone());
+        }
+    }
+    if !enforce {
+        return;
+    }
+    if stripped_any {
+        resp.remove_header(&SET_COOKIE);
+        for v in kept {
+            // `SET_COOKIE` (not a string) so pingora writes the canonical `Set-Cookie` case.
+            let _ = resp.append_header(SET_COOKIE, v);
+        }
+    }
+    for (_, cat) in &ctx.plan.expire {
+        ctx.expired += 1;
+        site.metrics.expired[*cat as usize].inc();
+    }
+    for line in expiry_set_cookies(site, &ctx.plan) {
+        if let Ok(v) = HeaderValue::from_str(&line) {
+            let _ = resp.append_header(SET_COOKIE, v);
+        }
+    }
+}

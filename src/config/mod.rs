@@ -274,7 +274,10 @@ impl Validator<'_> {
                 listen.push(a);
             }
         }
-        let admin = p.admin.as_ref().and_then(|a| self.address("admin address", a));
+        let admin = p
+            .admin
+            .as_ref()
+            .and_then(|a| self.address("admin address", a));
         let threads = match &p.threads {
             None => 1,
             Some(t) if (1..=1024).contains(t.get_ref()) => *t.get_ref() as usize,
@@ -550,7 +553,10 @@ marketing = ["_fbp", "_gcl_*"]
         let c = parse(EXAMPLE, Path::new("t.toml")).unwrap();
         assert_eq!(c.proxy.threads, 2);
         assert_eq!(c.sites[0].mode, Mode::Enforce);
-        assert_eq!(c.sites[0].rules.lookup("_gcl_au"), Some(Category::Marketing));
+        assert_eq!(
+            c.sites[0].rules.lookup("_gcl_au"),
+            Some(Category::Marketing)
+        );
     }
 
     #[test]
@@ -580,6 +586,9 @@ marketing = ["_fbp", "_gcl_*"]
         let e = errs(&EXAMPLE.replace("marketing = [", "advertising = ["));
         assert!(e[0].contains("t.toml:21") && e[0].contains("unknown key `advertising`"));
         let e = errs(&EXAMPLE.replace("mode = \"enforce\"", "mode = \"strict\""));
-        assert!(e[0].contains("t.toml:11") && e[0].contains("enforce"), "{e:?}");
+        assert!(
+            e[0].contains("t.toml:11") && e[0].contains("enforce"),
+            "{e:?}"
+        );
     }
 }

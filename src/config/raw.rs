@@ -135,7 +135,10 @@ pub fn explain_toml_error(msg: &str) -> String {
                 .step_by(2)
                 .filter(|s| !s.is_empty())
                 .collect();
-            return format!("`{val}` is not allowed here; use one of: {}", known.join(", "));
+            return format!(
+                "`{val}` is not allowed here; use one of: {}",
+                known.join(", ")
+            );
         }
     }
     if let Some(field) = msg

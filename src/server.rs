@@ -1,0 +1,123 @@
+//! Wiring the pingora server: the proxy service on the configured listeners, the admin service,
+//! SIGHUP reload, and (for `demo`) the built-in example origin.
+
+use crate::admin::AdminApp;
+use crate::proxy::ConsentGate;
+use crate::runtime::{reload, Runtime};
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
+use std::sync::Arc;
+
+/// Options from the command line that pingora itself acts on.
+#[derive(Default, Clone)]
+pub struct RunOptions {
+    /// Take the listening sockets over from a running consentgate (graceful binary upgrade).
+    pub upgrade: bool,
+    /// Where the old and new process exchange sockets during an upgrade.
+    pub upgrade_sock: Option<String>,
+}
+
+/// Serves until SIGTERM/SIGINT (or SIGQUIT for a graceful upgrade). Never returns.
+pub fn run(
+    runtime: Runtime,
+    opts: RunOptions,
+    extra: Vec<Box<dyn pingora::services::ServiceWithDependents>>,
+) -> ! {
+    crate::metrics::init();
+    let proxy_conf = runtime.proxy.clone();
+    let mut conf = ServerConf {
+        threads: proxy_conf.threads,
+        grace_period_seconds: Some(proxy_conf.grace_period_seconds),
+        graceful_shutdown_timeout_seconds: Some(proxy_conf.shutdown_timeout_seconds),
+        // Measured cheaper per request on this machine kind (docs/BENCHMARKS.md).
+        work_stealing: false,
+        ..ServerConf::default()
+    };
+    if let Some(sock) = opts.upgrade_sock {
+        conf.upgrade_sock = sock;
+    }
+    let opt = Opt {
+        upgrade: opts.upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+
+    let runtime = Arc::new(ArcSwap::from_pointee(runtime));
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        ConsentGate::new(runtime.clone()),
+        "consentgate proxy",
+    );
+    for addr in &proxy_conf.listen {
+        proxy.add_tcp(addr);
+    }
+    server.add_service(proxy);
+
+    if let Some(addr) = &proxy_conf.admin {
+        let mut admin = Service::new(
+            "consentgate admin".to_string(),
+            AdminApp {
+                runtime: runtime.clone(),
+            },
+        );
+        admin.threads = Some(1);
+        admin.add_tcp(addr);
+        server.add_service(admin);
+    }
+    server.add_service(background_service(
+        "SIGHUP reload",
+        SighupReload {
+            runtime: runtime.clone(),
+        },
+    ));
+    for s in extra {
+        server.add_boxed_service(s);
+    }
+    tracing::info!(
+        listen = ?proxy_conf.listen,
+        admin = ?proxy_conf.admin,
+        sites = runtime.load().sites.len(),
+        "consentgate starting"
+    );
+    server.run_forever()
+}
+
+/// Reloads the configuration on SIGHUP.
+struct SighupReload {
+    runtime: Arc<ArcSwap<Runtime>>,
+}
+
+#[async_trait]
+impl BackgroundService for SighupReload {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; reload through the admin port instead");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = hup.recv() => { let _ = reload(&self.runtime); }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+/// Sets up logging: JSON lines on stdout (access log under target `access`), level from
+/// `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(false)
+        .with_writer(std::io::stdout)
+        .try_init();
+}
