@@ -9,6 +9,11 @@ pub struct CatalogueEntry {
 
 pub static CATALOGUE: &[CatalogueEntry] = &[
     CatalogueEntry {
+        pattern: "AWSALB",
+        category: Category::Necessary,
+        vendor: "AWS",
+    },
+    CatalogueEntry {
         pattern: "_ga",
         category: Category::Analytics,
         vendor: "Google Analytics",

@@ -1,0 +1,457 @@
+//! Test harness: a real origin server on loopback, the real `consentgate` binary, and a raw
+//! HTTP/1.1 client that shows the bytes on the wire. Waits poll with deadlines, never sleep blindly.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_consentgate");
+
+/// A request as the origin received it.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    /// Header lines in order, names as sent.
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    pub fn header_all(&self, name: &str) -> Vec<Vec<u8>> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+    pub fn header_strings(&self, name: &str) -> Vec<String> {
+        self.header_all(name)
+            .into_iter()
+            .map(|v| String::from_utf8(v).unwrap())
+            .collect()
+    }
+}
+
+pub type Handler = Arc<dyn Fn(&Received) -> Vec<u8> + Send + Sync>;
+
+/// A real HTTP/1.1 origin on an ephemeral loopback port (thread per connection, keep-alive).
+pub struct Origin {
+    pub addr: SocketAddr,
+    pub requests: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Origin {
+    pub fn start(handler: impl Fn(&Received) -> Vec<u8> + Send + Sync + 'static) -> Origin {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let handler: Handler = Arc::new(handler);
+        let reqs = requests.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let handler = handler.clone();
+                let reqs = reqs.clone();
+                std::thread::spawn(move || serve_conn(conn, handler, reqs));
+            }
+        });
+        Origin { addr, requests }
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    pub fn last(&self) -> Received {
+        self.received()
+            .last()
+            .cloned()
+            .expect("origin received no request")
+    }
+}
+
+fn serve_conn(conn: TcpStream, handler: Handler, reqs: Arc<Mutex<Vec<Received>>>) {
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut writer = conn;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let method = parts.next().unwrap_or("").to_string();
+        let path = parts.next().unwrap_or("").to_string();
+        let mut headers = Vec::new();
+        loop {
+            let mut raw = Vec::new();
+            if reader.read_until(b'\n', &mut raw).unwrap_or(0) == 0 {
+                return;
+            }
+            if raw == b"\r\n" || raw == b"\n" {
+                break;
+            }
+            let raw = raw.strip_suffix(b"\r\n").unwrap_or(&raw).to_vec();
+            let colon = raw.iter().position(|b| *b == b':').unwrap();
+            let name = String::from_utf8_lossy(&raw[..colon]).to_string();
+            let value = raw[colon + 1..].trim_ascii().to_vec();
+            headers.push((name, value));
+        }
+        let len = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .map(|(_, v)| std::str::from_utf8(v).unwrap().parse::<usize>().unwrap())
+            .unwrap_or(0);
+        let mut body = vec![0; len];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let req = Received {
+            method,
+            path,
+            headers,
+            body,
+        };
+        reqs.lock().unwrap().push(req.clone());
+        let resp = handler(&req);
+        if writer.write_all(&resp).is_err() {
+            return;
+        }
+    }
+}
+
+/// A response built from raw parts; `Content-Length` is added.
+pub fn response(status: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut out = format!("HTTP/1.1 {status}\r\n").into_bytes();
+    for (n, v) in headers {
+        out.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
+    }
+    out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// A free loopback port (bound then released; the window for a clash is tiny).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The real binary, running one configuration. Killed on drop.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub config: PathBuf,
+    pub child: Child,
+    pub log: PathBuf,
+    _dir: TempDir,
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "consentgate-test-{tag}-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Proxy {
+    /// Starts the proxy with `sites` (TOML `[[site]]` tables, without the `[proxy]` table).
+    pub fn start(sites: &str) -> Proxy {
+        Self::start_with(sites, "")
+    }
+
+    pub fn start_with(sites: &str, proxy_extra: &str) -> Proxy {
+        let dir = TempDir::new("proxy");
+        let port = free_port();
+        let admin_port = free_port();
+        let config = dir.0.join("consentgate.toml");
+        let text = format!(
+            "[proxy]\nlisten = [\"127.0.0.1:{port}\"]\nadmin = \"127.0.0.1:{admin_port}\"\nthreads = 1\nshutdown_timeout_seconds = 1\n{proxy_extra}\n{sites}"
+        );
+        std::fs::write(&config, text).unwrap();
+        let log = dir.0.join("proxy.log");
+        let child = Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&config)
+            .arg("--upgrade-sock")
+            .arg(dir.0.join("upgrade.sock"))
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::from(
+                std::fs::OpenOptions::new().append(true).open(&log).unwrap(),
+            ))
+            .spawn()
+            .unwrap();
+        let p = Proxy {
+            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+            admin: format!("127.0.0.1:{admin_port}").parse().unwrap(),
+            config,
+            child,
+            log,
+            _dir: dir,
+        };
+        p.wait_ready();
+        p
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if TcpStream::connect(self.addr).is_ok()
+                && get(self.admin, "/healthz", &[]).status == 200
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "proxy did not start; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(30));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// GET through the proxy with extra raw header lines.
+    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> RawResponse {
+        get(self.addr, path, headers)
+    }
+
+    pub fn metrics(&self) -> String {
+        String::from_utf8(get(self.admin, "/metrics", &[]).body).unwrap()
+    }
+
+    /// Asserts a sample reaches `expected`. Counters fed from pingora's logging phase are
+    /// updated just after the response is written, so this polls (with a deadline).
+    #[track_caller]
+    pub fn expect_metric(&self, name: &str, labels: &[(&str, &str)], expected: f64) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let v = self.metric(name, labels);
+            if v == expected {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("{name}{labels:?} = {v}, expected {expected}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The value of one sample, e.g. `metric("consentgate_set_cookie_total", &[("site","a"),("category","analytics"),("action","stripped")])`.
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        metric_value(&self.metrics(), name, labels)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Finds a sample in Prometheus text; 0 when absent.
+pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    for line in text.lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        if !(rest.starts_with('{') || rest.starts_with(' ')) {
+            continue;
+        }
+        if labels
+            .iter()
+            .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
+        {
+            return line.rsplit(' ').next().unwrap().parse().unwrap();
+        }
+    }
+    0.0
+}
+
+/// A response as it came off the wire.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    pub status: u16,
+    /// The header block exactly as received (status line included).
+    pub head: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The decoded body (chunked decoding applied).
+    pub body: Vec<u8>,
+    pub chunked: bool,
+}
+
+impl RawResponse {
+    pub fn header_all(&self, name: &str) -> Vec<Vec<u8>> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+    pub fn set_cookies(&self) -> Vec<String> {
+        self.header_all("set-cookie")
+            .into_iter()
+            .map(|v| String::from_utf8(v).unwrap())
+            .collect()
+    }
+    /// Names of the cookies set.
+    pub fn set_cookie_names(&self) -> Vec<String> {
+        self.set_cookies()
+            .iter()
+            .map(|l| l.split('=').next().unwrap().trim().to_string())
+            .collect()
+    }
+    /// Raw `Set-Cookie` header lines as on the wire (name case included).
+    pub fn raw_set_cookie_lines(&self) -> Vec<String> {
+        String::from_utf8_lossy(&self.head)
+            .split("\r\n")
+            .filter(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+pub fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> RawResponse {
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: test.local\r\n");
+    for (n, v) in headers {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    req.push_str("Connection: close\r\n\r\n");
+    let mut s = match TcpStream::connect(addr) {
+        Ok(s) => s,
+        Err(_) => {
+            return RawResponse {
+                status: 0,
+                head: vec![],
+                headers: vec![],
+                body: vec![],
+                chunked: false,
+            }
+        }
+    };
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(req.as_bytes()).unwrap();
+    let mut r = BufReader::new(s);
+    read_response(&mut r, false).unwrap_or(RawResponse {
+        status: 0,
+        head: vec![],
+        headers: vec![],
+        body: vec![],
+        chunked: false,
+    })
+}
+
+/// Reads one response from a keep-alive connection.
+pub fn read_response(r: &mut impl BufRead, head_only: bool) -> std::io::Result<RawResponse> {
+    let mut head = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        if r.read_until(b'\n', &mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        head.extend_from_slice(&line);
+        if line == b"\r\n" {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&head).to_string();
+    let mut lines = text.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut headers = Vec::new();
+    for l in lines {
+        if let Some((n, v)) = l.split_once(':') {
+            headers.push((n.to_string(), v.trim().as_bytes().to_vec()));
+        }
+    }
+    let find = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _): &&(String, Vec<u8>)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| String::from_utf8_lossy(v).to_string())
+    };
+    let chunked = find("transfer-encoding").is_some_and(|v| v.contains("chunked"));
+    let mut body = Vec::new();
+    if head_only || status == 204 || status == 304 {
+    } else if chunked {
+        loop {
+            let mut size_line = String::new();
+            r.read_line(&mut size_line)?;
+            let size = usize::from_str_radix(size_line.trim().split(';').next().unwrap(), 16)
+                .map_err(|_| std::io::Error::other("bad chunk size"))?;
+            let mut chunk = vec![0; size];
+            r.read_exact(&mut chunk)?;
+            body.extend_from_slice(&chunk);
+            let mut crlf = [0u8; 2];
+            r.read_exact(&mut crlf)?;
+            if size == 0 {
+                break;
+            }
+        }
+    } else if let Some(len) = find("content-length") {
+        body = vec![0; len.parse().unwrap()];
+        r.read_exact(&mut body)?;
+    } else {
+        r.read_to_end(&mut body)?;
+    }
+    Ok(RawResponse {
+        status,
+        head,
+        headers,
+        body,
+        chunked,
+    })
+}
+
+/// Runs the binary with arguments; returns (exit code, stdout, stderr).
+pub fn run_cli(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Polls `f` until it returns true or the deadline passes.
+pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
