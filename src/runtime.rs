@@ -107,7 +107,7 @@ impl Runtime {
             }
             sites.push(Arc::new(Site::build(s)?));
         }
-        wildcard_hosts.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        wildcard_hosts.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
         Ok(Runtime {
             config_path: config.path,
             proxy: config.proxy,
@@ -162,38 +162,6 @@ fn strip_port(host: &str) -> &str {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn host_routing() {
-        let text = r#"
-[proxy]
-listen = ["127.0.0.1:1"]
-[[site]]
-name = "a"
-hosts = ["a.example"]
-upstreams = ["127.0.0.1:2"]
-[[site]]
-name = "wild"
-hosts = ["*.b.example"]
-upstreams = ["127.0.0.1:2"]
-[[site]]
-name = "default"
-hosts = ["*"]
-upstreams = ["127.0.0.1:2"]
-"#;
-        let rt = Runtime::build(crate::config::parse(text, "t".as_ref()).unwrap()).unwrap();
-        let name = |h: &str| rt.site_for_host(Some(h.as_bytes())).unwrap().name.clone();
-        assert_eq!(name("A.Example:8080"), "a");
-        assert_eq!(name("x.b.example"), "wild");
-        assert_eq!(name("b.example"), "default");
-        assert_eq!(name("other"), "default");
-        assert_eq!(rt.site_for_host(None).unwrap().name, "default");
-    }
-}
-
 /// Re-reads the configuration file and swaps it in whole, or keeps the current one and says why.
 /// Listen addresses, the admin address and threads are fixed at start; a change to them is
 /// reported as needing a restart (or a graceful upgrade) and the rest is applied.
@@ -223,5 +191,37 @@ pub fn reload(current: &arc_swap::ArcSwap<Runtime>) -> Result<String, String> {
             tracing::error!(error = %e, "configuration reload failed; keeping the current one");
             Err(e)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_routing() {
+        let text = r#"
+[proxy]
+listen = ["127.0.0.1:1"]
+[[site]]
+name = "a"
+hosts = ["a.example"]
+upstreams = ["127.0.0.1:2"]
+[[site]]
+name = "wild"
+hosts = ["*.b.example"]
+upstreams = ["127.0.0.1:2"]
+[[site]]
+name = "default"
+hosts = ["*"]
+upstreams = ["127.0.0.1:2"]
+"#;
+        let rt = Runtime::build(crate::config::parse(text, "t".as_ref()).unwrap()).unwrap();
+        let name = |h: &str| rt.site_for_host(Some(h.as_bytes())).unwrap().name.clone();
+        assert_eq!(name("A.Example:8080"), "a");
+        assert_eq!(name("x.b.example"), "wild");
+        assert_eq!(name("b.example"), "default");
+        assert_eq!(name("other"), "default");
+        assert_eq!(rt.site_for_host(None).unwrap().name, "default");
     }
 }

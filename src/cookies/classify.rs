@@ -50,7 +50,7 @@ impl RuleSet {
             Some(prefix) if !prefix.contains(['*', '?']) => {
                 if !self.prefixes.iter().any(|(p, _)| &**p == prefix) {
                     self.prefixes.push((prefix.into(), category));
-                    self.prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+                    self.prefixes.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
                 }
             }
             _ if pattern.contains(['*', '?']) => self.globs.push((pattern.into(), category)),

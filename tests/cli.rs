@@ -1,0 +1,170 @@
+//! The command line: `check` and `explain` through the real binary.
+
+mod common;
+use common::*;
+
+fn write(dir: &TempDir, name: &str, text: &str) -> String {
+    let p = dir.0.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+#[test]
+fn the_shipped_example_config_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/conf/consentgate.toml");
+    let (code, out, err) = run_cli(&["check", "--config", path]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("ok"));
+}
+
+#[test]
+fn check_lists_every_error_with_file_line_and_fix() {
+    let dir = TempDir::new("cli");
+    let path = write(
+        &dir,
+        "bad.toml",
+        r#"[proxy]
+listen = ["127.0.0.1:99999"]
+admin = "localhost"
+threads = 0
+
+[[site]]
+name = "a"
+hosts = ["exa mple.com"]
+upstreams = []
+
+[site.cookies]
+analytics = ["", "_ga"]
+"#,
+    );
+    let (code, _out, err) = run_cli(&["check", "--config", &path]);
+    assert_ne!(code, 0);
+    let lines: Vec<&str> = err.lines().collect();
+    let expect = [
+        (2, "listen address `127.0.0.1:99999`"),
+        (3, "admin address `localhost`"),
+        (4, "threads = 0 is out of range"),
+        (8, "host pattern `exa mple.com`"),
+        (9, "`upstreams` is empty"),
+        (12, "cookie pattern ``"),
+    ];
+    assert_eq!(lines.len(), expect.len(), "{err}");
+    for ((line, what), got) in expect.iter().zip(&lines) {
+        assert!(
+            got.starts_with(&format!("{path}:{line}: {what}")),
+            "expected {path}:{line}: {what}..., got {got}"
+        );
+    }
+}
+
+#[test]
+fn check_names_unknown_keys_and_categories() {
+    let dir = TempDir::new("cli");
+    let path = write(
+        &dir,
+        "bad.toml",
+        "[proxy]\nlisten = [\"127.0.0.1:1\"]\n\n[[site]]\nname = \"a\"\nupstreams = [\"127.0.0.1:2\"]\n[site.cookies]\nadvertising = [\"_fbp\"]\n",
+    );
+    let (code, _, err) = run_cli(&["check", "--config", &path]);
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with(&format!("{path}:8: unknown key `advertising`")),
+        "{err}"
+    );
+    assert!(err.contains("marketing"), "lists the categories: {err}");
+    let (code, _, err) = run_cli(&["check", "--config", "/nonexistent/c.toml"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("/nonexistent/c.toml") && err.contains("--config"),
+        "{err}"
+    );
+}
+
+#[test]
+fn explain_prints_the_decision_as_json() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/conf/consentgate.toml");
+    let (code, out, err) = run_cli(&[
+        "explain",
+        "--config",
+        path,
+        "--cookie",
+        "consent=analytics; _ga=GA1.1.1.1; _fbp=fb.1; SESSIONID=s; what=1",
+        "--set-cookie",
+        "_ga=GA1.2.3.4; Path=/",
+        "--set-cookie",
+        "_fbp=fb.1.2; Path=/",
+        "--set-cookie",
+        "SESSIONID=x; HttpOnly",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["categories"],
+        serde_json::json!({"necessary": true, "preferences": false, "analytics": true, "marketing": false})
+    );
+    assert_eq!(v["sources"][0]["format"], "first-party");
+    assert_eq!(v["sources"][0]["error"], serde_json::Value::Null);
+    let sc: Vec<(String, String, String)> = v["set_cookie"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().into(),
+                e["category"].as_str().unwrap().into(),
+                e["action"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sc,
+        vec![
+            ("_ga".into(), "analytics".into(), "keep".into()),
+            ("_fbp".into(), "marketing".into(), "strip".into()),
+            ("SESSIONID".into(), "necessary".into(), "keep".into()),
+        ]
+    );
+    let rc: Vec<(String, String)> = v["request_cookies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().into(),
+                e["action"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rc,
+        vec![
+            ("consent".into(), "forward".into()),
+            ("_ga".into(), "forward".into()),
+            ("_fbp".into(), "expire".into()),
+            ("SESSIONID".into(), "forward".into()),
+            ("what".into(), "strip".into()),
+        ]
+    );
+}
+
+#[test]
+fn explain_reports_unreadable_consent_and_gpc() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/conf/consentgate.toml");
+    let (code, out, _) = run_cli(&[
+        "explain",
+        "--config",
+        path,
+        "--cookie",
+        "consent=bogus",
+        "--gpc",
+    ]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["sources"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("unknown category"));
+    assert_eq!(v["categories"]["analytics"], false);
+    assert_eq!(v["gpc"], true);
+    assert_eq!(v["consent_state"], "invalid");
+}
