@@ -1,1 +1,47 @@
-fn main() {}
+//! The request-path decisions on their own: reading consent and deciding request cookies for a
+//! typical Cookie header, and judging a response's Set-Cookie lines.
+//! Run: cargo bench --bench cookies
+
+use consentgate::decide::{judge_set_cookie, plan_request};
+use consentgate::runtime::Runtime;
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+
+const CONFIG: &str = r#"
+[proxy]
+listen = ["127.0.0.1:1"]
+[[site]]
+name = "bench"
+upstreams = ["127.0.0.1:2"]
+[site.consent]
+cookie = "consent"
+[site.cookies]
+necessary = ["SESSIONID"]
+analytics = ["_ga", "_ga_*", "_gid"]
+marketing = ["_fbp", "_gcl_*"]
+"#;
+
+fn bench(c: &mut Criterion) {
+    let rt = Runtime::build(consentgate::config::parse(CONFIG, "bench.toml".as_ref()).unwrap())
+        .unwrap();
+    let site = &rt.sites[0];
+    let typical: &[u8] = b"consent=analytics; SESSIONID=abc123; _ga=GA1.2.111.222; _ga_XYZ=GS1.1.1; _gid=GA1.2.3; _fbp=fb.1.123.456; _gcl_au=1.1.1; AWSALB=xyz";
+    c.bench_function("plan_request typical 8-cookie header", |b| {
+        b.iter(|| plan_request(site, [black_box(typical)], false, false))
+    });
+    let (plan, _) = plan_request(site, [typical], false, false);
+    let lines: [&[u8]; 3] = [
+        b"SESSIONID=abc123; Path=/; HttpOnly",
+        b"_ga=GA1.2.111.222; Path=/; Max-Age=63072000",
+        b"_fbp=fb.1.123.456; Path=/",
+    ];
+    c.bench_function("judge 3 Set-Cookie lines", |b| {
+        b.iter(|| {
+            for l in lines {
+                black_box(judge_set_cookie(site, &plan.consent, black_box(l)));
+            }
+        })
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

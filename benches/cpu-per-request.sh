@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Proxy CPU microseconds per request (user+sys of the proxy process / requests served in one
+# wrk run), for, in one session and interleaved:
+#   consentgate mode=off (same binary)           cg-off
+#   consentgate enforce, no consent in the cookie cg-noconsent
+#   consentgate enforce, with consent             cg-consent
+#   plain nginx proxy                             nginx
+#   nginx + Lua gating peer                       nginx-lua
+# Method: ../shared/bench/cpu-per-request.sh; every target gets the same Cookie header shape.
+# Prints every run and the medians as a Markdown table. Usage:
+#   benches/cpu-per-request.sh [ROUNDS (default 5)]     DURATION=8 (seconds per wrk run)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-5}
+shared=$(cd ../shared/bench && pwd)
+scripts/setup wrk nginx-light libnginx-mod-http-lua
+cargo build --release --quiet --bin consentgate
+work=$(mktemp -d /tmp/cg-bench-XXXX)
+cleanup() {
+  [ -n "${off_pid:-}" ] && kill "$off_pid" 2>/dev/null || true
+  [ -n "${gate_pid:-}" ] && kill "$gate_pid" 2>/dev/null || true
+  "$shared/peers.sh" stop >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+"$shared/peers.sh" stop >/dev/null 2>&1 || true
+"$shared/peers.sh" start >/dev/null
+
+config() { # name port admin mode
+  cat > "$work/$1.toml" <<TOML
+[proxy]
+listen = ["127.0.0.1:$2"]
+admin = "127.0.0.1:$3"
+threads = 1
+access_log = false
+
+[[site]]
+name = "bench"
+hosts = ["*"]
+upstreams = ["127.0.0.1:18081"]
+mode = "$4"
+unknown_cookies = "strip"
+gpc = "deny-marketing"
+
+[site.consent]
+cookie = "consent"
+
+[site.cookies]
+necessary = ["SESSIONID"]
+analytics = ["_ga", "_ga_*", "_gid"]
+marketing = ["_fbp", "_gcl_*"]
+TOML
+}
+config off 18084 18094 off
+config gate 18085 18095 enforce
+target/release/consentgate run --config "$work/off.toml" --upgrade-sock "$work/off.sock" >/dev/null 2>&1 &
+off_pid=$!
+target/release/consentgate run --config "$work/gate.toml" --upgrade-sock "$work/gate.sock" >/dev/null 2>&1 &
+gate_pid=$!
+for port in 18084 18085 18082 18083; do
+  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
+done
+
+noconsent='Cookie: SESSIONID=abc123; _ga=GA1.2.111.222; _fbp=fb.1.123.456'
+consent='Cookie: consent=analytics,marketing; SESSIONID=abc123; _ga=GA1.2.111.222; _fbp=fb.1.123.456'
+declare -A url pid hdr
+url[cg-off]=http://127.0.0.1:18084/;      pid[cg-off]=$off_pid;                          hdr[cg-off]=$consent
+url[cg-noconsent]=http://127.0.0.1:18085/; pid[cg-noconsent]=$gate_pid;                  hdr[cg-noconsent]=$noconsent
+url[cg-consent]=http://127.0.0.1:18085/;  pid[cg-consent]=$gate_pid;                     hdr[cg-consent]=$consent
+url[nginx]=http://127.0.0.1:18082/;       pid[nginx]=$(cat /tmp/cg-bench/nginx-proxy.pid); hdr[nginx]=$consent
+url[nginx-lua]=http://127.0.0.1:18083/;   pid[nginx-lua]=$(cat /tmp/cg-bench/nginx-lua.pid); hdr[nginx-lua]=$consent
+targets=(cg-off cg-noconsent cg-consent nginx nginx-lua)
+
+# Warm up each target once (connection pools, allocator).
+for t in "${targets[@]}"; do DURATION=2 "$shared/cpu-per-request.sh" "${url[$t]}" "${pid[$t]}" -H "${hdr[$t]}" >/dev/null; done
+results="$work/results"
+for r in $(seq "$rounds"); do
+  for t in "${targets[@]}"; do
+    line=$("$shared/cpu-per-request.sh" "${url[$t]}" "${pid[$t]}" -H "${hdr[$t]}")
+    echo "round $r $t $line"
+    echo "$t $(sed 's/.*cpu_us_per_request=//' <<<"$line") $(sed 's/.*rps=\([^ ]*\).*/\1/' <<<"$line")" >> "$results"
+  done
+done
+python3 - "$results" <<'PY'
+import sys, statistics, collections
+cpu = collections.defaultdict(list); rps = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    t, c, r = line.split()
+    cpu[t].append(float(c)); rps[t].append(float(r))
+off = statistics.median(cpu["cg-off"])
+print("\n| target | median CPU us/request | vs cg-off | runs (us/request) | median req/s |")
+print("|---|---|---|---|---|")
+for t in ["cg-off", "cg-noconsent", "cg-consent", "nginx", "nginx-lua"]:
+    m = statistics.median(cpu[t])
+    print(f"| {t} | {m:.2f} | {100*(m/off-1):+.1f}% | {', '.join(f'{x:.2f}' for x in cpu[t])} | {statistics.median(rps[t]):.0f} |")
+PY
