@@ -21,8 +21,8 @@ marketing = ["_fbp", "_gcl_*"]
 "#;
 
 fn bench(c: &mut Criterion) {
-    let rt = Runtime::build(consentgate::config::parse(CONFIG, "bench.toml".as_ref()).unwrap())
-        .unwrap();
+    let rt =
+        Runtime::build(consentgate::config::parse(CONFIG, "bench.toml".as_ref()).unwrap()).unwrap();
     let site = &rt.sites[0];
     let typical: &[u8] = b"consent=analytics; SESSIONID=abc123; _ga=GA1.2.111.222; _ga_XYZ=GS1.1.1; _gid=GA1.2.3; _fbp=fb.1.123.456; _gcl_au=1.1.1; AWSALB=xyz";
     c.bench_function("plan_request typical 8-cookie header", |b| {

@@ -168,3 +168,44 @@ fn explain_reports_unreadable_consent_and_gpc() {
     assert_eq!(v["gpc"], true);
     assert_eq!(v["consent_state"], "invalid");
 }
+
+#[test]
+fn demo_serves_the_example_origin_behind_the_proxy() {
+    let (proxy, admin, origin) = (free_port(), free_port(), free_port());
+    let addr = |p: u16| format!("127.0.0.1:{p}");
+    let mut child = std::process::Command::new(BIN)
+        .args([
+            "demo",
+            "--listen",
+            &addr(proxy),
+            "--admin",
+            &addr(admin),
+            "--origin",
+            &addr(origin),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let proxy_addr = addr(proxy).parse().unwrap();
+    eventually("demo up", || get(proxy_addr, "/", &[]).status == 200);
+    let r = get(proxy_addr, "/", &[]);
+    assert_eq!(r.set_cookie_names(), vec!["SESSIONID"]);
+    let page = String::from_utf8(r.body).unwrap();
+    assert!(page.contains("id=\"accept-all\"") && page.contains("document.cookie"));
+    let r = get(proxy_addr, "/", &[("Cookie", "consent=analytics")]);
+    assert_eq!(r.set_cookie_names(), vec!["SESSIONID", "_ga"]);
+    // The origin itself sets all four.
+    let r = get(addr(origin).parse().unwrap(), "/", &[]);
+    assert_eq!(
+        r.set_cookie_names(),
+        vec!["SESSIONID", "_ga", "_fbp", "theme"]
+    );
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let help = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        help.contains(&format!("http://{}/", addr(proxy))) && help.contains("curl"),
+        "{help}"
+    );
+}
