@@ -43,7 +43,7 @@ pub fn plan_request<'a>(
     let gate = site.gate();
     let mut plan = RequestPlan::default();
     let mut reports = Vec::new();
-    let mut kept: Vec<&[u8]> = Vec::with_capacity(jar.len());
+    let mut kept: smallvec::SmallVec<[&[u8]; 16]> = smallvec::SmallVec::new();
     let mut changed = false;
     for c in jar.iter() {
         let name = c.name_str();

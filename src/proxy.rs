@@ -15,6 +15,7 @@ use http::header::{COOKIE, HOST, SET_COOKIE};
 use http::HeaderValue;
 use pingora::prelude::*;
 use pingora::proxy::{ProxyHttp, Session};
+use smallvec::SmallVec;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Instant;
@@ -29,6 +30,8 @@ pub struct RequestCtx {
     started: Instant,
     site: Option<Arc<Site>>,
     plan: RequestPlan,
+    /// The `Cookie` header for the origin: `None` = unchanged, `Some(None)` = no cookie at all.
+    upstream_cookie: Option<Option<HeaderValue>>,
     set_cookie_kept: u32,
     set_cookie_stripped: u32,
     expired: u32,
@@ -50,6 +53,7 @@ impl ProxyHttp for ConsentGate {
             started: Instant::now(),
             site: None,
             plan: RequestPlan::default(),
+            upstream_cookie: None,
             set_cookie_kept: 0,
             set_cookie_stripped: 0,
             expired: 0,
@@ -82,7 +86,19 @@ impl ProxyHttp for ConsentGate {
             match catch_unwind(AssertUnwindSafe(|| {
                 plan_request(&site, lines.iter().map(HeaderValue::as_bytes), gpc, false).0
             })) {
-                Ok(plan) => ctx.plan = plan,
+                Ok(mut plan) => {
+                    // Kept pairs are copied byte-for-byte; joined with "; " they are valid
+                    // header bytes because each came from a valid header value. Should that
+                    // ever fail, no cookie is sent (privacy fails closed).
+                    ctx.upstream_cookie = plan.upstream_cookie.take().map(|v| {
+                        if v.is_empty() {
+                            None
+                        } else {
+                            HeaderValue::from_maybe_shared(bytes::Bytes::from(v)).ok()
+                        }
+                    });
+                    ctx.plan = plan;
+                }
                 Err(_) => {
                     metrics::FILTER_ERRORS
                         .with_label_values(&[&site.name, "request_cookies"])
@@ -123,15 +139,15 @@ impl ProxyHttp for ConsentGate {
         if site.mode != Mode::Enforce {
             return Ok(());
         }
-        if let Some(value) = &ctx.plan.upstream_cookie {
-            upstream_request.remove_header(&COOKIE);
-            if !value.is_empty() {
-                // Kept pairs are copied byte-for-byte; the joined line is valid header bytes
-                // because each pair came from a valid header value.
-                let v = HeaderValue::from_bytes(value).map_err(|e| {
-                    Error::because(ErrorType::InvalidHTTPHeader, "rebuilt Cookie header", e)
-                })?;
-                upstream_request.insert_header(COOKIE, v)?;
+        // Applied on every upstream attempt (pingora rebuilds the request for a retry).
+        match &ctx.upstream_cookie {
+            None => {}
+            Some(None) => {
+                upstream_request.remove_header(&COOKIE);
+            }
+            Some(Some(v)) => {
+                upstream_request.remove_header(&COOKIE);
+                upstream_request.insert_header(COOKIE, v.clone())?;
             }
         }
         Ok(())
@@ -235,8 +251,8 @@ impl ProxyHttp for ConsentGate {
 /// header line each (never folded).
 fn gate_set_cookies(site: &Site, ctx: &mut RequestCtx, resp: &mut ResponseHeader) {
     let enforce = site.mode == Mode::Enforce;
-    let mut kept: Vec<HeaderValue> = Vec::new();
-    let mut stripped_any = false;
+    // First pass: decide and count, without touching the headers (the common case keeps all).
+    let mut allowed: SmallVec<[bool; 8]> = SmallVec::new();
     for value in resp.headers.get_all(SET_COOKIE) {
         let (name, verdict) = judge_set_cookie(site, &ctx.plan.consent, value.as_bytes());
         let cat = category_index(verdict.category);
@@ -246,20 +262,26 @@ fn gate_set_cookies(site: &Site, ctx: &mut RequestCtx, resp: &mut ResponseHeader
         if verdict.allowed {
             ctx.set_cookie_kept += 1;
             site.metrics.set_cookies[cat][0].inc();
-            kept.push(value.clone());
         } else if enforce {
             ctx.set_cookie_stripped += 1;
             site.metrics.set_cookies[cat][1].inc();
-            stripped_any = true;
         } else {
             site.metrics.set_cookies[cat][2].inc();
-            kept.push(value.clone());
         }
+        allowed.push(verdict.allowed);
     }
     if !enforce {
         return;
     }
-    if stripped_any {
+    if allowed.contains(&false) {
+        let kept: SmallVec<[HeaderValue; 8]> = resp
+            .headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .zip(&allowed)
+            .filter(|(_, keep)| **keep)
+            .map(|(v, _)| v.clone())
+            .collect();
         resp.remove_header(&SET_COOKIE);
         for v in kept {
             // `SET_COOKIE` (not a string) so pingora writes the canonical `Set-Cookie` case.
@@ -271,7 +293,7 @@ fn gate_set_cookies(site: &Site, ctx: &mut RequestCtx, resp: &mut ResponseHeader
         site.metrics.expired[*cat as usize].inc();
     }
     for line in expiry_set_cookies(site, &ctx.plan) {
-        if let Ok(v) = HeaderValue::from_str(&line) {
+        if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(line)) {
             let _ = resp.append_header(SET_COOKIE, v);
         }
     }

@@ -70,16 +70,16 @@ pub fn parse(raw: &str) -> Result<Grants, ConsentError> {
             Some((n, f)) => (n.trim(), Some(f.trim())),
             None => (item, None),
         };
-        let category = match name.to_ascii_lowercase().as_str() {
-            "none" | "necessary" | "essential" if flag.is_none() => continue,
-            "all" if flag.is_none() => {
-                grants = Grants::ALL;
-                continue;
-            }
-            other => Category::parse(other).ok_or_else(|| {
-                ConsentError::new(format!("unknown category `{}`", truncate(name)))
-            })?,
-        };
+        let is = |word: &str| name.eq_ignore_ascii_case(word);
+        if flag.is_none() && (is("none") || is("necessary") || is("essential")) {
+            continue;
+        }
+        if flag.is_none() && is("all") {
+            grants = Grants::ALL;
+            continue;
+        }
+        let category = Category::parse(name)
+            .ok_or_else(|| ConsentError::new(format!("unknown category `{}`", truncate(name))))?;
         let granted = match flag {
             None => true,
             Some("1" | "true" | "yes" | "granted" | "allow") => true,

@@ -48,13 +48,10 @@ impl Category {
 
     /// Parses a category name as written in configuration (case-insensitive).
     pub fn parse(s: &str) -> Option<Category> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "necessary" => Some(Category::Necessary),
-            "preferences" => Some(Category::Preferences),
-            "analytics" => Some(Category::Analytics),
-            "marketing" => Some(Category::Marketing),
-            _ => None,
-        }
+        let s = s.trim();
+        Category::ALL
+            .into_iter()
+            .find(|c| c.as_str().eq_ignore_ascii_case(s))
     }
 
     fn bit(self) -> u8 {

@@ -7,6 +7,10 @@ use crate::consent::Category;
 use serde::Serialize;
 use std::collections::HashMap;
 
+/// A fast, non-cryptographic hasher: keys come from configuration, not from visitors, so
+/// hash flooding is not a concern, and this lookup runs for every cookie of every request.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
+
 /// Where a classification came from (shown by `explain`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -21,7 +25,7 @@ pub enum Origin {
 /// Lookup order: exact, then the longest matching prefix, then globs in the order added.
 #[derive(Debug, Default)]
 pub struct RuleSet {
-    exact: HashMap<Box<str>, Category>,
+    exact: FastMap<Box<str>, Category>,
     /// Sorted longest first, so the most specific prefix wins.
     prefixes: Vec<(Box<str>, Category)>,
     globs: Vec<(Box<str>, Category)>,
@@ -106,37 +110,107 @@ fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
     pattern[p..].iter().all(|c| *c == b'*')
 }
 
-/// The classifier of one site, built once per configuration load.
+/// The classifier of one site, built once per configuration load: every layer merged into one
+/// exact-name map and one prefix index, each entry tagged with its layer, so a lookup costs one
+/// hash probe and a short prefix scan whatever the number of layers and catalogue entries.
+/// Precedence is kept exactly: a lower layer (consent cookies < rules < catalogue < database)
+/// always wins; within a layer, exact beats the longest prefix, which beats a glob.
 #[derive(Debug, Default)]
 pub struct Classifier {
-    consent_cookies: RuleSet,
-    rules: RuleSet,
-    database: RuleSet,
+    /// Name -> the best (layer, category) for it.
+    exact: FastMap<Box<str>, (u8, Category)>,
+    /// Prefixes bucketed by their first two bytes; each bucket sorted by (layer, longest first).
+    prefixes: FastMap<[u8; 2], Vec<(Box<str>, u8, Category)>>,
+    /// Prefixes of one byte (rare), sorted the same way.
+    short_prefixes: Vec<(Box<str>, u8, Category)>,
+    /// Globs with their layer, in layer order.
+    globs: Vec<(Box<str>, u8, Category)>,
 }
+
+const LAYERS: [Origin; 4] = [
+    Origin::ConsentCookie,
+    Origin::Rule,
+    Origin::Catalogue,
+    Origin::OpenCookieDatabase,
+];
 
 impl Classifier {
     pub fn new(consent_cookies: RuleSet, rules: RuleSet, database: RuleSet) -> Self {
-        Classifier {
-            consent_cookies,
-            rules,
-            database,
+        let mut catalogue = RuleSet::default();
+        for e in catalogue::CATALOGUE {
+            // Catalogue patterns are checked by its own tests.
+            let _ = catalogue.add(e.pattern, e.category);
         }
+        let mut c = Classifier::default();
+        for (layer, set) in [consent_cookies, rules, catalogue, database]
+            .into_iter()
+            .enumerate()
+        {
+            let layer = layer as u8;
+            for (name, cat) in set.exact {
+                c.exact.entry(name).or_insert((layer, cat));
+            }
+            for (prefix, cat) in set.prefixes {
+                let entry = (prefix, layer, cat);
+                match entry.0.as_bytes() {
+                    [a, b, ..] => c.prefixes.entry([*a, *b]).or_default().push(entry),
+                    _ => c.short_prefixes.push(entry),
+                }
+            }
+            for (glob, cat) in set.globs {
+                c.globs.push((glob, layer, cat));
+            }
+        }
+        let order = |a: &(Box<str>, u8, Category), b: &(Box<str>, u8, Category)| {
+            a.1.cmp(&b.1).then(b.0.len().cmp(&a.0.len()))
+        };
+        for bucket in c.prefixes.values_mut() {
+            bucket.sort_by(order);
+        }
+        c.short_prefixes.sort_by(order);
+        c
     }
 
     /// The category of a cookie name and where it came from; `None` = unknown.
     pub fn classify(&self, name: &str) -> Option<(Category, Origin)> {
-        if let Some(c) = self.consent_cookies.lookup(name) {
-            return Some((c, Origin::ConsentCookie));
+        // Candidates as (layer, rank within layer: 0 exact, 1 prefix, 2 glob, category).
+        let mut best: Option<(u8, u8, Category)> =
+            self.exact.get(name).map(|(layer, cat)| (*layer, 0, *cat));
+        let better = |best: &Option<(u8, u8, Category)>, layer: u8, rank: u8| {
+            best.is_none_or(|(l, r, _)| (layer, rank) < (l, r))
+        };
+        let bytes = name.as_bytes();
+        if bytes.len() >= 2 {
+            if let Some(bucket) = self.prefixes.get(&[bytes[0], bytes[1]]) {
+                // Sorted by layer then length: the first match is the best prefix.
+                if let Some((_, layer, cat)) =
+                    bucket.iter().find(|(p, _, _)| name.starts_with(&**p))
+                {
+                    if better(&best, *layer, 1) {
+                        best = Some((*layer, 1, *cat));
+                    }
+                }
+            }
         }
-        if let Some(c) = self.rules.lookup(name) {
-            return Some((c, Origin::Rule));
+        if let Some((_, layer, cat)) = self
+            .short_prefixes
+            .iter()
+            .find(|(p, _, _)| name.starts_with(&**p))
+        {
+            if better(&best, *layer, 1) {
+                best = Some((*layer, 1, *cat));
+            }
         }
-        if let Some(e) = catalogue::lookup(name) {
-            return Some((e.category, Origin::Catalogue));
+        for (glob, layer, cat) in &self.globs {
+            if !better(&best, *layer, 2) {
+                break;
+            }
+            if glob_match(glob.as_bytes(), bytes) {
+                best = Some((*layer, 2, *cat));
+                break;
+            }
         }
-        self.database
-            .lookup(name)
-            .map(|c| (c, Origin::OpenCookieDatabase))
+        best.map(|(layer, _, cat)| (cat, LAYERS[layer as usize]))
     }
 }
 
@@ -202,5 +276,17 @@ mod tests {
             Some((Analytics, Origin::OpenCookieDatabase))
         );
         assert_eq!(c.classify("nobody-knows"), None);
+    }
+
+    #[test]
+    fn a_higher_layer_prefix_beats_a_lower_layer_exact_name() {
+        let mut rules = RuleSet::default();
+        rules.add("_g*", Marketing).unwrap();
+        rules.add("x*y", Preferences).unwrap();
+        let c = Classifier::new(RuleSet::default(), rules, RuleSet::default());
+        // The catalogue says `_ga` is analytics; the operator's prefix rule wins.
+        assert_eq!(c.classify("_ga"), Some((Marketing, Origin::Rule)));
+        assert_eq!(c.classify("x-ay"), Some((Preferences, Origin::Rule)));
+        assert_eq!(c.classify("_fbp"), Some((Marketing, Origin::Catalogue)));
     }
 }

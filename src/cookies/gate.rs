@@ -148,22 +148,30 @@ pub fn expiry_lines(name: &str, paths: &[String], domains: &[String]) -> Vec<Str
     if !is_token(name) {
         return Vec::new();
     }
-    const TAIL: &str = "Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT";
-    if name.starts_with("__Host-") {
-        return vec![format!("{name}=; {TAIL}; Path=/; Secure")];
-    }
-    let secure = if name.starts_with("__Secure-") {
-        "; Secure"
-    } else {
-        ""
+    const TAIL: &str = "=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=";
+    let line = |path: &str, domain: Option<&str>, secure: bool| {
+        let mut l = String::with_capacity(name.len() + TAIL.len() + path.len() + 48);
+        l.push_str(name);
+        l.push_str(TAIL);
+        l.push_str(path);
+        if let Some(d) = domain {
+            l.push_str("; Domain=");
+            l.push_str(d);
+        }
+        if secure {
+            l.push_str("; Secure");
+        }
+        l
     };
+    if name.starts_with("__Host-") {
+        return vec![line("/", None, true)];
+    }
+    let secure = name.starts_with("__Secure-");
     let mut out = Vec::with_capacity(paths.len() * (1 + domains.len()));
     for path in paths {
-        out.push(format!("{name}=; {TAIL}; Path={path}{secure}"));
+        out.push(line(path, None, secure));
         for domain in domains {
-            out.push(format!(
-                "{name}=; {TAIL}; Path={path}; Domain={domain}{secure}"
-            ));
+            out.push(line(path, Some(domain), secure));
         }
     }
     out

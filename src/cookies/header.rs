@@ -46,12 +46,13 @@ pub fn split_cookie_header(header: &[u8]) -> impl Iterator<Item = RequestCookie<
 /// cookie; RFC 9113 8.2.3).
 #[derive(Debug, Default)]
 pub struct CookieJar<'a> {
-    cookies: Vec<RequestCookie<'a>>,
+    // Inline for typical requests: no allocation on the request path.
+    cookies: smallvec::SmallVec<[RequestCookie<'a>; 16]>,
 }
 
 impl<'a> CookieJar<'a> {
     pub fn from_headers(lines: impl IntoIterator<Item = &'a [u8]>) -> Self {
-        let mut cookies = Vec::new();
+        let mut cookies = smallvec::SmallVec::new();
         for line in lines {
             cookies.extend(split_cookie_header(line));
         }
