@@ -120,12 +120,15 @@ pub struct Classifier {
     /// Name -> the best (layer, category) for it.
     exact: FastMap<Box<str>, (u8, Category)>,
     /// Prefixes bucketed by their first two bytes; each bucket sorted by (layer, longest first).
-    prefixes: FastMap<[u8; 2], Vec<(Box<str>, u8, Category)>>,
+    prefixes: FastMap<[u8; 2], Vec<LayeredPattern>>,
     /// Prefixes of one byte (rare), sorted the same way.
-    short_prefixes: Vec<(Box<str>, u8, Category)>,
+    short_prefixes: Vec<LayeredPattern>,
     /// Globs with their layer, in layer order.
-    globs: Vec<(Box<str>, u8, Category)>,
+    globs: Vec<LayeredPattern>,
 }
+
+/// A prefix or glob pattern with its layer (0 = consent cookies ... 3 = database).
+type LayeredPattern = (Box<str>, u8, Category);
 
 const LAYERS: [Origin; 4] = [
     Origin::ConsentCookie,
@@ -161,9 +164,8 @@ impl Classifier {
                 c.globs.push((glob, layer, cat));
             }
         }
-        let order = |a: &(Box<str>, u8, Category), b: &(Box<str>, u8, Category)| {
-            a.1.cmp(&b.1).then(b.0.len().cmp(&a.0.len()))
-        };
+        let order =
+            |a: &LayeredPattern, b: &LayeredPattern| a.1.cmp(&b.1).then(b.0.len().cmp(&a.0.len()));
         for bucket in c.prefixes.values_mut() {
             bucket.sort_by(order);
         }
