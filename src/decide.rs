@@ -98,3 +98,34 @@ pub fn expiry_set_cookies(site: &Site, plan: &RequestPlan) -> Vec<String> {
         .flat_map(|(name, _)| expiry_lines(name, &site.cookie_paths, &site.cookie_domains))
         .collect()
 }
+
+/// The request as a tracker blocklist sees it.
+pub struct TrackerRequest<'a> {
+    /// `http` or `https` (from `X-Forwarded-Proto` when a TLS terminator sits in front).
+    pub scheme: &'a str,
+    pub host: &'a str,
+    /// Path and query, as sent.
+    pub path_and_query: &'a str,
+    pub referer: Option<&'a str>,
+    pub sec_fetch_dest: Option<&'a str>,
+    pub accept: Option<&'a str>,
+}
+
+/// Checks a request against the site's blocklists for the categories without consent.
+/// Returns the match and the inferred request type; `None` when allowed (or nothing to check).
+pub fn check_tracker(
+    site: &Site,
+    consent: &ConsentState,
+    req: &TrackerRequest<'_>,
+) -> Option<(crate::trackers::BlockMatch, crate::trackers::RequestKind)> {
+    if !site.blocklists.needed(consent.grants) {
+        return None;
+    }
+    let url = format!("{}://{}{}", req.scheme, req.host, req.path_and_query);
+    let kind = crate::trackers::infer_kind(req.sec_fetch_dest, req.accept, req.path_and_query);
+    // Without a Referer the request is taken as first-party (its own page).
+    let source = req.referer.unwrap_or(&url);
+    site.blocklists
+        .check(&url, source, kind, consent.grants)
+        .map(|m| (m, kind))
+}

@@ -2,7 +2,9 @@
 //! the proxy runs ([`crate::decide`]).
 
 use crate::config::Mode;
-use crate::decide::{expiry_set_cookies, judge_set_cookie, plan_request};
+use crate::decide::{
+    check_tracker, expiry_set_cookies, judge_set_cookie, plan_request, TrackerRequest,
+};
 use crate::runtime::Runtime;
 use serde_json::{json, Value};
 
@@ -15,6 +17,10 @@ pub struct ExplainRequest<'a> {
     pub set_cookies: &'a [String],
     pub gpc: bool,
     pub url: Option<&'a str>,
+    /// The page the request comes from (`Referer`), for third-party rules.
+    pub referer: Option<&'a str>,
+    /// `Sec-Fetch-Dest` of the request (script, image, iframe, document, empty).
+    pub dest: Option<&'a str>,
 }
 
 pub fn explain(rt: &Runtime, req: &ExplainRequest<'_>) -> Result<Value, String> {
@@ -69,7 +75,46 @@ pub fn explain(rt: &Runtime, req: &ExplainRequest<'_>) -> Result<Value, String> 
         None => Value::Null,
         Some(v) => Value::String(String::from_utf8_lossy(v).into_owned()),
     };
+    let url = match req.url {
+        None => Value::Null,
+        Some(u) => {
+            let uri: http::Uri = u
+                .parse()
+                .map_err(|e| format!("--url `{u}` is not a URL: {e}"))?;
+            let host = uri.authority().map_or("", |a| a.as_str());
+            let treq = TrackerRequest {
+                scheme: uri.scheme_str().unwrap_or("https"),
+                host,
+                path_and_query: uri.path_and_query().map_or("/", |p| p.as_str()),
+                referer: req.referer,
+                sec_fetch_dest: req.dest,
+                accept: None,
+            };
+            let kind = crate::trackers::infer_kind(req.dest, None, treq.path_and_query);
+            match check_tracker(site, consent, &treq) {
+                Some((m, kind)) => json!({
+                    "url": u,
+                    "kind": kind,
+                    "blocked": site.mode == Mode::Enforce,
+                    "would_block": true,
+                    "category": m.category,
+                    "list": m.list,
+                    "rule": m.rule,
+                }),
+                None => json!({
+                    "url": u,
+                    "kind": kind,
+                    "blocked": false,
+                    "would_block": false,
+                    "category": null,
+                    "list": null,
+                    "rule": null,
+                }),
+            }
+        }
+    };
     Ok(json!({
+        "url": url,
         "site": site.name,
         "mode": site.mode.as_str(),
         "applied": enforce,

@@ -54,9 +54,16 @@ enum Command {
         /// The request carries Sec-GPC: 1.
         #[arg(long)]
         gpc: bool,
-        /// The request URL.
+        /// The request URL: also reports whether a blocklist blocks it.
         #[arg(long)]
         url: Option<String>,
+        /// The page the request comes from (Referer), for third-party rules.
+        #[arg(long)]
+        referer: Option<String>,
+        /// The request's Sec-Fetch-Dest (script, image, iframe, document, empty); default:
+        /// inferred from the URL's extension.
+        #[arg(long)]
+        dest: Option<String>,
     },
     /// Start a built-in example origin behind the proxy and print what to try.
     Demo {
@@ -89,6 +96,8 @@ fn main() -> ExitCode {
             set_cookie,
             gpc,
             url,
+            referer,
+            dest,
         } => {
             let rt = match Runtime::load(&config) {
                 Ok(rt) => rt,
@@ -103,6 +112,8 @@ fn main() -> ExitCode {
                 set_cookies: &set_cookie,
                 gpc,
                 url: url.as_deref(),
+                referer: referer.as_deref(),
+                dest: dest.as_deref(),
             };
             match consentgate::explain::explain(&rt, &req) {
                 Ok(v) => {

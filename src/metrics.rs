@@ -100,6 +100,36 @@ pub static GPC_REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
     .unwrap()
 });
 
+/// Tracker requests answered by the proxy (or that would be, in report-only).
+pub static BLOCKED_REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "consentgate_blocked_requests_total",
+        "Tracker requests answered without contacting the origin, by site, category, list and action (blocked, would_block)",
+        &["site", "category", "list", "action"]
+    )
+    .unwrap()
+});
+
+/// HTML elements rewritten so the browser does not run them.
+pub static NEUTRALIZED: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "consentgate_neutralized_elements_total",
+        "HTML elements neutralized (tracker scripts, iframes, pixels, preloads), by site, category and tag",
+        &["site", "category", "tag"]
+    )
+    .unwrap()
+});
+
+/// HTML rewrites that failed; the rest of the body was passed through.
+pub static REWRITE_FAILURES: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "consentgate_rewrite_failures_total",
+        "HTML rewrites that failed and passed the rest of the body through unchanged, by site and reason",
+        &["site", "reason"]
+    )
+    .unwrap()
+});
+
 /// Requests no site was configured for.
 pub static UNROUTED: Lazy<IntCounter> = Lazy::new(|| {
     prometheus::register_int_counter!(
@@ -166,6 +196,9 @@ pub fn init() {
     Lazy::force(&UPSTREAM_ERRORS);
     Lazy::force(&FILTER_ERRORS);
     Lazy::force(&GPC_REQUESTS);
+    Lazy::force(&BLOCKED_REQUESTS);
+    Lazy::force(&NEUTRALIZED);
+    Lazy::force(&REWRITE_FAILURES);
     Lazy::force(&UNROUTED);
     Lazy::force(&RELOADS);
 }

@@ -6,9 +6,13 @@
 //! response side every `Set-Cookie` is withheld (privacy fails closed); both are counted.
 
 use crate::config::Mode;
-use crate::decide::{expiry_set_cookies, judge_set_cookie, plan_request, RequestPlan};
+use crate::decide::{
+    check_tracker, expiry_set_cookies, judge_set_cookie, plan_request, RequestPlan, TrackerRequest,
+};
 use crate::metrics::{self, category_index, consent_index};
 use crate::runtime::{Runtime, Site};
+use crate::trackers::respond::block_response;
+use crate::trackers::BlockMatch;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use http::header::{COOKIE, HOST, SET_COOKIE};
@@ -36,11 +40,79 @@ pub struct RequestCtx {
     set_cookie_stripped: u32,
     expired: u32,
     access_log: bool,
+    /// The tracker match, when the request was blocked (or would be, in report-only).
+    blocked: Option<BlockMatch>,
 }
 
 impl ConsentGate {
     pub fn new(runtime: Arc<ArcSwap<Runtime>>) -> Self {
         ConsentGate { runtime }
+    }
+}
+
+impl ConsentGate {
+    /// Answers a tracker request of a non-consented category locally (enforce) or counts it
+    /// (report-only). `Some(true)` = answered.
+    async fn block_tracker(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        site: &Site,
+    ) -> Result<Option<bool>> {
+        let req = session.req_header();
+        let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+        let host = header("host").or_else(|| req.uri.host()).unwrap_or("");
+        let path_and_query = req.uri.path_and_query().map_or("/", |p| p.as_str());
+        let treq = TrackerRequest {
+            scheme: header("x-forwarded-proto").unwrap_or("http"),
+            host,
+            path_and_query,
+            referer: header("referer"),
+            sec_fetch_dest: header("sec-fetch-dest"),
+            accept: header("accept"),
+        };
+        let checked = catch_unwind(AssertUnwindSafe(|| {
+            check_tracker(site, &ctx.plan.consent, &treq)
+        }));
+        let (m, kind) = match checked {
+            Ok(Some(found)) => found,
+            Ok(None) => return Ok(None),
+            Err(_) => {
+                // Availability fails open: the request goes on to the origin, counted.
+                metrics::FILTER_ERRORS
+                    .with_label_values(&[&site.name, "blocklist"])
+                    .inc();
+                return Ok(None);
+            }
+        };
+        let enforce = site.mode == Mode::Enforce;
+        metrics::BLOCKED_REQUESTS
+            .with_label_values(&[
+                &site.name,
+                m.category.as_str(),
+                &m.list,
+                if enforce { "blocked" } else { "would_block" },
+            ])
+            .inc();
+        ctx.blocked = Some(m.clone());
+        if !enforce {
+            return Ok(None);
+        }
+        let r = block_response(kind, &site.block_responses, &m);
+        let mut resp = ResponseHeader::build(r.status, Some(4))?;
+        resp.insert_header(http::header::CONTENT_TYPE, r.content_type)?;
+        resp.insert_header(http::header::CONTENT_LENGTH, r.body.len())?;
+        resp.insert_header(http::header::CACHE_CONTROL, "private, no-store")?;
+        resp.insert_header("x-consentgate", "blocked")?;
+        session
+            .write_response_header(Box::new(resp), r.body.is_empty())
+            .await?;
+        if !r.body.is_empty() {
+            session
+                .write_response_body(Some(bytes::Bytes::from(r.body)), true)
+                .await?;
+        }
+        Ok(Some(true))
     }
 }
 
@@ -58,6 +130,7 @@ impl ProxyHttp for ConsentGate {
             set_cookie_stripped: 0,
             expired: 0,
             access_log: false,
+            blocked: None,
         }
     }
 
@@ -105,6 +178,12 @@ impl ProxyHttp for ConsentGate {
                         .inc();
                     ctx.plan = RequestPlan::default();
                 }
+            }
+        }
+        if site.mode != Mode::Off && !site.blocklists.is_empty() {
+            if let Some(done) = self.block_tracker(session, ctx, &site).await? {
+                ctx.site = Some(site);
+                return Ok(done);
             }
         }
         ctx.site = Some(site);
@@ -239,6 +318,8 @@ impl ProxyHttp for ConsentGate {
                 set_cookie_stripped = ctx.set_cookie_stripped,
                 request_cookies_stripped = ctx.plan.stripped.iter().sum::<u32>(),
                 cookies_expired = ctx.expired,
+                blocked_category = ctx.blocked.as_ref().map(|m| m.category.as_str()),
+                blocked_list = ctx.blocked.as_ref().map(|m| m.list.as_str()),
                 upstream_error = upstream_error.map(|e| e.etype().as_str()),
                 duration_us = ctx.started.elapsed().as_micros() as u64,
             );

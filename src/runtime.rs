@@ -9,6 +9,8 @@ use crate::consent::{Category, ConsentReader};
 use crate::cookies::classify::{Classifier, RuleSet};
 use crate::cookies::gate::{Gate, UnknownPolicy};
 use crate::metrics::SiteMetrics;
+use crate::trackers::respond::BlockResponses;
+use crate::trackers::Blocklists;
 use pingora::lb::selection::RoundRobin;
 use pingora::lb::LoadBalancer;
 use std::collections::HashMap;
@@ -28,6 +30,8 @@ pub struct Site {
     pub classifier: Classifier,
     pub vendor_rules: Vec<(RuleSet, u16)>,
     pub readers: Vec<Box<dyn ConsentReader>>,
+    pub blocklists: Blocklists,
+    pub block_responses: BlockResponses,
     pub balancer: LoadBalancer<RoundRobin>,
     pub metrics: SiteMetrics,
 }
@@ -73,6 +77,8 @@ impl Site {
             cookie_paths: cfg.cookie_paths,
             vendor_rules: cfg.vendor_rules,
             readers,
+            blocklists: cfg.blocklists,
+            block_responses: cfg.block_responses,
             balancer,
         })
     }

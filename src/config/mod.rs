@@ -11,6 +11,8 @@ use crate::consent::Category;
 use crate::cookies::classify::{check_pattern, RuleSet};
 use crate::cookies::gate::UnknownPolicy;
 use crate::cookies::ocd;
+use crate::trackers::respond::BlockResponses;
+use crate::trackers::{Blocklist, Blocklists};
 use raw::{RawConfig, RawSite};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -82,6 +84,9 @@ pub struct SiteConfig {
     pub database: RuleSet,
     /// Cookie-name patterns that also need a TCF vendor's consent.
     pub vendor_rules: Vec<(RuleSet, u16)>,
+    /// Tracker blocklists, compiled.
+    pub blocklists: Blocklists,
+    pub block_responses: BlockResponses,
 }
 
 #[derive(Debug, Clone)]
@@ -480,6 +485,46 @@ impl Validator<'_> {
                 ),
             }
         }
+        let mut lists = Vec::new();
+        for b in &s.blocklist {
+            let Some(category) = Category::parse(b.category.get_ref()) else {
+                self.error_at(
+                    b.category.span(),
+                    format!(
+                        "unknown category `{}` for a blocklist; use preferences, analytics or marketing",
+                        b.category.get_ref()
+                    ),
+                );
+                continue;
+            };
+            if category == Category::Necessary {
+                self.error_at(
+                    b.category.span(),
+                    "a blocklist of category necessary would never block (necessary is always granted); use preferences, analytics or marketing",
+                );
+                continue;
+            }
+            let path = self.resolve(b.path.get_ref());
+            match Blocklist::load(category, &path, b.path.get_ref()) {
+                Ok(l) => lists.push(l),
+                Err(e) => self.error_at(
+                    b.path.span(),
+                    format!(
+                        "blocklist `{}`: {e}; point `path` at an EasyList/Adblock Plus syntax file",
+                        path.display()
+                    ),
+                ),
+            }
+        }
+        let block_responses = match &s.block_responses {
+            None => BlockResponses::default(),
+            Some(r) => {
+                if let Err(e) = r.get_ref().validate() {
+                    self.error_at(r.span(), format!("[site.block_responses]: {e}"));
+                }
+                r.get_ref().clone()
+            }
+        };
         if self.errors.len() > before {
             return None;
         }
@@ -499,6 +544,8 @@ impl Validator<'_> {
             rules,
             database,
             vendor_rules,
+            blocklists: Blocklists::new(lists),
+            block_responses,
         })
     }
 

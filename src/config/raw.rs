@@ -51,6 +51,18 @@ pub struct RawSite {
     pub consent: RawConsent,
     #[serde(default)]
     pub cookies: RawCookies,
+    /// `[[site.blocklist]]` tables.
+    #[serde(default)]
+    pub blocklist: Vec<RawBlocklist>,
+    #[serde(default)]
+    pub block_responses: Option<Spanned<crate::trackers::respond::BlockResponses>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBlocklist {
+    pub category: Spanned<String>,
+    pub path: Spanned<String>,
 }
 
 #[derive(Deserialize)]

@@ -1,0 +1,270 @@
+//! Tracker endpoints served through the proxy are answered locally until consent (issue 4,
+//! part 1), with the shipped lists and with EasyPrivacy from ../shared/data.
+
+mod common;
+use common::*;
+use std::io::{BufReader, Write};
+use std::net::TcpStream;
+
+fn origin() -> Origin {
+    Origin::start(|req| {
+        response(
+            "200 OK",
+            &[("Content-Type", "text/plain")],
+            format!("origin saw {}", req.path).as_bytes(),
+        )
+    })
+}
+
+fn lists_dir() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/conf/lists").to_string()
+}
+
+fn site(origin: &Origin, extra: &str) -> String {
+    format!(
+        r#"
+[[site]]
+name = "shop"
+hosts = ["*"]
+upstreams = ["{}"]
+{extra}
+[[site.blocklist]]
+category = "analytics"
+path = "{dir}/analytics.txt"
+[[site.blocklist]]
+category = "marketing"
+path = "{dir}/marketing.txt"
+"#,
+        origin.addr,
+        dir = lists_dir()
+    )
+}
+
+fn request(p: &Proxy, host: &str, path: &str, headers: &[(&str, &str)]) -> RawResponse {
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n");
+    for (n, v) in headers {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    req.push_str("Connection: close\r\n\r\n");
+    let mut s = TcpStream::connect(p.addr).unwrap();
+    s.write_all(req.as_bytes()).unwrap();
+    read_response(&mut BufReader::new(s), false).unwrap()
+}
+
+fn header(r: &RawResponse, name: &str) -> String {
+    String::from_utf8(r.header_all(name).first().cloned().unwrap_or_default()).unwrap()
+}
+
+#[test]
+fn first_party_tag_endpoints_are_answered_locally_until_consent() {
+    let o = origin();
+    let p = Proxy::start(&site(&o, ""));
+    // Server-side GTM script: an empty script, the origin never contacted.
+    let r = request(
+        &p,
+        "shop.test",
+        "/gtm.js?id=GTM-ABC",
+        &[("Sec-Fetch-Dest", "script")],
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(header(&r, "content-type"), "text/javascript");
+    assert!(r.body.is_empty());
+    // A GA4 beacon: 204.
+    let r = request(
+        &p,
+        "shop.test",
+        "/g/collect?v=2&tid=G-1&en=page_view",
+        &[("Sec-Fetch-Dest", "empty")],
+    );
+    assert_eq!(r.status, 204);
+    // A Meta pixel image: a 1x1 GIF.
+    let r = request(
+        &p,
+        "shop.test",
+        "/tr?id=123&ev=PageView",
+        &[("Sec-Fetch-Dest", "image"), ("Cookie", "consent=analytics")],
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(header(&r, "content-type"), "image/gif");
+    assert!(r.body.starts_with(b"GIF89a"));
+    assert!(o.received().is_empty(), "the origin saw a blocked request");
+    // With consent the same requests reach the origin.
+    let r = request(
+        &p,
+        "shop.test",
+        "/gtm.js?id=GTM-ABC",
+        &[
+            ("Sec-Fetch-Dest", "script"),
+            ("Cookie", "consent=analytics"),
+        ],
+    );
+    assert_eq!(r.body, b"origin saw /gtm.js?id=GTM-ABC");
+    // Ordinary first-party requests are untouched.
+    let r = request(&p, "shop.test", "/app.js", &[("Sec-Fetch-Dest", "script")]);
+    assert_eq!(r.body, b"origin saw /app.js");
+    p.expect_metric(
+        "consentgate_blocked_requests_total",
+        &[
+            ("site", "shop"),
+            ("category", "analytics"),
+            ("list", &format!("{}/analytics.txt", lists_dir())),
+            ("action", "blocked"),
+        ],
+        2.0,
+    );
+    p.expect_metric(
+        "consentgate_blocked_requests_total",
+        &[
+            ("site", "shop"),
+            ("category", "marketing"),
+            ("action", "blocked"),
+        ],
+        1.0,
+    );
+}
+
+#[test]
+fn documents_get_403_with_an_explanation_and_responses_are_configurable() {
+    let o = origin();
+    let p = Proxy::start(&site(&o, "[site.block_responses]\nscript = 404\n"));
+    let r = request(
+        &p,
+        "shop.test",
+        "/matomo.js",
+        &[("Sec-Fetch-Dest", "script")],
+    );
+    assert_eq!(r.status, 404);
+    // An analytics host served by this proxy, opened as a page.
+    let r = request(
+        &p,
+        "analytics.google.com",
+        "/",
+        &[("Accept", "text/html"), ("Sec-Fetch-Dest", "document")],
+    );
+    assert_eq!(r.status, 403);
+    let body = String::from_utf8(r.body).unwrap();
+    assert!(
+        body.contains("analytics") && body.contains("consent"),
+        "{body}"
+    );
+    assert!(o.received().is_empty());
+}
+
+#[test]
+fn cname_cloaked_analytics_hosts_are_blocked() {
+    let o = origin();
+    let dir = TempDir::new("lists");
+    let list = dir.0.join("cloaked.txt");
+    std::fs::write(&list, "||metrics.shop.test^\n").unwrap();
+    let p = Proxy::start(&format!(
+        "[[site]]\nname = \"cloak\"\nhosts = [\"*\"]\nupstreams = [\"{}\"]\n[[site.blocklist]]\ncategory = \"analytics\"\npath = \"{}\"\n",
+        o.addr,
+        list.display()
+    ));
+    let r = request(
+        &p,
+        "metrics.shop.test",
+        "/anything?x=1",
+        &[("Sec-Fetch-Dest", "empty")],
+    );
+    assert_eq!(r.status, 204);
+    let r = request(
+        &p,
+        "www.shop.test",
+        "/anything?x=1",
+        &[("Sec-Fetch-Dest", "empty")],
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(o.received().len(), 1);
+}
+
+#[test]
+fn easyprivacy_from_shared_data_blocks_first_party_trackers() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/data/easyprivacy.txt"
+    );
+    if !std::path::Path::new(path).exists() {
+        eprintln!("skipped: {path} is absent");
+        return;
+    }
+    let o = origin();
+    let p = Proxy::start(&format!(
+        "[[site]]\nname = \"ep\"\nhosts = [\"*\"]\nupstreams = [\"{}\"]\n[[site.blocklist]]\ncategory = \"analytics\"\npath = \"{path}\"\n",
+        o.addr
+    ));
+    for tracker in [
+        "/gtag/js?id=G-ABC",
+        "/matomo.php?idsite=1&rec=1",
+        "/fbevents.js",
+    ] {
+        let r = request(
+            &p,
+            "shop.test",
+            tracker,
+            &[("Referer", "http://shop.test/")],
+        );
+        assert_eq!(
+            r.header_all("x-consentgate"),
+            vec![b"blocked".to_vec()],
+            "{tracker}"
+        );
+    }
+    let r = request(&p, "shop.test", "/products/42", &[("Accept", "text/html")]);
+    assert_eq!(r.body, b"origin saw /products/42");
+    assert_eq!(o.received().len(), 1);
+}
+
+#[test]
+fn report_only_counts_would_block_and_proxies() {
+    let o = origin();
+    let p = Proxy::start(&site(&o, "mode = \"report-only\""));
+    let r = request(
+        &p,
+        "shop.test",
+        "/gtm.js?id=GTM-ABC",
+        &[("Sec-Fetch-Dest", "script")],
+    );
+    assert_eq!(r.body, b"origin saw /gtm.js?id=GTM-ABC");
+    p.expect_metric(
+        "consentgate_blocked_requests_total",
+        &[
+            ("site", "shop"),
+            ("category", "analytics"),
+            ("action", "would_block"),
+        ],
+        1.0,
+    );
+}
+
+#[test]
+fn explain_reports_the_url_decision() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/conf/consentgate.toml");
+    let (code, out, err) = run_cli(&[
+        "explain",
+        "--config",
+        path,
+        "--url",
+        "https://shop.example/fbevents.js",
+        "--cookie",
+        "consent=analytics",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let u = &v["url"];
+    assert_eq!(u["blocked"], true);
+    assert_eq!(u["category"], "marketing");
+    assert_eq!(u["list"], "lists/marketing.txt");
+    assert_eq!(u["rule"], "/fbevents.js$script");
+    let (_, out, _) = run_cli(&[
+        "explain",
+        "--config",
+        path,
+        "--url",
+        "https://shop.example/fbevents.js",
+        "--cookie",
+        "consent=analytics,marketing",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["url"]["blocked"], false);
+}
