@@ -103,7 +103,7 @@ impl ConsentGate {
         resp.insert_header(http::header::CONTENT_TYPE, r.content_type)?;
         resp.insert_header(http::header::CONTENT_LENGTH, r.body.len())?;
         resp.insert_header(http::header::CACHE_CONTROL, "private, no-store")?;
-        resp.insert_header("x-consentgate", "blocked")?;
+        resp.insert_header("X-Consentgate", "blocked")?;
         session
             .write_response_header(Box::new(resp), r.body.is_empty())
             .await?;
@@ -243,6 +243,14 @@ impl ProxyHttp for ConsentGate {
         };
         if site.mode == Mode::Off {
             return Ok(());
+        }
+        if site.mode == Mode::Enforce {
+            if let Some(csp) = &site.csp {
+                let value = csp.header_value(ctx.plan.consent.grants);
+                upstream_response.append_header(csp.header_name, value)?;
+                // The policy differs per visitor's consent: a shared cache must not reuse it.
+                upstream_response.append_header("Vary", "Cookie")?;
+            }
         }
         let has_set_cookie = upstream_response.headers.contains_key(SET_COOKIE);
         if !has_set_cookie && ctx.plan.expire.is_empty() {

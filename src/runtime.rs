@@ -32,6 +32,7 @@ pub struct Site {
     pub readers: Vec<Box<dyn ConsentReader>>,
     pub blocklists: Blocklists,
     pub block_responses: BlockResponses,
+    pub csp: Option<crate::trackers::csp::Csp>,
     pub balancer: LoadBalancer<RoundRobin>,
     pub metrics: SiteMetrics,
 }
@@ -79,6 +80,7 @@ impl Site {
             readers,
             blocklists: cfg.blocklists,
             block_responses: cfg.block_responses,
+            csp: cfg.csp,
             balancer,
         })
     }

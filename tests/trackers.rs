@@ -268,3 +268,40 @@ fn explain_reports_the_url_decision() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["url"]["blocked"], false);
 }
+
+#[test]
+fn csp_is_built_from_the_consented_categories() {
+    let o = origin();
+    let p = Proxy::start(&format!(
+        r#"[[site]]
+name = "csp"
+hosts = ["*"]
+upstreams = ["{}"]
+[site.csp]
+base = "default-src 'self'"
+analytics = ["https://www.googletagmanager.com"]
+marketing = ["https://connect.facebook.net"]
+"#,
+        o.addr
+    ));
+    let csp_lines = |r: &RawResponse| -> Vec<String> {
+        String::from_utf8_lossy(&r.head)
+            .split("\r\n")
+            .filter(|l| l.starts_with("Content-Security-Policy:"))
+            .map(str::to_string)
+            .collect()
+    };
+    let r = request(&p, "shop.test", "/", &[]);
+    assert_eq!(
+        csp_lines(&r),
+        vec!["Content-Security-Policy: default-src 'self'; script-src 'self'; img-src 'self'; connect-src 'self'; frame-src 'self'"]
+    );
+    assert_eq!(header(&r, "vary"), "Cookie");
+    let r = request(&p, "shop.test", "/", &[("Cookie", "consent=analytics")]);
+    let lines = csp_lines(&r);
+    assert!(
+        lines[0].contains("script-src 'self' https://www.googletagmanager.com;"),
+        "{lines:?}"
+    );
+    assert!(!lines[0].contains("facebook"));
+}

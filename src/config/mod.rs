@@ -11,6 +11,7 @@ use crate::consent::Category;
 use crate::cookies::classify::{check_pattern, RuleSet};
 use crate::cookies::gate::UnknownPolicy;
 use crate::cookies::ocd;
+use crate::trackers::csp::Csp;
 use crate::trackers::respond::BlockResponses;
 use crate::trackers::{Blocklist, Blocklists};
 use raw::{RawConfig, RawSite};
@@ -87,6 +88,8 @@ pub struct SiteConfig {
     /// Tracker blocklists, compiled.
     pub blocklists: Blocklists,
     pub block_responses: BlockResponses,
+    /// The Content-Security-Policy added per consent, if `[site.csp]` is configured.
+    pub csp: Option<Csp>,
 }
 
 #[derive(Debug, Clone)]
@@ -525,6 +528,16 @@ impl Validator<'_> {
                 r.get_ref().clone()
             }
         };
+        let csp = match &s.csp {
+            None => None,
+            Some(c) => match Csp::build(c.get_ref()) {
+                Ok(csp) => Some(csp),
+                Err(e) => {
+                    self.error_at(c.span(), format!("[site.csp]: {e}"));
+                    None
+                }
+            },
+        };
         if self.errors.len() > before {
             return None;
         }
@@ -546,6 +559,7 @@ impl Validator<'_> {
             vendor_rules,
             blocklists: Blocklists::new(lists),
             block_responses,
+            csp,
         })
     }
 

@@ -56,6 +56,8 @@ pub struct RawSite {
     pub blocklist: Vec<RawBlocklist>,
     #[serde(default)]
     pub block_responses: Option<Spanned<crate::trackers::respond::BlockResponses>>,
+    #[serde(default)]
+    pub csp: Option<Spanned<crate::trackers::csp::CspConfig>>,
 }
 
 #[derive(Deserialize)]

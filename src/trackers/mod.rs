@@ -2,6 +2,7 @@
 //! matched with Brave's `adblock` engine (built once per configuration load, `Send + Sync`).
 //! Pure: a URL, its source page and request type in; which list and rule matched out.
 
+pub mod csp;
 pub mod respond;
 
 use crate::consent::{Category, Grants};

@@ -1,0 +1,197 @@
+//! The optional Content-Security-Policy built from the consented categories, so the browser
+//! itself refuses the hosts of the others (DESIGN.md, "What a reverse proxy can and cannot see",
+//! way 3). It is added next to any policy the origin sends: browsers enforce every policy, so
+//! the origin's own rules still hold.
+
+use crate::consent::{Category, Grants};
+use serde::Deserialize;
+
+/// `[site.csp]`.
+#[derive(Clone, Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct CspConfig {
+    /// A policy to extend, e.g. `"default-src 'self'; img-src 'self' data:"`. Its
+    /// `script-src`, `img-src`, `connect-src` and `frame-src` (else `default-src`, else
+    /// `'self'`) are the starting point for each.
+    pub base: String,
+    /// Sources allowed once the category is consented (`https://www.googletagmanager.com`,
+    /// `https://*.google-analytics.com`, ...).
+    pub preferences: Vec<String>,
+    pub analytics: Vec<String>,
+    pub marketing: Vec<String>,
+    /// Send `Content-Security-Policy-Report-Only` instead (try a policy without breaking pages).
+    pub report_only: bool,
+}
+
+/// The directives tracker tags load through.
+const FETCH_DIRECTIVES: [&str; 4] = ["script-src", "img-src", "connect-src", "frame-src"];
+
+/// One header value per combination of the three optional categories, computed at load.
+#[derive(Clone, Debug)]
+pub struct Csp {
+    /// In canonical case: pingora writes a `&'static str` name exactly as given.
+    pub header_name: &'static str,
+    by_grants: Vec<String>,
+}
+
+fn check_source(s: &str) -> Result<(), String> {
+    if s.is_empty() || s.contains([';', ',', ' ', '\t', '\n', '\r', '"']) {
+        return Err(format!(
+            "CSP source `{s}` may not be empty or contain spaces, `;`, `,` or quotes; write one host source per entry like \"https://*.example.com\""
+        ));
+    }
+    Ok(())
+}
+
+impl Csp {
+    pub fn build(cfg: &CspConfig) -> Result<Csp, String> {
+        for s in cfg
+            .preferences
+            .iter()
+            .chain(&cfg.analytics)
+            .chain(&cfg.marketing)
+        {
+            check_source(s)?;
+        }
+        let mut base: Vec<(String, String)> = Vec::new();
+        for d in cfg.base.split(';') {
+            let d = d.trim();
+            if d.is_empty() {
+                continue;
+            }
+            let (name, value) = d.split_once(char::is_whitespace).unwrap_or((d, ""));
+            if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                return Err(format!(
+                    "base policy directive `{name}` is not a CSP directive name"
+                ));
+            }
+            if value.contains(['\r', '\n']) {
+                return Err("base policy may not contain line breaks".into());
+            }
+            base.push((name.to_ascii_lowercase(), value.trim().to_string()));
+        }
+        let start = |directive: &str| -> String {
+            base.iter()
+                .find(|(n, _)| n == directive)
+                .or_else(|| base.iter().find(|(n, _)| n == "default-src"))
+                .map_or("'self'".to_string(), |(_, v)| v.clone())
+        };
+        let mut by_grants = Vec::with_capacity(8);
+        for mask in 0u8..8 {
+            let grants = grants_of(mask);
+            let mut allowed: Vec<&str> = Vec::new();
+            for (cat, list) in [
+                (Category::Preferences, &cfg.preferences),
+                (Category::Analytics, &cfg.analytics),
+                (Category::Marketing, &cfg.marketing),
+            ] {
+                if grants.allows(cat) {
+                    allowed.extend(list.iter().map(String::as_str));
+                }
+            }
+            let mut parts: Vec<String> = base
+                .iter()
+                .filter(|(n, _)| !FETCH_DIRECTIVES.contains(&n.as_str()))
+                .map(|(n, v)| {
+                    if v.is_empty() {
+                        n.clone()
+                    } else {
+                        format!("{n} {v}")
+                    }
+                })
+                .collect();
+            for d in FETCH_DIRECTIVES {
+                let mut value = start(d);
+                // 'none' cannot be combined with sources.
+                if value.trim() == "'none'" && !allowed.is_empty() {
+                    value.clear();
+                }
+                for s in &allowed {
+                    if !value.split_whitespace().any(|x| x == *s) {
+                        if !value.is_empty() {
+                            value.push(' ');
+                        }
+                        value.push_str(s);
+                    }
+                }
+                parts.push(format!("{d} {value}"));
+            }
+            by_grants.push(parts.join("; "));
+        }
+        Ok(Csp {
+            header_name: if cfg.report_only {
+                "Content-Security-Policy-Report-Only"
+            } else {
+                "Content-Security-Policy"
+            },
+            by_grants,
+        })
+    }
+
+    /// The policy for a visitor's consent.
+    pub fn header_value(&self, grants: Grants) -> &str {
+        let mask = Category::OPTIONAL
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| grants.allows(**c))
+            .fold(0u8, |m, (i, _)| m | 1 << i);
+        &self.by_grants[mask as usize]
+    }
+}
+
+fn grants_of(mask: u8) -> Grants {
+    Grants::from_categories(
+        Category::OPTIONAL
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| mask & (1 << i) != 0)
+            .map(|(_, c)| *c),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> CspConfig {
+        CspConfig {
+            base: "default-src 'self'; img-src 'self' data:; object-src 'none'".into(),
+            analytics: vec![
+                "https://www.googletagmanager.com".into(),
+                "https://*.google-analytics.com".into(),
+            ],
+            marketing: vec!["https://connect.facebook.net".into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn policy_follows_consent() {
+        let csp = Csp::build(&cfg()).unwrap();
+        let none = csp.header_value(Grants::NONE);
+        assert_eq!(
+            none,
+            "default-src 'self'; object-src 'none'; script-src 'self'; img-src 'self' data:; connect-src 'self'; frame-src 'self'"
+        );
+        let analytics = csp.header_value(Grants::from_categories([Category::Analytics]));
+        assert!(analytics.contains(
+            "script-src 'self' https://www.googletagmanager.com https://*.google-analytics.com;"
+        ));
+        assert!(!analytics.contains("facebook"));
+        let all = csp.header_value(Grants::ALL);
+        assert!(all.contains("connect.facebook.net") && all.contains("googletagmanager"));
+        assert_eq!(csp.header_name, "Content-Security-Policy");
+    }
+
+    #[test]
+    fn bad_sources_are_refused() {
+        let mut c = cfg();
+        c.analytics.push("https://a.com; script-src *".into());
+        assert!(Csp::build(&c).is_err());
+        let c = CspConfig {
+            base: "default-src 'self'\r\nX: y".into(),
+            ..Default::default()
+        };
+        assert!(Csp::build(&c).is_err());
+    }
+}
