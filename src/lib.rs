@@ -15,6 +15,7 @@ pub mod cookies;
 pub mod decide;
 pub mod demo;
 pub mod explain;
+pub mod html;
 pub mod metrics;
 pub mod proxy;
 pub mod runtime;

@@ -1,0 +1,567 @@
+//! Streaming HTML neutralization (lol_html): in pages sent to a visitor without consent for a
+//! category, elements that would load or run that category's trackers are rewritten so the
+//! browser does not execute them, in the markup consent banners (Klaro, Cookiebot, ...) already
+//! re-activate after consent: `type="text/plain"`, `data-src`, `data-consent-category`.
+//!
+//! Memory is bounded: lol_html's own limit, plus a cap on how much of one inline script is held
+//! to look for snippets. Bytes outside rewritten elements come out exactly as they went in.
+
+pub mod codec;
+
+use crate::consent::{Category, Grants};
+use crate::trackers::{Blocklists, RequestKind};
+use aho_corasick::AhoCorasick;
+use lol_html::html_content::ContentType;
+use lol_html::send::{HtmlRewriter, Settings};
+use lol_html::{element, text, MemorySettings};
+use std::sync::{Arc, Mutex};
+
+/// lol_html's parser memory limit per response.
+pub const MEMORY_LIMIT: usize = 1024 * 1024;
+/// The most of one inline script held back to look for tracker snippets; past it the script
+/// passes unchanged (a snippet is in the first lines of a tag manager or pixel loader).
+pub const INLINE_SCRIPT_CAP: usize = 256 * 1024;
+
+/// Inline-script snippets per category, compiled once per configuration load.
+pub struct Snippets {
+    matcher: Option<AhoCorasick>,
+    categories: Vec<Category>,
+    pub patterns: Vec<(Category, String)>,
+}
+
+impl std::fmt::Debug for Snippets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(&self.patterns).finish()
+    }
+}
+
+/// The default inline snippets: the loaders sites paste into their pages.
+pub fn default_snippets() -> Vec<(Category, String)> {
+    use Category::*;
+    let s = |c: Category, p: &str| (c, p.to_string());
+    vec![
+        // Google tag (gtag.js) and Universal Analytics loaders. GTM itself loads tags of every
+        // category; its container loader is treated as analytics, the common case and the
+        // category Google's consent mode defaults it to.
+        s(Analytics, "googletagmanager.com/gtag/js"),
+        s(Analytics, "googletagmanager.com/gtm.js"),
+        s(Analytics, "gtag('config'"),
+        s(Analytics, "gtag(\"config\""),
+        s(Analytics, "GoogleAnalyticsObject"),
+        s(Analytics, "google-analytics.com/analytics.js"),
+        // Meta pixel.
+        s(Marketing, "connect.facebook.net"),
+        s(Marketing, "fbq('init'"),
+        s(Marketing, "fbq(\"init\""),
+        // Matomo / Piwik.
+        s(Analytics, "_paq.push"),
+        s(Analytics, "matomo.js"),
+        s(Analytics, "piwik.js"),
+        // Hotjar.
+        s(Analytics, "static.hotjar.com"),
+        s(Analytics, "_hjSettings"),
+        // Microsoft Clarity.
+        s(Analytics, "clarity.ms/tag"),
+    ]
+}
+
+impl Snippets {
+    pub fn new(patterns: Vec<(Category, String)>) -> Result<Snippets, String> {
+        let matcher = if patterns.is_empty() {
+            None
+        } else {
+            Some(
+                AhoCorasick::new(patterns.iter().map(|(_, p)| p.as_str()))
+                    .map_err(|e| format!("inline script snippets: {e}"))?,
+            )
+        };
+        Ok(Snippets {
+            matcher,
+            categories: patterns.iter().map(|(c, _)| *c).collect(),
+            patterns,
+        })
+    }
+
+    /// The categories of every snippet found in `text`.
+    fn categories_in(&self, text: &str) -> Vec<Category> {
+        let mut out = Vec::new();
+        if let Some(m) = &self.matcher {
+            for found in m.find_iter(text) {
+                let c = self.categories[found.pattern().as_usize()];
+                if !out.contains(&c) {
+                    out.push(c);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Everything a page rewrite needs from the site, shared by all its responses.
+pub struct PageRules {
+    pub blocklists: Arc<Blocklists>,
+    pub snippets: Snippets,
+}
+
+impl PageRules {
+    /// Whether a visitor with these grants needs any rewriting at all.
+    pub fn needed(&self, grants: Grants) -> bool {
+        if grants.is_all() {
+            return false;
+        }
+        self.blocklists.needed(grants)
+            || self.snippets.categories.iter().any(|c| !grants.allows(*c))
+    }
+}
+
+/// An element neutralized: its category and tag (for metrics).
+pub type Neutralized = (Category, &'static str);
+
+struct State {
+    grants: Grants,
+    page_url: String,
+    rules: Arc<PageRules>,
+    out: Vec<u8>,
+    neutralized: Vec<Neutralized>,
+    /// The inline script being held: its start tag as written, and its text so far.
+    held_script: Option<(String, String)>,
+    /// Inside `<noscript>`: its raw text so far.
+    noscript: Option<String>,
+}
+
+impl State {
+    fn tracker_category(&self, raw_url: &str, kind: RequestKind) -> Option<Category> {
+        let url = resolve_url(&self.page_url, raw_url.trim())?;
+        self.rules
+            .blocklists
+            .check(&url, &self.page_url, kind, self.grants)
+            .map(|m| m.category)
+    }
+}
+
+/// A rewriter error; the caller passes the rest of the body through and counts it.
+#[derive(Debug)]
+pub struct RewriteError(pub String);
+
+impl std::fmt::Display for RewriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One response's streaming rewriter.
+pub struct Neutralizer {
+    rewriter: Option<HtmlRewriter<'static, Box<dyn FnMut(&[u8]) + Send>>>,
+    state: Arc<Mutex<State>>,
+}
+
+fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    // A panic in a handler poisons the lock; the data is still consistent enough to drain.
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Attribute values are written back double-quoted.
+fn escape_attr(v: &str) -> String {
+    v.replace('&', "&amp;").replace('"', "&quot;")
+}
+
+fn is_executable_script_type(t: Option<&str>) -> bool {
+    match t.map(|t| t.trim().to_ascii_lowercase()) {
+        None => true,
+        Some(t) => {
+            t.is_empty()
+                || t == "module"
+                || t.contains("javascript")
+                || t.contains("ecmascript")
+                || t == "text/jscript"
+        }
+    }
+}
+
+impl Neutralizer {
+    /// `charset` from the response's Content-Type (default UTF-8).
+    pub fn new(
+        grants: Grants,
+        page_url: &str,
+        rules: Arc<PageRules>,
+        charset: Option<&str>,
+    ) -> Result<Neutralizer, RewriteError> {
+        let state = Arc::new(Mutex::new(State {
+            grants,
+            page_url: page_url.to_string(),
+            rules,
+            out: Vec::new(),
+            neutralized: Vec::new(),
+            held_script: None,
+            noscript: None,
+        }));
+        let encoding = charset
+            .and_then(|c| encoding_rs::Encoding::for_label(c.trim().as_bytes()))
+            .unwrap_or(encoding_rs::UTF_8);
+        let encoding = lol_html::AsciiCompatibleEncoding::new(encoding)
+            .ok_or_else(|| RewriteError(format!("charset {charset:?} is not ASCII-compatible")))?;
+
+        let (s1, s2, s3, s4, s5, s6, s7) = (
+            state.clone(),
+            state.clone(),
+            state.clone(),
+            state.clone(),
+            state.clone(),
+            state.clone(),
+            state.clone(),
+        );
+        let sink_state = state.clone();
+        let handlers = vec![
+            // <script src=tracker> -> type=text/plain + data-src + data-consent-category.
+            element!("script[src]", move |el| {
+                let src = el.get_attribute("src").unwrap_or_default();
+                let st = lock(&s1);
+                if !is_executable_script_type(el.get_attribute("type").as_deref()) {
+                    return Ok(());
+                }
+                if let Some(cat) = st.tracker_category(&src, RequestKind::Script) {
+                    drop(st);
+                    if let Some(t) = el.get_attribute("type") {
+                        el.set_attribute("data-type", &t)?;
+                    }
+                    el.remove_attribute("src");
+                    el.set_attribute("data-src", &src)?;
+                    el.set_attribute("type", "text/plain")?;
+                    el.set_attribute("data-consent-category", cat.as_str())?;
+                    lock(&s1).neutralized.push((cat, "script"));
+                }
+                Ok(())
+            }),
+            // Inline scripts: hold the start tag until the text is seen, then decide.
+            element!("script:not([src])", move |el| {
+                if !is_executable_script_type(el.get_attribute("type").as_deref()) {
+                    return Ok(());
+                }
+                let mut tag = String::from("<script");
+                for a in el.attributes() {
+                    tag.push(' ');
+                    tag.push_str(&a.name());
+                    tag.push_str("=\"");
+                    tag.push_str(&escape_attr(&a.value()));
+                    tag.push('"');
+                }
+                lock(&s2).held_script = Some((tag, String::new()));
+                // Both tags are re-written by us: the start tag once the text is known, the end
+                // tag here (so an over-cap script that passed through is still closed).
+                el.remove_and_keep_content();
+                let end_state = s2.clone();
+                let handler: lol_html::send::EndTagHandler<'static> =
+                    Box::new(move |end: &mut lol_html::html_content::EndTag<'_>| {
+                        let held = lock(&end_state).held_script.take();
+                        let html = match held {
+                            // No text at all (an empty script): the tags as they were.
+                            Some((tag, text)) => format!("{tag}>{text}</script>"),
+                            None => "</script>".to_string(),
+                        };
+                        end.replace(&html, ContentType::Html);
+                        Ok(())
+                    });
+                el.on_end_tag(handler)?;
+                Ok(())
+            }),
+            text!("script", move |t| {
+                let mut st = lock(&s3);
+                let Some((tag, text)) = st.held_script.as_mut() else {
+                    return Ok(());
+                };
+                text.push_str(t.as_str());
+                t.remove();
+                let over_cap = text.len() > INLINE_SCRIPT_CAP;
+                if !t.last_in_text_node() && !over_cap {
+                    return Ok(());
+                }
+                let (tag, text) = (std::mem::take(tag), std::mem::take(text));
+                st.held_script = None;
+                let cats = st.rules.snippets.categories_in(&text);
+                let refused = cats.iter().copied().find(|c| !st.grants.allows(*c));
+                let html = match refused {
+                    Some(cat) if !over_cap => {
+                        st.neutralized.push((cat, "inline-script"));
+                        let tag = strip_type_attr(&tag);
+                        format!(
+                            "{tag} type=\"text/plain\" data-consent-category=\"{}\">{text}",
+                            cat.as_str()
+                        )
+                    }
+                    _ => format!("{tag}>{text}"),
+                };
+                drop(st);
+                // The end tag is still in the stream; `over_cap` scripts pass the rest unchanged.
+                t.replace(&html, ContentType::Html);
+                Ok(())
+            }),
+            element!("iframe[src]", move |el| {
+                neutralize_src(el, &s4, RequestKind::Subdocument, "iframe")
+            }),
+            element!("img[src]", move |el| {
+                neutralize_src(el, &s5, RequestKind::Image, "img")
+            }),
+            element!("link[href][rel]", move |el| {
+                let rel = el
+                    .get_attribute("rel")
+                    .unwrap_or_default()
+                    .to_ascii_lowercase();
+                let hints = [
+                    "preload",
+                    "prefetch",
+                    "preconnect",
+                    "dns-prefetch",
+                    "modulepreload",
+                ];
+                if !rel.split_ascii_whitespace().any(|r| hints.contains(&r)) {
+                    return Ok(());
+                }
+                let href = el.get_attribute("href").unwrap_or_default();
+                let kind = match el.get_attribute("as").as_deref() {
+                    Some("image") => RequestKind::Image,
+                    Some("style") => RequestKind::Stylesheet,
+                    Some("document") => RequestKind::Subdocument,
+                    _ => RequestKind::Script,
+                };
+                let st = lock(&s6);
+                if let Some(cat) = st.tracker_category(&href, kind) {
+                    drop(st);
+                    el.remove();
+                    lock(&s6).neutralized.push((cat, "link"));
+                }
+                Ok(())
+            }),
+            // <noscript> content is raw text to a browser with scripting on, and so to lol_html
+            // (no element handlers fire inside it): mark it here, rewrite its text below.
+            element!("noscript", move |el| {
+                lock(&s7).noscript = Some(String::new());
+                let end_state = s7.clone();
+                let handler: lol_html::send::EndTagHandler<'static> =
+                    Box::new(move |_end: &mut lol_html::html_content::EndTag<'_>| {
+                        lock(&end_state).noscript = None;
+                        Ok(())
+                    });
+                el.on_end_tag(handler)?;
+                Ok(())
+            }),
+        ];
+        let s8 = state.clone();
+        let document_handlers = vec![lol_html::doc_text!(move |t| {
+            let mut st = lock(&s8);
+            let Some(held) = st.noscript.as_mut() else {
+                return Ok(());
+            };
+            // Hold the text until the node ends, so a tag split across chunks is seen whole.
+            held.push_str(t.as_str());
+            if !t.last_in_text_node() && held.len() <= INLINE_SCRIPT_CAP {
+                t.remove();
+                return Ok(());
+            }
+            let text = std::mem::take(held);
+            let (rewritten, found) =
+                neutralize_noscript_markup(&text, |url, kind| st.tracker_category(url, kind));
+            st.neutralized.extend(found);
+            drop(st);
+            t.replace(&rewritten, ContentType::Html);
+            Ok(())
+        })];
+        let sink: Box<dyn FnMut(&[u8]) + Send> =
+            Box::new(move |c: &[u8]| lock(&sink_state).out.extend_from_slice(c));
+        let settings = Settings {
+            element_content_handlers: handlers,
+            document_content_handlers: document_handlers,
+            encoding,
+            memory_settings: MemorySettings {
+                max_allowed_memory_usage: MEMORY_LIMIT,
+                preallocated_parsing_buffer_size: 4096,
+            },
+            ..Settings::new_send()
+        };
+        Ok(Neutralizer {
+            rewriter: Some(HtmlRewriter::new(settings, sink)),
+            state,
+        })
+    }
+
+    fn take_output(&self) -> Vec<u8> {
+        std::mem::take(&mut lock(&self.state).out)
+    }
+
+    /// Feeds a chunk; returns the output produced so far.
+    pub fn write(&mut self, chunk: &[u8]) -> Result<Vec<u8>, RewriteError> {
+        let r = match self.rewriter.as_mut() {
+            Some(rw) => rw.write(chunk).map_err(|e| RewriteError(e.to_string())),
+            None => Err(RewriteError("rewriter already finished".into())),
+        };
+        match r {
+            Ok(()) => Ok(self.take_output()),
+            Err(e) => {
+                self.rewriter = None;
+                Err(e)
+            }
+        }
+    }
+
+    /// Ends the document; returns the remaining output.
+    pub fn finish(&mut self) -> Result<Vec<u8>, RewriteError> {
+        let Some(rw) = self.rewriter.take() else {
+            return Ok(self.take_output());
+        };
+        rw.end().map_err(|e| RewriteError(e.to_string()))?;
+        Ok(self.take_output())
+    }
+
+    /// Output produced before a failure (what can still be sent).
+    pub fn salvage(&mut self) -> Vec<u8> {
+        self.take_output()
+    }
+
+    /// Elements neutralized so far.
+    pub fn take_neutralized(&self) -> Vec<Neutralized> {
+        std::mem::take(&mut lock(&self.state).neutralized)
+    }
+}
+
+fn neutralize_src(
+    el: &mut lol_html::html_content::Element<'_, '_, lol_html::send::SendHandlerTypes>,
+    state: &Mutex<State>,
+    kind: RequestKind,
+    tag: &'static str,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let src = el.get_attribute("src").unwrap_or_default();
+    let st = lock(state);
+    let Some(cat) = st.tracker_category(&src, kind) else {
+        return Ok(());
+    };
+    drop(st);
+    el.remove_attribute("src");
+    el.set_attribute("data-src", &src)?;
+    if let Some(srcset) = el.get_attribute("srcset") {
+        el.remove_attribute("srcset");
+        el.set_attribute("data-srcset", &srcset)?;
+    }
+    el.set_attribute("data-consent-category", cat.as_str())?;
+    lock(state).neutralized.push((cat, tag));
+    Ok(())
+}
+
+/// Removes a `type="..."` attribute from a start tag written by this module (values are always
+/// double-quoted there).
+fn strip_type_attr(tag: &str) -> String {
+    if let Some(i) = tag.find(" type=\"") {
+        if let Some(len) = tag[i + 7..].find('"') {
+            return format!("{}{}", &tag[..i], &tag[i + 7 + len + 1..]);
+        }
+    }
+    tag.to_string()
+}
+
+/// Rewrites `src=` of `<img>` and `<iframe>` tags inside noscript text whose URL is a tracker of
+/// a refused category. Returns the new text and what was neutralized.
+pub fn neutralize_noscript_markup(
+    text: &str,
+    mut category: impl FnMut(&str, RequestKind) -> Option<Category>,
+) -> (String, Vec<Neutralized>) {
+    let mut out = String::with_capacity(text.len() + 32);
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(lt) = rest.find('<') {
+        out.push_str(&rest[..lt]);
+        rest = &rest[lt..];
+        let end = rest.find('>').map_or(rest.len(), |i| i + 1);
+        let tag = &rest[..end];
+        rest = &rest[end..];
+        let lower = tag.to_ascii_lowercase();
+        let (kind, name) = if lower.starts_with("<img") {
+            (RequestKind::Image, "img")
+        } else if lower.starts_with("<iframe") {
+            (RequestKind::Subdocument, "iframe")
+        } else {
+            out.push_str(tag);
+            continue;
+        };
+        match find_src(tag) {
+            Some((start, stop, url)) => match category(url, kind) {
+                Some(cat) => {
+                    found.push((cat, name));
+                    out.push_str(&tag[..start]);
+                    out.push_str("data-src");
+                    out.push_str(&tag[start + 3..stop]);
+                    out.push_str(&format!(" data-consent-category=\"{}\"", cat.as_str()));
+                    out.push_str(&tag[stop..]);
+                }
+                None => out.push_str(tag),
+            },
+            None => out.push_str(tag),
+        }
+    }
+    out.push_str(rest);
+    (out, found)
+}
+
+/// Finds ` src=` in a tag: (offset of `src`, offset just after the value, the value).
+fn find_src(tag: &str) -> Option<(usize, usize, &str)> {
+    let lower = tag.to_ascii_lowercase();
+    let mut from = 0;
+    while let Some(i) = lower[from..].find("src") {
+        let at = from + i;
+        from = at + 3;
+        let before_ok = at > 0 && tag.as_bytes()[at - 1].is_ascii_whitespace();
+        let after = tag[at + 3..].trim_start();
+        if !before_ok || !after.starts_with('=') {
+            continue;
+        }
+        let value_start = tag.len() - after.len() + 1;
+        let v = tag[value_start..].trim_start();
+        let vs = tag.len() - v.len();
+        let (url, stop) = match v.chars().next() {
+            Some(q @ ('"' | '\'')) => {
+                let close = v[1..].find(q)?;
+                (&v[1..1 + close], vs + close + 2)
+            }
+            _ => {
+                let len = v
+                    .find(|c: char| c.is_ascii_whitespace() || c == '>')
+                    .unwrap_or(v.len());
+                (&v[..len], vs + len)
+            }
+        };
+        return Some((at, stop, url));
+    }
+    None
+}
+
+/// Resolves a URL from a page against the page's URL: absolute, scheme-relative (`//host/x`),
+/// root-relative (`/x`) and relative (`x`) forms. `None` for non-fetchable schemes.
+pub fn resolve_url(page: &str, raw: &str) -> Option<String> {
+    if raw.is_empty() {
+        return None;
+    }
+    let lower = raw.get(..11).unwrap_or(raw).to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        return Some(raw.to_string());
+    }
+    if lower.starts_with("data:") || lower.starts_with("javascript:") || lower.starts_with("blob:")
+    {
+        return None;
+    }
+    let (scheme, rest) = page.split_once("://")?;
+    if let Some(r) = raw.strip_prefix("//") {
+        return Some(format!("{scheme}://{r}"));
+    }
+    let host_end = rest.find('/').unwrap_or(rest.len());
+    let origin = &page[..scheme.len() + 3 + host_end];
+    if raw.starts_with('/') {
+        return Some(format!("{origin}{raw}"));
+    }
+    let path = &rest[host_end..];
+    let path = path.split(['?', '#']).next().unwrap_or("/");
+    let dir = match path.rfind('/') {
+        Some(i) => &path[..=i],
+        None => "/",
+    };
+    Some(format!("{origin}{dir}{raw}"))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,235 @@
+use super::codec::Codec;
+use super::*;
+use crate::trackers::Blocklist;
+use std::io::{Read, Write};
+
+fn rules() -> Arc<PageRules> {
+    Arc::new(PageRules {
+        blocklists: Arc::new(Blocklists::new(vec![
+            Blocklist::from_text(
+                Category::Analytics,
+                "a.txt",
+                "||google-analytics.com^\n||googletagmanager.com^\n||tracker.test^\n",
+            ),
+            Blocklist::from_text(
+                Category::Marketing,
+                "m.txt",
+                "||facebook.com/tr^\n||connect.facebook.net^\n||doubleclick.net^\n",
+            ),
+        ])),
+        snippets: Snippets::new(default_snippets()).unwrap(),
+    })
+}
+
+fn rewrite_chunks(html: &str, grants: Grants, sizes: &mut dyn FnMut() -> usize) -> String {
+    let mut n = Neutralizer::new(grants, "https://shop.test/p/1", rules(), None).unwrap();
+    let mut out = Vec::new();
+    let bytes = html.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let end = (i + sizes().max(1)).min(bytes.len());
+        out.extend(n.write(&bytes[i..end]).unwrap());
+        i = end;
+    }
+    out.extend(n.finish().unwrap());
+    String::from_utf8(out).unwrap()
+}
+
+fn rewrite(html: &str, grants: Grants) -> String {
+    rewrite_chunks(html, grants, &mut || usize::MAX)
+}
+
+const PAGE: &str = r#"<!doctype html><html><head>
+<link rel="preconnect" href="https://www.google-analytics.com">
+<link rel="stylesheet" href="/app.css">
+<script async src="https://www.googletagmanager.com/gtag/js?id=G-1"></script>
+<script>window.dataLayer=window.dataLayer||[];function gtag(){dataLayer.push(arguments)}gtag('js',new Date());gtag('config','G-1');</script>
+<script src="/app.js"></script>
+<script>console.log("first party")</script>
+<script type="application/ld+json">{"@type":"Product"}</script>
+<script></script>
+<script>!function(f,b,e,v,n,t,s){n=f.fbq=function(){};t=b.createElement(e);t.src=v}(window,document,'script','https://connect.facebook.net/en_US/fbevents.js');fbq('init','123');</script>
+</head><body>
+<img src="/logo.png" alt="logo">
+<img src="https://www.facebook.com/tr?id=1&ev=PageView" srcset="https://www.facebook.com/tr?id=1 2x" height="1">
+<iframe src="https://td.doubleclick.net/x"></iframe>
+<noscript><img height="1" width="1" src="https://www.facebook.com/tr?id=123&ev=PageView&noscript=1"/></noscript>
+<noscript><iframe src="https://www.googletagmanager.com/ns.html?id=GTM-1" height="0"></iframe></noscript>
+</body></html>"#;
+
+#[test]
+fn trackers_are_neutralized_without_consent() {
+    let out = rewrite(PAGE, Grants::NONE);
+    assert!(out.contains(r#"<script async data-src="https://www.googletagmanager.com/gtag/js?id=G-1" type="text/plain" data-consent-category="analytics"></script>"#), "{out}");
+    assert!(out.contains(
+        r#"<script type="text/plain" data-consent-category="analytics">window.dataLayer"#
+    ));
+    assert!(out.contains(r#"<script src="/app.js"></script>"#));
+    assert!(out.contains(r#"<script>console.log("first party")</script>"#));
+    assert!(out.contains(r#"<script type="application/ld+json">{"@type":"Product"}</script>"#));
+    assert!(out.contains("<script></script>"));
+    assert!(out.contains(
+        r#"<script type="text/plain" data-consent-category="marketing">!function(f,b,e,v"#
+    ));
+    assert!(!out.contains("preconnect"), "tracker preconnect removed");
+    assert!(out.contains(r#"<link rel="stylesheet" href="/app.css">"#));
+    assert!(out.contains(r#"<img src="/logo.png" alt="logo">"#));
+    assert!(out.contains(r#"<img data-src="https://www.facebook.com/tr?id=1&amp;ev=PageView" data-srcset="https://www.facebook.com/tr?id=1 2x" height="1" data-consent-category="marketing">"#) || out.contains(r#"data-src="https://www.facebook.com/tr?id=1&ev=PageView""#), "{out}");
+    assert!(out.contains(r#"<iframe data-src="https://td.doubleclick.net/x" data-consent-category="marketing"></iframe>"#), "{out}");
+    assert!(out.contains(r#"<noscript><img height="1" width="1" data-src="https://www.facebook.com/tr?id=123&ev=PageView&noscript=1" data-consent-category="marketing"/></noscript>"#), "{out}");
+    assert!(out.contains(r#"<iframe data-src="https://www.googletagmanager.com/ns.html?id=GTM-1" data-consent-category="analytics" height="0">"#), "{out}");
+}
+
+#[test]
+fn consented_categories_are_left_alone() {
+    let analytics = Grants::from_categories([Category::Analytics]);
+    let out = rewrite(PAGE, analytics);
+    assert!(out.contains(
+        r#"<script async src="https://www.googletagmanager.com/gtag/js?id=G-1"></script>"#
+    ));
+    assert!(out.contains("<script>window.dataLayer"));
+    assert!(out.contains(r#"data-consent-category="marketing">!function"#));
+    assert!(!rules().needed(Grants::ALL));
+    assert!(rules().needed(analytics));
+}
+
+#[test]
+fn any_chunking_gives_the_same_output() {
+    let whole = rewrite(PAGE, Grants::NONE);
+    assert_eq!(rewrite_chunks(PAGE, Grants::NONE, &mut || 1), whole);
+    let mut x: u32 = 7;
+    for _ in 0..20 {
+        let out = rewrite_chunks(PAGE, Grants::NONE, &mut || {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (x >> 16) as usize % 97 + 1
+        });
+        assert_eq!(out, whole);
+    }
+}
+
+#[test]
+fn a_page_without_trackers_is_byte_identical() {
+    let page = "<!DOCTYPE html>\n<html lang=en><HEAD><meta charset=utf-8><title>x &amp; y</title>\n<script>var a = '<b>'; if (a < 3) {}</script><SCRIPT SRC=/x.js defer></SCRIPT></HEAD>\n<body class='a'  id=\"b\"><img src=/a.png><!-- comment --><p>text<br/>\r\n</body></html>";
+    assert_eq!(rewrite(page, Grants::NONE), page);
+    assert_eq!(rewrite_chunks(page, Grants::NONE, &mut || 3), page);
+}
+
+#[test]
+fn garbage_does_not_panic() {
+    let mut x: u32 = 1;
+    for len in [0usize, 1, 100, 10_000] {
+        let junk: Vec<u8> = (0..len)
+            .map(|_| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                b"<>/=\"' scriptimgsrc\n\0\xff"[(x >> 16) as usize % 21]
+            })
+            .collect();
+        let mut n = Neutralizer::new(Grants::NONE, "https://s.test/", rules(), None).unwrap();
+        let _ = n.write(&junk);
+        let _ = n.finish();
+    }
+}
+
+#[test]
+fn big_pages_stream_within_the_memory_limit() {
+    let mut page = String::from("<html><body>");
+    while page.len() < 5 * 1024 * 1024 {
+        page.push_str("<div class=\"row\"><p>Some product text &amp; more</p><img src=\"/i.png\"><script src=\"https://www.google-analytics.com/analytics.js\"></script></div>\n");
+    }
+    page.push_str("</body></html>");
+    let mut n = Neutralizer::new(Grants::NONE, "https://s.test/", rules(), None).unwrap();
+    let mut total = 0;
+    for chunk in page.as_bytes().chunks(16 * 1024) {
+        let out = n.write(chunk).unwrap();
+        // Output keeps flowing: nothing accumulates beyond a chunk or so.
+        assert!(out.len() < 64 * 1024);
+        total += out.len();
+    }
+    total += n.finish().unwrap().len();
+    assert!(total > page.len());
+    assert!(n.take_neutralized().len() > 10_000);
+}
+
+fn round_trip(encoding: &str, compress: fn(&[u8]) -> Vec<u8>, decompress: fn(&[u8]) -> Vec<u8>) {
+    let expected = rewrite(PAGE, Grants::NONE);
+    let compressed = compress(PAGE.as_bytes());
+    let mut codec = Codec::for_encoding(Some(encoding)).unwrap();
+    let mut n = Neutralizer::new(Grants::NONE, "https://shop.test/p/1", rules(), None).unwrap();
+    let mut out = Vec::new();
+    for chunk in compressed.chunks(37) {
+        let plain = codec.decode(chunk).unwrap();
+        let rewritten = n.write(&plain).unwrap();
+        out.extend(codec.encode(&rewritten).unwrap());
+    }
+    let plain = codec.decode_finish().unwrap();
+    let mut rewritten = n.write(&plain).unwrap();
+    rewritten.extend(n.finish().unwrap());
+    out.extend(codec.encode(&rewritten).unwrap());
+    out.extend(codec.encode_finish().unwrap());
+    assert_eq!(
+        String::from_utf8(decompress(&out)).unwrap(),
+        expected,
+        "{encoding}"
+    );
+}
+
+#[test]
+fn compressed_bodies_round_trip() {
+    round_trip(
+        "gzip",
+        |d| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(d).unwrap();
+            e.finish().unwrap()
+        },
+        |d| {
+            let mut s = Vec::new();
+            flate2::read::GzDecoder::new(d).read_to_end(&mut s).unwrap();
+            s
+        },
+    );
+    round_trip(
+        "deflate",
+        |d| {
+            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(d).unwrap();
+            e.finish().unwrap()
+        },
+        |d| {
+            let mut s = Vec::new();
+            flate2::read::ZlibDecoder::new(d)
+                .read_to_end(&mut s)
+                .unwrap();
+            s
+        },
+    );
+    round_trip(
+        "br",
+        |d| {
+            let mut w = brotli::CompressorWriter::new(Vec::new(), 4096, 5, 22);
+            w.write_all(d).unwrap();
+            w.into_inner()
+        },
+        |d| {
+            let mut s = Vec::new();
+            brotli::Decompressor::new(d, 4096)
+                .read_to_end(&mut s)
+                .unwrap();
+            s
+        },
+    );
+    assert!(Codec::for_encoding(Some("zstd")).is_none());
+}
+
+#[test]
+fn urls_resolve_against_the_page() {
+    let p = "https://shop.test/a/b.html?q=1";
+    assert_eq!(
+        resolve_url(p, "//cdn.test/x.js").unwrap(),
+        "https://cdn.test/x.js"
+    );
+    assert_eq!(resolve_url(p, "/x.js").unwrap(), "https://shop.test/x.js");
+    assert_eq!(resolve_url(p, "x.js").unwrap(), "https://shop.test/a/x.js");
+    assert_eq!(resolve_url(p, "HTTP://A.test/").unwrap(), "HTTP://A.test/");
+    assert!(resolve_url(p, "data:image/gif;base64,xx").is_none());
+}

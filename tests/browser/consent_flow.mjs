@@ -1,0 +1,45 @@
+// Drives Debian's headless Chromium through a consent flow for tests/browser.rs.
+// Usage: node consent_flow.mjs PROXY_PORT TRACKER_PORT
+// Prints one JSON line: what the page saw before and after granting analytics consent, and how
+// many requests the tracker host had received at each point.
+import { chromium } from 'playwright-core';
+
+const [proxyPort, trackerPort] = process.argv.slice(2);
+const trackerCount = async () =>
+  (await (await fetch(`http://127.0.0.1:${trackerPort}/__count`)).json()).count;
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: [
+    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    // Two "hosts" on loopback: the site (through consentgate) and a third-party tracker.
+    '--host-resolver-rules=MAP site.test 127.0.0.1, MAP tracker.test 127.0.0.1',
+  ],
+});
+try {
+  const page = await (await browser.newContext()).newPage();
+  const url = `http://site.test:${proxyPort}/`;
+  await page.goto(url, { waitUntil: 'load' });
+  // Give any tracker the page might still load a moment to do so.
+  await page.waitForTimeout(500);
+  const before = {
+    cookies: await page.evaluate(() => document.cookie),
+    trackerRan: await page.evaluate(() => window.__trackerLoaded === true),
+    scriptType: await page.evaluate(() => document.getElementById('tracker')?.getAttribute('type')),
+    trackerRequests: await trackerCount(),
+  };
+  // The page's consent banner grants analytics (writes the consent cookie and reloads).
+  await Promise.all([page.waitForNavigation({ waitUntil: 'load' }), page.click('#accept-analytics')]);
+  // The next navigation.
+  await page.goto(url, { waitUntil: 'load' });
+  await page.waitForFunction(() => window.__trackerLoaded === true, null, { timeout: 5000 }).catch(() => {});
+  const after = {
+    cookies: await page.evaluate(() => document.cookie),
+    trackerRan: await page.evaluate(() => window.__trackerLoaded === true),
+    trackerRequests: await trackerCount(),
+  };
+  console.log(JSON.stringify({ before, after }));
+} finally {
+  await browser.close();
+}
