@@ -9,6 +9,7 @@ use crate::config::Mode;
 use crate::decide::{
     check_tracker, expiry_set_cookies, judge_set_cookie, plan_request, RequestPlan, TrackerRequest,
 };
+use crate::html::body::BodyRewrite;
 use crate::metrics::{self, category_index, consent_index};
 use crate::runtime::{Runtime, Site};
 use crate::trackers::respond::block_response;
@@ -42,6 +43,12 @@ pub struct RequestCtx {
     access_log: bool,
     /// The tracker match, when the request was blocked (or would be, in report-only).
     blocked: Option<BlockMatch>,
+    /// The page URL (for resolving element URLs), kept from the request.
+    page_url: Option<String>,
+    /// The HTML body rewrite in progress (in a Mutex only because pingora needs the context to
+    /// be `Sync`; one task uses it at a time).
+    body: Option<std::sync::Mutex<BodyRewrite>>,
+    neutralized: u32,
 }
 
 impl ConsentGate {
@@ -131,6 +138,9 @@ impl ProxyHttp for ConsentGate {
             expired: 0,
             access_log: false,
             blocked: None,
+            page_url: None,
+            body: None,
+            neutralized: 0,
         }
     }
 
@@ -179,6 +189,14 @@ impl ProxyHttp for ConsentGate {
                     ctx.plan = RequestPlan::default();
                 }
             }
+        }
+        if site.mode == Mode::Enforce
+            && site
+                .page_rules
+                .as_ref()
+                .is_some_and(|r| r.needed(ctx.plan.consent.grants))
+        {
+            ctx.page_url = Some(page_url(session.req_header()));
         }
         if site.mode != Mode::Off && !site.blocklists.is_empty() {
             if let Some(done) = self.block_tracker(session, ctx, &site).await? {
@@ -252,6 +270,9 @@ impl ProxyHttp for ConsentGate {
                 upstream_response.append_header("Vary", "Cookie")?;
             }
         }
+        if let Some(page_url) = ctx.page_url.take() {
+            start_html_rewrite(&site, ctx, upstream_response, &page_url)?;
+        }
         let has_set_cookie = upstream_response.headers.contains_key(SET_COOKIE);
         if !has_set_cookie && ctx.plan.expire.is_empty() {
             return Ok(());
@@ -266,6 +287,47 @@ impl ProxyHttp for ConsentGate {
             upstream_response.remove_header(&SET_COOKIE);
         }
         Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        let (Some(rw), Some(site)) = (ctx.body.as_mut(), ctx.site.as_ref()) else {
+            return Ok(None);
+        };
+        let rw = rw.get_mut().unwrap_or_else(|e| e.into_inner());
+        let input = body.take().unwrap_or_default();
+        let out = match catch_unwind(AssertUnwindSafe(|| rw.chunk(&input, end_of_stream))) {
+            Ok(out) => out,
+            Err(_) => {
+                // A panic inside the rewriter: the rest of this response is lost to rewriting;
+                // pass what arrived and stop (availability fails open).
+                metrics::REWRITE_FAILURES
+                    .with_label_values(&[&site.name, "panic"])
+                    .inc();
+                ctx.body = None;
+                *body = Some(input);
+                return Ok(None);
+            }
+        };
+        if let Some(reason) = &out.failure {
+            tracing::warn!(site = %site.name, error = %reason, "HTML rewrite failed; passing the rest through");
+            metrics::REWRITE_FAILURES
+                .with_label_values(&[&site.name, "rewriter"])
+                .inc();
+        }
+        for (cat, tag) in &out.neutralized {
+            metrics::NEUTRALIZED
+                .with_label_values(&[&site.name, cat.as_str(), tag])
+                .inc();
+        }
+        ctx.neutralized += out.neutralized.len() as u32;
+        *body = Some(bytes::Bytes::from(out.bytes));
+        Ok(None)
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
@@ -326,6 +388,7 @@ impl ProxyHttp for ConsentGate {
                 set_cookie_stripped = ctx.set_cookie_stripped,
                 request_cookies_stripped = ctx.plan.stripped.iter().sum::<u32>(),
                 cookies_expired = ctx.expired,
+                neutralized = ctx.neutralized,
                 blocked_category = ctx.blocked.as_ref().map(|m| m.category.as_str()),
                 blocked_list = ctx.blocked.as_ref().map(|m| m.list.as_str()),
                 upstream_error = upstream_error.map(|e| e.etype().as_str()),
@@ -386,4 +449,103 @@ fn gate_set_cookies(site: &Site, ctx: &mut RequestCtx, resp: &mut ResponseHeader
             let _ = resp.append_header(SET_COOKIE, v);
         }
     }
+}
+
+/// `scheme://host/path?query` of the request, for resolving URLs in its HTML.
+fn page_url(req: &RequestHeader) -> String {
+    let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+    let scheme = header("x-forwarded-proto").unwrap_or("http");
+    let host = header("host")
+        .or_else(|| req.uri.host())
+        .unwrap_or("localhost");
+    let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
+    format!("{scheme}://{host}{pq}")
+}
+
+/// Starts rewriting an HTML response for a visitor who lacks consent for some category:
+/// the body will change, so `Content-Length` goes, and the response is marked private and
+/// varying by `Cookie` so no shared cache serves it to a visitor with other consent.
+fn start_html_rewrite(
+    site: &Site,
+    ctx: &mut RequestCtx,
+    resp: &mut ResponseHeader,
+    page_url: &str,
+) -> Result<()> {
+    let Some(rules) = &site.page_rules else {
+        return Ok(());
+    };
+    let content_type = resp
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    let is_html = media.eq_ignore_ascii_case("text/html")
+        || media.eq_ignore_ascii_case("application/xhtml+xml");
+    let status = resp.status.as_u16();
+    if !is_html || status == 204 || status == 304 || (100..200).contains(&status) {
+        return Ok(());
+    }
+    let charset = content_type
+        .split(';')
+        .filter_map(|p| p.trim().strip_prefix("charset="))
+        .next()
+        .map(|c| c.trim_matches('"').to_string());
+    let encoding = resp
+        .headers
+        .get(http::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let Some(codec) = crate::html::codec::Codec::for_encoding(encoding.as_deref()) else {
+        // An encoding we cannot read (e.g. zstd): pass through unchanged, counted.
+        metrics::REWRITE_FAILURES
+            .with_label_values(&[&site.name, "encoding"])
+            .inc();
+        return Ok(());
+    };
+    let neutralizer = match crate::html::Neutralizer::new(
+        ctx.plan.consent.grants,
+        page_url,
+        rules.clone(),
+        charset.as_deref(),
+    ) {
+        Ok(n) => n,
+        Err(_) => {
+            metrics::REWRITE_FAILURES
+                .with_label_values(&[&site.name, "charset"])
+                .inc();
+            return Ok(());
+        }
+    };
+    ctx.body = Some(std::sync::Mutex::new(BodyRewrite::new(codec, neutralizer)));
+    resp.remove_header(&http::header::CONTENT_LENGTH);
+    resp.remove_header(&http::header::ETAG);
+    let cache_control = resp
+        .headers
+        .get(http::header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .map(private_cache_control)
+        .unwrap_or_else(|| "private".to_string());
+    resp.insert_header(http::header::CACHE_CONTROL, cache_control)?;
+    resp.append_header("Vary", "Cookie")?;
+    Ok(())
+}
+
+/// `Cache-Control` with `public` and `s-maxage` removed and `private` added.
+fn private_cache_control(v: &str) -> String {
+    let mut parts: Vec<&str> = v
+        .split(',')
+        .map(str::trim)
+        .filter(|d| {
+            let name = d
+                .split('=')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            !d.is_empty() && name != "public" && name != "s-maxage" && name != "private"
+        })
+        .collect();
+    parts.insert(0, "private");
+    parts.join(", ")
 }

@@ -30,8 +30,10 @@ pub struct Site {
     pub classifier: Classifier,
     pub vendor_rules: Vec<(RuleSet, u16)>,
     pub readers: Vec<Box<dyn ConsentReader>>,
-    pub blocklists: Blocklists,
+    pub blocklists: Arc<Blocklists>,
     pub block_responses: BlockResponses,
+    /// HTML neutralization rules; `None` when `[site.html] enabled = false`.
+    pub page_rules: Option<Arc<crate::html::PageRules>>,
     pub csp: Option<crate::trackers::csp::Csp>,
     pub balancer: LoadBalancer<RoundRobin>,
     pub metrics: SiteMetrics,
@@ -63,6 +65,14 @@ impl Site {
                     .map_err(|e| format!("consent cookie `{p}`: {e}"))?;
             }
         }
+        let blocklists = Arc::new(cfg.blocklists);
+        let page_rules = match cfg.html_snippets {
+            None => None,
+            Some(list) => Some(Arc::new(crate::html::PageRules {
+                blocklists: blocklists.clone(),
+                snippets: crate::html::Snippets::new(list)?,
+            })),
+        };
         let balancer = LoadBalancer::try_from_iter(cfg.upstreams.iter().map(String::as_str))
             .map_err(|e| format!("site `{}` upstreams: {e}", cfg.name))?;
         Ok(Site {
@@ -78,7 +88,8 @@ impl Site {
             cookie_paths: cfg.cookie_paths,
             vendor_rules: cfg.vendor_rules,
             readers,
-            blocklists: cfg.blocklists,
+            page_rules,
+            blocklists,
             block_responses: cfg.block_responses,
             csp: cfg.csp,
             balancer,

@@ -90,6 +90,8 @@ pub struct SiteConfig {
     pub block_responses: BlockResponses,
     /// The Content-Security-Policy added per consent, if `[site.csp]` is configured.
     pub csp: Option<Csp>,
+    /// Inline-script snippets for HTML neutralization; `None` = neutralization off.
+    pub html_snippets: Option<Vec<(Category, String)>>,
 }
 
 #[derive(Debug, Clone)]
@@ -538,6 +540,31 @@ impl Validator<'_> {
                 }
             },
         };
+        let html_snippets = match &s.html {
+            None => Some(crate::html::default_snippets()),
+            Some(h) if !h.get_ref().enabled => None,
+            Some(h) => {
+                let h = h.get_ref();
+                let mut list = if h.default_snippets {
+                    crate::html::default_snippets()
+                } else {
+                    Vec::new()
+                };
+                for (cat, extra) in [
+                    (Category::Preferences, &h.snippets.preferences),
+                    (Category::Analytics, &h.snippets.analytics),
+                    (Category::Marketing, &h.snippets.marketing),
+                ] {
+                    list.extend(
+                        extra
+                            .iter()
+                            .filter(|x| !x.is_empty())
+                            .map(|x| (cat, x.clone())),
+                    );
+                }
+                Some(list)
+            }
+        };
         if self.errors.len() > before {
             return None;
         }
@@ -560,6 +587,7 @@ impl Validator<'_> {
             blocklists: Blocklists::new(lists),
             block_responses,
             csp,
+            html_snippets,
         })
     }
 

@@ -58,6 +58,32 @@ pub struct RawSite {
     pub block_responses: Option<Spanned<crate::trackers::respond::BlockResponses>>,
     #[serde(default)]
     pub csp: Option<Spanned<crate::trackers::csp::CspConfig>>,
+    #[serde(default)]
+    pub html: Option<Spanned<RawHtml>>,
+}
+
+/// `[site.html]`: HTML neutralization.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHtml {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Use the built-in inline-script snippets (gtag/GTM, Meta pixel, Matomo, Hotjar, Clarity).
+    #[serde(default = "yes")]
+    pub default_snippets: bool,
+    #[serde(default)]
+    pub snippets: RawSnippets,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawSnippets {
+    #[serde(default)]
+    pub preferences: Vec<String>,
+    #[serde(default)]
+    pub analytics: Vec<String>,
+    #[serde(default)]
+    pub marketing: Vec<String>,
 }
 
 #[derive(Deserialize)]

@@ -6,6 +6,7 @@
 //! Memory is bounded: lol_html's own limit, plus a cap on how much of one inline script is held
 //! to look for snippets. Bytes outside rewritten elements come out exactly as they went in.
 
+pub mod body;
 pub mod codec;
 
 use crate::consent::{Category, Grants};
@@ -149,9 +150,12 @@ impl std::fmt::Display for RewriteError {
     }
 }
 
+/// Where lol_html writes its output (into the shared state, drained after each chunk).
+type Sink = Box<dyn FnMut(&[u8]) + Send>;
+
 /// One response's streaming rewriter.
 pub struct Neutralizer {
-    rewriter: Option<HtmlRewriter<'static, Box<dyn FnMut(&[u8]) + Send>>>,
+    rewriter: Option<HtmlRewriter<'static, Sink>>,
     state: Arc<Mutex<State>>,
 }
 
@@ -365,8 +369,7 @@ impl Neutralizer {
             t.replace(&rewritten, ContentType::Html);
             Ok(())
         })];
-        let sink: Box<dyn FnMut(&[u8]) + Send> =
-            Box::new(move |c: &[u8]| lock(&sink_state).out.extend_from_slice(c));
+        let sink: Sink = Box::new(move |c: &[u8]| lock(&sink_state).out.extend_from_slice(c));
         let settings = Settings {
             element_content_handlers: handlers,
             document_content_handlers: document_handlers,

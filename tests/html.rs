@@ -1,0 +1,206 @@
+//! HTML neutralization through the running proxy (issue 4, part 2).
+
+mod common;
+use common::*;
+use std::io::{Read, Write};
+
+const PAGE: &str = r#"<!doctype html><html><head>
+<script async src="https://www.googletagmanager.com/gtag/js?id=G-1"></script>
+<script>window.dataLayer=window.dataLayer||[];function gtag(){dataLayer.push(arguments)}gtag('config','G-1');</script>
+<script src="/app.js"></script>
+</head><body><h1>Shop</h1>
+<img src="https://www.facebook.com/tr?id=1&ev=PageView" height="1">
+<noscript><img src="https://www.facebook.com/tr?id=1&ev=PageView&noscript=1"></noscript>
+</body></html>"#;
+
+fn gzip(d: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(d).unwrap();
+    e.finish().unwrap()
+}
+
+fn gunzip(d: &[u8]) -> Vec<u8> {
+    let mut s = Vec::new();
+    flate2::read::GzDecoder::new(d).read_to_end(&mut s).unwrap();
+    s
+}
+
+fn origin() -> Origin {
+    Origin::start(|req| {
+        let html = ("Content-Type", "text/html; charset=utf-8");
+        match req.path.as_str() {
+            "/gz" => response(
+                "200 OK",
+                &[
+                    html,
+                    ("Content-Encoding", "gzip"),
+                    ("Cache-Control", "public, max-age=600, s-maxage=3600"),
+                ],
+                &gzip(PAGE.as_bytes()),
+            ),
+            "/br" => {
+                let mut w = brotli::CompressorWriter::new(Vec::new(), 4096, 5, 22);
+                w.write_all(PAGE.as_bytes()).unwrap();
+                response(
+                    "200 OK",
+                    &[html, ("Content-Encoding", "br")],
+                    &w.into_inner(),
+                )
+            }
+            "/huge-tag" => {
+                // A 2 MiB attribute exceeds the rewriter's memory limit: the rewrite fails and
+                // the rest of the page must still arrive.
+                let page = format!(
+                    "<html><body><div data-x=\"{}\">after</div>{PAGE}</body></html>",
+                    "x".repeat(2 * 1024 * 1024)
+                );
+                response("200 OK", &[html], page.as_bytes())
+            }
+            "/json" => response(
+                "200 OK",
+                &[("Content-Type", "application/json")],
+                PAGE.as_bytes(),
+            ),
+            _ => response("200 OK", &[html], PAGE.as_bytes()),
+        }
+    })
+}
+
+fn start(o: &Origin) -> Proxy {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/conf/lists");
+    Proxy::start(&format!(
+        r#"[[site]]
+name = "shop"
+hosts = ["*"]
+upstreams = ["{}"]
+[[site.blocklist]]
+category = "analytics"
+path = "{dir}/analytics.txt"
+[[site.blocklist]]
+category = "marketing"
+path = "{dir}/marketing.txt"
+"#,
+        o.addr
+    ))
+}
+
+fn text(r: &RawResponse) -> String {
+    String::from_utf8(r.body.clone()).unwrap()
+}
+
+fn hdr(r: &RawResponse, name: &str) -> Vec<String> {
+    r.header_all(name)
+        .into_iter()
+        .map(|v| String::from_utf8(v).unwrap())
+        .collect()
+}
+
+#[test]
+fn trackers_in_html_are_neutralized_without_consent() {
+    let o = origin();
+    let p = start(&o);
+    let r = p.get("/", &[]);
+    let body = text(&r);
+    assert!(body.contains(r#"<script async data-src="https://www.googletagmanager.com/gtag/js?id=G-1" type="text/plain" data-consent-category="analytics"></script>"#), "{body}");
+    assert!(body.contains(
+        r#"<script type="text/plain" data-consent-category="analytics">window.dataLayer"#
+    ));
+    assert!(body.contains(r#"<script src="/app.js"></script>"#));
+    assert!(body.contains(r#"data-src="https://www.facebook.com/tr?id=1&ev=PageView" height="1" data-consent-category="marketing""#) || body.contains(r#"<img height="1" data-src="https://www.facebook.com/tr?id=1&ev=PageView""#), "{body}");
+    assert!(body.contains(r#"<noscript><img data-src="https://www.facebook.com/tr?id=1&ev=PageView&noscript=1" data-consent-category="marketing"></noscript>"#), "{body}");
+    // The body changed: no stale Content-Length; private to this visitor.
+    assert!(r.header_all("content-length").is_empty());
+    assert_eq!(hdr(&r, "cache-control"), vec!["private"]);
+    assert_eq!(hdr(&r, "vary"), vec!["Cookie"]);
+    p.expect_metric(
+        "consentgate_neutralized_elements_total",
+        &[
+            ("site", "shop"),
+            ("category", "analytics"),
+            ("tag", "script"),
+        ],
+        1.0,
+    );
+    p.expect_metric(
+        "consentgate_neutralized_elements_total",
+        &[("site", "shop"), ("category", "marketing"), ("tag", "img")],
+        2.0,
+    );
+}
+
+#[test]
+fn full_consent_leaves_the_page_byte_for_byte() {
+    let o = origin();
+    let p = start(&o);
+    let r = p.get("/", &[("Cookie", "consent=all")]);
+    assert_eq!(text(&r), PAGE);
+    assert_eq!(hdr(&r, "content-length"), vec![PAGE.len().to_string()]);
+    assert!(r.header_all("vary").is_empty());
+    // Not HTML: never rewritten.
+    let r = p.get("/json", &[]);
+    assert_eq!(text(&r), PAGE);
+}
+
+#[test]
+fn partial_consent_neutralizes_only_the_refused_category() {
+    let o = origin();
+    let p = start(&o);
+    let body = text(&p.get("/", &[("Cookie", "consent=analytics")]));
+    assert!(body.contains(
+        r#"<script async src="https://www.googletagmanager.com/gtag/js?id=G-1"></script>"#
+    ));
+    assert!(body.contains("data-consent-category=\"marketing\""));
+    assert!(!body.contains("data-consent-category=\"analytics\""));
+}
+
+#[test]
+fn gzip_and_brotli_pages_are_rewritten_and_re_encoded() {
+    let o = origin();
+    let p = start(&o);
+    let r = p.get("/gz", &[("Accept-Encoding", "gzip")]);
+    assert_eq!(hdr(&r, "content-encoding"), vec!["gzip"]);
+    let body = String::from_utf8(gunzip(&r.body)).unwrap();
+    assert!(
+        body.contains("data-consent-category=\"analytics\""),
+        "{body}"
+    );
+    assert!(body.ends_with("</body></html>"));
+    // A public, shared-cacheable response becomes private.
+    assert_eq!(hdr(&r, "cache-control"), vec!["private, max-age=600"]);
+    let r = p.get("/br", &[("Accept-Encoding", "br")]);
+    assert_eq!(hdr(&r, "content-encoding"), vec!["br"]);
+    let mut plain = Vec::new();
+    brotli::Decompressor::new(&r.body[..], 4096)
+        .read_to_end(&mut plain)
+        .unwrap();
+    let body = String::from_utf8(plain).unwrap();
+    assert!(body.contains("data-consent-category=\"marketing\""));
+}
+
+#[test]
+fn a_rewriter_failure_passes_the_rest_through_and_is_counted() {
+    let o = origin();
+    let p = start(&o);
+    let r = p.get("/huge-tag", &[]);
+    assert_eq!(r.status, 200);
+    let body = text(&r);
+    // The rest of the page arrives unchanged after the failure. (Of the token being parsed
+    // when the limit hit, the bytes that came with earlier output can be lost: at most the
+    // part of one body chunk; every chunk after that is replayed.)
+    assert!(
+        body.ends_with("</body></html></body></html>"),
+        "tail: {}",
+        &body[body.len().saturating_sub(80)..]
+    );
+    assert!(body.contains("\">after</div>"));
+    assert!(
+        body.len() >= 2 * 1024 * 1024 - 256 * 1024,
+        "{} bytes",
+        body.len()
+    );
+    p.expect_metric(
+        "consentgate_rewrite_failures_total",
+        &[("site", "shop"), ("reason", "rewriter")],
+        1.0,
+    );
+}
