@@ -33,7 +33,9 @@ fn available() -> Result<(), String> {
         return Err("chromium is not installed (scripts/test installs it)".into());
     }
     if !Path::new(&format!("{dir}/node_modules/playwright-core")).exists() {
-        return Err(format!("{dir}/node_modules is missing (scripts/test runs npm ci there)"));
+        return Err(format!(
+            "{dir}/node_modules is missing (scripts/test runs npm ci there)"
+        ));
     }
     Ok(())
 }
@@ -41,7 +43,10 @@ fn available() -> Result<(), String> {
 #[test]
 fn tracker_never_loads_before_consent_and_loads_after() {
     if let Err(why) = available() {
-        assert!(std::env::var_os("CI").is_none(), "browser test cannot run in CI: {why}");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "browser test cannot run in CI: {why}"
+        );
         eprintln!("skipped: {why}");
         return;
     }
@@ -51,7 +56,10 @@ fn tracker_never_loads_before_consent_and_loads_after() {
         }
         response(
             "200 OK",
-            &[("Content-Type", "text/javascript"), ("Cache-Control", "no-store")],
+            &[
+                ("Content-Type", "text/javascript"),
+                ("Cache-Control", "no-store"),
+            ],
             TRACKER_JS.as_bytes(),
         )
     });
@@ -82,7 +90,10 @@ fn tracker_never_loads_before_consent_and_loads_after() {
         if req.path == "/" {
             response(
                 "200 OK",
-                &[("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store")],
+                &[
+                    ("Content-Type", "text/html; charset=utf-8"),
+                    ("Cache-Control", "no-store"),
+                ],
                 html.as_bytes(),
             )
         } else {
@@ -99,7 +110,10 @@ fn tracker_never_loads_before_consent_and_loads_after() {
     ));
 
     let out = Command::new("node")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/consent_flow.mjs"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/browser/consent_flow.mjs"
+        ))
         .arg(proxy.addr.port().to_string())
         .arg(counting.addr.port().to_string())
         .output()
@@ -121,6 +135,18 @@ fn tracker_never_loads_before_consent_and_loads_after() {
     // After the banner granted analytics: the next navigation loads and runs the tracker.
     assert!(after["trackerRequests"].as_u64().unwrap() >= 1, "{v}");
     assert_eq!(after["trackerRan"], true, "{v}");
-    assert!(after["cookies"].as_str().unwrap().contains("_ga=GA1.1.424242"), "{v}");
-    assert!(after["cookies"].as_str().unwrap().contains("consent=analytics"), "{v}");
+    assert!(
+        after["cookies"]
+            .as_str()
+            .unwrap()
+            .contains("_ga=GA1.1.424242"),
+        "{v}"
+    );
+    assert!(
+        after["cookies"]
+            .as_str()
+            .unwrap()
+            .contains("consent=analytics"),
+        "{v}"
+    );
 }

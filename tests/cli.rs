@@ -209,3 +209,50 @@ fn demo_serves_the_example_origin_behind_the_proxy() {
         "{help}"
     );
 }
+
+#[test]
+fn the_open_cookie_database_classifies_what_the_catalogue_does_not() {
+    let db = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/data/open-cookie-database.csv"
+    );
+    if !std::path::Path::new(db).exists() {
+        eprintln!("skipped: {db} is absent");
+        return;
+    }
+    let dir = TempDir::new("cli");
+    let with_db = write(
+        &dir,
+        "db.toml",
+        &format!("[proxy]\nlisten = [\"127.0.0.1:1\"]\n[[site]]\nname = \"a\"\nupstreams = [\"127.0.0.1:2\"]\n[site.cookies]\nopen_cookie_database = \"{db}\"\n"),
+    );
+    let without = write(
+        &dir,
+        "plain.toml",
+        "[proxy]\nlisten = [\"127.0.0.1:1\"]\n[[site]]\nname = \"a\"\nupstreams = [\"127.0.0.1:2\"]\n",
+    );
+    let judge = |config: &str| -> serde_json::Value {
+        let (code, out, err) = run_cli(&[
+            "explain",
+            "--config",
+            config,
+            "--set-cookie",
+            "td=1; Path=/",
+        ]);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["set_cookie"][0].clone()
+    };
+    let v = judge(&with_db);
+    assert_eq!(v["category"], "analytics");
+    assert_eq!(v["origin"], "open-cookie-database");
+    assert_eq!(judge(&without)["category"], "unknown");
+    // A broken database path is a config error naming the line.
+    let bad = write(
+        &dir,
+        "bad.toml",
+        "[proxy]\nlisten = [\"127.0.0.1:1\"]\n[[site]]\nname = \"a\"\nupstreams = [\"127.0.0.1:2\"]\n[site.cookies]\nopen_cookie_database = \"/nope.csv\"\n",
+    );
+    let (code, _, err) = run_cli(&["check", "--config", &bad]);
+    assert_eq!(code, 1);
+    assert!(err.contains("bad.toml:7: open_cookie_database"), "{err}");
+}
