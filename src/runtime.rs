@@ -3,7 +3,6 @@
 //! swapped atomically on reload (arc-swap), so a request sees one consistent configuration.
 
 use crate::config::{Config, Mode, ProxyConfig, SiteConfig};
-use crate::consent::first_party::FirstPartyReader;
 use crate::consent::gpc::GpcPolicy;
 use crate::consent::{Category, ConsentReader};
 use crate::cookies::classify::{Classifier, RuleSet};
@@ -49,13 +48,7 @@ impl Site {
     }
 
     fn build(cfg: SiteConfig) -> Result<Site, String> {
-        let mut readers: Vec<Box<dyn ConsentReader>> = Vec::new();
-        for format in &cfg.consent.sources {
-            match format.as_str() {
-                "first-party" => readers.push(Box::new(FirstPartyReader::new(&cfg.consent.cookie))),
-                other => return Err(format!("consent source `{other}` is not supported")),
-            }
-        }
+        let readers = cfg.readers;
         // The consent cookies themselves are strictly necessary: they record the refusal too.
         let mut consent_cookies = RuleSet::default();
         for r in &readers {

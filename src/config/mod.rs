@@ -7,7 +7,7 @@
 mod raw;
 
 use crate::consent::gpc::GpcPolicy;
-use crate::consent::Category;
+use crate::consent::{Category, ConsentReader};
 use crate::cookies::classify::{check_pattern, RuleSet};
 use crate::cookies::gate::UnknownPolicy;
 use crate::cookies::ocd;
@@ -79,6 +79,8 @@ pub struct SiteConfig {
     /// Paths the site sets cookies on (default `/`).
     pub cookie_paths: Vec<String>,
     pub consent: ConsentConfig,
+    /// The consent readers, built (in `sources` order).
+    pub readers: Vec<Box<dyn ConsentReader>>,
     /// Operator rules, already compiled.
     pub rules: RuleSet,
     /// Open Cookie Database rules, if a CSV was configured.
@@ -140,7 +142,16 @@ impl fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 /// The format names `[site.consent] sources` accepts.
-pub const SOURCE_FORMATS: &[&str] = &["first-party"];
+pub const SOURCE_FORMATS: &[&str] = &[
+    "first-party",
+    "tcf",
+    "onetrust",
+    "cookiebot",
+    "cookieyes",
+    "complianz",
+    "klaro",
+    "didomi",
+];
 
 /// Reads and validates a configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
@@ -406,28 +417,8 @@ impl Validator<'_> {
                 format!("consent cookie name `{consent_cookie}` is not usable: {e}"),
             );
         }
-        let mut sources = Vec::new();
-        for src in &s.consent.sources {
-            let f = src.get_ref().trim();
-            if SOURCE_FORMATS.contains(&f) {
-                if !sources.iter().any(|x| x == f) {
-                    sources.push(f.to_string());
-                }
-            } else {
-                self.error_at(
-                    src.span(),
-                    format!(
-                        "unknown consent source `{f}`; use one of: {}",
-                        SOURCE_FORMATS.join(", ")
-                    ),
-                );
-            }
-        }
-        if sources.is_empty() && !s.consent.sources.is_empty() {
-            // Every entry was wrong: already reported.
-        } else if sources.is_empty() {
-            sources.push("first-party".to_string());
-        }
+        let readers = self.consent_readers(&s.consent, &consent_cookie);
+        let sources: Vec<String> = readers.iter().map(|r| r.format().to_string()).collect();
 
         // Operator cookie rules.
         let mut rules = RuleSet::default();
@@ -581,6 +572,7 @@ impl Validator<'_> {
                 cookie: consent_cookie,
                 sources,
             },
+            readers,
             rules,
             database,
             vendor_rules,
@@ -589,6 +581,132 @@ impl Validator<'_> {
             csp,
             html_snippets,
         })
+    }
+
+    /// Builds the readers named by `sources` (or, when `sources` is not written, first-party
+    /// plus every format with a table), reporting unknown names and bad tables.
+    fn consent_readers(
+        &mut self,
+        c: &raw::RawConsent,
+        first_party_cookie: &str,
+    ) -> Vec<Box<dyn ConsentReader>> {
+        use crate::consent::*;
+        let tables: [(&str, Option<std::ops::Range<usize>>); 7] = [
+            ("tcf", c.tcf.as_ref().map(|t| t.span())),
+            ("onetrust", c.onetrust.as_ref().map(|t| t.span())),
+            ("cookiebot", c.cookiebot.as_ref().map(|t| t.span())),
+            ("cookieyes", c.cookieyes.as_ref().map(|t| t.span())),
+            ("complianz", c.complianz.as_ref().map(|t| t.span())),
+            ("klaro", c.klaro.as_ref().map(|t| t.span())),
+            ("didomi", c.didomi.as_ref().map(|t| t.span())),
+        ];
+        let mut names: Vec<(String, std::ops::Range<usize>)> = Vec::new();
+        match &c.sources {
+            Some(list) => {
+                if list.get_ref().is_empty() {
+                    self.error_at(
+                        list.span(),
+                        "`sources` is empty; list the consent formats to read, e.g. [\"first-party\", \"tcf\"]",
+                    );
+                }
+                for src in list.get_ref() {
+                    let f = src.get_ref().trim().to_ascii_lowercase();
+                    if !SOURCE_FORMATS.contains(&f.as_str()) {
+                        self.error_at(
+                            src.span(),
+                            format!(
+                                "unknown consent source `{}`; use one of: {}",
+                                src.get_ref(),
+                                SOURCE_FORMATS.join(", ")
+                            ),
+                        );
+                    } else if !names.iter().any(|(n, _)| *n == f) {
+                        names.push((f, src.span()));
+                    }
+                }
+                for (name, span) in &tables {
+                    if let Some(span) = span {
+                        if !names.iter().any(|(n, _)| n == name) {
+                            self.error_at(
+                                span.clone(),
+                                format!("[site.consent.{name}] is configured but `{name}` is not in `sources`; add it there or remove the table"),
+                            );
+                        }
+                    }
+                }
+            }
+            None => {
+                names.push(("first-party".into(), 0..0));
+                for (name, span) in &tables {
+                    if let Some(span) = span {
+                        names.push((name.to_string(), span.clone()));
+                    }
+                }
+            }
+        }
+        let mut readers: Vec<Box<dyn ConsentReader>> = Vec::new();
+        for (name, span) in names {
+            let built: Result<Box<dyn ConsentReader>, String> = match name.as_str() {
+                "first-party" => Ok(Box::new(first_party::FirstPartyReader::new(
+                    first_party_cookie,
+                ))),
+                "tcf" => tcf::TcfReader::new(
+                    &c.tcf
+                        .as_ref()
+                        .map(|t| t.get_ref().clone())
+                        .unwrap_or_default(),
+                )
+                .map(|r| Box::new(r) as Box<dyn ConsentReader>),
+                "onetrust" => onetrust::OneTrustReader::new(
+                    &c.onetrust
+                        .as_ref()
+                        .map(|t| t.get_ref().clone())
+                        .unwrap_or_default(),
+                )
+                .map(|r| Box::new(r) as Box<dyn ConsentReader>),
+                "cookiebot" => cookiebot::CookiebotReader::new(
+                    &c.cookiebot
+                        .as_ref()
+                        .map(|t| t.get_ref().clone())
+                        .unwrap_or_default(),
+                )
+                .map(|r| Box::new(r) as Box<dyn ConsentReader>),
+                "cookieyes" => cookieyes::CookieYesReader::new(
+                    &c.cookieyes
+                        .as_ref()
+                        .map(|t| t.get_ref().clone())
+                        .unwrap_or_default(),
+                )
+                .map(|r| Box::new(r) as Box<dyn ConsentReader>),
+                "complianz" => complianz::ComplianzReader::new(
+                    &c.complianz
+                        .as_ref()
+                        .map(|t| t.get_ref().clone())
+                        .unwrap_or_default(),
+                )
+                .map(|r| Box::new(r) as Box<dyn ConsentReader>),
+                "klaro" => klaro::KlaroReader::new(
+                    &c.klaro
+                        .as_ref()
+                        .map(|t| t.get_ref().clone())
+                        .unwrap_or_default(),
+                )
+                .map(|r| Box::new(r) as Box<dyn ConsentReader>),
+                "didomi" => didomi::DidomiReader::new(
+                    &c.didomi
+                        .as_ref()
+                        .map(|t| t.get_ref().clone())
+                        .unwrap_or_default(),
+                )
+                .map(|r| Box::new(r) as Box<dyn ConsentReader>),
+                _ => unreachable!("checked against SOURCE_FORMATS"),
+            };
+            match built {
+                Ok(r) => readers.push(r),
+                Err(e) => self.error_at(span, format!("[site.consent.{name}]: {e}")),
+            }
+        }
+        readers
     }
 
     /// A relative path is taken from the working directory if it exists there (paths in the

@@ -98,15 +98,30 @@ pub struct RawBlocklist {
 pub struct RawConsent {
     #[serde(default = "consent_cookie")]
     pub cookie: Spanned<String>,
+    /// `None` = not written: first-party plus every format whose table is present.
     #[serde(default)]
-    pub sources: Vec<Spanned<String>>,
+    pub sources: Option<Spanned<Vec<Spanned<String>>>>,
+    pub tcf: Option<Spanned<crate::consent::tcf::TcfConfig>>,
+    pub onetrust: Option<Spanned<crate::consent::onetrust::OneTrustConfig>>,
+    pub cookiebot: Option<Spanned<crate::consent::cookiebot::CookiebotConfig>>,
+    pub cookieyes: Option<Spanned<crate::consent::cookieyes::CookieYesConfig>>,
+    pub complianz: Option<Spanned<crate::consent::complianz::ComplianzConfig>>,
+    pub klaro: Option<Spanned<crate::consent::klaro::KlaroConfig>>,
+    pub didomi: Option<Spanned<crate::consent::didomi::DidomiConfig>>,
 }
 
 impl Default for RawConsent {
     fn default() -> Self {
         RawConsent {
             cookie: consent_cookie(),
-            sources: Vec::new(),
+            sources: None,
+            tcf: None,
+            onetrust: None,
+            cookiebot: None,
+            cookieyes: None,
+            complianz: None,
+            klaro: None,
+            didomi: None,
         }
     }
 }

@@ -4,8 +4,15 @@
 //! [`ConsentState`] comes out. Privacy fails closed: a source that cannot be read grants nothing
 //! (DESIGN.md, "Consent model"), and the error is kept so it can be counted and explained.
 
+pub mod complianz;
+pub mod cookiebot;
+pub mod cookieyes;
+pub mod didomi;
 pub mod first_party;
 pub mod gpc;
+pub mod klaro;
+pub mod onetrust;
+pub mod tcf;
 
 use crate::cookies::header::CookieJar;
 use serde::Serialize;
@@ -189,6 +196,25 @@ impl VendorSet {
         self.words[w] |= 1 << b;
     }
 
+    /// Inserts `start..=end`, a word at a time (a TC string range can cover 65,535 ids).
+    pub fn insert_range(&mut self, start: u16, end: u16) {
+        let (mut id, end) = (start as usize, end as usize);
+        if self.words.len() <= end / 64 {
+            self.words.resize(end / 64 + 1, 0);
+        }
+        while id <= end {
+            let (w, b) = (id / 64, id % 64);
+            let span = (64 - b).min(end - id + 1);
+            let mask = if span == 64 {
+                u64::MAX
+            } else {
+                ((1u64 << span) - 1) << b
+            };
+            self.words[w] |= mask;
+            id += span;
+        }
+    }
+
     pub fn contains(&self, id: u16) -> bool {
         let (w, b) = (id as usize / 64, id as usize % 64);
         self.words.get(w).is_some_and(|x| x & (1 << b) != 0)
@@ -277,6 +303,12 @@ pub trait ConsentReader: Send + Sync {
     fn read(&self, jar: &CookieJar<'_>, detail: bool) -> Option<SourceOutcome>;
 }
 
+impl std::fmt::Debug for dyn ConsentReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ConsentReader({})", self.format())
+    }
+}
+
 /// The visitor's consent for one request.
 #[derive(Clone, Debug, Default)]
 pub struct ConsentState {
@@ -339,5 +371,65 @@ impl ConsentState {
         } else {
             "partial"
         }
+    }
+}
+
+/// A cookie value URL-decoded to text (CMPs URL-encode their cookies; decoding text that is not
+/// encoded changes nothing).
+pub(crate) fn url_decoded(raw: &[u8]) -> Result<String, ConsentError> {
+    percent_encoding::percent_decode(raw)
+        .decode_utf8()
+        .map(|c| c.into_owned())
+        .map_err(|_| ConsentError::new("value is not UTF-8 after URL-decoding"))
+}
+
+/// Combines per-key flags into categories: a category is granted when at least one key mapped
+/// to it is present and every present key mapped to it is granted (several groups or services
+/// can share a category; the most restrictive wins).
+pub(crate) fn combine_flags(flags: impl IntoIterator<Item = (Category, bool)>) -> Grants {
+    let mut seen = [false; 4];
+    let mut ok = [true; 4];
+    for (c, granted) in flags {
+        let i = c as usize;
+        seen[i] = true;
+        ok[i] &= granted;
+    }
+    let mut g = Grants::NONE;
+    for c in Category::OPTIONAL {
+        if seen[c as usize] && ok[c as usize] {
+            g.grant(c);
+        }
+    }
+    g
+}
+
+/// Reads every value of a cookie with `parse`; duplicates: the most restrictive wins, any
+/// unreadable one fails the source. `None` when the cookie is absent.
+pub(crate) fn read_each(
+    jar: &CookieJar<'_>,
+    name: &str,
+    mut parse: impl FnMut(&[u8]) -> Result<Grants, ConsentError>,
+) -> Option<Result<Grants, ConsentError>> {
+    let mut result: Option<Result<Grants, ConsentError>> = None;
+    for value in jar.values(name) {
+        let r = parse(value);
+        result = Some(match (result, r) {
+            (None, r) => r,
+            (Some(Err(e)), _) | (Some(Ok(_)), Err(e)) => Err(e),
+            (Some(Ok(a)), Ok(b)) => Ok(a.intersect(b)),
+        });
+    }
+    result
+}
+
+/// Category names in mapping tables of the CMP configs (`statistics = "analytics"`).
+impl<'de> serde::Deserialize<'de> for Category {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Category::parse(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown category `{s}`; use necessary, preferences, analytics or marketing"
+            ))
+        })
     }
 }

@@ -128,15 +128,27 @@ struct State {
     held_script: Option<(String, String)>,
     /// Inside `<noscript>`: its raw text so far.
     noscript: Option<String>,
+    /// URLs already checked in this page (bounded).
+    checked: std::collections::HashMap<(String, RequestKind), Option<Category>>,
 }
 
 impl State {
-    fn tracker_category(&self, raw_url: &str, kind: RequestKind) -> Option<Category> {
-        let url = resolve_url(&self.page_url, raw_url.trim())?;
-        self.rules
-            .blocklists
-            .check(&url, &self.page_url, kind, self.grants)
-            .map(|m| m.category)
+    fn tracker_category(&mut self, raw_url: &str, kind: RequestKind) -> Option<Category> {
+        // Pages repeat URLs (the same pixel, script or image); a blocklist check costs ~1 us.
+        let key = (raw_url.to_string(), kind);
+        if let Some(hit) = self.checked.get(&key) {
+            return *hit;
+        }
+        let found = resolve_url(&self.page_url, raw_url.trim()).and_then(|url| {
+            self.rules
+                .blocklists
+                .check(&url, &self.page_url, kind, self.grants)
+                .map(|m| m.category)
+        });
+        if self.checked.len() < 4096 {
+            self.checked.insert(key, found);
+        }
+        found
     }
 }
 
@@ -198,6 +210,7 @@ impl Neutralizer {
             neutralized: Vec::new(),
             held_script: None,
             noscript: None,
+            checked: std::collections::HashMap::new(),
         }));
         let encoding = charset
             .and_then(|c| encoding_rs::Encoding::for_label(c.trim().as_bytes()))
@@ -219,7 +232,7 @@ impl Neutralizer {
             // <script src=tracker> -> type=text/plain + data-src + data-consent-category.
             element!("script[src]", move |el| {
                 let src = el.get_attribute("src").unwrap_or_default();
-                let st = lock(&s1);
+                let mut st = lock(&s1);
                 if !is_executable_script_type(el.get_attribute("type").as_deref()) {
                     return Ok(());
                 }
@@ -327,7 +340,7 @@ impl Neutralizer {
                     Some("document") => RequestKind::Subdocument,
                     _ => RequestKind::Script,
                 };
-                let st = lock(&s6);
+                let mut st = lock(&s6);
                 if let Some(cat) = st.tracker_category(&href, kind) {
                     drop(st);
                     el.remove();
@@ -432,7 +445,7 @@ fn neutralize_src(
     tag: &'static str,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let src = el.get_attribute("src").unwrap_or_default();
-    let st = lock(state);
+    let mut st = lock(state);
     let Some(cat) = st.tracker_category(&src, kind) else {
         return Ok(());
     };

@@ -12,7 +12,7 @@ use adblock::Engine;
 use std::path::Path;
 
 /// What kind of resource a request fetches (adblock's request types).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RequestKind {
     Document,

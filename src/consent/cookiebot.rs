@@ -1,0 +1,189 @@
+//! Cookiebot `CookieConsent`: URL-encoded, JavaScript-object-like but not JSON:
+//! `{stamp:'..',necessary:true,preferences:false,statistics:true,marketing:false,method:'explicit',ver:1,utc:..,region:'de'}`.
+//! The value `-1` means the visitor is in a region where no consent is required.
+
+use super::{read_each, Category, ConsentError, ConsentReader, Grants, SourceOutcome};
+use crate::cookies::header::CookieJar;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// `[site.consent.cookiebot]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CookiebotConfig {
+    pub cookie: String,
+    /// Cookiebot key -> category. Default: preferences, statistics -> analytics, marketing.
+    pub map: BTreeMap<String, Category>,
+    /// What `-1` (no consent required in the visitor's region, as Cookiebot decided) grants:
+    /// true = everything (Cookiebot's own behaviour); false = nothing.
+    pub no_consent_region_grants: bool,
+}
+
+impl Default for CookiebotConfig {
+    fn default() -> Self {
+        CookiebotConfig {
+            cookie: "CookieConsent".into(),
+            map: [
+                ("preferences", Category::Preferences),
+                ("statistics", Category::Analytics),
+                ("marketing", Category::Marketing),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+            no_consent_region_grants: true,
+        }
+    }
+}
+
+/// The decoded object: key -> raw value (quotes removed).
+pub fn decode(text: &str) -> Result<Vec<(String, String)>, ConsentError> {
+    let t = text.trim();
+    let inner = t
+        .strip_prefix('{')
+        .and_then(|x| x.strip_suffix('}'))
+        .ok_or_else(|| ConsentError::new("not a {key:value,...} object"))?;
+    let mut out = Vec::new();
+    let (mut field, mut quote) = (String::new(), None::<char>);
+    let mut fields = Vec::new();
+    for c in inner.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => {
+                quote = None;
+                field.push(c);
+            }
+            (Some(_), c) => field.push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                field.push(c);
+            }
+            (None, ',') => fields.push(std::mem::take(&mut field)),
+            (None, c) => field.push(c),
+        }
+    }
+    if quote.is_some() {
+        return Err(ConsentError::new("unterminated quoted value"));
+    }
+    fields.push(field);
+    for f in fields.iter().map(|f| f.trim()).filter(|f| !f.is_empty()) {
+        let (k, v) = f
+            .split_once(':')
+            .ok_or_else(|| ConsentError::new("a field has no `:`"))?;
+        let v = v.trim().trim_matches(|c| c == '\'' || c == '"');
+        out.push((
+            k.trim().trim_matches(|c| c == '\'' || c == '"').to_string(),
+            v.to_string(),
+        ));
+    }
+    Ok(out)
+}
+
+pub fn parse(text: &str, cfg: &CookiebotConfig) -> Result<Grants, ConsentError> {
+    if text.trim() == "-1" {
+        return Ok(if cfg.no_consent_region_grants {
+            Grants::ALL
+        } else {
+            Grants::NONE
+        });
+    }
+    let fields = decode(text)?;
+    let mut g = Grants::NONE;
+    let mut seen = [false; 4];
+    let mut ok = [true; 4];
+    for (k, v) in &fields {
+        if let Some(cat) = cfg.map.get(k) {
+            let granted = match v.as_str() {
+                "true" => true,
+                "false" => false,
+                other => {
+                    return Err(ConsentError::new(format!(
+                        "`{k}` is `{}`, not true/false",
+                        other.chars().take(16).collect::<String>()
+                    )))
+                }
+            };
+            seen[*cat as usize] = true;
+            ok[*cat as usize] &= granted;
+        }
+    }
+    for c in Category::OPTIONAL {
+        if seen[c as usize] && ok[c as usize] {
+            g.grant(c);
+        }
+    }
+    Ok(g)
+}
+
+pub struct CookiebotReader {
+    cfg: CookiebotConfig,
+    cookie: Arc<str>,
+}
+
+impl CookiebotReader {
+    pub fn new(cfg: &CookiebotConfig) -> Result<Self, String> {
+        Ok(CookiebotReader {
+            cookie: cfg.cookie.as_str().into(),
+            cfg: cfg.clone(),
+        })
+    }
+}
+
+impl ConsentReader for CookiebotReader {
+    fn format(&self) -> &'static str {
+        "cookiebot"
+    }
+
+    fn cookie_patterns(&self) -> Vec<String> {
+        vec![self.cfg.cookie.clone()]
+    }
+
+    fn read(&self, jar: &CookieJar<'_>, detail: bool) -> Option<SourceOutcome> {
+        let r = read_each(jar, &self.cfg.cookie, |raw| {
+            parse(&super::url_decoded(raw)?, &self.cfg)
+        })?;
+        let mut o = SourceOutcome::from_result(self.format(), &self.cookie, r);
+        if detail {
+            if let Some(Ok(text)) = jar.values(&self.cfg.cookie).next().map(super::url_decoded) {
+                o.details = Some(match decode(&text) {
+                    Ok(f) => serde_json::json!(f.into_iter().collect::<BTreeMap<_, _>>()),
+                    Err(_) => serde_json::json!({ "value": text }),
+                });
+            }
+        }
+        Some(o)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // As Cookiebot writes it (URL-encoded).
+    const REAL: &str = "%7Bstamp%3A%27-5%2FFJWmqBlyO2OgHRNq3s%2B9xwkzA7u3R9A5lMtzZ0g4Zq4KfMKdY5Ow%3D%3D%27%2Cnecessary%3Atrue%2Cpreferences%3Afalse%2Cstatistics%3Atrue%2Cmarketing%3Afalse%2Cmethod%3A%27explicit%27%2Cver%3A1%2Cutc%3A1732441551063%2Cregion%3A%27de%27%7D";
+
+    #[test]
+    fn real_cookie() {
+        let text = super::super::url_decoded(REAL.as_bytes()).unwrap();
+        let g = parse(&text, &CookiebotConfig::default()).unwrap();
+        assert!(g.allows(Category::Analytics));
+        assert!(!g.allows(Category::Marketing) && !g.allows(Category::Preferences));
+    }
+
+    #[test]
+    fn no_consent_region_and_malformed() {
+        let cfg = CookiebotConfig::default();
+        assert_eq!(parse("-1", &cfg).unwrap(), Grants::ALL);
+        let strict = CookiebotConfig {
+            no_consent_region_grants: false,
+            ..cfg.clone()
+        };
+        assert_eq!(parse("-1", &strict).unwrap(), Grants::NONE);
+        assert!(parse("{necessary:true,marketing:maybe}", &cfg).is_err());
+        assert!(parse("necessary:true", &cfg).is_err());
+        assert!(parse("{stamp:'abc,marketing:true}", &cfg).is_err());
+        assert_eq!(parse("{}", &cfg).unwrap(), Grants::NONE);
+        let big = format!("{{{}}}", "statistics:true,".repeat(100_000));
+        assert!(parse(&big, &cfg).unwrap().allows(Category::Analytics));
+    }
+}

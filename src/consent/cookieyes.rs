@@ -1,0 +1,142 @@
+//! CookieYes `cookieyes-consent`:
+//! `consentid:..,consent:yes,action:yes,necessary:yes,functional:no,analytics:no,performance:no,advertisement:no,other:no`.
+
+use super::{
+    combine_flags, read_each, Category, ConsentError, ConsentReader, Grants, SourceOutcome,
+};
+use crate::cookies::header::CookieJar;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// `[site.consent.cookieyes]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CookieYesConfig {
+    pub cookie: String,
+    /// CookieYes category -> ours. Default: analytics and performance -> analytics,
+    /// advertisement -> marketing, functional -> preferences.
+    pub map: BTreeMap<String, Category>,
+}
+
+impl Default for CookieYesConfig {
+    fn default() -> Self {
+        CookieYesConfig {
+            cookie: "cookieyes-consent".into(),
+            map: [
+                ("analytics", Category::Analytics),
+                ("performance", Category::Analytics),
+                ("advertisement", Category::Marketing),
+                ("functional", Category::Preferences),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        }
+    }
+}
+
+pub fn decode(text: &str) -> Result<Vec<(&str, &str)>, ConsentError> {
+    let mut out = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (k, v) = item.split_once(':').ok_or_else(|| {
+            ConsentError::new("a field has no `:` (is this a cookieyes-consent cookie?)")
+        })?;
+        out.push((k.trim(), v.trim()));
+    }
+    if !out
+        .iter()
+        .any(|(k, _)| *k == "consentid" || *k == "consent" || *k == "necessary")
+    {
+        return Err(ConsentError::new("no consentid/consent/necessary field"));
+    }
+    Ok(out)
+}
+
+pub fn parse(text: &str, cfg: &CookieYesConfig) -> Result<Grants, ConsentError> {
+    let fields = decode(text)?;
+    let mut flags = Vec::new();
+    for (k, v) in &fields {
+        if let Some(cat) = cfg.map.get(*k) {
+            let granted = match *v {
+                "yes" => true,
+                "no" => false,
+                _ => return Err(ConsentError::new(format!("`{k}` is neither yes nor no"))),
+            };
+            flags.push((*cat, granted));
+        }
+    }
+    // `consent:no` (the visitor rejected) overrides anything else.
+    if fields.iter().any(|(k, v)| *k == "consent" && *v == "no") {
+        return Ok(Grants::NONE);
+    }
+    Ok(combine_flags(flags))
+}
+
+pub struct CookieYesReader {
+    cfg: CookieYesConfig,
+    cookie: Arc<str>,
+}
+
+impl CookieYesReader {
+    pub fn new(cfg: &CookieYesConfig) -> Result<Self, String> {
+        Ok(CookieYesReader {
+            cookie: cfg.cookie.as_str().into(),
+            cfg: cfg.clone(),
+        })
+    }
+}
+
+impl ConsentReader for CookieYesReader {
+    fn format(&self) -> &'static str {
+        "cookieyes"
+    }
+
+    fn cookie_patterns(&self) -> Vec<String> {
+        vec![self.cfg.cookie.clone()]
+    }
+
+    fn read(&self, jar: &CookieJar<'_>, detail: bool) -> Option<SourceOutcome> {
+        let r = read_each(jar, &self.cfg.cookie, |raw| {
+            parse(&super::url_decoded(raw)?, &self.cfg)
+        })?;
+        let mut o = SourceOutcome::from_result(self.format(), &self.cookie, r);
+        if detail {
+            if let Some(Ok(text)) = jar.values(&self.cfg.cookie).next().map(super::url_decoded) {
+                if let Ok(f) = decode(&text) {
+                    o.details = Some(serde_json::json!(f.into_iter().collect::<BTreeMap<_, _>>()));
+                }
+            }
+        }
+        Some(o)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn real_cookie() {
+        let cfg = CookieYesConfig::default();
+        let v = "consentid:ZWdMRlBLbHhyU2d4dUdaSHpSb2JrNXJOd2ZQNXdWcmo,consent:yes,action:yes,necessary:yes,functional:no,analytics:yes,performance:yes,advertisement:no,other:no";
+        let g = parse(v, &cfg).unwrap();
+        assert!(g.allows(Category::Analytics));
+        assert!(!g.allows(Category::Marketing) && !g.allows(Category::Preferences));
+        // analytics yes but performance no -> analytics refused (most restrictive).
+        let g = parse("consent:yes,analytics:yes,performance:no", &cfg).unwrap();
+        assert!(!g.allows(Category::Analytics));
+        let g = parse("consent:no,action:yes,analytics:yes", &cfg).unwrap();
+        assert_eq!(g, Grants::NONE);
+    }
+
+    #[test]
+    fn malformed() {
+        let cfg = CookieYesConfig::default();
+        assert!(parse("garbage", &cfg).is_err());
+        assert!(parse("consent:yes,analytics:maybe", &cfg).is_err());
+        assert!(parse("{\"analytics\":true}", &cfg).is_err());
+        let big = format!("consent:yes,{}", "analytics:yes,".repeat(100_000));
+        assert!(parse(&big, &cfg).is_ok());
+    }
+}

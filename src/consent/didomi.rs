@@ -1,0 +1,210 @@
+//! Didomi `didomi_token`: base64 (standard or URL-safe, padding optional) JSON with
+//! `purposes.enabled` / `purposes.disabled` (and vendors). Purposes map to categories like TCF.
+
+use super::{read_each, Category, ConsentError, ConsentReader, Grants, SourceOutcome};
+use crate::cookies::header::CookieJar;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::Engine;
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// `[site.consent.didomi]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DidomiConfig {
+    pub cookie: String,
+    /// Purposes (Didomi ids) that must all be enabled per category. Defaults mirror the TCF
+    /// table: `cookies` is TCF purpose 1, `select_basic_ads` 2, `create_ads_profile` 3,
+    /// `select_personalized_ads` 4, `create_content_profile` 5, `select_personalized_content` 6,
+    /// `measure_ad_performance` 7, `measure_content_performance` 8, `market_research` 9.
+    pub analytics: Vec<String>,
+    pub marketing: Vec<String>,
+    pub preferences: Vec<String>,
+}
+
+impl Default for DidomiConfig {
+    fn default() -> Self {
+        let v = |xs: &[&str]| xs.iter().map(|s| s.to_string()).collect();
+        DidomiConfig {
+            cookie: "didomi_token".into(),
+            analytics: v(&["cookies", "measure_content_performance", "market_research"]),
+            marketing: v(&[
+                "cookies",
+                "select_basic_ads",
+                "create_ads_profile",
+                "select_personalized_ads",
+                "measure_ad_performance",
+            ]),
+            preferences: v(&[
+                "cookies",
+                "create_content_profile",
+                "select_personalized_content",
+            ]),
+        }
+    }
+}
+
+#[derive(Deserialize, Default, Debug)]
+struct Lists {
+    #[serde(default)]
+    enabled: Vec<serde_json::Value>,
+    #[serde(default)]
+    disabled: Vec<serde_json::Value>,
+}
+
+#[derive(Deserialize, Debug)]
+struct Token {
+    #[serde(default)]
+    purposes: Lists,
+    #[serde(default)]
+    vendors: Lists,
+}
+
+fn engine(alphabet: &base64::alphabet::Alphabet) -> GeneralPurpose {
+    GeneralPurpose::new(
+        alphabet,
+        GeneralPurposeConfig::new()
+            .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+            .with_decode_allow_trailing_bits(true),
+    )
+}
+
+/// Decodes the token into its JSON value.
+pub fn decode(text: &str) -> Result<serde_json::Value, ConsentError> {
+    let t = text.trim();
+    if t.len() > 256 * 1024 {
+        return Err(ConsentError::new("didomi_token is implausibly long"));
+    }
+    let bytes = engine(&base64::alphabet::STANDARD)
+        .decode(t)
+        .or_else(|_| engine(&base64::alphabet::URL_SAFE).decode(t))
+        .map_err(|_| ConsentError::new("didomi_token is not base64"))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ConsentError::new(format!("didomi_token is not JSON: {e}")))
+}
+
+pub fn parse(text: &str, cfg: &DidomiConfig) -> Result<Grants, ConsentError> {
+    let value = decode(text)?;
+    let token: Token = serde_json::from_value(value)
+        .map_err(|e| ConsentError::new(format!("didomi_token has an unexpected shape: {e}")))?;
+    let _ = (
+        &token.vendors.enabled,
+        &token.vendors.disabled,
+        &token.purposes.disabled,
+    );
+    let enabled: Vec<&str> = token
+        .purposes
+        .enabled
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    let mut g = Grants::NONE;
+    for (cat, needed) in [
+        (Category::Analytics, &cfg.analytics),
+        (Category::Marketing, &cfg.marketing),
+        (Category::Preferences, &cfg.preferences),
+    ] {
+        if !needed.is_empty() && needed.iter().all(|p| enabled.contains(&p.as_str())) {
+            g.grant(cat);
+        }
+    }
+    Ok(g)
+}
+
+pub struct DidomiReader {
+    cfg: DidomiConfig,
+    cookie: Arc<str>,
+}
+
+impl DidomiReader {
+    pub fn new(cfg: &DidomiConfig) -> Result<Self, String> {
+        Ok(DidomiReader {
+            cookie: cfg.cookie.as_str().into(),
+            cfg: cfg.clone(),
+        })
+    }
+}
+
+impl ConsentReader for DidomiReader {
+    fn format(&self) -> &'static str {
+        "didomi"
+    }
+
+    fn cookie_patterns(&self) -> Vec<String> {
+        vec![self.cfg.cookie.clone()]
+    }
+
+    fn read(&self, jar: &CookieJar<'_>, detail: bool) -> Option<SourceOutcome> {
+        let r = read_each(jar, &self.cfg.cookie, |raw| {
+            parse(&super::url_decoded(raw)?, &self.cfg)
+        })?;
+        let mut o = SourceOutcome::from_result(self.format(), &self.cookie, r);
+        if detail {
+            if let Some(Ok(text)) = jar.values(&self.cfg.cookie).next().map(super::url_decoded) {
+                o.details = decode(&text).ok();
+            }
+        }
+        Some(o)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::STANDARD;
+
+    fn token(enabled: &[&str]) -> String {
+        STANDARD.encode(
+            serde_json::json!({
+                "user_id": "1827a1b4-5f3a-6e6d-b2a4-3c2f8b9d0e1f",
+                "created": "2026-11-24T10:00:00.000Z",
+                "updated": "2026-11-24T10:00:00.000Z",
+                "vendors": {"enabled": ["google", "c:hotjar"], "disabled": []},
+                "purposes": {"enabled": enabled, "disabled": []},
+                "version": 2,
+                "ac": "AAAA.AAAA"
+            })
+            .to_string(),
+        )
+    }
+
+    #[test]
+    fn purposes_map_to_categories() {
+        let cfg = DidomiConfig::default();
+        let g = parse(
+            &token(&["cookies", "measure_content_performance", "market_research"]),
+            &cfg,
+        )
+        .unwrap();
+        assert!(g.allows(Category::Analytics) && !g.allows(Category::Marketing));
+        let g = parse(
+            &token(&["measure_content_performance", "market_research"]),
+            &cfg,
+        )
+        .unwrap();
+        assert_eq!(g, Grants::NONE, "no storage consent (cookies purpose)");
+        // URL-safe alphabet without padding decodes too.
+        let t = token(&[
+            "cookies",
+            "create_content_profile",
+            "select_personalized_content",
+        ]);
+        let url_safe = t
+            .replace('+', "-")
+            .replace('/', "_")
+            .trim_end_matches('=')
+            .to_string();
+        assert!(parse(&url_safe, &cfg)
+            .unwrap()
+            .allows(Category::Preferences));
+    }
+
+    #[test]
+    fn malformed() {
+        let cfg = DidomiConfig::default();
+        assert!(parse("***", &cfg).is_err());
+        assert!(parse(&STANDARD.encode("not json"), &cfg).is_err());
+        assert!(parse(&STANDARD.encode("{\"purposes\":{\"enabled\":5}}"), &cfg).is_err());
+        assert!(parse(&"A".repeat(1 << 20), &cfg).is_err());
+    }
+}
