@@ -1,1 +1,109 @@
-fn main() {}
+//! Reading consent: a typical Cookie header (about 8 cookies) carrying each format, through the
+//! same reader + CookieJar path the proxy runs; and decoding a TC string with 1,000+ vendors in
+//! both vendor encodings. Run: cargo bench --bench consent
+
+use base64::Engine;
+use consentgate::consent::{self, ConsentReader};
+use consentgate::cookies::header::CookieJar;
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+
+struct Bits(Vec<bool>);
+impl Bits {
+    fn put(&mut self, v: u64, n: usize) {
+        for i in (0..n).rev() {
+            self.0.push((v >> i) & 1 == 1);
+        }
+    }
+}
+
+/// A TC string with vendors 1..=1200 (every third left out) as a bitfield or as ranges.
+fn tc_string(range: bool) -> String {
+    let mut b = Bits(Vec::new());
+    for (v, n) in [
+        (2u64, 6),
+        (17_000_000_000, 36),
+        (17_000_000_000, 36),
+        (10, 12),
+        (1, 12),
+        (1, 6),
+        (4, 6),
+        (13, 6),
+        (200, 12),
+        (4, 6),
+        (1, 1),
+        (0, 1),
+        (1, 12),
+    ] {
+        b.put(v, n);
+    }
+    b.put(0b11_1111_1111, 24); // purposes 1-10
+    b.put(0b10_0000_0010, 24);
+    b.put(0, 1);
+    b.put(3, 6);
+    b.put(4, 6);
+    let vendors: Vec<u16> = (1..=1200).filter(|v| v % 3 != 0).collect();
+    b.put(1200, 16);
+    if range {
+        b.put(1, 1);
+        b.put(vendors.len() as u64, 12);
+        for v in &vendors {
+            b.put(0, 1);
+            b.put(u64::from(*v), 16);
+        }
+    } else {
+        b.put(0, 1);
+        for id in 1..=1200u16 {
+            b.put(u64::from(id % 3 != 0), 1);
+        }
+    }
+    b.put(0, 16);
+    b.put(0, 1);
+    b.put(0, 12);
+    let mut bytes = vec![0u8; b.0.len().div_ceil(8)];
+    for (i, bit) in b.0.iter().enumerate() {
+        if *bit {
+            bytes[i / 8] |= 1 << (7 - i % 8);
+        }
+    }
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn header(consent_cookie: &str) -> String {
+    format!("_ga=GA1.2.1234567890.1732441551; _gid=GA1.2.987654321.1732441551; {consent_cookie}; SESSIONID=8f3a9c2e1b7d; _fbp=fb.1.1732441551.123456789; AWSALB=Yk8k3Jd9sL2; lang=de")
+}
+
+fn bench(c: &mut Criterion) {
+    let cases: Vec<(&str, Box<dyn ConsentReader>, String)> = vec![
+        ("onetrust", Box::new(consent::onetrust::OneTrustReader::new(&Default::default()).unwrap()),
+         header("OptanonConsent=isGpcEnabled=0&datestamp=Tue+Nov+24+2026+10%3A12%3A31+GMT%2B0100&version=202409.1.0&browserGpcFlag=0&isIABGlobal=false&hosts=&consentId=5b1c2d3e-aaaa-bbbb-cccc-123456789abc&interactionCount=1&isAnonUser=1&landingPath=NotLandingPage&groups=C0001%3A1%2CC0002%3A1%2CC0003%3A0%2CC0004%3A0&AwaitingReconsent=false")),
+        ("cookiebot", Box::new(consent::cookiebot::CookiebotReader::new(&Default::default()).unwrap()),
+         header("CookieConsent=%7Bstamp%3A%27-5%2FFJWmqBlyO2OgHRNq3s%2B9xwkzA7u3R9A5lMtzZ0g4Zq4KfMKdY5Ow%3D%3D%27%2Cnecessary%3Atrue%2Cpreferences%3Afalse%2Cstatistics%3Atrue%2Cmarketing%3Afalse%2Cmethod%3A%27explicit%27%2Cver%3A1%2Cutc%3A1732441551063%2Cregion%3A%27de%27%7D")),
+        ("cookieyes", Box::new(consent::cookieyes::CookieYesReader::new(&Default::default()).unwrap()),
+         header("cookieyes-consent=consentid:ZWdMRlBLbHhyU2d4dUdaSHpSb2JrNXJOd2ZQNXdWcmo,consent:yes,action:yes,necessary:yes,functional:no,analytics:yes,performance:yes,advertisement:no,other:no")),
+        ("complianz", Box::new(consent::complianz::ComplianzReader::new(&Default::default()).unwrap()),
+         header("cmplz_functional=allow; cmplz_statistics=allow; cmplz_marketing=deny; cmplz_preferences=deny")),
+        ("first-party", Box::new(consent::first_party::FirstPartyReader::new("consent")),
+         header("consent=analytics,marketing")),
+        ("tcf", Box::new(consent::tcf::TcfReader::new(&Default::default()).unwrap()),
+         header(&format!("euconsent-v2={}", tc_string(true)))),
+    ];
+    for (name, reader, h) in &cases {
+        c.bench_function(&format!("read {name} from a typical Cookie header"), |b| {
+            b.iter(|| {
+                let jar = CookieJar::from_headers([black_box(h.as_bytes())]);
+                black_box(reader.read(&jar, false))
+            })
+        });
+    }
+    for range in [false, true] {
+        let s = tc_string(range);
+        let label = if range { "range" } else { "bitfield" };
+        c.bench_function(
+            &format!("decode TC string, 800 of 1200 vendors, {label}"),
+            |b| b.iter(|| black_box(consent::tcf::decode(black_box(&s)).unwrap())),
+        );
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -72,18 +72,24 @@ struct Bits<'a> {
 
 impl Bits<'_> {
     fn read(&mut self, n: usize) -> Result<u64, ConsentError> {
+        debug_assert!(n <= 64);
         if self.pos + n > self.data.len() * 8 {
             return Err(ConsentError::new(format!(
                 "TC string truncated at bit {} (needed {n} more bits)",
                 self.pos
             )));
         }
+        // Up to a byte at a time: a TC string with thousands of vendors decodes in microseconds.
         let mut v = 0u64;
-        for _ in 0..n {
-            let byte = self.data[self.pos / 8];
-            let bit = (byte >> (7 - self.pos % 8)) & 1;
-            v = (v << 1) | u64::from(bit);
-            self.pos += 1;
+        let mut remaining = n;
+        while remaining > 0 {
+            let byte = u64::from(self.data[self.pos / 8]);
+            let avail = 8 - self.pos % 8;
+            let take = avail.min(remaining);
+            let bits = (byte >> (avail - take)) & ((1u64 << take) - 1);
+            v = (v << take) | bits;
+            self.pos += take;
+            remaining -= take;
         }
         Ok(v)
     }
@@ -104,10 +110,17 @@ impl Bits<'_> {
         let max = self.read(16)? as u16;
         let mut set = VendorSet::default();
         if self.read(1)? == 0 {
-            for id in 1..=max {
-                if self.read(1)? == 1 {
-                    set.insert(id);
+            // A bitfield: bit i-1 is vendor i. Read in 32-bit words.
+            let mut id: u32 = 1;
+            while id <= u32::from(max) {
+                let n = (u32::from(max) - id + 1).min(32) as usize;
+                let word = self.read(n)?;
+                for k in 0..n {
+                    if word & (1 << (n - 1 - k)) != 0 {
+                        set.insert((id + k as u32) as u16);
+                    }
                 }
+                id += n as u32;
             }
         } else {
             let entries = self.read(12)?;

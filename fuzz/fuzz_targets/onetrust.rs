@@ -1,0 +1,18 @@
+//! Arbitrary bytes as the onetrust consent cookie: parse directly and through a CookieJar.
+#![no_main]
+use consentgate::consent::onetrust::{OneTrustConfig, OneTrustReader};
+use consentgate::consent::ConsentReader;
+use consentgate::cookies::header::CookieJar;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let cfg = OneTrustConfig::default();
+    let reader = OneTrustReader::new(&cfg).unwrap();
+    let name = reader.cookie_patterns()[0].trim_end_matches('*').to_string();
+    let mut header = format!("{name}=").into_bytes();
+    header.extend_from_slice(data);
+    let jar = CookieJar::from_headers([&header[..], data]);
+    let _ = reader.read(&jar, false);
+    let _ = reader.read(&jar, true);
+    let _ = consentgate::consent::onetrust::decode(&String::from_utf8_lossy(data));
+});
