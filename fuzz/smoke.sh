@@ -13,11 +13,11 @@ export RUSTC_BOOTSTRAP=1
 seconds=${FUZZ_SECONDS:-10}
 targets=$(cargo fuzz list)
 echo "fuzz: building $(echo $targets | wc -w) targets"
-cargo fuzz build --quiet
+cargo fuzz build
 for t in $targets; do
   mkdir -p "corpus/$t"
   echo "fuzz: $t for ${seconds}s"
-  cargo fuzz run "$t" --quiet -- -max_total_time="$seconds" -max_len=1048576 -timeout=10 \
+  cargo fuzz run "$t" -- -max_total_time="$seconds" -max_len=1048576 -timeout=10 \
     -rss_limit_mb=4096 -print_final_stats=0 2>&1 | grep -E "^(INFO: Running|Done|#.*DONE)|ERROR|panicked|SUMMARY" || true
   if [ -n "$(ls -A "artifacts/$t" 2>/dev/null)" ]; then
     echo "fuzz: $t found a crashing input: fuzz/artifacts/$t" >&2
