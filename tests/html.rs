@@ -204,3 +204,28 @@ fn a_rewriter_failure_passes_the_rest_through_and_is_counted() {
         1.0,
     );
 }
+
+#[test]
+fn easyprivacy_from_shared_data_neutralizes_page_trackers() {
+    let ep = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/data/easyprivacy.txt"
+    );
+    if !std::path::Path::new(ep).exists() {
+        eprintln!("skipped: {ep} is absent");
+        return;
+    }
+    let o = origin();
+    let p = Proxy::start(&format!(
+        "[[site]]\nname = \"ep\"\nhosts = [\"*\"]\nupstreams = [\"{}\"]\n[[site.blocklist]]\ncategory = \"analytics\"\npath = \"{ep}\"\n",
+        o.addr
+    ));
+    let body = text(&p.get("/", &[]));
+    assert!(body.contains(r#"data-src="https://www.googletagmanager.com/gtag/js?id=G-1" type="text/plain" data-consent-category="analytics""#), "{body}");
+    assert!(body.contains(r#"<script src="/app.js"></script>"#));
+    let body = text(&p.get("/", &[("Cookie", "consent=analytics")]));
+    assert_eq!(
+        body, PAGE,
+        "EasyPrivacy is an analytics list: analytics consent leaves the page alone"
+    );
+}
