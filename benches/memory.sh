@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Resident memory of the real proxy process with EasyList + EasyPrivacy loaded as blocklists
+# (one site), after start and after serving requests. Usage: benches/memory.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+data=$(cd ../shared/data && pwd)
+cargo build --release --quiet --bin consentgate
+work=$(mktemp -d /tmp/cg-mem-XXXX)
+trap 'kill $pid $opid 2>/dev/null || true; rm -rf "$work"' EXIT
+python3 -m http.server 18481 --bind 127.0.0.1 --directory "$work" >/dev/null 2>&1 &
+opid=$!
+rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+for lists in none both; do
+  cat > "$work/c.toml" <<TOML
+[proxy]
+listen = ["127.0.0.1:18480"]
+threads = 2
+access_log = false
+[[site]]
+name = "mem"
+hosts = ["*"]
+upstreams = ["127.0.0.1:18481"]
+TOML
+  if [ "$lists" = both ]; then
+    printf '[[site.blocklist]]\ncategory = "analytics"\npath = "%s/easyprivacy.txt"\n[[site.blocklist]]\ncategory = "marketing"\npath = "%s/easylist.txt"\n' "$data" "$data" >> "$work/c.toml"
+  fi
+  target/release/consentgate run --config "$work/c.toml" --upgrade-sock "$work/u.sock" >/dev/null 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:18480/ && break; sleep 0.1; done
+  start=$(rss $pid)
+  for i in $(seq 2000); do echo "url = \"http://127.0.0.1:18480/p$i?utm=1\""; done > "$work/urls"
+  curl -s -o /dev/null -K "$work/urls" || true
+  after=$(rss $pid)
+  echo "lists=$lists rss_after_start_kib=$start rss_after_2000_requests_kib=$after ($((after / 1024)) MiB)"
+  kill $pid; wait $pid 2>/dev/null || true
+done
