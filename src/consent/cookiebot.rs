@@ -37,46 +37,50 @@ impl Default for CookiebotConfig {
     }
 }
 
-/// The decoded object: key -> raw value (quotes removed).
-pub fn decode(text: &str) -> Result<Vec<(String, String)>, ConsentError> {
+fn unquote(s: &str) -> &str {
+    s.trim().trim_matches(|c| c == '\'' || c == '"')
+}
+
+/// The decoded object: key -> raw value (quotes removed), borrowed from the text.
+pub fn decode(text: &str) -> Result<Vec<(&str, &str)>, ConsentError> {
     let t = text.trim();
     let inner = t
         .strip_prefix('{')
         .and_then(|x| x.strip_suffix('}'))
         .ok_or_else(|| ConsentError::new("not a {key:value,...} object"))?;
-    let mut out = Vec::new();
-    let (mut field, mut quote) = (String::new(), None::<char>);
-    let mut fields = Vec::new();
-    for c in inner.chars() {
-        match (quote, c) {
-            (Some(q), c) if c == q => {
-                quote = None;
-                field.push(c);
+    let mut out = Vec::with_capacity(12);
+    let mut quote: Option<u8> = None;
+    let mut start = 0;
+    let bytes = inner.as_bytes();
+    for (i, b) in bytes.iter().enumerate() {
+        match (quote, *b) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, b'\'' | b'"') => quote = Some(*b),
+            (None, b',') => {
+                push_field(&mut out, &inner[start..i])?;
+                start = i + 1;
             }
-            (Some(_), c) => field.push(c),
-            (None, '\'' | '"') => {
-                quote = Some(c);
-                field.push(c);
-            }
-            (None, ',') => fields.push(std::mem::take(&mut field)),
-            (None, c) => field.push(c),
+            _ => {}
         }
     }
     if quote.is_some() {
         return Err(ConsentError::new("unterminated quoted value"));
     }
-    fields.push(field);
-    for f in fields.iter().map(|f| f.trim()).filter(|f| !f.is_empty()) {
-        let (k, v) = f
-            .split_once(':')
-            .ok_or_else(|| ConsentError::new("a field has no `:`"))?;
-        let v = v.trim().trim_matches(|c| c == '\'' || c == '"');
-        out.push((
-            k.trim().trim_matches(|c| c == '\'' || c == '"').to_string(),
-            v.to_string(),
-        ));
-    }
+    push_field(&mut out, &inner[start..])?;
     Ok(out)
+}
+
+fn push_field<'a>(out: &mut Vec<(&'a str, &'a str)>, field: &'a str) -> Result<(), ConsentError> {
+    let f = field.trim();
+    if f.is_empty() {
+        return Ok(());
+    }
+    let (k, v) = f
+        .split_once(':')
+        .ok_or_else(|| ConsentError::new("a field has no `:`"))?;
+    out.push((unquote(k), unquote(v)));
+    Ok(())
 }
 
 pub fn parse(text: &str, cfg: &CookiebotConfig) -> Result<Grants, ConsentError> {
@@ -92,8 +96,8 @@ pub fn parse(text: &str, cfg: &CookiebotConfig) -> Result<Grants, ConsentError> 
     let mut seen = [false; 4];
     let mut ok = [true; 4];
     for (k, v) in &fields {
-        if let Some(cat) = cfg.map.get(k) {
-            let granted = match v.as_str() {
+        if let Some(cat) = cfg.map.get(*k) {
+            let granted = match *v {
                 "true" => true,
                 "false" => false,
                 other => {

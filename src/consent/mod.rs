@@ -376,10 +376,10 @@ impl ConsentState {
 
 /// A cookie value URL-decoded to text (CMPs URL-encode their cookies; decoding text that is not
 /// encoded changes nothing).
-pub(crate) fn url_decoded(raw: &[u8]) -> Result<String, ConsentError> {
+pub(crate) fn url_decoded(raw: &[u8]) -> Result<std::borrow::Cow<'_, str>, ConsentError> {
+    // Borrowed (no copy) when there is nothing to decode.
     percent_encoding::percent_decode(raw)
         .decode_utf8()
-        .map(|c| c.into_owned())
         .map_err(|_| ConsentError::new("value is not UTF-8 after URL-decoding"))
 }
 

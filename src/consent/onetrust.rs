@@ -51,44 +51,85 @@ pub struct OptanonConsent {
     pub consent_id: Option<String>,
 }
 
+/// The query string, URL-decoded once more when the whole value was encoded (some sites do).
+fn query(raw: &str) -> Result<std::borrow::Cow<'_, str>, ConsentError> {
+    if raw.contains('=') {
+        Ok(std::borrow::Cow::Borrowed(raw))
+    } else {
+        super::url_decoded(raw.as_bytes())
+    }
+}
+
+/// Each `id:flag` of a `groups` value.
+fn groups(value: &str) -> impl Iterator<Item = Result<(&str, bool), ConsentError>> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|item| {
+            let (id, flag) = item.split_once(':').ok_or_else(|| {
+                ConsentError::new(format!("group `{}` has no `:1`/`:0` flag", short(item)))
+            })?;
+            match flag.trim() {
+                "1" => Ok((id.trim(), true)),
+                "0" => Ok((id.trim(), false)),
+                f => Err(ConsentError::new(format!(
+                    "group `{}` flag `{}` is not 1 or 0",
+                    short(id),
+                    short(f)
+                ))),
+            }
+        })
+}
+
+/// The request-path reader: no allocation beyond URL-decoding the `groups` field.
+pub fn parse(raw: &str, cfg: &OneTrustConfig) -> Result<super::Grants, ConsentError> {
+    let text = query(raw)?;
+    let mut groups_value = None;
+    let mut gpc = false;
+    for pair in text.split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k.trim() {
+            "groups" => groups_value = Some(super::url_decoded(v.as_bytes())?),
+            "isGpcEnabled" => gpc = v.trim() == "1",
+            _ => {}
+        }
+    }
+    let value = groups_value.ok_or_else(|| {
+        ConsentError::new("no `groups=` field (is this an OptanonConsent cookie?)")
+    })?;
+    let mut flags: smallvec::SmallVec<[(Category, bool); 8]> = smallvec::SmallVec::new();
+    for g in groups(&value) {
+        let (id, ok) = g?;
+        if let Some(cat) = cfg.groups.get(id) {
+            flags.push((*cat, ok));
+        }
+    }
+    let mut grants = combine_flags(flags);
+    if gpc {
+        grants.deny(Category::Marketing);
+    }
+    Ok(grants)
+}
+
+/// Every field of interest, for `explain` and tests.
 pub fn decode(raw: &str) -> Result<OptanonConsent, ConsentError> {
     let mut out = OptanonConsent::default();
     let mut saw_groups = false;
-    // The cookie is the query string URL-encoded once more by some sites: decode fields after
-    // splitting, and accept a fully encoded value by decoding it first when it has no `&`/`=`.
-    let owned;
-    let text = if !raw.contains('=') {
-        owned = super::url_decoded(raw.as_bytes())?;
-        owned.as_str()
-    } else {
-        raw
-    };
+    let text = query(raw)?;
     for pair in text.split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let v = super::url_decoded(v.as_bytes())?;
         match k.trim() {
             "groups" => {
                 saw_groups = true;
-                for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                    let (id, flag) = item.split_once(':').ok_or_else(|| {
-                        ConsentError::new(format!("group `{}` has no `:1`/`:0` flag", short(item)))
-                    })?;
-                    let granted = match flag.trim() {
-                        "1" => true,
-                        "0" => false,
-                        f => {
-                            return Err(ConsentError::new(format!(
-                                "group `{}` flag `{}` is not 1 or 0",
-                                short(id),
-                                short(f)
-                            )))
-                        }
-                    };
-                    out.groups.push((id.trim().to_string(), granted));
+                for g in groups(&v) {
+                    let (id, ok) = g?;
+                    out.groups.push((id.to_string(), ok));
                 }
             }
             "isGpcEnabled" => out.gpc = v.trim() == "1",
-            "consentId" => out.consent_id = Some(v),
+            "consentId" => out.consent_id = Some(v.into_owned()),
             _ => {}
         }
     }
@@ -145,7 +186,7 @@ impl ConsentReader for OneTrustReader {
     fn read(&self, jar: &CookieJar<'_>, detail: bool) -> Option<SourceOutcome> {
         let r = read_each(jar, &self.cfg.cookie, |raw| {
             let text = std::str::from_utf8(raw).map_err(|_| ConsentError::new("not UTF-8"))?;
-            decode(text).map(|c| grants(&c, &self.cfg))
+            parse(text, &self.cfg)
         })?;
         let mut o = SourceOutcome::from_result(self.format(), &self.cookie, r);
         if detail {
@@ -199,6 +240,21 @@ mod tests {
             &cfg,
         );
         assert!(!g.allows(Category::Marketing) && g.allows(Category::Analytics));
+    }
+
+    #[test]
+    fn fast_path_agrees_with_decode() {
+        let cfg = OneTrustConfig::default();
+        for v in [
+            REAL,
+            "groups=1:1,2:0,4:1",
+            "isGpcEnabled=1&groups=C0004:1",
+            "groups=C0002:x",
+            "x=1",
+        ] {
+            let slow = decode(v).map(|c| grants(&c, &cfg));
+            assert_eq!(parse(v, &cfg), slow, "{v}");
+        }
     }
 
     #[test]

@@ -72,26 +72,22 @@ struct Bits<'a> {
 
 impl Bits<'_> {
     fn read(&mut self, n: usize) -> Result<u64, ConsentError> {
-        debug_assert!(n <= 64);
+        debug_assert!((1..=56).contains(&n));
         if self.pos + n > self.data.len() * 8 {
             return Err(ConsentError::new(format!(
                 "TC string truncated at bit {} (needed {n} more bits)",
                 self.pos
             )));
         }
-        // Up to a byte at a time: a TC string with thousands of vendors decodes in microseconds.
-        let mut v = 0u64;
-        let mut remaining = n;
-        while remaining > 0 {
-            let byte = u64::from(self.data[self.pos / 8]);
-            let avail = 8 - self.pos % 8;
-            let take = avail.min(remaining);
-            let bits = (byte >> (avail - take)) & ((1u64 << take) - 1);
-            v = (v << take) | bits;
-            self.pos += take;
-            remaining -= take;
-        }
-        Ok(v)
+        // One big-endian 64-bit window per read: O(1) whatever n (at most 56 bits, so the
+        // window starting at the current byte always holds them).
+        let start = self.pos / 8;
+        let mut window = [0u8; 8];
+        let avail = (self.data.len() - start).min(8);
+        window[..avail].copy_from_slice(&self.data[start..start + avail]);
+        let w = u64::from_be_bytes(window) << (self.pos % 8);
+        self.pos += n;
+        Ok(w >> (64 - n))
     }
 
     fn letters(&mut self) -> Result<String, ConsentError> {
