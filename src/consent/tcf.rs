@@ -82,9 +82,16 @@ impl Bits<'_> {
         // One big-endian 64-bit window per read: O(1) whatever n (at most 56 bits, so the
         // window starting at the current byte always holds them).
         let start = self.pos / 8;
-        let mut window = [0u8; 8];
-        let avail = (self.data.len() - start).min(8);
-        window[..avail].copy_from_slice(&self.data[start..start + avail]);
+        let window: [u8; 8] = match self.data.get(start..start + 8) {
+            // The common case: a single 8-byte load.
+            Some(bytes) => bytes.try_into().expect("8 bytes"),
+            None => {
+                let mut w = [0u8; 8];
+                let tail = &self.data[start..];
+                w[..tail.len()].copy_from_slice(tail);
+                w
+            }
+        };
         let w = u64::from_be_bytes(window) << (self.pos % 8);
         self.pos += n;
         Ok(w >> (64 - n))
