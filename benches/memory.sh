@@ -29,7 +29,7 @@ TOML
   for _ in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:18480/ && break; sleep 0.1; done
   start=$(rss $pid)
   for i in $(seq 2000); do printf 'url = "http://127.0.0.1:18480/p%s?utm=1"\noutput = "/dev/null"\n' "$i"; done > "$work/urls"
-  curl -s -K "$work/urls" || true
+  curl -s -K "$work/urls" >/dev/null || true
   after=$(rss $pid)
   echo "lists=$lists rss_after_start_kib=$start rss_after_2000_requests_kib=$after ($((after / 1024)) MiB)"
   kill $pid; wait $pid 2>/dev/null || true
