@@ -16,8 +16,14 @@ impl Bits {
     }
 }
 
-/// A TC string with vendors 1..=1200 (every third left out) as a bitfield or as ranges.
+/// A TC string with vendors 1..=1200 (every third left out) as a bitfield or as ranges of one
+/// vendor each (the worst case for range encoding; a CMP would pick the bitfield here), or
+/// `runs`: 1,100 vendors in 100 runs of 11 (what range encoding is used for).
 fn tc_string(range: bool) -> String {
+    tc_string_with(range, false)
+}
+
+fn tc_string_with(range: bool, runs: bool) -> String {
     let mut b = Bits(Vec::new());
     for (v, n) in [
         (2u64, 6),
@@ -43,7 +49,15 @@ fn tc_string(range: bool) -> String {
     b.put(4, 6);
     let vendors: Vec<u16> = (1..=1200).filter(|v| v % 3 != 0).collect();
     b.put(1200, 16);
-    if range {
+    if runs {
+        b.put(1, 1);
+        b.put(100, 12);
+        for r in 0..100u64 {
+            b.put(1, 1);
+            b.put(r * 12 + 1, 16);
+            b.put(r * 12 + 11, 16);
+        }
+    } else if range {
         b.put(1, 1);
         b.put(vendors.len() as u64, 12);
         for v in &vendors {
@@ -85,7 +99,7 @@ fn bench(c: &mut Criterion) {
         ("first-party", Box::new(consent::first_party::FirstPartyReader::new("consent")),
          header("consent=analytics,marketing")),
         ("tcf", Box::new(consent::tcf::TcfReader::new(&Default::default()).unwrap()),
-         header(&format!("euconsent-v2={}", tc_string(true)))),
+         header(&format!("euconsent-v2={}", tc_string_with(true, true)))),
     ];
     for (name, reader, h) in &cases {
         c.bench_function(&format!("read {name} from a typical Cookie header"), |b| {

@@ -43,8 +43,6 @@ pub struct RequestCtx {
     access_log: bool,
     /// The tracker match, when the request was blocked (or would be, in report-only).
     blocked: Option<BlockMatch>,
-    /// The page URL (for resolving element URLs), kept from the request.
-    page_url: Option<String>,
     /// The HTML body rewrite in progress (in a Mutex only because pingora needs the context to
     /// be `Sync`; one task uses it at a time).
     body: Option<std::sync::Mutex<BodyRewrite>>,
@@ -138,7 +136,6 @@ impl ProxyHttp for ConsentGate {
             expired: 0,
             access_log: false,
             blocked: None,
-            page_url: None,
             body: None,
             neutralized: 0,
         }
@@ -190,14 +187,6 @@ impl ProxyHttp for ConsentGate {
                 }
             }
         }
-        if site.mode == Mode::Enforce
-            && site
-                .page_rules
-                .as_ref()
-                .is_some_and(|r| r.needed(ctx.plan.consent.grants))
-        {
-            ctx.page_url = Some(page_url(session.req_header()));
-        }
         if site.mode != Mode::Off && !site.blocklists.is_empty() {
             if let Some(done) = self.block_tracker(session, ctx, &site).await? {
                 ctx.site = Some(site);
@@ -243,7 +232,7 @@ impl ProxyHttp for ConsentGate {
                 upstream_request.remove_header(&COOKIE);
             }
             Some(Some(v)) => {
-                upstream_request.remove_header(&COOKIE);
+                // `insert_header` replaces every Cookie line with this one.
                 upstream_request.insert_header(COOKIE, v.clone())?;
             }
         }
@@ -252,7 +241,7 @@ impl ProxyHttp for ConsentGate {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
@@ -270,8 +259,13 @@ impl ProxyHttp for ConsentGate {
                 upstream_response.append_header("Vary", "Cookie")?;
             }
         }
-        if let Some(page_url) = ctx.page_url.take() {
-            start_html_rewrite(&site, ctx, upstream_response, &page_url)?;
+        if site.mode == Mode::Enforce
+            && site
+                .page_rules
+                .as_ref()
+                .is_some_and(|r| r.needed(ctx.plan.consent.grants))
+        {
+            start_html_rewrite(&site, ctx, upstream_response, session.req_header())?;
         }
         let has_set_cookie = upstream_response.headers.contains_key(SET_COOKIE);
         if !has_set_cookie && ctx.plan.expire.is_empty() {
@@ -469,7 +463,7 @@ fn start_html_rewrite(
     site: &Site,
     ctx: &mut RequestCtx,
     resp: &mut ResponseHeader,
-    page_url: &str,
+    req: &RequestHeader,
 ) -> Result<()> {
     let Some(rules) = &site.page_rules else {
         return Ok(());
@@ -505,7 +499,7 @@ fn start_html_rewrite(
     };
     let neutralizer = match crate::html::Neutralizer::new(
         ctx.plan.consent.grants,
-        page_url,
+        &page_url(req),
         rules.clone(),
         charset.as_deref(),
     ) {

@@ -2,11 +2,9 @@
 //! `{stamp:'..',necessary:true,preferences:false,statistics:true,marketing:false,method:'explicit',ver:1,utc:..,region:'de'}`.
 //! The value `-1` means the visitor is in a region where no consent is required.
 
-use super::{read_each, Category, ConsentError, ConsentReader, Grants, SourceOutcome};
-use crate::cookies::header::CookieJar;
+use super::{Category, ConsentError, Grants};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 /// `[site.consent.cookiebot]`.
 #[derive(Clone, Debug, Deserialize)]
@@ -119,45 +117,30 @@ pub fn parse(text: &str, cfg: &CookiebotConfig) -> Result<Grants, ConsentError> 
     Ok(g)
 }
 
-pub struct CookiebotReader {
-    cfg: CookiebotConfig,
-    cookie: Arc<str>,
-}
+/// The format, for [`super::CookieReader`].
+pub struct Cookiebot;
 
-impl CookiebotReader {
-    pub fn new(cfg: &CookiebotConfig) -> Result<Self, String> {
-        Ok(CookiebotReader {
-            cookie: cfg.cookie.as_str().into(),
-            cfg: cfg.clone(),
+impl super::CookieFormat for Cookiebot {
+    type Config = CookiebotConfig;
+    const NAME: &'static str = "cookiebot";
+
+    fn cookie(cfg: &CookiebotConfig) -> &str {
+        &cfg.cookie
+    }
+
+    fn parse(text: &str, cfg: &CookiebotConfig) -> Result<Grants, ConsentError> {
+        parse(text, cfg)
+    }
+
+    fn details(text: &str) -> Option<serde_json::Value> {
+        Some(match decode(text) {
+            Ok(f) => serde_json::json!(f.into_iter().collect::<BTreeMap<_, _>>()),
+            Err(_) => serde_json::json!({ "value": text }),
         })
     }
 }
 
-impl ConsentReader for CookiebotReader {
-    fn format(&self) -> &'static str {
-        "cookiebot"
-    }
-
-    fn cookie_patterns(&self) -> Vec<String> {
-        vec![self.cfg.cookie.clone()]
-    }
-
-    fn read(&self, jar: &CookieJar<'_>, detail: bool) -> Option<SourceOutcome> {
-        let r = read_each(jar, &self.cfg.cookie, |raw| {
-            parse(&super::url_decoded(raw)?, &self.cfg)
-        })?;
-        let mut o = SourceOutcome::from_result(self.format(), &self.cookie, r);
-        if detail {
-            if let Some(Ok(text)) = jar.values(&self.cfg.cookie).next().map(super::url_decoded) {
-                o.details = Some(match decode(&text) {
-                    Ok(f) => serde_json::json!(f.into_iter().collect::<BTreeMap<_, _>>()),
-                    Err(_) => serde_json::json!({ "value": text }),
-                });
-            }
-        }
-        Some(o)
-    }
-}
+pub type CookiebotReader = super::CookieReader<Cookiebot>;
 
 #[cfg(test)]
 mod tests {

@@ -1,13 +1,9 @@
 //! CookieYes `cookieyes-consent`:
 //! `consentid:..,consent:yes,action:yes,necessary:yes,functional:no,analytics:no,performance:no,advertisement:no,other:no`.
 
-use super::{
-    combine_flags, read_each, Category, ConsentError, ConsentReader, Grants, SourceOutcome,
-};
-use crate::cookies::header::CookieJar;
+use super::{combine_flags, Category, ConsentError, Grants};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 /// `[site.consent.cookieyes]`.
 #[derive(Clone, Debug, Deserialize)]
@@ -73,44 +69,29 @@ pub fn parse(text: &str, cfg: &CookieYesConfig) -> Result<Grants, ConsentError> 
     Ok(combine_flags(flags))
 }
 
-pub struct CookieYesReader {
-    cfg: CookieYesConfig,
-    cookie: Arc<str>,
-}
+/// The format, for [`super::CookieReader`].
+pub struct CookieYes;
 
-impl CookieYesReader {
-    pub fn new(cfg: &CookieYesConfig) -> Result<Self, String> {
-        Ok(CookieYesReader {
-            cookie: cfg.cookie.as_str().into(),
-            cfg: cfg.clone(),
-        })
+impl super::CookieFormat for CookieYes {
+    type Config = CookieYesConfig;
+    const NAME: &'static str = "cookieyes";
+
+    fn cookie(cfg: &CookieYesConfig) -> &str {
+        &cfg.cookie
+    }
+
+    fn parse(text: &str, cfg: &CookieYesConfig) -> Result<Grants, ConsentError> {
+        parse(text, cfg)
+    }
+
+    fn details(text: &str) -> Option<serde_json::Value> {
+        decode(text)
+            .ok()
+            .map(|f| serde_json::json!(f.into_iter().collect::<BTreeMap<_, _>>()))
     }
 }
 
-impl ConsentReader for CookieYesReader {
-    fn format(&self) -> &'static str {
-        "cookieyes"
-    }
-
-    fn cookie_patterns(&self) -> Vec<String> {
-        vec![self.cfg.cookie.clone()]
-    }
-
-    fn read(&self, jar: &CookieJar<'_>, detail: bool) -> Option<SourceOutcome> {
-        let r = read_each(jar, &self.cfg.cookie, |raw| {
-            parse(&super::url_decoded(raw)?, &self.cfg)
-        })?;
-        let mut o = SourceOutcome::from_result(self.format(), &self.cookie, r);
-        if detail {
-            if let Some(Ok(text)) = jar.values(&self.cfg.cookie).next().map(super::url_decoded) {
-                if let Ok(f) = decode(&text) {
-                    o.details = Some(serde_json::json!(f.into_iter().collect::<BTreeMap<_, _>>()));
-                }
-            }
-        }
-        Some(o)
-    }
-}
+pub type CookieYesReader = super::CookieReader<CookieYes>;
 
 #[cfg(test)]
 mod tests {

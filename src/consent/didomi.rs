@@ -1,12 +1,10 @@
 //! Didomi `didomi_token`: base64 (standard or URL-safe, padding optional) JSON with
 //! `purposes.enabled` / `purposes.disabled` (and vendors). Purposes map to categories like TCF.
 
-use super::{read_each, Category, ConsentError, ConsentReader, Grants, SourceOutcome};
-use crate::cookies::header::CookieJar;
+use super::{Category, ConsentError, Grants};
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
 use serde::Deserialize;
-use std::sync::Arc;
 
 /// `[site.consent.didomi]`.
 #[derive(Clone, Debug, Deserialize)]
@@ -111,42 +109,27 @@ pub fn parse(text: &str, cfg: &DidomiConfig) -> Result<Grants, ConsentError> {
     Ok(g)
 }
 
-pub struct DidomiReader {
-    cfg: DidomiConfig,
-    cookie: Arc<str>,
-}
+/// The format, for [`super::CookieReader`].
+pub struct Didomi;
 
-impl DidomiReader {
-    pub fn new(cfg: &DidomiConfig) -> Result<Self, String> {
-        Ok(DidomiReader {
-            cookie: cfg.cookie.as_str().into(),
-            cfg: cfg.clone(),
-        })
+impl super::CookieFormat for Didomi {
+    type Config = DidomiConfig;
+    const NAME: &'static str = "didomi";
+
+    fn cookie(cfg: &DidomiConfig) -> &str {
+        &cfg.cookie
+    }
+
+    fn parse(text: &str, cfg: &DidomiConfig) -> Result<Grants, ConsentError> {
+        parse(text, cfg)
+    }
+
+    fn details(text: &str) -> Option<serde_json::Value> {
+        decode(text).ok()
     }
 }
 
-impl ConsentReader for DidomiReader {
-    fn format(&self) -> &'static str {
-        "didomi"
-    }
-
-    fn cookie_patterns(&self) -> Vec<String> {
-        vec![self.cfg.cookie.clone()]
-    }
-
-    fn read(&self, jar: &CookieJar<'_>, detail: bool) -> Option<SourceOutcome> {
-        let r = read_each(jar, &self.cfg.cookie, |raw| {
-            parse(&super::url_decoded(raw)?, &self.cfg)
-        })?;
-        let mut o = SourceOutcome::from_result(self.format(), &self.cookie, r);
-        if detail {
-            if let Some(Ok(text)) = jar.values(&self.cfg.cookie).next().map(super::url_decoded) {
-                o.details = decode(&text).ok();
-            }
-        }
-        Some(o)
-    }
-}
+pub type DidomiReader = super::CookieReader<Didomi>;
 
 #[cfg(test)]
 mod tests {

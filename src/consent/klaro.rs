@@ -1,13 +1,9 @@
 //! Klaro `klaro`: URL-encoded JSON keyed by service name (`{"google-analytics":true}`); a
 //! service -> category table maps it to our categories.
 
-use super::{
-    combine_flags, read_each, Category, ConsentError, ConsentReader, Grants, SourceOutcome,
-};
-use crate::cookies::header::CookieJar;
+use super::{combine_flags, Category, ConsentError, Grants};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 /// `[site.consent.klaro]`.
 #[derive(Clone, Debug, Deserialize)]
@@ -46,42 +42,27 @@ pub fn parse(text: &str, cfg: &KlaroConfig) -> Result<Grants, ConsentError> {
     Ok(combine_flags(flags))
 }
 
-pub struct KlaroReader {
-    cfg: KlaroConfig,
-    cookie: Arc<str>,
-}
+/// The format, for [`super::CookieReader`].
+pub struct Klaro;
 
-impl KlaroReader {
-    pub fn new(cfg: &KlaroConfig) -> Result<Self, String> {
-        Ok(KlaroReader {
-            cookie: cfg.cookie.as_str().into(),
-            cfg: cfg.clone(),
-        })
+impl super::CookieFormat for Klaro {
+    type Config = KlaroConfig;
+    const NAME: &'static str = "klaro";
+
+    fn cookie(cfg: &KlaroConfig) -> &str {
+        &cfg.cookie
+    }
+
+    fn parse(text: &str, cfg: &KlaroConfig) -> Result<Grants, ConsentError> {
+        parse(text, cfg)
+    }
+
+    fn details(text: &str) -> Option<serde_json::Value> {
+        serde_json::from_str(text).ok()
     }
 }
 
-impl ConsentReader for KlaroReader {
-    fn format(&self) -> &'static str {
-        "klaro"
-    }
-
-    fn cookie_patterns(&self) -> Vec<String> {
-        vec![self.cfg.cookie.clone()]
-    }
-
-    fn read(&self, jar: &CookieJar<'_>, detail: bool) -> Option<SourceOutcome> {
-        let r = read_each(jar, &self.cfg.cookie, |raw| {
-            parse(&super::url_decoded(raw)?, &self.cfg)
-        })?;
-        let mut o = SourceOutcome::from_result(self.format(), &self.cookie, r);
-        if detail {
-            if let Some(Ok(text)) = jar.values(&self.cfg.cookie).next().map(super::url_decoded) {
-                o.details = serde_json::from_str(&text).ok();
-            }
-        }
-        Some(o)
-    }
-}
+pub type KlaroReader = super::CookieReader<Klaro>;
 
 #[cfg(test)]
 mod tests {

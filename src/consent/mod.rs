@@ -422,6 +422,64 @@ pub(crate) fn read_each(
     result
 }
 
+/// A consent format whose record is one URL-encoded cookie value (Cookiebot, CookieYes, Klaro,
+/// Didomi): the format supplies the parsing, [`CookieReader`] the shared reading rules.
+pub trait CookieFormat: Send + Sync + 'static {
+    type Config: Clone + Send + Sync;
+    /// The format name used in configuration and output.
+    const NAME: &'static str;
+    fn cookie(cfg: &Self::Config) -> &str;
+    /// Grants from the URL-decoded value.
+    fn parse(text: &str, cfg: &Self::Config) -> Result<Grants, ConsentError>;
+    /// Decoded fields for `explain`.
+    fn details(text: &str) -> Option<serde_json::Value>;
+}
+
+/// The reader of a [`CookieFormat`]: every duplicate read, the most restrictive wins.
+pub struct CookieReader<F: CookieFormat> {
+    cfg: F::Config,
+    cookie: Arc<str>,
+}
+
+impl<F: CookieFormat> CookieReader<F> {
+    pub fn new(cfg: &F::Config) -> Result<Self, String> {
+        let cookie = F::cookie(cfg);
+        if cookie.is_empty() {
+            return Err(format!(
+                "[site.consent.{}] `cookie` may not be empty",
+                F::NAME
+            ));
+        }
+        Ok(CookieReader {
+            cookie: cookie.into(),
+            cfg: cfg.clone(),
+        })
+    }
+}
+
+impl<F: CookieFormat> ConsentReader for CookieReader<F> {
+    fn format(&self) -> &'static str {
+        F::NAME
+    }
+
+    fn cookie_patterns(&self) -> Vec<String> {
+        vec![self.cookie.to_string()]
+    }
+
+    fn read(&self, jar: &CookieJar<'_>, detail: bool) -> Option<SourceOutcome> {
+        let r = read_each(jar, &self.cookie, |raw| {
+            F::parse(&url_decoded(raw)?, &self.cfg)
+        })?;
+        let mut o = SourceOutcome::from_result(F::NAME, &self.cookie, r);
+        if detail {
+            if let Some(Ok(text)) = jar.values(&self.cookie).next().map(url_decoded) {
+                o.details = F::details(&text);
+            }
+        }
+        Some(o)
+    }
+}
+
 /// Category names in mapping tables of the CMP configs (`statistics = "analytics"`).
 impl<'de> serde::Deserialize<'de> for Category {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -4,8 +4,6 @@
 
 use super::{Category, ConsentError, ConsentReader, Grants, SourceOutcome, VendorSet};
 use crate::cookies::header::CookieJar;
-use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use base64::Engine;
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -147,13 +145,63 @@ impl Bits<'_> {
     }
 }
 
-fn engine() -> GeneralPurpose {
-    GeneralPurpose::new(
-        &base64::alphabet::URL_SAFE,
-        GeneralPurposeConfig::new()
-            .with_decode_padding_mode(DecodePaddingMode::Indifferent)
-            .with_decode_allow_trailing_bits(true),
-    )
+/// base64url digit values (the standard alphabet's `+` and `/` accepted too); 0xFF = invalid.
+const B64: [u8; 256] = {
+    let mut t = [0xFFu8; 256];
+    let mut i = 0;
+    while i < 26 {
+        t[b'A' as usize + i] = i as u8;
+        t[b'a' as usize + i] = 26 + i as u8;
+        i += 1;
+    }
+    let mut d = 0;
+    while d < 10 {
+        t[b'0' as usize + d] = 52 + d as u8;
+        d += 1;
+    }
+    t[b'-' as usize] = 62;
+    t[b'+' as usize] = 62;
+    t[b'_' as usize] = 63;
+    t[b'/' as usize] = 63;
+    t
+};
+
+/// Decodes base64url (padding optional, trailing bits ignored): a table lookup per character,
+/// four characters to three bytes, no intermediate copies.
+fn base64url(s: &str) -> Result<Vec<u8>, ConsentError> {
+    let bytes = s.trim_end_matches('=').as_bytes();
+    let bad = || ConsentError::new("TC string is not base64url");
+    let mut out = Vec::with_capacity(bytes.len() / 4 * 3 + 3);
+    let mut chunks = bytes.chunks_exact(4);
+    for c in &mut chunks {
+        let (a, b, x, y) = (
+            B64[c[0] as usize],
+            B64[c[1] as usize],
+            B64[c[2] as usize],
+            B64[c[3] as usize],
+        );
+        if (a | b | x | y) == 0xFF || (a | b | x | y) & 0xC0 != 0 {
+            return Err(bad());
+        }
+        let n = (u32::from(a) << 18) | (u32::from(b) << 12) | (u32::from(x) << 6) | u32::from(y);
+        out.extend_from_slice(&[(n >> 16) as u8, (n >> 8) as u8, n as u8]);
+    }
+    let rest = chunks.remainder();
+    let mut n = 0u32;
+    for (i, ch) in rest.iter().enumerate() {
+        let v = B64[*ch as usize];
+        if v & 0xC0 != 0 {
+            return Err(bad());
+        }
+        n |= u32::from(v) << (18 - 6 * i);
+    }
+    match rest.len() {
+        0 => {}
+        1 => return Err(bad()),
+        2 => out.push((n >> 16) as u8),
+        _ => out.extend_from_slice(&[(n >> 16) as u8, (n >> 8) as u8]),
+    }
+    Ok(out)
 }
 
 /// Decodes a TC string (the cookie value, URL-decoded).
@@ -169,9 +217,7 @@ pub fn decode(value: &str) -> Result<TcString, ConsentError> {
             "TC string core segment is implausibly long",
         ));
     }
-    let data = engine()
-        .decode(core)
-        .map_err(|e| ConsentError::new(format!("TC string is not base64url: {e}")))?;
+    let data = base64url(core)?;
     let mut b = Bits {
         data: &data,
         pos: 0,
@@ -331,6 +377,7 @@ pub(crate) mod tests {
                     bytes[i / 8] |= 1 << (7 - i % 8);
                 }
             }
+            use base64::Engine;
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
         }
     }
