@@ -109,13 +109,17 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
-    for range in [false, true] {
-        let s = tc_string(range);
-        let label = if range { "range" } else { "bitfield" };
-        c.bench_function(
-            &format!("decode TC string, 800 of 1200 vendors, {label}"),
-            |b| b.iter(|| black_box(consent::tcf::decode(black_box(&s)).unwrap())),
-        );
+    for (label, s) in [
+        ("800 of 1200 vendors, bitfield", tc_string(false)),
+        ("1100 vendors in 100 ranges", tc_string_with(true, true)),
+        (
+            "800 of 1200 vendors as 800 single-id range entries (worst case)",
+            tc_string(true),
+        ),
+    ] {
+        c.bench_function(&format!("decode TC string, {label}"), |b| {
+            b.iter(|| black_box(consent::tcf::decode(black_box(&s)).unwrap()))
+        });
     }
 }
 

@@ -188,6 +188,13 @@ pub struct VendorSet {
 }
 
 impl VendorSet {
+    /// An empty set with room for ids up to `max` (no reallocation while filling it).
+    pub fn with_max(max: u16) -> VendorSet {
+        VendorSet {
+            words: vec![0; max as usize / 64 + 1],
+        }
+    }
+
     pub fn insert(&mut self, id: u16) {
         let (w, b) = (id as usize / 64, id as usize % 64);
         if self.words.len() <= w {

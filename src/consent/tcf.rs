@@ -109,7 +109,7 @@ impl Bits<'_> {
     /// A vendor section: MaxVendorId, IsRangeEncoding, then a bitfield or range entries.
     fn vendors(&mut self) -> Result<VendorSet, ConsentError> {
         let max = self.read(16)? as u16;
-        let mut set = VendorSet::default();
+        let mut set = VendorSet::with_max(max);
         if self.read(1)? == 0 {
             // A bitfield: bit i-1 is vendor i. Read in 32-bit words.
             let mut id: u32 = 1;
@@ -138,7 +138,11 @@ impl Bits<'_> {
                         "vendor range {start}-{end} is outside 1-{max}"
                     )));
                 }
-                set.insert_range(start, end);
+                if start == end {
+                    set.insert(start);
+                } else {
+                    set.insert_range(start, end);
+                }
             }
         }
         Ok(set)
