@@ -9,8 +9,22 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// The shipped lists, embedded so the demo runs from any directory.
+const ANALYTICS_LIST: &str = include_str!("../conf/lists/analytics.txt");
+const MARKETING_LIST: &str = include_str!("../conf/lists/marketing.txt");
+
+/// Writes the shipped blocklists to a folder of its own and returns it.
+pub fn write_lists() -> std::io::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("consentgate-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("analytics.txt"), ANALYTICS_LIST)?;
+    std::fs::write(dir.join("marketing.txt"), MARKETING_LIST)?;
+    Ok(dir)
+}
+
 /// The demo's configuration, written out so it reads like an operator's file.
-pub fn config_text(listen: &str, admin: &str, origin: &str) -> String {
+pub fn config_text(listen: &str, admin: &str, origin: &str, lists: &std::path::Path) -> String {
+    let lists = lists.display();
     format!(
         r#"[proxy]
 listen = ["{listen}"]
@@ -33,6 +47,14 @@ necessary = ["SESSIONID"]
 preferences = ["theme"]
 analytics = ["_ga", "_ga_*", "_gid"]
 marketing = ["_fbp", "_gcl_*"]
+
+[[site.blocklist]]
+category = "analytics"
+path = "{lists}/analytics.txt"
+
+[[site.blocklist]]
+category = "marketing"
+path = "{lists}/marketing.txt"
 "#
     )
 }
@@ -134,6 +156,10 @@ impl ServeHttp for DemoOrigin {
 
 const PAGE: &str = r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>consentgate demo</title>
+<!-- A Google tag, as sites paste it: without analytics consent consentgate neutralizes both
+     (view the page source through the proxy and through the origin to compare). -->
+<script async src="https://www.googletagmanager.com/gtag/js?id=G-DEMO"></script>
+<script>window.dataLayer=window.dataLayer||[];function gtag(){dataLayer.push(arguments)}gtag('js',new Date());gtag('config','G-DEMO');</script>
 <style>
 body{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;line-height:1.5}
 #banner{border:2px solid #333;border-radius:8px;padding:1rem;margin:1rem 0;background:#f6f6f6}

@@ -151,7 +151,14 @@ fn main() -> ExitCode {
             origin,
         } => {
             consentgate::server::init_logging();
-            let text = consentgate::demo::config_text(&listen, &admin, &origin);
+            let lists = match consentgate::demo::write_lists() {
+                Ok(dir) => dir,
+                Err(e) => {
+                    eprintln!("cannot write the demo's blocklists to the temp folder: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let text = consentgate::demo::config_text(&listen, &admin, &origin, &lists);
             let config = match consentgate::config::parse(&text, "demo.toml".as_ref()) {
                 Ok(c) => c,
                 Err(e) => {
@@ -194,6 +201,8 @@ Try:
   curl -si -H 'Cookie: consent=analytics' http://{listen}/ | grep -i set-cookie   # + _ga
   curl -si -H 'Cookie: consent=analytics,marketing' -H 'Sec-GPC: 1' http://{listen}/ | grep -i set-cookie
   curl -s  -H 'Cookie: SESSIONID=x; _ga=GA1.1.1.1; _fbp=fb.1' http://{listen}/api/cookies   # what the origin receives
+  curl -s  http://{listen}/ | grep -m2 data-consent-category            # the Google tag, neutralized
+  curl -si 'http://{listen}/g/collect?v=2&tid=G-DEMO' -H 'Sec-Fetch-Dest: empty'   # a tracker beacon: 204 from the proxy
   curl -s  http://{admin}/metrics | grep consentgate_
 Press Ctrl-C to stop.
 "#

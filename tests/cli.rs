@@ -193,6 +193,17 @@ fn demo_serves_the_example_origin_behind_the_proxy() {
     assert_eq!(r.set_cookie_names(), vec!["SESSIONID"]);
     let page = String::from_utf8(r.body).unwrap();
     assert!(page.contains("id=\"accept-all\"") && page.contains("document.cookie"));
+    // The demo's Google tag is neutralized without consent, and its beacon answered locally.
+    assert!(
+        page.contains("type=\"text/plain\" data-consent-category=\"analytics\""),
+        "{page}"
+    );
+    let r = get(
+        proxy_addr,
+        "/g/collect?v=2&tid=G-DEMO",
+        &[("Sec-Fetch-Dest", "empty")],
+    );
+    assert_eq!(r.status, 204);
     let r = get(proxy_addr, "/", &[("Cookie", "consent=analytics")]);
     assert_eq!(r.set_cookie_names(), vec!["SESSIONID", "_ga"]);
     // The origin itself sets all four.
