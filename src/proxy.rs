@@ -299,12 +299,14 @@ impl ProxyHttp for ConsentGate {
             Ok(out) => out,
             Err(_) => {
                 // A panic inside the rewriter: the rest of this response is lost to rewriting;
-                // pass what arrived and stop (availability fails open).
+                // pass what arrived (and any compressed body still held) and stop (availability
+                // fails open).
                 metrics::REWRITE_FAILURES
                     .with_label_values(&[&site.name, "panic"])
                     .inc();
+                let rest = rw.recover_after_panic(&input);
                 ctx.body = None;
-                *body = Some(input);
+                *body = Some(bytes::Bytes::from(rest));
                 return Ok(None);
             }
         };

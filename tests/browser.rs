@@ -18,6 +18,7 @@ fn page(tracker_port: u16) -> String {
     format!(
         r#"<!doctype html><html><head><title>shop</title>
 <script id="tracker" src="http://tracker.test:{tracker_port}/t.js"></script>
+<script nonce="n1">window.dataLayer=[];function gtag(){{dataLayer.push(arguments)}}gtag('config','G-1');window.__inlineRan=true;document.cookie='_gid=GA1.1.77; path=/';</script>
 </head><body>
 <div id="banner">We use analytics cookies.
 <button id="accept-analytics" onclick="document.cookie='consent=analytics; path=/; max-age=3600'; location.reload()">Accept analytics</button>
@@ -132,9 +133,20 @@ fn tracker_never_loads_before_consent_and_loads_after() {
     assert_eq!(before["trackerRan"], false, "{v}");
     assert_eq!(before["scriptType"], "text/plain", "{v}");
     assert!(!before["cookies"].as_str().unwrap().contains("_ga="), "{v}");
+    // The inline gtag snippet did not run either (neither its emptied original nor its copy).
+    assert_eq!(before["inlineRan"], false, "{v}");
+    assert!(
+        !before["cookies"].as_str().unwrap().contains("_gid="),
+        "{v}"
+    );
     // After the banner granted analytics: the next navigation loads and runs the tracker.
     assert!(after["trackerRequests"].as_u64().unwrap() >= 1, "{v}");
     assert_eq!(after["trackerRan"], true, "{v}");
+    assert_eq!(after["inlineRan"], true, "{v}");
+    assert!(
+        after["cookies"].as_str().unwrap().contains("_gid=GA1.1.77"),
+        "{v}"
+    );
     assert!(
         after["cookies"]
             .as_str()

@@ -1,9 +1,27 @@
 //! One response body through decode -> neutralize -> encode, with the failure policy: a
 //! rewriter error passes the rest of the body through (re-encoded as it came) and is reported
 //! once so the caller can count it. Availability fails open.
+//!
+//! Compressed bodies are held as they came (up to [`HOLD_LIMIT`]) while rewriting has changed
+//! nothing: a page with nothing to neutralize, or one whose rewrite fails early, goes out as the
+//! origin's exact bytes instead of a re-compressed copy. The first change (or the limit) ends
+//! the hold and the body streams re-encoded from then on.
 
 use super::codec::Codec;
 use super::{Neutralized, Neutralizer};
+
+/// The most of a compressed body held back while nothing in it has changed.
+pub const HOLD_LIMIT: usize = 256 * 1024;
+/// The most of its decoded form held at the same time (bounds a compression bomb).
+pub const HOLD_DECODED_LIMIT: usize = 4 * 1024 * 1024;
+
+/// A compressed body not yet changed: its bytes as received, and the rewriter's (identical,
+/// decoded) output for them.
+#[derive(Default)]
+struct Hold {
+    original: Vec<u8>,
+    output: Vec<u8>,
+}
 
 pub struct BodyRewrite {
     codec: Codec,
@@ -12,9 +30,13 @@ pub struct BodyRewrite {
     failed: bool,
     /// Set when the encoded stream itself could not be decoded: raw bytes pass from then on.
     raw: bool,
-    /// Decoded input the rewriter swallowed without producing output (a token still being
-    /// parsed): replayed if the rewriter fails, so a failure loses as little as possible.
-    stalled: Vec<u8>,
+    /// Decoded input not yet seen in the output, replayed if the rewriter fails. Exact while
+    /// `exact` (nothing changed yet, so the output is a prefix of the input); after the first
+    /// change, the input since the last chunk that produced output (a failure can then lose
+    /// part of one chunk).
+    lag: Vec<u8>,
+    exact: bool,
+    hold: Option<Hold>,
 }
 
 /// What one chunk produced.
@@ -28,11 +50,23 @@ pub struct ChunkOutput {
 impl BodyRewrite {
     pub fn new(codec: Codec, neutralizer: Neutralizer) -> BodyRewrite {
         BodyRewrite {
+            hold: (!codec.is_identity()).then(Hold::default),
             codec,
             neutralizer,
             failed: false,
             raw: false,
-            stalled: Vec::new(),
+            lag: Vec::new(),
+            exact: true,
+        }
+    }
+
+    /// What to send after a panic inside [`BodyRewrite::chunk`] on `input`: the held body as it
+    /// came (`chunk` adds its input to the hold before anything else) or `input` itself. The
+    /// caller stops rewriting after it.
+    pub fn recover_after_panic(&mut self, input: &[u8]) -> Vec<u8> {
+        match self.hold.take() {
+            Some(h) => h.original,
+            None => input.to_vec(),
         }
     }
 
@@ -44,6 +78,9 @@ impl BodyRewrite {
                 failure: None,
                 neutralized: Vec::new(),
             };
+        }
+        if let Some(h) = self.hold.as_mut() {
+            h.original.extend_from_slice(data);
         }
         let mut failure = None;
         let mut plain = match self.codec.decode(data) {
@@ -64,6 +101,14 @@ impl BodyRewrite {
             // rewriter holds is sent, and the raw remainder follows as it came.
             self.failed = true;
             self.raw = true;
+            if let Some(h) = self.hold.take() {
+                // Nothing changed yet: the body so far exactly as it came.
+                return ChunkOutput {
+                    bytes: h.original,
+                    failure,
+                    neutralized: self.neutralizer.take_neutralized(),
+                };
+            }
             let mut out = self.neutralizer.salvage();
             out = self.codec.encode(&out).unwrap_or_default();
             out.extend_from_slice(data);
@@ -73,7 +118,7 @@ impl BodyRewrite {
                 neutralized: self.neutralizer.take_neutralized(),
             };
         }
-        let mut rewritten = Vec::new();
+        let mut rewritten;
         if self.failed {
             rewritten = plain;
         } else {
@@ -83,23 +128,68 @@ impl BodyRewrite {
                 }
                 Ok(out)
             });
+            self.lag.extend_from_slice(&plain);
+            let unchanged = self.exact && !self.neutralizer.changed();
             match r {
                 Ok(out) => {
-                    if out.is_empty() {
-                        self.stalled.extend_from_slice(&plain);
+                    if unchanged && out.len() <= self.lag.len() {
+                        self.lag.drain(..out.len());
                     } else {
-                        self.stalled.clear();
+                        self.exact = false;
+                        if !out.is_empty() {
+                            self.lag.clear();
+                        }
                     }
                     rewritten = out;
                 }
                 Err(e) => {
                     self.failed = true;
                     failure = Some(e.to_string());
-                    rewritten.extend(self.neutralizer.salvage());
-                    rewritten.append(&mut self.stalled);
-                    rewritten.extend(plain);
+                    rewritten = self.neutralizer.salvage();
+                    let lag = std::mem::take(&mut self.lag);
+                    let skip = if unchanged {
+                        // What the rewriter emitted before failing is the input's next bytes.
+                        rewritten.len().min(lag.len())
+                    } else {
+                        0
+                    };
+                    rewritten.extend_from_slice(&lag[skip..]);
                 }
             }
+        }
+        let mut neutralized = self.neutralizer.take_neutralized();
+        if let Some(h) = self.hold.as_mut() {
+            if failure.is_some() {
+                // The rewriter failed before changing anything: the body so far as it came,
+                // and the rest raw.
+                self.raw = true;
+                let original = self.hold.take().map(|h| h.original).unwrap_or_default();
+                return ChunkOutput {
+                    bytes: original,
+                    failure,
+                    neutralized,
+                };
+            }
+            h.output.extend_from_slice(&rewritten);
+            if neutralized.is_empty() {
+                if end {
+                    let original = self.hold.take().map(|h| h.original).unwrap_or_default();
+                    return ChunkOutput {
+                        bytes: original,
+                        failure: None,
+                        neutralized,
+                    };
+                }
+                if h.original.len() <= HOLD_LIMIT && h.output.len() <= HOLD_DECODED_LIMIT {
+                    return ChunkOutput {
+                        bytes: Vec::new(),
+                        failure: None,
+                        neutralized,
+                    };
+                }
+            }
+            // Changed, or too much to hold: everything so far is re-encoded and streams on.
+            rewritten = self.hold.take().map(|h| h.output).unwrap_or_default();
         }
         let mut bytes = match self.codec.encode(&rewritten) {
             Ok(b) => b,
@@ -111,10 +201,11 @@ impl BodyRewrite {
         if end {
             bytes.extend(self.codec.encode_finish().unwrap_or_default());
         }
+        neutralized.extend(self.neutralizer.take_neutralized());
         ChunkOutput {
             bytes,
             failure,
-            neutralized: self.neutralizer.take_neutralized(),
+            neutralized,
         }
     }
 }

@@ -124,7 +124,7 @@ struct State {
     rules: Arc<PageRules>,
     out: Vec<u8>,
     neutralized: Vec<Neutralized>,
-    /// The inline script being held: its start tag as written, and its text so far.
+    /// The inline script being held: its attributes for an inert copy, and its text so far.
     held_script: Option<(String, String)>,
     /// Inside `<noscript>`: its raw text so far.
     noscript: Option<String>,
@@ -174,11 +174,6 @@ pub struct Neutralizer {
 fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
     // A panic in a handler poisons the lock; the data is still consistent enough to drain.
     state.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Attribute values are written back double-quoted.
-fn escape_attr(v: &str) -> String {
-    v.replace('&', "&amp;").replace('"', "&quot;")
 }
 
 fn is_executable_script_type(t: Option<&str>) -> bool {
@@ -249,66 +244,64 @@ impl Neutralizer {
                 }
                 Ok(())
             }),
-            // Inline scripts: hold the start tag until the text is seen, then decide.
-            element!("script:not([src])", move |el| {
-                if !is_executable_script_type(el.get_attribute("type").as_deref()) {
-                    return Ok(());
-                }
-                let mut tag = String::from("<script");
-                for a in el.attributes() {
-                    tag.push(' ');
-                    tag.push_str(&a.name());
-                    tag.push_str("=\"");
-                    tag.push_str(&escape_attr(&a.value()));
-                    tag.push('"');
-                }
-                lock(&s2).held_script = Some((tag, String::new()));
-                // Both tags are re-written by us: the start tag once the text is known, the end
-                // tag here (so an over-cap script that passed through is still closed).
-                el.remove_and_keep_content();
-                let end_state = s2.clone();
-                let handler: lol_html::send::EndTagHandler<'static> =
-                    Box::new(move |end: &mut lol_html::html_content::EndTag<'_>| {
-                        let held = lock(&end_state).held_script.take();
-                        let html = match held {
-                            // No text at all (an empty script): the tags as they were.
-                            Some((tag, text)) => format!("{tag}>{text}</script>"),
-                            None => "</script>".to_string(),
-                        };
-                        end.replace(&html, ContentType::Html);
-                        Ok(())
-                    });
-                el.on_end_tag(handler)?;
+            // Inline scripts: the start tag goes out untouched (so a page with no tracker
+            // snippet stays byte-for-byte the same); only the text is held until it is seen
+            // whole. A script whose text holds a refused snippet is emptied in place and its
+            // text moved into an inert copy right after it:
+            //   <script nonce=x></script><script type="text/plain" data-consent-category=..
+            //   nonce="x">TEXT</script>
+            // (the original end tag closes the copy).
+            element!("script", move |el| {
+                let inline = !el.has_attribute("src")
+                    && is_executable_script_type(el.get_attribute("type").as_deref());
+                let held = inline.then(|| {
+                    // Attributes for the inert copy, as written (values keep their entities);
+                    // not `type` (replaced) nor `id` (it stays unique on the emptied original).
+                    let mut attrs = String::new();
+                    for a in el.attributes() {
+                        let name = a.name();
+                        if name == "type" || name == "id" {
+                            continue;
+                        }
+                        attrs.push(' ');
+                        attrs.push_str(&a.name_preserve_case());
+                        attrs.push_str("=\"");
+                        attrs.push_str(&a.value().replace('"', "&quot;"));
+                        attrs.push('"');
+                    }
+                    (attrs, String::new())
+                });
+                lock(&s2).held_script = held;
                 Ok(())
             }),
             text!("script", move |t| {
                 let mut st = lock(&s3);
-                let Some((tag, text)) = st.held_script.as_mut() else {
+                let Some((_, text)) = st.held_script.as_mut() else {
                     return Ok(());
                 };
                 text.push_str(t.as_str());
-                t.remove();
                 let over_cap = text.len() > INLINE_SCRIPT_CAP;
                 if !t.last_in_text_node() && !over_cap {
+                    t.remove();
                     return Ok(());
                 }
-                let (tag, text) = (std::mem::take(tag), std::mem::take(text));
-                st.held_script = None;
+                let Some((attrs, text)) = st.held_script.take() else {
+                    return Ok(());
+                };
                 let cats = st.rules.snippets.categories_in(&text);
                 let refused = cats.iter().copied().find(|c| !st.grants.allows(*c));
                 let html = match refused {
                     Some(cat) if !over_cap => {
                         st.neutralized.push((cat, "inline-script"));
-                        let tag = strip_type_attr(&tag);
                         format!(
-                            "{tag} type=\"text/plain\" data-consent-category=\"{}\">{text}",
+                            "</script><script type=\"text/plain\" data-consent-category=\"{}\"{attrs}>{text}",
                             cat.as_str()
                         )
                     }
-                    _ => format!("{tag}>{text}"),
+                    // Over the cap the held part goes out as it came; the rest passes unheld.
+                    _ => text,
                 };
                 drop(st);
-                // The end tag is still in the stream; `over_cap` scripts pass the rest unchanged.
                 t.replace(&html, ContentType::Html);
                 Ok(())
             }),
@@ -432,6 +425,11 @@ impl Neutralizer {
         self.take_output()
     }
 
+    /// Whether anything was neutralized since the last [`Neutralizer::take_neutralized`].
+    pub fn changed(&self) -> bool {
+        !lock(&self.state).neutralized.is_empty()
+    }
+
     /// Elements neutralized so far.
     pub fn take_neutralized(&self) -> Vec<Neutralized> {
         std::mem::take(&mut lock(&self.state).neutralized)
@@ -459,17 +457,6 @@ fn neutralize_src(
     el.set_attribute("data-consent-category", cat.as_str())?;
     lock(state).neutralized.push((cat, tag));
     Ok(())
-}
-
-/// Removes a `type="..."` attribute from a start tag written by this module (values are always
-/// double-quoted there).
-fn strip_type_attr(tag: &str) -> String {
-    if let Some(i) = tag.find(" type=\"") {
-        if let Some(len) = tag[i + 7..].find('"') {
-            return format!("{}{}", &tag[..i], &tag[i + 7 + len + 1..]);
-        }
-    }
-    tag.to_string()
 }
 
 /// Rewrites `src=` of `<img>` and `<iframe>` tags inside noscript text whose URL is a tracker of

@@ -1,3 +1,4 @@
+use super::body::{BodyRewrite, HOLD_LIMIT};
 use super::codec::Codec;
 use super::*;
 use crate::trackers::Blocklist;
@@ -232,4 +233,129 @@ fn urls_resolve_against_the_page() {
     assert_eq!(resolve_url(p, "x.js").unwrap(), "https://shop.test/a/x.js");
     assert_eq!(resolve_url(p, "HTTP://A.test/").unwrap(), "HTTP://A.test/");
     assert!(resolve_url(p, "data:image/gif;base64,xx").is_none());
+}
+
+fn gz(d: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(d).unwrap();
+    e.finish().unwrap()
+}
+
+fn gunzip(d: &[u8]) -> Vec<u8> {
+    let mut s = Vec::new();
+    flate2::read::GzDecoder::new(d).read_to_end(&mut s).unwrap();
+    s
+}
+
+/// Runs a body through [`BodyRewrite`] in chunks; returns the output and the failures seen.
+fn body_rewrite(encoding: Option<&str>, body: &[u8], chunk: usize) -> (Vec<u8>, Vec<String>) {
+    let codec = Codec::for_encoding(encoding).unwrap();
+    let n = Neutralizer::new(Grants::NONE, "https://shop.test/p/1", rules(), None).unwrap();
+    let mut rw = BodyRewrite::new(codec, n);
+    let (mut out, mut failures) = (Vec::new(), Vec::new());
+    let chunks: Vec<&[u8]> = body.chunks(chunk).collect();
+    for (i, c) in chunks.iter().enumerate() {
+        let o = rw.chunk(c, i + 1 == chunks.len());
+        out.extend(o.bytes);
+        failures.extend(o.failure);
+    }
+    (out, failures)
+}
+
+/// Pseudo-random hex: text gzip cannot shrink much.
+fn noise(len: usize) -> String {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b"0123456789abcdef"[(x & 15) as usize])
+        })
+        .collect()
+}
+
+#[test]
+fn a_compressed_page_with_nothing_to_neutralize_goes_out_as_the_origin_sent_it() {
+    let page =
+        "<html><head><SCRIPT type='text/javascript'>var a=1</SCRIPT></head><body>hi</body></html>";
+    let compressed = gz(page.as_bytes());
+    let (out, failures) = body_rewrite(Some("gzip"), &compressed, 7);
+    assert!(failures.is_empty());
+    assert_eq!(out, compressed);
+}
+
+#[test]
+fn a_compressed_page_with_a_tracker_is_re_encoded() {
+    let compressed = gz(PAGE.as_bytes());
+    let (out, _) = body_rewrite(Some("gzip"), &compressed, 37);
+    assert_ne!(out, compressed);
+    assert_eq!(
+        String::from_utf8(gunzip(&out)).unwrap(),
+        rewrite(PAGE, Grants::NONE)
+    );
+}
+
+#[test]
+fn a_compressed_page_past_the_hold_limit_streams_re_encoded() {
+    let page = format!(
+        "<html><body><p>{}</p>{PAGE}</body></html>",
+        noise(3 * HOLD_LIMIT)
+    );
+    let compressed = gz(page.as_bytes());
+    assert!(compressed.len() > HOLD_LIMIT);
+    let (out, failures) = body_rewrite(Some("gzip"), &compressed, 16 * 1024);
+    assert!(failures.is_empty());
+    let expected = rewrite(&page, Grants::NONE);
+    assert_ne!(expected, page);
+    assert_eq!(String::from_utf8(gunzip(&out)).unwrap(), expected);
+}
+
+#[test]
+fn a_rewriter_failure_before_any_change_loses_nothing() {
+    // A 2 MiB attribute overflows lol_html's memory limit when it spans chunks.
+    let page = format!(
+        "<html><body><div data-x=\"{}\">after</div>{PAGE}</body></html>",
+        "x".repeat(2 * 1024 * 1024)
+    );
+    let (out, failures) = body_rewrite(None, page.as_bytes(), 64 * 1024);
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(
+        out == page.as_bytes(),
+        "{} of {} bytes",
+        out.len(),
+        page.len()
+    );
+    // Compressed and held: the origin's bytes exactly.
+    let compressed = gz(page.as_bytes());
+    let (out, failures) = body_rewrite(Some("gzip"), &compressed, 100);
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(
+        out == compressed,
+        "{} of {} bytes",
+        out.len(),
+        compressed.len()
+    );
+    // Compressed past the hold limit: re-encoded, and the decoded page is whole.
+    let page = format!(
+        "<html><body><div data-x=\"{}\">after</div>{PAGE}</body></html>",
+        noise(2 * 1024 * 1024)
+    );
+    let (out, failures) = body_rewrite(Some("gzip"), &gz(page.as_bytes()), 16 * 1024);
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(gunzip(&out) == page.as_bytes());
+}
+
+#[test]
+fn a_rewriter_failure_after_a_change_passes_the_rest_through() {
+    let tail = "<p>the rest</p></body></html>";
+    let page = format!(
+        "<html><body>{PAGE}<div data-x=\"{}\">after</div>{tail}",
+        "x".repeat(2 * 1024 * 1024)
+    );
+    let (out, failures) = body_rewrite(None, page.as_bytes(), 64 * 1024);
+    assert_eq!(failures.len(), 1);
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.contains("data-consent-category"));
+    assert!(out.ends_with(&format!("\">after</div>{tail}")));
 }

@@ -26,6 +26,7 @@ try {
   const before = {
     cookies: await page.evaluate(() => document.cookie),
     trackerRan: await page.evaluate(() => window.__trackerLoaded === true),
+    inlineRan: await page.evaluate(() => window.__inlineRan === true),
     scriptType: await page.evaluate(() => document.getElementById('tracker')?.getAttribute('type')),
     trackerRequests: await trackerCount(),
   };
@@ -37,6 +38,7 @@ try {
   const after = {
     cookies: await page.evaluate(() => document.cookie),
     trackerRan: await page.evaluate(() => window.__trackerLoaded === true),
+    inlineRan: await page.evaluate(() => window.__inlineRan === true),
     trackerRequests: await trackerCount(),
   };
   console.log(JSON.stringify({ before, after }));
