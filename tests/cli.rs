@@ -223,14 +223,9 @@ fn demo_serves_the_example_origin_behind_the_proxy() {
 
 #[test]
 fn the_open_cookie_database_classifies_what_the_catalogue_does_not() {
-    let db = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/data/open-cookie-database.csv"
-    );
-    if !std::path::Path::new(db).exists() {
-        eprintln!("skipped: {db} is absent");
+    let Some(db) = shared_data("open-cookie-database.csv") else {
         return;
-    }
+    };
     let dir = TempDir::new("cli");
     let with_db = write(
         &dir,

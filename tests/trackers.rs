@@ -180,14 +180,9 @@ fn cname_cloaked_analytics_hosts_are_blocked() {
 
 #[test]
 fn easyprivacy_from_shared_data_blocks_first_party_trackers() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/data/easyprivacy.txt"
-    );
-    if !std::path::Path::new(path).exists() {
-        eprintln!("skipped: {path} is absent");
+    let Some(path) = shared_data("easyprivacy.txt") else {
         return;
-    }
+    };
     let o = origin();
     let p = Proxy::start(&format!(
         "[[site]]\nname = \"ep\"\nhosts = [\"*\"]\nupstreams = [\"{}\"]\n[[site.blocklist]]\ncategory = \"analytics\"\npath = \"{path}\"\n",
