@@ -58,6 +58,53 @@ analytics = ["", "_ga"]
 }
 
 #[test]
+fn check_lists_unknown_keys_wrong_types_and_bad_values_together() {
+    let dir = TempDir::new("cli");
+    let path = write(
+        &dir,
+        "many.toml",
+        r#"[proxy]
+listen = ["127.0.0.1:8080", 5]
+admin = "nope"
+thread = 2
+
+[[site]]
+name = "example"
+upstreams = ["127.0.0.1:8081"]
+mode = "strict"
+
+[site.cookies]
+advertising = ["_fbp"]
+analytics = ["a b"]
+
+[[site.blocklist]]
+category = "ads"
+path = "lists/analytics.txt"
+"#,
+    );
+    let (code, out, err) = run_cli(&["check", "--config", &path]);
+    assert_eq!(code, 1, "{out}");
+    let lines: Vec<&str> = err.lines().collect();
+    let expect = [
+        (2, "a string is wanted"),
+        (3, "admin address `nope`"),
+        (4, "unknown key `thread`; did you mean `threads`?"),
+        (
+            9,
+            "`strict` is not allowed here; use one of: enforce, report-only, off",
+        ),
+        (12, "unknown key `advertising`"),
+        (13, "cookie pattern `a b`"),
+        (16, "unknown category `ads`"),
+    ];
+    assert_eq!(lines.len(), expect.len(), "{err}");
+    for (line, (n, want)) in lines.iter().zip(expect) {
+        assert!(line.starts_with(&format!("{path}:{n}: ")), "{line}");
+        assert!(line.contains(want), "{line}");
+    }
+}
+
+#[test]
 fn check_names_unknown_keys_and_categories() {
     let dir = TempDir::new("cli");
     let path = write(

@@ -1,10 +1,12 @@
 //! The configuration file: TOML -> validated [`Config`].
 //!
 //! Every problem is reported as `FILE:LINE: what is wrong; how to fix it`, and validation goes on
-//! after the first semantic problem so `consentgate check` lists them all in one run. (A TOML
-//! syntax error or an unknown key stops the TOML parser itself, so that one comes alone.)
+//! after the first problem so `consentgate check` lists them all in one run: unknown keys and
+//! wrong types (each blanked out and the file read again, see `recover`), then every semantic
+//! problem. Only a TOML syntax error, after which nothing can be read, comes alone.
 
 mod raw;
+mod recover;
 
 use crate::consent::gpc::GpcPolicy;
 use crate::consent::{Category, ConsentReader};
@@ -175,17 +177,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
         text,
         base: path.parent().map(Path::to_path_buf).unwrap_or_default(),
         errors: Vec::new(),
+        read_error_lines: Vec::new(),
+        reading: false,
     };
-    let raw: RawConfig = match toml::from_str(text) {
-        Ok(r) => r,
-        Err(e) => {
-            let line = e.span().map_or(0, |s| v.line_of(s.start));
-            return Err(ConfigErrors(vec![ConfigError {
-                file: v.file.clone(),
-                line,
-                message: raw::explain_toml_error(e.message()),
-            }]));
-        }
+    let Some(raw) = v.read_raw() else {
+        return Err(ConfigErrors(v.sorted_errors()));
     };
     let proxy = v.proxy(&raw);
     let mut sites = Vec::new();
@@ -231,7 +227,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
             sites,
         })
     } else {
-        Err(ConfigErrors(v.errors))
+        Err(ConfigErrors(v.sorted_errors()))
     }
 }
 
@@ -240,9 +236,67 @@ struct Validator<'a> {
     text: &'a str,
     base: PathBuf,
     errors: Vec<ConfigError>,
+    /// Lines whose key was reported while reading the TOML (and blanked or replaced).
+    read_error_lines: Vec<usize>,
+    reading: bool,
 }
 
 impl Validator<'_> {
+    /// Reads the TOML into the raw structs, collecting every unknown key and wrong type: each is
+    /// reported, blanked out with spaces (line numbers stay), and the text read again. `None`
+    /// when the file cannot be read that far (a syntax error, a missing required key).
+    fn read_raw(&mut self) -> Option<RawConfig> {
+        let mut text = self.text.to_string();
+        // Keys blanked so far, with where they were: a "missing key" error for one of them is
+        // already reported (as its wrong type), so a placeholder goes in its place instead.
+        let mut blanked: Vec<(String, std::ops::Range<usize>)> = Vec::new();
+        for _ in 0..100 {
+            let e = match toml::from_str::<RawConfig>(&text) {
+                Ok(raw) => return Some(raw),
+                Err(e) => e,
+            };
+            let msg = e.message().trim();
+            let missing = msg
+                .strip_prefix("missing field `")
+                .and_then(|r| r.split('`').next());
+            if let Some(key) = missing {
+                if let Some(i) = blanked.iter().position(|(k, _)| k == key) {
+                    let (key, range) = blanked.swap_remove(i);
+                    text = recover::placeholder(&text, &key, range)?;
+                    continue;
+                }
+            }
+            let line = e.span().map_or(0, |s| self.line_of(s.start));
+            let message = raw::explain_toml_error(msg);
+            if self
+                .errors
+                .iter()
+                .any(|x| x.line == line && x.message == message)
+            {
+                return None;
+            }
+            self.reading = true;
+            self.error(line, message);
+            self.reading = false;
+            self.read_error_lines.push(line);
+            let ranges = match (missing, e.span()) {
+                (None, Some(span)) => recover::offending_ranges(&text, span.start),
+                _ => Vec::new(),
+            };
+            let first = ranges.first()?.clone();
+            blanked.push((recover::key_name(&text[first.clone()]), first));
+            text = recover::blank(&text, &ranges);
+        }
+        None
+    }
+
+    /// The errors in file order (file-level ones, line 0, first).
+    fn sorted_errors(&mut self) -> Vec<ConfigError> {
+        let mut errors = std::mem::take(&mut self.errors);
+        errors.sort_by_key(|e| e.line);
+        errors
+    }
+
     fn line_of(&self, offset: usize) -> usize {
         let end = offset.min(self.text.len());
         self.text.as_bytes()[..end]
@@ -253,6 +307,10 @@ impl Validator<'_> {
     }
 
     fn error(&mut self, line: usize, message: impl Into<String>) {
+        if line != 0 && self.read_error_lines.contains(&line) && !self.reading {
+            // That line's value was wrong and replaced to keep reading: one error per line.
+            return;
+        }
         self.errors.push(ConfigError {
             file: self.file.clone(),
             line,
@@ -786,6 +844,35 @@ marketing = ["_fbp", "_gcl_*"]
         assert!(e[0].starts_with("t.toml:3: listen address `localhost-8080`"));
         assert!(e[1].starts_with("t.toml:4: admin address `nope`"));
         assert!(e[2].starts_with("t.toml:20: cookie pattern `a b`"));
+    }
+
+    #[test]
+    fn unknown_keys_wrong_types_and_semantic_errors_are_all_listed() {
+        let bad = EXAMPLE
+            .replace("threads = 2", "thread = 2")
+            .replace("\"127.0.0.1:9090\"", "\"nope\"")
+            .replace("marketing = [", "advertising = [")
+            .replace("gpc = \"deny-marketing\"", "gpc = 1")
+            .replace("[site.consent]", "[site.cookeis]\nx = 1\n[site.consent]");
+        let e = errs(&bad);
+        let lines: Vec<usize> = e
+            .iter()
+            .map(|l| l.split(':').nth(1).unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(e.len(), 5, "{e:#?}");
+        assert!(lines.windows(2).all(|w| w[0] <= w[1]), "{e:#?}");
+        for want in [
+            "admin address `nope`",
+            "unknown key `thread`",
+            "unknown key `cookeis`",
+            "unknown key `advertising`",
+        ] {
+            assert!(e.iter().any(|l| l.contains(want)), "{want}: {e:#?}");
+        }
+        assert!(e.iter().any(|l| l.contains("gpc")), "{e:#?}");
+        // Nothing is reported twice, and a syntax error still comes alone.
+        let e = errs(&EXAMPLE.replace("threads = 2", "threads = = 2"));
+        assert_eq!(e.len(), 1, "{e:#?}");
     }
 
     #[test]

@@ -202,6 +202,17 @@ pub fn explain_toml_error(msg: &str) -> String {
     {
         return format!("missing key `{field}`; add it to this table");
     }
+    if let Some((found, expected)) = msg
+        .strip_prefix("invalid type: ")
+        .and_then(|r| r.split_once(", expected "))
+    {
+        return format!("this value is {found}, but {expected} is wanted here; write {expected}");
+    }
+    if msg.starts_with("wanted string or table") {
+        return "this value must be one of the words this key allows, in quotes (the example in \
+                conf/consentgate.toml lists them)"
+            .to_string();
+    }
     msg.to_string()
 }
 
