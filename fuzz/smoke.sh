@@ -18,7 +18,8 @@ cargo fuzz build
 # than 10 s fails the run (libFuzzer's -timeout). Shapes that make parsers loop or backtrack:
 # one long token, many tiny separators, repeated format syntax, noise.
 big=$(mktemp -d)
-trap 'rm -rf "$big"' EXIT
+log=$(mktemp)
+trap 'rm -rf "$big" "$log"' EXIT
 python3 - "$big" <<'PY'
 import os, random, sys
 d, n = sys.argv[1], 1 << 20
@@ -42,11 +43,13 @@ for name, data in inputs.items():
 PY
 for t in $targets; do
   echo "fuzz: $t on $(ls "$big" | wc -l) inputs of 1 MiB"
-  if ! cargo fuzz run "$t" "$big"/* -- -timeout=10 -rss_limit_mb=4096 >"$big/log" 2>&1; then
-    grep -E "ERROR|panicked|SUMMARY|timeout" "$big/log" | head -20 >&2
+  if ! cargo fuzz run "$t" "$big"/* -- -timeout=10 -rss_limit_mb=4096 >"$log" 2>&1 ||
+    [ "$(grep -c "^Executed" "$log")" -ne "$(ls "$big" | wc -l)" ]; then
+    grep -E "ERROR|panicked|SUMMARY|timeout|Executed" "$log" | head -20 >&2
     echo "fuzz: $t failed on a 1 MiB input" >&2
     exit 1
   fi
+  awk '/^Executed/ {ms = $(NF-1); if (ms > max) {max = ms; f = $2}} END {printf "fuzz:   slowest %d ms (%s)\n", max, f}' "$log"
 done
 for t in $targets; do
   mkdir -p "corpus/$t"
