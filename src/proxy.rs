@@ -6,9 +6,7 @@
 //! response side every `Set-Cookie` is withheld (privacy fails closed); both are counted.
 
 use crate::config::Mode;
-use crate::decide::{
-    check_tracker, expiry_set_cookies, judge_set_cookie, plan_request, RequestPlan, TrackerRequest,
-};
+use crate::decide::{check_tracker, judge_set_cookie, plan_request, RequestPlan, TrackerRequest};
 use crate::html::body::BodyRewrite;
 use crate::metrics::{self, category_index, consent_index};
 use crate::runtime::{Runtime, Site};
@@ -17,7 +15,7 @@ use crate::trackers::BlockMatch;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use http::header::{COOKIE, HOST, SET_COOKIE};
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 use pingora::prelude::*;
 use pingora::proxy::{ProxyHttp, Session};
 use smallvec::SmallVec;
@@ -26,6 +24,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// The proxy service: holds the current configuration, swapped whole on reload.
+/// Parsed once: a string name would be parsed on every lookup.
+static SEC_GPC: HeaderName = HeaderName::from_static("sec-gpc");
+
 pub struct ConsentGate {
     pub runtime: Arc<ArcSwap<Runtime>>,
 }
@@ -158,7 +159,7 @@ impl ProxyHttp for ConsentGate {
         if site.mode != Mode::Off {
             let gpc = crate::consent::gpc::is_gpc_signal(
                 req.headers
-                    .get_all("sec-gpc")
+                    .get_all(&SEC_GPC)
                     .iter()
                     .map(HeaderValue::as_bytes),
             );
@@ -232,8 +233,9 @@ impl ProxyHttp for ConsentGate {
                 upstream_request.remove_header(&COOKIE);
             }
             Some(Some(v)) => {
-                // `insert_header` replaces every Cookie line with this one.
-                upstream_request.insert_header(COOKIE, v.clone())?;
+                // `insert_header` replaces every Cookie line with this one. The name as a
+                // `&'static str`: pingora then keeps its case without copying it.
+                upstream_request.insert_header("Cookie", v.clone())?;
             }
         }
         Ok(())
@@ -421,27 +423,42 @@ fn gate_set_cookies(site: &Site, ctx: &mut RequestCtx, resp: &mut ResponseHeader
     if !enforce {
         return;
     }
+    for (_, cat) in &ctx.plan.expire {
+        ctx.expired += 1;
+        site.metrics.expired[*cat as usize].inc();
+    }
+    let expiry = ctx
+        .plan
+        .expire
+        .iter()
+        .flat_map(|(name, _)| site.expiry_values(name).to_vec());
+    // `SET_COOKIE` (not a string) so pingora writes the canonical `Set-Cookie` case.
     if allowed.contains(&false) {
-        let kept: SmallVec<[HeaderValue; 8]> = resp
+        // The kept lines (cloned: cheap, reference-counted bytes) and then the expiry lines
+        // replace every Set-Cookie line: one insert and the appends, no separate remove.
+        let mut lines = resp
             .headers
             .get_all(SET_COOKIE)
             .iter()
             .zip(&allowed)
             .filter(|(_, keep)| **keep)
             .map(|(v, _)| v.clone())
-            .collect();
-        resp.remove_header(&SET_COOKIE);
-        for v in kept {
-            // `SET_COOKIE` (not a string) so pingora writes the canonical `Set-Cookie` case.
-            let _ = resp.append_header(SET_COOKIE, v);
+            .collect::<SmallVec<[HeaderValue; 8]>>()
+            .into_iter()
+            .chain(expiry);
+        match lines.next() {
+            Some(first) => {
+                let _ = resp.insert_header(SET_COOKIE, first);
+                for v in lines {
+                    let _ = resp.append_header(SET_COOKIE, v);
+                }
+            }
+            None => {
+                resp.remove_header(&SET_COOKIE);
+            }
         }
-    }
-    for (_, cat) in &ctx.plan.expire {
-        ctx.expired += 1;
-        site.metrics.expired[*cat as usize].inc();
-    }
-    for line in expiry_set_cookies(site, &ctx.plan) {
-        if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(line)) {
+    } else {
+        for v in expiry {
             let _ = resp.append_header(SET_COOKIE, v);
         }
     }

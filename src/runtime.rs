@@ -36,9 +36,37 @@ pub struct Site {
     pub csp: Option<crate::trackers::csp::Csp>,
     pub balancer: LoadBalancer<RoundRobin>,
     pub metrics: SiteMetrics,
+    /// Expiry `Set-Cookie` values per cookie name, built once (they only depend on the name and
+    /// this site's paths and domains). Bounded: names past the limit are built per request.
+    expiry_cache: std::sync::RwLock<HashMap<Box<str>, Arc<[http::HeaderValue]>>>,
 }
 
+/// How many cookie names' expiry lines a site keeps ready.
+const EXPIRY_CACHE_NAMES: usize = 1024;
+
 impl Site {
+    /// The header values that delete cookie `name` in the browser (see
+    /// [`crate::cookies::gate::expiry_lines`]).
+    pub fn expiry_values(&self, name: &str) -> Arc<[http::HeaderValue]> {
+        let read = self.expiry_cache.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = read.get(name) {
+            return v.clone();
+        }
+        drop(read);
+        let values: Arc<[http::HeaderValue]> =
+            crate::cookies::gate::expiry_lines(name, &self.cookie_paths, &self.cookie_domains)
+                .into_iter()
+                .filter_map(|line| {
+                    http::HeaderValue::from_maybe_shared(bytes::Bytes::from(line)).ok()
+                })
+                .collect();
+        let mut cache = self.expiry_cache.write().unwrap_or_else(|e| e.into_inner());
+        if cache.len() < EXPIRY_CACHE_NAMES {
+            cache.insert(name.into(), values.clone());
+        }
+        values
+    }
+
     pub fn gate(&self) -> Gate<'_> {
         Gate {
             classifier: &self.classifier,
@@ -86,6 +114,7 @@ impl Site {
             block_responses: cfg.block_responses,
             csp: cfg.csp,
             balancer,
+            expiry_cache: Default::default(),
         })
     }
 }

@@ -56,10 +56,17 @@ impl ConsentReader for FirstPartyReader {
 /// an empty value for "refused everything"). Anything unrecognised is an error: the whole source
 /// then grants nothing (fail closed).
 pub fn parse(raw: &str) -> Result<Grants, ConsentError> {
-    let decoded = percent_encoding::percent_decode_str(raw)
-        .decode_utf8()
-        .map_err(|_| ConsentError::new("value is not UTF-8 after URL-decoding"))?;
-    let value = decoded.trim().trim_matches('"');
+    // Most values carry no escapes: no decoding pass for them (this runs on every request).
+    let decoded;
+    let value = if raw.contains('%') {
+        decoded = percent_encoding::percent_decode_str(raw)
+            .decode_utf8()
+            .map_err(|_| ConsentError::new("value is not UTF-8 after URL-decoding"))?;
+        &*decoded
+    } else {
+        raw
+    };
+    let value = value.trim().trim_matches('"');
     let mut grants = Grants::NONE;
     for item in value.split([',', '|', '+', ' ', ';']) {
         let item = item.trim();

@@ -184,19 +184,22 @@ impl Classifier {
         let bytes = name.as_bytes();
         if bytes.len() >= 2 {
             if let Some(bucket) = self.prefixes.get(&[bytes[0], bytes[1]]) {
-                // Sorted by layer then length: the first match is the best prefix.
-                if let Some((_, layer, cat)) =
-                    bucket.iter().find(|(p, _, _)| name.starts_with(&**p))
+                // Sorted by layer then length: the first match is the best prefix, and once
+                // the layer cannot beat what is already found the scan stops (an exact rule
+                // hit only needs the consent-cookie layer's prefixes checked).
+                if let Some((_, layer, cat)) = bucket
+                    .iter()
+                    .take_while(|(_, layer, _)| better(&best, *layer, 1))
+                    .find(|(p, _, _)| name.starts_with(&**p))
                 {
-                    if better(&best, *layer, 1) {
-                        best = Some((*layer, 1, *cat));
-                    }
+                    best = Some((*layer, 1, *cat));
                 }
             }
         }
         if let Some((_, layer, cat)) = self
             .short_prefixes
             .iter()
+            .take_while(|(_, layer, _)| better(&best, *layer, 1))
             .find(|(p, _, _)| name.starts_with(&**p))
         {
             if better(&best, *layer, 1) {

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Instructions executed by the proxy per request (valgrind callgrind), for the same three
+# consentgate targets as cpu-per-request.sh: mode=off, enforce without consent, enforce with
+# consent. Instruction counts do not move with the machine's noise, so this is the repeatable
+# check of what gating costs; cpu-per-request.sh gives the wall-clock CPU figures.
+# Method: each target runs alone under callgrind (1 worker thread, access log off) in front of
+# the shared benchmark origin; 200 warm-up requests on one keep-alive connection, counters
+# zeroed, N more requests (default 2000), counters dumped; Ir / N is the per-request cost,
+# start-up and shut-down excluded. Usage: benches/instructions-per-request.sh [N]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=${1:-2000}
+shared=$(cd ../shared/bench && pwd)
+scripts/setup valgrind nginx-light libnginx-mod-http-lua
+cargo build --release --quiet --bin consentgate
+work=$(mktemp -d /tmp/cg-instr-XXXX)
+# KEEP=1 keeps the callgrind dumps (for callgrind_annotate) and says where.
+[ -n "${KEEP:-}" ] && echo "dumps in $work" >&2
+cleanup() {
+  [ -n "${vg_pid:-}" ] && kill "$vg_pid" 2>/dev/null || true
+  "$shared/peers.sh" stop >/dev/null 2>&1 || true
+  [ -n "${KEEP:-}" ] || rm -rf "$work"
+}
+trap cleanup EXIT
+"$shared/peers.sh" stop >/dev/null 2>&1 || true
+"$shared/peers.sh" start >/dev/null
+
+cat > "$work/client.py" <<'PY'
+import http.client, sys
+port, n, cookie = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+c = http.client.HTTPConnection("127.0.0.1", port)
+for _ in range(n):
+    c.request("GET", "/", headers={"Cookie": cookie})
+    r = c.getresponse()
+    r.read()
+    assert r.status == 200, r.status
+PY
+
+noconsent='SESSIONID=abc123; _ga=GA1.2.111.222; _fbp=fb.1.123.456'
+consent='consent=analytics,marketing; SESSIONID=abc123; _ga=GA1.2.111.222; _fbp=fb.1.123.456'
+
+measure() { # target mode cookie
+  cat > "$work/$1.toml" <<TOML
+[proxy]
+listen = ["127.0.0.1:18186"]
+admin = "127.0.0.1:18196"
+threads = 1
+access_log = false
+grace_period_seconds = 0
+shutdown_timeout_seconds = 1
+
+[[site]]
+name = "bench"
+hosts = ["*"]
+upstreams = ["127.0.0.1:18081"]
+mode = "$2"
+unknown_cookies = "strip"
+gpc = "deny-marketing"
+
+[site.consent]
+cookie = "consent"
+
+[site.cookies]
+necessary = ["SESSIONID"]
+analytics = ["_ga", "_ga_*", "_gid"]
+marketing = ["_fbp", "_gcl_*"]
+TOML
+  valgrind --tool=callgrind --callgrind-out-file="$work/$1.out" \
+    target/release/consentgate run --config "$work/$1.toml" >"$work/$1.log" 2>&1 &
+  vg_pid=$!
+  for _ in $(seq 200); do curl -s -o /dev/null http://127.0.0.1:18186/ && break; sleep 0.2; done
+  python3 "$work/client.py" 18186 200 "$3"
+  callgrind_control -z "$vg_pid" >/dev/null
+  python3 "$work/client.py" 18186 "$n" "$3"
+  callgrind_control -d "$vg_pid" >/dev/null
+  kill "$vg_pid"
+  wait "$vg_pid" 2>/dev/null || true
+  vg_pid=
+  # The dump after zeroing is the file with the highest suffix.
+  local dump
+  dump=$(ls -v "$work/$1.out".* | tail -1)
+  echo "$1 $(awk '/^summary:/ {print $2}' "$dump")"
+}
+{
+  measure cg-off off "$consent"
+  measure cg-noconsent enforce "$noconsent"
+  measure cg-consent enforce "$consent"
+} > "$work/results"
+python3 - "$work/results" "$n" <<'PY'
+import sys
+n = int(sys.argv[2])
+ir = {t: int(v) / n for t, v in (l.split() for l in open(sys.argv[1]))}
+print(f"\n| target | instructions/request | vs cg-off |\n|---|---|---|")
+for t in ["cg-off", "cg-noconsent", "cg-consent"]:
+    print(f"| {t} | {ir[t]:,.0f} | {100 * (ir[t] / ir['cg-off'] - 1):+.1f}% |")
+PY
