@@ -78,19 +78,23 @@ for r in $(seq "$rounds"); do
   for t in "${targets[@]}"; do
     line=$("$shared/cpu-per-request.sh" "${url[$t]}" "${pid[$t]}" -H "${hdr[$t]}")
     echo "round $r $t $line"
-    echo "$t $(sed 's/.*cpu_us_per_request=//' <<<"$line") $(sed 's/.*rps=\([^ ]*\).*/\1/' <<<"$line")" >> "$results"
+    echo "$r $t $(sed 's/.*cpu_us_per_request=//' <<<"$line") $(sed 's/.*rps=\([^ ]*\).*/\1/' <<<"$line")" >> "$results"
   done
 done
 python3 - "$results" <<'PY'
 import sys, statistics, collections
 cpu = collections.defaultdict(list); rps = collections.defaultdict(list)
+by_round = collections.defaultdict(dict)
 for line in open(sys.argv[1]):
-    t, c, r = line.split()
-    cpu[t].append(float(c)); rps[t].append(float(r))
+    n, t, c, r = line.split()
+    cpu[t].append(float(c)); rps[t].append(float(r)); by_round[n][t] = float(c)
 off = statistics.median(cpu["cg-off"])
-print("\n| target | median CPU us/request | vs cg-off | runs (us/request) | median req/s |")
-print("|---|---|---|---|---|")
+# Paired: each target against cg-off of the same round, which ran seconds before it. On a
+# shared machine whose speed drifts between rounds, this is the steadier comparison.
+paired = {t: statistics.median(r[t] / r["cg-off"] - 1 for r in by_round.values()) for t in cpu}
+print("\n| target | median CPU us/request | vs cg-off (medians) | vs cg-off (median of per-round ratios) | runs (us/request) | median req/s |")
+print("|---|---|---|---|---|---|")
 for t in ["cg-off", "cg-noconsent", "cg-consent", "nginx", "nginx-lua"]:
     m = statistics.median(cpu[t])
-    print(f"| {t} | {m:.2f} | {100*(m/off-1):+.1f}% | {', '.join(f'{x:.2f}' for x in cpu[t])} | {statistics.median(rps[t]):.0f} |")
+    print(f"| {t} | {m:.2f} | {100*(m/off-1):+.1f}% | {100*paired[t]:+.1f}% | {', '.join(f'{x:.2f}' for x in cpu[t])} | {statistics.median(rps[t]):.0f} |")
 PY

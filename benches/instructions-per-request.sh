@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Instructions executed by the proxy per request (valgrind callgrind), for the same three
-# consentgate targets as cpu-per-request.sh: mode=off, enforce without consent, enforce with
-# consent. Instruction counts do not move with the machine's noise, so this is the repeatable
+# consentgate targets as cpu-per-request.sh: mode=off, enforce without consent (the worst case:
+# the client sends its tracking cookies, so every response also carries expiry lines), enforce
+# with consent; plus cg-noconsent-steady, a visitor without consent who holds no tracking cookie. Instruction counts do not move with the machine's noise, so this is the repeatable
 # check of what gating costs; cpu-per-request.sh gives the wall-clock CPU figures.
 # Method: each target runs alone under callgrind (1 worker thread, access log off) in front of
 # the shared benchmark origin; 200 warm-up requests on one keep-alive connection, counters
@@ -37,6 +38,9 @@ for _ in range(n):
 PY
 
 noconsent='SESSIONID=abc123; _ga=GA1.2.111.222; _fbp=fb.1.123.456'
+# A visitor without consent in the steady state: the browser holds no tracking cookie (the
+# proxy never let one through), the origin still sets them on every response.
+steady='SESSIONID=abc123'
 consent='consent=analytics,marketing; SESSIONID=abc123; _ga=GA1.2.111.222; _fbp=fb.1.123.456'
 
 measure() { # target mode cookie
@@ -84,6 +88,7 @@ TOML
 {
   measure cg-off off "$consent"
   measure cg-noconsent enforce "$noconsent"
+  measure cg-noconsent-steady enforce "$steady"
   measure cg-consent enforce "$consent"
 } > "$work/results"
 python3 - "$work/results" "$n" <<'PY'
@@ -91,6 +96,6 @@ import sys
 n = int(sys.argv[2])
 ir = {t: int(v) / n for t, v in (l.split() for l in open(sys.argv[1]))}
 print(f"\n| target | instructions/request | vs cg-off |\n|---|---|---|")
-for t in ["cg-off", "cg-noconsent", "cg-consent"]:
+for t in ["cg-off", "cg-noconsent", "cg-noconsent-steady", "cg-consent"]:
     print(f"| {t} | {ir[t]:,.0f} | {100 * (ir[t] / ir['cg-off'] - 1):+.1f}% |")
 PY

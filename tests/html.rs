@@ -35,7 +35,7 @@ fn noisy_page() -> String {
             char::from(b"0123456789abcdef"[(x & 15) as usize])
         })
         .collect();
-    format!("<html><body><div data-x=\"{noise}\">after</div>{PAGE}</body></html>")
+    format!("<html><body><img data-x=\"{noise}\" src=\"/logo.png\">after{PAGE}</body></html>")
 }
 
 fn gzip(d: &[u8]) -> Vec<u8> {
@@ -76,7 +76,7 @@ fn origin() -> Origin {
                 // A 2 MiB attribute exceeds the rewriter's memory limit: the rewrite fails and
                 // the rest of the page must still arrive.
                 let page = format!(
-                    "<html><body><div data-x=\"{}\">after</div>{PAGE}</body></html>",
+                    "<html><body><img data-x=\"{}\" src=\"/logo.png\">after{PAGE}</body></html>",
                     "x".repeat(2 * 1024 * 1024)
                 );
                 response("200 OK", &[html], page.as_bytes())
@@ -228,7 +228,7 @@ fn a_rewriter_failure_passes_the_rest_through_and_is_counted() {
     // Nothing had changed before the failure: the page arrives exactly as the origin sent it
     // (the trackers after the failure point are not neutralized: availability fails open).
     let page = format!(
-        "<html><body><div data-x=\"{}\">after</div>{PAGE}</body></html>",
+        "<html><body><img data-x=\"{}\" src=\"/logo.png\">after{PAGE}</body></html>",
         "x".repeat(2 * 1024 * 1024)
     );
     assert!(

@@ -223,7 +223,7 @@ impl Neutralizer {
             state.clone(),
         );
         let sink_state = state.clone();
-        let handlers = vec![
+        let mut handlers = vec![
             // <script src=tracker> -> type=text/plain + data-src + data-consent-category.
             element!("script[src]", move |el| {
                 let src = el.get_attribute("src").unwrap_or_default();
@@ -356,7 +356,7 @@ impl Neutralizer {
             }),
         ];
         let s8 = state.clone();
-        let document_handlers = vec![lol_html::doc_text!(move |t| {
+        let noscript_text = text!("noscript", move |t| {
             let mut st = lock(&s8);
             let Some(held) = st.noscript.as_mut() else {
                 return Ok(());
@@ -374,11 +374,11 @@ impl Neutralizer {
             drop(st);
             t.replace(&rewritten, ContentType::Html);
             Ok(())
-        })];
+        });
+        handlers.push(noscript_text);
         let sink: Sink = Box::new(move |c: &[u8]| lock(&sink_state).out.extend_from_slice(c));
         let settings = Settings {
             element_content_handlers: handlers,
-            document_content_handlers: document_handlers,
             encoding,
             memory_settings: MemorySettings {
                 max_allowed_memory_usage: MEMORY_LIMIT,
