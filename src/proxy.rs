@@ -233,9 +233,11 @@ impl ProxyHttp for ConsentGate {
                 upstream_request.remove_header(&COOKIE);
             }
             Some(Some(v)) => {
-                // `insert_header` replaces every Cookie line with this one. The name as a
-                // `&'static str`: pingora then keeps its case without copying it.
-                upstream_request.insert_header("Cookie", v.clone())?;
+                // Every Cookie line is replaced by this one. Remove, then append: an insert
+                // into the request's full header map reallocates it, this does not. The name
+                // as a `&'static str`: pingora then keeps its case without copying it.
+                upstream_request.remove_header(&COOKIE);
+                upstream_request.append_header("Cookie", v.clone())?;
             }
         }
         Ok(())
@@ -427,11 +429,10 @@ fn gate_set_cookies(site: &Site, ctx: &mut RequestCtx, resp: &mut ResponseHeader
         ctx.expired += 1;
         site.metrics.expired[*cat as usize].inc();
     }
-    let expiry = ctx
-        .plan
-        .expire
-        .iter()
-        .flat_map(|(name, _)| site.expiry_values(name).to_vec());
+    let mut expiry: SmallVec<[HeaderValue; 4]> = SmallVec::new();
+    for (name, _) in &ctx.plan.expire {
+        expiry.extend(site.expiry_values(name).iter().cloned());
+    }
     // `SET_COOKIE` (not a string) so pingora writes the canonical `Set-Cookie` case.
     if allowed.contains(&false) {
         // The kept lines (cloned: cheap, reference-counted bytes) and then the expiry lines

@@ -38,8 +38,12 @@ pub struct Site {
     pub metrics: SiteMetrics,
     /// Expiry `Set-Cookie` values per cookie name, built once (they only depend on the name and
     /// this site's paths and domains). Bounded: names past the limit are built per request.
-    expiry_cache: std::sync::RwLock<HashMap<Box<str>, Arc<[http::HeaderValue]>>>,
+    expiry_cache: std::sync::RwLock<ExpiryCache>,
 }
+
+/// Cookie name -> its expiry lines. foldhash: the names are classified tracking cookies (the
+/// cache is bounded), and this is probed on every request that withdraws one.
+type ExpiryCache = HashMap<Box<str>, Arc<[http::HeaderValue]>, foldhash::fast::FixedState>;
 
 /// How many cookie names' expiry lines a site keeps ready.
 const EXPIRY_CACHE_NAMES: usize = 1024;

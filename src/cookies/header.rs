@@ -22,23 +22,26 @@ impl<'a> RequestCookie<'a> {
 
 /// Iterates the cookies of one `Cookie` header value (`a=1; b=2`). Empty pairs are skipped.
 pub fn split_cookie_header(header: &[u8]) -> impl Iterator<Item = RequestCookie<'_>> {
-    header.split(|b| *b == b';').filter_map(|pair| {
-        let pair = trim(pair);
-        if pair.is_empty() {
-            return None;
-        }
-        Some(match pair.iter().position(|b| *b == b'=') {
-            Some(eq) => RequestCookie {
-                name: trim(&pair[..eq]),
-                value: trim(&pair[eq + 1..]),
-                pair,
-            },
-            None => RequestCookie {
-                name: b"",
-                value: pair,
-                pair,
-            },
-        })
+    header.split(|b| *b == b';').filter_map(cookie_pair)
+}
+
+/// One `;`-separated piece of a `Cookie` header as a cookie; `None` when it is blank.
+fn cookie_pair(pair: &[u8]) -> Option<RequestCookie<'_>> {
+    let pair = trim(pair);
+    if pair.is_empty() {
+        return None;
+    }
+    Some(match memchr::memchr(b'=', pair) {
+        Some(eq) => RequestCookie {
+            name: trim(&pair[..eq]),
+            value: trim(&pair[eq + 1..]),
+            pair,
+        },
+        None => RequestCookie {
+            name: b"",
+            value: pair,
+            pair,
+        },
     })
 }
 
@@ -54,7 +57,18 @@ impl<'a> CookieJar<'a> {
     pub fn from_headers(lines: impl IntoIterator<Item = &'a [u8]>) -> Self {
         let mut cookies = smallvec::SmallVec::new();
         for line in lines {
-            cookies.extend(split_cookie_header(line));
+            // memchr for the separators: this runs on every request.
+            let mut rest = line;
+            loop {
+                let end = memchr::memchr(b';', rest).unwrap_or(rest.len());
+                if let Some(c) = cookie_pair(&rest[..end]) {
+                    cookies.push(c);
+                }
+                if end == rest.len() {
+                    break;
+                }
+                rest = &rest[end + 1..];
+            }
         }
         CookieJar { cookies }
     }
@@ -91,6 +105,7 @@ impl<'a> CookieJar<'a> {
     }
 }
 
+/// Trims spaces and tabs only (RFC 6265's optional whitespace), nothing else.
 fn trim(b: &[u8]) -> &[u8] {
     let start = b.iter().position(|c| !matches!(c, b' ' | b'\t'));
     match start {
