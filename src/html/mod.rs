@@ -128,11 +128,25 @@ struct State {
     held_script: Option<(String, String)>,
     /// Inside `<noscript>`: its raw text so far.
     noscript: Option<String>,
+    /// Where the held script or noscript text starts in the input stream.
+    held_from: Option<usize>,
+    /// The input from `input_base` on, kept while a text is held: lol_html hands text over
+    /// decoded, so held text that goes out unchanged is written from these bytes (an invalid
+    /// byte in an inline script stays that byte).
+    input: Vec<u8>,
+    input_base: usize,
     /// URLs already checked in this page (bounded).
     checked: std::collections::HashMap<(String, RequestKind), Option<Category>>,
 }
 
 impl State {
+    /// The input bytes of a stream range, when still kept.
+    fn raw(&self, range: std::ops::Range<usize>) -> Option<Vec<u8>> {
+        let start = range.start.checked_sub(self.input_base)?;
+        let end = range.end.checked_sub(self.input_base)?;
+        self.input.get(start..end).map(<[u8]>::to_vec)
+    }
+
     fn tracker_category(&mut self, raw_url: &str, kind: RequestKind) -> Option<Category> {
         // Pages repeat URLs (the same pixel, script or image); a blocklist check costs ~1 us.
         let key = (raw_url.to_string(), kind);
@@ -205,6 +219,9 @@ impl Neutralizer {
             neutralized: Vec::new(),
             held_script: None,
             noscript: None,
+            held_from: None,
+            input: Vec::new(),
+            input_base: 0,
             checked: std::collections::HashMap::new(),
         }));
         let encoding = charset
@@ -271,14 +288,20 @@ impl Neutralizer {
                     }
                     (attrs, String::new())
                 });
-                lock(&s2).held_script = held;
+                let mut st = lock(&s2);
+                // The text starts right after this start tag: keep the input from there.
+                st.held_from = held.as_ref().map(|_| el.source_location().bytes().end);
+                st.held_script = held;
                 Ok(())
             }),
             text!("script", move |t| {
-                let mut st = lock(&s3);
+                let mut guard = lock(&s3);
+                let st = &mut *guard;
                 let Some((_, text)) = st.held_script.as_mut() else {
                     return Ok(());
                 };
+                let here = t.source_location().bytes();
+                let from = st.held_from.unwrap_or(here.start);
                 text.push_str(t.as_str());
                 let over_cap = text.len() > INLINE_SCRIPT_CAP;
                 if !t.last_in_text_node() && !over_cap {
@@ -288,21 +311,32 @@ impl Neutralizer {
                 let Some((attrs, text)) = st.held_script.take() else {
                     return Ok(());
                 };
+                st.held_from = None;
                 let cats = st.rules.snippets.categories_in(&text);
-                let refused = cats.iter().copied().find(|c| !st.grants.allows(*c));
-                let html = match refused {
+                match cats.iter().copied().find(|c| !st.grants.allows(*c)) {
                     Some(cat) if !over_cap => {
                         st.neutralized.push((cat, "inline-script"));
-                        format!(
+                        let html = format!(
                             "</script><script type=\"text/plain\" data-consent-category=\"{}\"{attrs}>{text}",
                             cat.as_str()
-                        )
+                        );
+                        drop(guard);
+                        t.replace(&html, ContentType::Html);
                     }
-                    // Over the cap the held part goes out as it came; the rest passes unheld.
-                    _ => text,
-                };
-                drop(st);
-                t.replace(&html, ContentType::Html);
+                    // Unchanged (or over the cap: the held part goes out as it came, the rest
+                    // passes unheld): the input bytes themselves, written where this chunk
+                    // stands (everything before it is already out).
+                    _ => match st.raw(from..here.end) {
+                        Some(raw) => {
+                            st.out.extend_from_slice(&raw);
+                            t.remove();
+                        }
+                        None => {
+                            drop(guard);
+                            t.replace(&text, ContentType::Html);
+                        }
+                    },
+                }
                 Ok(())
             }),
             element!("iframe[src]", move |el| {
@@ -344,11 +378,16 @@ impl Neutralizer {
             // <noscript> content is raw text to a browser with scripting on, and so to lol_html
             // (no element handlers fire inside it): mark it here, rewrite its text below.
             element!("noscript", move |el| {
-                lock(&s7).noscript = Some(String::new());
+                let mut st = lock(&s7);
+                st.noscript = Some(String::new());
+                st.held_from = Some(el.source_location().bytes().end);
+                drop(st);
                 let end_state = s7.clone();
                 let handler: lol_html::send::EndTagHandler<'static> =
                     Box::new(move |_end: &mut lol_html::html_content::EndTag<'_>| {
-                        lock(&end_state).noscript = None;
+                        let mut st = lock(&end_state);
+                        st.noscript = None;
+                        st.held_from = None;
                         Ok(())
                     });
                 el.on_end_tag(handler)?;
@@ -357,10 +396,13 @@ impl Neutralizer {
         ];
         let s8 = state.clone();
         let noscript_text = text!("noscript", move |t| {
-            let mut st = lock(&s8);
+            let mut guard = lock(&s8);
+            let st = &mut *guard;
             let Some(held) = st.noscript.as_mut() else {
                 return Ok(());
             };
+            let here = t.source_location().bytes();
+            let from = st.held_from.unwrap_or(here.start);
             // Hold the text until the node ends, so a tag split across chunks is seen whole.
             held.push_str(t.as_str());
             if !t.last_in_text_node() && held.len() <= INLINE_SCRIPT_CAP {
@@ -368,10 +410,18 @@ impl Neutralizer {
                 return Ok(());
             }
             let text = std::mem::take(held);
+            st.held_from = None;
             let (rewritten, found) =
                 neutralize_noscript_markup(&text, |url, kind| st.tracker_category(url, kind));
+            if found.is_empty() {
+                if let Some(raw) = st.raw(from..here.end) {
+                    st.out.extend_from_slice(&raw);
+                    t.remove();
+                    return Ok(());
+                }
+            }
             st.neutralized.extend(found);
-            drop(st);
+            drop(guard);
             t.replace(&rewritten, ContentType::Html);
             Ok(())
         });
@@ -398,10 +448,28 @@ impl Neutralizer {
 
     /// Feeds a chunk; returns the output produced so far.
     pub fn write(&mut self, chunk: &[u8]) -> Result<Vec<u8>, RewriteError> {
+        lock(&self.state).input.extend_from_slice(chunk);
         let r = match self.rewriter.as_mut() {
             Some(rw) => rw.write(chunk).map_err(|e| RewriteError(e.to_string())),
             None => Err(RewriteError("rewriter already finished".into())),
         };
+        {
+            // Keep only what a held text may still need.
+            let mut st = lock(&self.state);
+            let end = st.input_base + st.input.len();
+            if st.input.len() > 2 * INLINE_SCRIPT_CAP + chunk.len() {
+                // Bounded memory: a text held this long goes out decoded instead.
+                st.held_from = None;
+            }
+            let keep_from = st.held_from.unwrap_or(end).clamp(st.input_base, end);
+            let drop = keep_from - st.input_base;
+            if drop == st.input.len() {
+                st.input.clear();
+            } else {
+                st.input.drain(..drop);
+            }
+            st.input_base = keep_from;
+        }
         match r {
             Ok(()) => Ok(self.take_output()),
             Err(e) => {

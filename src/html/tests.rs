@@ -359,3 +359,19 @@ fn a_rewriter_failure_after_a_change_passes_the_rest_through() {
     assert!(out.contains("data-consent-category"));
     assert!(out.ends_with(&format!("src=\"/logo.png\">after{tail}")));
 }
+
+#[test]
+fn bytes_that_are_not_utf_8_in_held_text_pass_unchanged() {
+    for page in [
+        &b"<script>var a='\0';</script><p>x</p>"[..],
+        &b"<script>var a='\xff\xfe';</script><p>x</p>"[..],
+        &b"<p>\xff</p><script>x\r\ny</script>"[..],
+        &b"<script>a='\xe4\xf6'</script><noscript><img src=/a.png alt='\xe4'></noscript>"[..],
+    ] {
+        for chunk in [1, 2, 5, 7, 64] {
+            let (out, failures) = body_rewrite(None, page, chunk);
+            assert!(failures.is_empty());
+            assert_eq!(out, page, "{chunk}: {:?}", String::from_utf8_lossy(&out));
+        }
+    }
+}
