@@ -11,6 +11,7 @@
 #   benches/cpu-per-request.sh [ROUNDS (default 5)]     DURATION=8 (seconds per wrk run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/common.sh
 rounds=${1:-5}
 shared=$(cd ../shared/bench && pwd)
 scripts/setup wrk nginx-light libnginx-mod-http-lua
@@ -26,33 +27,8 @@ trap cleanup EXIT
 "$shared/peers.sh" stop >/dev/null 2>&1 || true
 "$shared/peers.sh" start >/dev/null
 
-config() { # name port admin mode
-  cat > "$work/$1.toml" <<TOML
-[proxy]
-listen = ["127.0.0.1:$2"]
-admin = "127.0.0.1:$3"
-threads = 1
-access_log = false
-
-[[site]]
-name = "bench"
-hosts = ["*"]
-upstreams = ["127.0.0.1:18081"]
-mode = "$4"
-unknown_cookies = "strip"
-gpc = "deny-marketing"
-
-[site.consent]
-cookie = "consent"
-
-[site.cookies]
-necessary = ["SESSIONID"]
-analytics = ["_ga", "_ga_*", "_gid"]
-marketing = ["_fbp", "_gcl_*"]
-TOML
-}
-config off 18084 18094 off
-config gate 18085 18095 enforce
+bench_config "$work/off.toml" 18084 18094 off
+bench_config "$work/gate.toml" 18085 18095 enforce
 target/release/consentgate run --config "$work/off.toml" --upgrade-sock "$work/off.sock" >/dev/null 2>&1 &
 off_pid=$!
 target/release/consentgate run --config "$work/gate.toml" --upgrade-sock "$work/gate.sock" >/dev/null 2>&1 &
@@ -61,8 +37,8 @@ for port in 18084 18085 18082 18083; do
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
 done
 
-noconsent='Cookie: SESSIONID=abc123; _ga=GA1.2.111.222; _fbp=fb.1.123.456'
-consent='Cookie: consent=analytics,marketing; SESSIONID=abc123; _ga=GA1.2.111.222; _fbp=fb.1.123.456'
+noconsent="Cookie: $noconsent"
+consent="Cookie: $consent"
 declare -A url pid hdr
 url[cg-off]=http://127.0.0.1:18084/;      pid[cg-off]=$off_pid;                          hdr[cg-off]=$consent
 url[cg-noconsent]=http://127.0.0.1:18085/; pid[cg-noconsent]=$gate_pid;                  hdr[cg-noconsent]=$noconsent

@@ -2,14 +2,16 @@
 # Instructions executed by the proxy per request (valgrind callgrind), for the same three
 # consentgate targets as cpu-per-request.sh: mode=off, enforce without consent (the worst case:
 # the client sends its tracking cookies, so every response also carries expiry lines), enforce
-# with consent; plus cg-noconsent-steady, a visitor without consent who holds no tracking cookie. Instruction counts do not move with the machine's noise, so this is the repeatable
-# check of what gating costs; cpu-per-request.sh gives the wall-clock CPU figures.
-# Method: each target runs alone under callgrind (1 worker thread, access log off) in front of
-# the shared benchmark origin; 200 warm-up requests on one keep-alive connection, counters
+# with consent; plus cg-noconsent-steady, a visitor without consent who holds no tracking
+# cookie. Configuration and cookies come from benches/common.sh, as for cpu-per-request.sh.
+# Instruction counts do not move with the machine's noise, so this is the repeatable check of
+# what gating costs; cpu-per-request.sh gives the wall-clock CPU figures.
+# Method: each target runs alone under callgrind in front of the shared benchmark origin; 200 warm-up requests on one keep-alive connection, counters
 # zeroed, N more requests (default 2000), counters dumped; Ir / N is the per-request cost,
 # start-up and shut-down excluded. Usage: benches/instructions-per-request.sh [N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/common.sh
 n=${1:-2000}
 shared=$(cd ../shared/bench && pwd)
 scripts/setup valgrind nginx-light libnginx-mod-http-lua
@@ -37,38 +39,8 @@ for _ in range(n):
     assert r.status == 200, r.status
 PY
 
-noconsent='SESSIONID=abc123; _ga=GA1.2.111.222; _fbp=fb.1.123.456'
-# A visitor without consent in the steady state: the browser holds no tracking cookie (the
-# proxy never let one through), the origin still sets them on every response.
-steady='SESSIONID=abc123'
-consent='consent=analytics,marketing; SESSIONID=abc123; _ga=GA1.2.111.222; _fbp=fb.1.123.456'
-
 measure() { # target mode cookie
-  cat > "$work/$1.toml" <<TOML
-[proxy]
-listen = ["127.0.0.1:18186"]
-admin = "127.0.0.1:18196"
-threads = 1
-access_log = false
-grace_period_seconds = 0
-shutdown_timeout_seconds = 1
-
-[[site]]
-name = "bench"
-hosts = ["*"]
-upstreams = ["127.0.0.1:18081"]
-mode = "$2"
-unknown_cookies = "strip"
-gpc = "deny-marketing"
-
-[site.consent]
-cookie = "consent"
-
-[site.cookies]
-necessary = ["SESSIONID"]
-analytics = ["_ga", "_ga_*", "_gid"]
-marketing = ["_fbp", "_gcl_*"]
-TOML
+  bench_config "$work/$1.toml" 18186 18196 "$2"
   valgrind --tool=callgrind --callgrind-out-file="$work/$1.out" \
     target/release/consentgate run --config "$work/$1.toml" >"$work/$1.log" 2>&1 &
   vg_pid=$!
