@@ -128,8 +128,12 @@ impl BodyRewrite {
                 }
                 Ok(out)
             });
-            self.lag.extend_from_slice(&plain);
             let unchanged = self.exact && !self.neutralizer.changed();
+            // While exact, every input byte is kept until it shows in the output; afterwards
+            // only input that produced no output yet (the common streaming case copies nothing).
+            if self.exact || r.as_ref().map_or(true, Vec::is_empty) {
+                self.lag.extend_from_slice(&plain);
+            }
             match r {
                 Ok(out) => {
                     if unchanged && out.len() <= self.lag.len() {
