@@ -53,6 +53,9 @@ pub fn explain(rt: &Runtime, req: &ExplainRequest<'_>) -> Result<Value, String> 
                 "format": s.format,
                 "cookie": &*s.cookie,
                 "granted": s.granted,
+                // Categories this source carries no choice for: it neither grants nor vetoes
+                // them, the other sources decide.
+                "not_carried": s.verdict.not_carried(),
                 "error": s.error.as_ref().map(|e| e.to_string()),
                 "details": s.details,
             })

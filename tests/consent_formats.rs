@@ -82,7 +82,8 @@ fn tc_string(purposes: &[u8], vendors: &[u16]) -> String {
     b.put(1, 1);
     b.put(0, 1);
     b.put(0, 12);
-    b.put(purposes.iter().fold(0, |m, p| m | 1 << (p - 1)), 24);
+    // Bit 1 of PurposesConsent (the first written) is purpose 1.
+    b.put(purposes.iter().fold(0, |m, p| m | 1 << (24 - p)), 24);
     b.put(0, 24);
     b.put(0, 1);
     b.put(3, 6); // "DE"

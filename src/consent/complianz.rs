@@ -94,7 +94,7 @@ impl ConsentReader for ComplianzReader {
         }
         let mut o = match error {
             Some(e) => SourceOutcome::failed(self.format(), &self.cookie, e),
-            None => SourceOutcome::granted(self.format(), &self.cookie, combine_flags(flags)),
+            None => SourceOutcome::with_verdict(self.format(), &self.cookie, combine_flags(flags)),
         };
         if detail {
             o.details = Some(serde_json::json!(seen));

@@ -2,7 +2,7 @@
 //! `{stamp:'..',necessary:true,preferences:false,statistics:true,marketing:false,method:'explicit',ver:1,utc:..,region:'de'}`.
 //! The value `-1` means the visitor is in a region where no consent is required.
 
-use super::{Category, ConsentError, Grants};
+use super::{combine_flags, Category, ConsentError, Grants, Verdict};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -81,18 +81,16 @@ fn push_field<'a>(out: &mut Vec<(&'a str, &'a str)>, field: &'a str) -> Result<(
     Ok(())
 }
 
-pub fn parse(text: &str, cfg: &CookiebotConfig) -> Result<Grants, ConsentError> {
+pub fn parse(text: &str, cfg: &CookiebotConfig) -> Result<Verdict, ConsentError> {
     if text.trim() == "-1" {
-        return Ok(if cfg.no_consent_region_grants {
+        return Ok(Verdict::covering_all(if cfg.no_consent_region_grants {
             Grants::ALL
         } else {
             Grants::NONE
-        });
+        }));
     }
     let fields = decode(text)?;
-    let mut g = Grants::NONE;
-    let mut seen = [false; 4];
-    let mut ok = [true; 4];
+    let mut flags: smallvec::SmallVec<[_; 4]> = smallvec::SmallVec::new();
     for (k, v) in &fields {
         if let Some(cat) = cfg.map.get(*k) {
             let granted = match *v {
@@ -105,16 +103,10 @@ pub fn parse(text: &str, cfg: &CookiebotConfig) -> Result<Grants, ConsentError> 
                     )))
                 }
             };
-            seen[*cat as usize] = true;
-            ok[*cat as usize] &= granted;
+            flags.push((*cat, granted));
         }
     }
-    for c in Category::OPTIONAL {
-        if seen[c as usize] && ok[c as usize] {
-            g.grant(c);
-        }
-    }
-    Ok(g)
+    Ok(combine_flags(flags))
 }
 
 /// The format, for [`super::CookieReader`].
@@ -128,7 +120,7 @@ impl super::CookieFormat for Cookiebot {
         &cfg.cookie
     }
 
-    fn parse(text: &str, cfg: &CookiebotConfig) -> Result<Grants, ConsentError> {
+    fn parse(text: &str, cfg: &CookiebotConfig) -> Result<Verdict, ConsentError> {
         parse(text, cfg)
     }
 
@@ -152,7 +144,7 @@ mod tests {
     #[test]
     fn real_cookie() {
         let text = super::super::url_decoded(REAL.as_bytes()).unwrap();
-        let g = parse(&text, &CookiebotConfig::default()).unwrap();
+        let g = parse(&text, &CookiebotConfig::default()).unwrap().grants();
         assert!(g.allows(Category::Analytics));
         assert!(!g.allows(Category::Marketing) && !g.allows(Category::Preferences));
     }
@@ -160,17 +152,20 @@ mod tests {
     #[test]
     fn no_consent_region_and_malformed() {
         let cfg = CookiebotConfig::default();
-        assert_eq!(parse("-1", &cfg).unwrap(), Grants::ALL);
+        assert_eq!(parse("-1", &cfg).unwrap().grants(), Grants::ALL);
         let strict = CookiebotConfig {
             no_consent_region_grants: false,
             ..cfg.clone()
         };
-        assert_eq!(parse("-1", &strict).unwrap(), Grants::NONE);
+        assert_eq!(parse("-1", &strict).unwrap().grants(), Grants::NONE);
         assert!(parse("{necessary:true,marketing:maybe}", &cfg).is_err());
         assert!(parse("necessary:true", &cfg).is_err());
         assert!(parse("{stamp:'abc,marketing:true}", &cfg).is_err());
-        assert_eq!(parse("{}", &cfg).unwrap(), Grants::NONE);
+        assert_eq!(parse("{}", &cfg).unwrap().grants(), Grants::NONE);
         let big = format!("{{{}}}", "statistics:true,".repeat(100_000));
-        assert!(parse(&big, &cfg).unwrap().allows(Category::Analytics));
+        assert!(parse(&big, &cfg)
+            .unwrap()
+            .grants()
+            .allows(Category::Analytics));
     }
 }

@@ -1,7 +1,7 @@
 //! CookieYes `cookieyes-consent`:
 //! `consentid:..,consent:yes,action:yes,necessary:yes,functional:no,analytics:no,performance:no,advertisement:no,other:no`.
 
-use super::{combine_flags, Category, ConsentError, Grants};
+use super::{combine_flags, Category, ConsentError, Grants, Verdict};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -49,7 +49,7 @@ pub fn decode(text: &str) -> Result<Vec<(&str, &str)>, ConsentError> {
     Ok(out)
 }
 
-pub fn parse(text: &str, cfg: &CookieYesConfig) -> Result<Grants, ConsentError> {
+pub fn parse(text: &str, cfg: &CookieYesConfig) -> Result<Verdict, ConsentError> {
     let fields = decode(text)?;
     let mut flags = Vec::new();
     for (k, v) in &fields {
@@ -64,7 +64,7 @@ pub fn parse(text: &str, cfg: &CookieYesConfig) -> Result<Grants, ConsentError> 
     }
     // `consent:no` (the visitor rejected) overrides anything else.
     if fields.iter().any(|(k, v)| *k == "consent" && *v == "no") {
-        return Ok(Grants::NONE);
+        return Ok(Verdict::covering_all(Grants::NONE));
     }
     Ok(combine_flags(flags))
 }
@@ -80,7 +80,7 @@ impl super::CookieFormat for CookieYes {
         &cfg.cookie
     }
 
-    fn parse(text: &str, cfg: &CookieYesConfig) -> Result<Grants, ConsentError> {
+    fn parse(text: &str, cfg: &CookieYesConfig) -> Result<Verdict, ConsentError> {
         parse(text, cfg)
     }
 
@@ -101,13 +101,17 @@ mod tests {
     fn real_cookie() {
         let cfg = CookieYesConfig::default();
         let v = "consentid:ZWdMRlBLbHhyU2d4dUdaSHpSb2JrNXJOd2ZQNXdWcmo,consent:yes,action:yes,necessary:yes,functional:no,analytics:yes,performance:yes,advertisement:no,other:no";
-        let g = parse(v, &cfg).unwrap();
+        let g = parse(v, &cfg).unwrap().grants();
         assert!(g.allows(Category::Analytics));
         assert!(!g.allows(Category::Marketing) && !g.allows(Category::Preferences));
         // analytics yes but performance no -> analytics refused (most restrictive).
-        let g = parse("consent:yes,analytics:yes,performance:no", &cfg).unwrap();
+        let g = parse("consent:yes,analytics:yes,performance:no", &cfg)
+            .unwrap()
+            .grants();
         assert!(!g.allows(Category::Analytics));
-        let g = parse("consent:no,action:yes,analytics:yes", &cfg).unwrap();
+        let g = parse("consent:no,action:yes,analytics:yes", &cfg)
+            .unwrap()
+            .grants();
         assert_eq!(g, Grants::NONE);
     }
 

@@ -1,7 +1,7 @@
 //! Didomi `didomi_token`: base64 (standard or URL-safe, padding optional) JSON with
 //! `purposes.enabled` / `purposes.disabled` (and vendors). Purposes map to categories like TCF.
 
-use super::{Category, ConsentError, Grants};
+use super::{Category, ConsentError, Verdict};
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
 use serde::Deserialize;
@@ -81,32 +81,37 @@ pub fn decode(text: &str) -> Result<serde_json::Value, ConsentError> {
         .map_err(|e| ConsentError::new(format!("didomi_token is not JSON: {e}")))
 }
 
-pub fn parse(text: &str, cfg: &DidomiConfig) -> Result<Grants, ConsentError> {
+/// Per category: granted when every purpose mapped to it is enabled; refused when one of them
+/// is disabled; not carried otherwise. In TCF mode Didomi keeps the IAB purposes in
+/// `euconsent-v2` and lists only the site's custom purposes (and special features) here, so a
+/// token that is silent about a category must not veto what the TC string grants.
+pub fn parse(text: &str, cfg: &DidomiConfig) -> Result<Verdict, ConsentError> {
     let value = decode(text)?;
     let token: Token = serde_json::from_value(value)
         .map_err(|e| ConsentError::new(format!("didomi_token has an unexpected shape: {e}")))?;
-    let _ = (
-        &token.vendors.enabled,
-        &token.vendors.disabled,
-        &token.purposes.disabled,
+    let _ = (&token.vendors.enabled, &token.vendors.disabled);
+    let list = |l: &[serde_json::Value]| -> Vec<String> {
+        l.iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect()
+    };
+    let (enabled, disabled) = (
+        list(&token.purposes.enabled),
+        list(&token.purposes.disabled),
     );
-    let enabled: Vec<&str> = token
-        .purposes
-        .enabled
-        .iter()
-        .filter_map(|v| v.as_str())
-        .collect();
-    let mut g = Grants::NONE;
+    let mut v = Verdict::NOTHING;
     for (cat, needed) in [
         (Category::Analytics, &cfg.analytics),
         (Category::Marketing, &cfg.marketing),
         (Category::Preferences, &cfg.preferences),
     ] {
-        if !needed.is_empty() && needed.iter().all(|p| enabled.contains(&p.as_str())) {
-            g.grant(cat);
+        if needed.iter().any(|p| disabled.contains(p)) {
+            v.set(cat, false);
+        } else if !needed.is_empty() && needed.iter().all(|p| enabled.contains(p)) {
+            v.set(cat, true);
         }
     }
-    Ok(g)
+    Ok(v)
 }
 
 /// The format, for [`super::CookieReader`].
@@ -120,7 +125,7 @@ impl super::CookieFormat for Didomi {
         &cfg.cookie
     }
 
-    fn parse(text: &str, cfg: &DidomiConfig) -> Result<Grants, ConsentError> {
+    fn parse(text: &str, cfg: &DidomiConfig) -> Result<Verdict, ConsentError> {
         parse(text, cfg)
     }
 
@@ -134,16 +139,17 @@ pub type DidomiReader = super::CookieReader<Didomi>;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::consent::Grants;
     use base64::engine::general_purpose::STANDARD;
 
-    fn token(enabled: &[&str]) -> String {
+    fn token(enabled: &[&str], disabled: &[&str]) -> String {
         STANDARD.encode(
             serde_json::json!({
                 "user_id": "1827a1b4-5f3a-6e6d-b2a4-3c2f8b9d0e1f",
                 "created": "2026-11-24T10:00:00.000Z",
                 "updated": "2026-11-24T10:00:00.000Z",
                 "vendors": {"enabled": ["google", "c:hotjar"], "disabled": []},
-                "purposes": {"enabled": enabled, "disabled": []},
+                "purposes": {"enabled": enabled, "disabled": disabled},
                 "version": 2,
                 "ac": "AAAA.AAAA"
             })
@@ -154,24 +160,37 @@ mod tests {
     #[test]
     fn purposes_map_to_categories() {
         let cfg = DidomiConfig::default();
-        let g = parse(
-            &token(&["cookies", "measure_content_performance", "market_research"]),
+        let v = parse(
+            &token(
+                &["cookies", "measure_content_performance", "market_research"],
+                &["select_basic_ads"],
+            ),
             &cfg,
         )
         .unwrap();
-        assert!(g.allows(Category::Analytics) && !g.allows(Category::Marketing));
-        let g = parse(
-            &token(&["measure_content_performance", "market_research"]),
+        assert!(v.grants().allows(Category::Analytics));
+        assert!(v.refuses(Category::Marketing), "a disabled purpose refuses");
+        assert!(!v.carries(Category::Preferences), "never mentioned");
+        // Storage consent (`cookies`) missing and never refused: the token says nothing about
+        // analytics, so another source (the TC string) decides.
+        let v = parse(
+            &token(&["measure_content_performance", "market_research"], &[]),
             &cfg,
         )
         .unwrap();
-        assert_eq!(g, Grants::NONE, "no storage consent (cookies purpose)");
+        assert_eq!(v.grants(), Grants::NONE);
+        assert!(!v.carries(Category::Analytics));
+        let v = parse(&token(&["market_research"], &["cookies"]), &cfg).unwrap();
+        assert!(Category::OPTIONAL.iter().all(|c| v.refuses(*c)));
         // URL-safe alphabet without padding decodes too.
-        let t = token(&[
-            "cookies",
-            "create_content_profile",
-            "select_personalized_content",
-        ]);
+        let t = token(
+            &[
+                "cookies",
+                "create_content_profile",
+                "select_personalized_content",
+            ],
+            &[],
+        );
         let url_safe = t
             .replace('+', "-")
             .replace('/', "_")
@@ -179,6 +198,7 @@ mod tests {
             .to_string();
         assert!(parse(&url_safe, &cfg)
             .unwrap()
+            .grants()
             .allows(Category::Preferences));
     }
 

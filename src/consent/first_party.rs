@@ -3,7 +3,7 @@
 //! `analytics:1,marketing:0` (explicit flags). Both may be URL-encoded; `|`, `+`, space and `;`
 //! are accepted as separators too, as sites write them.
 
-use super::{Category, ConsentError, ConsentReader, Grants, SourceOutcome};
+use super::{Category, ConsentError, ConsentReader, Grants, SourceOutcome, Verdict};
 use crate::cookies::header::CookieJar;
 use std::sync::Arc;
 
@@ -42,7 +42,9 @@ impl ConsentReader for FirstPartyReader {
                 (Some(Ok(a)), Ok(b)) => Ok(a.intersect(b)),
             });
         }
-        let mut outcome = SourceOutcome::from_result(self.format(), &self.cookie, result?);
+        // The first-party value lists what is granted: every category it omits is refused.
+        let result = result?.map(Verdict::covering_all);
+        let mut outcome = SourceOutcome::from_result(self.format(), &self.cookie, result);
         if detail {
             outcome.details = Some(serde_json::json!({
                 "values": jar.values(&self.cookie).map(|v| String::from_utf8_lossy(v).into_owned()).collect::<Vec<_>>(),

@@ -1,7 +1,7 @@
 //! Klaro `klaro`: URL-encoded JSON keyed by service name (`{"google-analytics":true}`); a
 //! service -> category table maps it to our categories.
 
-use super::{combine_flags, Category, ConsentError, Grants};
+use super::{combine_flags, Category, ConsentError, Verdict};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -24,7 +24,7 @@ impl Default for KlaroConfig {
     }
 }
 
-pub fn parse(text: &str, cfg: &KlaroConfig) -> Result<Grants, ConsentError> {
+pub fn parse(text: &str, cfg: &KlaroConfig) -> Result<Verdict, ConsentError> {
     let v: serde_json::Value =
         serde_json::from_str(text).map_err(|e| ConsentError::new(format!("not JSON: {e}")))?;
     let obj = v
@@ -53,7 +53,7 @@ impl super::CookieFormat for Klaro {
         &cfg.cookie
     }
 
-    fn parse(text: &str, cfg: &KlaroConfig) -> Result<Grants, ConsentError> {
+    fn parse(text: &str, cfg: &KlaroConfig) -> Result<Verdict, ConsentError> {
         parse(text, cfg)
     }
 
@@ -67,6 +67,7 @@ pub type KlaroReader = super::CookieReader<Klaro>;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::consent::Grants;
 
     fn cfg() -> KlaroConfig {
         KlaroConfig {
@@ -89,11 +90,17 @@ mod tests {
             &crate::consent::url_decoded(raw.as_bytes()).unwrap(),
             &cfg(),
         )
-        .unwrap();
+        .unwrap()
+        .grants();
         assert!(g.allows(Category::Analytics) && !g.allows(Category::Marketing));
-        let g = parse(r#"{"google-analytics":true,"matomo":false}"#, &cfg()).unwrap();
+        let g = parse(r#"{"google-analytics":true,"matomo":false}"#, &cfg())
+            .unwrap()
+            .grants();
         assert!(!g.allows(Category::Analytics));
-        assert_eq!(parse(r#"{"unknown":true}"#, &cfg()).unwrap(), Grants::NONE);
+        assert_eq!(
+            parse(r#"{"unknown":true}"#, &cfg()).unwrap().grants(),
+            Grants::NONE
+        );
     }
 
     #[test]

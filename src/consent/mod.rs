@@ -163,6 +163,91 @@ impl Serialize for Grants {
     }
 }
 
+/// What one source says about each optional category: granted, refused, or nothing at all.
+///
+/// A source says nothing about a category when it does not carry the purposes or groups mapped
+/// to it: a CMP in TCF mode keeps the IAB purposes in the TC string and only the site's custom
+/// purposes in its own cookie. Such a source neither grants nor vetoes that category; the
+/// sources that do carry it decide (docs/CONSENT.md, "Several sources").
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Verdict {
+    /// Bits of [`Category`]: categories this source grants.
+    granted: u8,
+    /// Bits of [`Category`]: categories this source refuses.
+    refused: u8,
+}
+
+impl Verdict {
+    /// Says nothing about any category.
+    pub const NOTHING: Verdict = Verdict {
+        granted: 0,
+        refused: 0,
+    };
+
+    /// A source that carries every category: what `g` lacks is refused.
+    pub fn covering_all(g: Grants) -> Verdict {
+        let optional = Grants::ALL.0 & !Category::Necessary.bit();
+        Verdict {
+            granted: g.0 & optional,
+            refused: !g.0 & optional,
+        }
+    }
+
+    /// Records this source's choice for `c` (`Necessary` is never refused, so it is ignored).
+    pub fn set(&mut self, c: Category, granted: bool) {
+        if c == Category::Necessary {
+            return;
+        }
+        if granted {
+            self.granted |= c.bit();
+            self.refused &= !c.bit();
+        } else {
+            self.refused |= c.bit();
+            self.granted &= !c.bit();
+        }
+    }
+
+    /// Whether this source carries a choice for `c`.
+    pub fn carries(self, c: Category) -> bool {
+        (self.granted | self.refused) & c.bit() != 0
+    }
+
+    pub fn refuses(self, c: Category) -> bool {
+        self.refused & c.bit() != 0
+    }
+
+    /// Combines two sources (or two copies of one cookie): a category any of them refuses is
+    /// refused; one that some grant and none refuses is granted; one neither carries stays
+    /// unsaid. Associative and commutative, so the order of sources never matters.
+    pub fn merge(self, other: Verdict) -> Verdict {
+        let refused = self.refused | other.refused;
+        Verdict {
+            granted: (self.granted | other.granted) & !refused,
+            refused,
+        }
+    }
+
+    /// The decision: only what is granted; a category nobody carries is not granted (fail
+    /// closed).
+    pub fn grants(self) -> Grants {
+        Grants(self.granted | Grants::NONE.0)
+    }
+
+    /// Optional categories this source says nothing about (for `explain`).
+    pub fn not_carried(self) -> Vec<Category> {
+        Category::OPTIONAL
+            .into_iter()
+            .filter(|c| !self.carries(*c))
+            .collect()
+    }
+}
+
+impl From<Grants> for Verdict {
+    fn from(g: Grants) -> Verdict {
+        Verdict::covering_all(g)
+    }
+}
+
 /// Why a consent source could not be read. The message is shown by `explain` and in logs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConsentError(pub String);
@@ -222,6 +307,18 @@ impl VendorSet {
         }
     }
 
+    /// The ids in both sets.
+    pub fn intersect(&self, other: &VendorSet) -> VendorSet {
+        VendorSet {
+            words: self
+                .words
+                .iter()
+                .zip(&other.words)
+                .map(|(a, b)| a & b)
+                .collect(),
+        }
+    }
+
     pub fn contains(&self, id: u16) -> bool {
         let (w, b) = (id as usize / 64, id as usize % 64);
         self.words.get(w).is_some_and(|x| x & (1 << b) != 0)
@@ -251,6 +348,9 @@ pub struct SourceOutcome {
     pub cookie: Arc<str>,
     /// What it granted; `Grants::NONE` when it failed to parse.
     pub granted: Grants,
+    /// Per category: granted, refused, or not carried by this source. A source that failed
+    /// refuses everything.
+    pub verdict: Verdict,
     pub error: Option<ConsentError>,
     /// IAB TCF vendor consents, when the source carries them (for rules that require a vendor).
     pub vendors: Option<Arc<VendorSet>>,
@@ -259,12 +359,18 @@ pub struct SourceOutcome {
 }
 
 impl SourceOutcome {
-    /// A source that was read successfully.
+    /// A source that was read successfully and carries every category.
     pub fn granted(format: &'static str, cookie: &Arc<str>, granted: Grants) -> Self {
+        Self::with_verdict(format, cookie, Verdict::covering_all(granted))
+    }
+
+    /// A source that was read successfully.
+    pub fn with_verdict(format: &'static str, cookie: &Arc<str>, verdict: Verdict) -> Self {
         SourceOutcome {
             format,
             cookie: cookie.clone(),
-            granted,
+            granted: verdict.grants(),
+            verdict,
             error: None,
             vendors: None,
             details: None,
@@ -277,6 +383,7 @@ impl SourceOutcome {
             format,
             cookie: cookie.clone(),
             granted: Grants::NONE,
+            verdict: Verdict::covering_all(Grants::NONE),
             error: Some(error),
             vendors: None,
             details: None,
@@ -286,10 +393,10 @@ impl SourceOutcome {
     pub fn from_result(
         format: &'static str,
         cookie: &Arc<str>,
-        r: Result<Grants, ConsentError>,
+        r: Result<Verdict, ConsentError>,
     ) -> Self {
         match r {
-            Ok(g) => Self::granted(format, cookie, g),
+            Ok(v) => Self::with_verdict(format, cookie, v),
             Err(e) => Self::failed(format, cookie, e),
         }
     }
@@ -329,8 +436,10 @@ pub struct ConsentState {
     pub vendors: Option<Arc<VendorSet>>,
 }
 
-/// Reads every configured source and combines them: the most restrictive wins per category,
-/// a source that fails grants nothing, no source at all grants nothing; then GPC applies.
+/// Reads every configured source and combines them per category ([`Verdict::merge`]): a
+/// category is granted when at least one source grants it and none refuses it; a source that
+/// fails refuses everything; a category no source carries, or no source at all, grants
+/// nothing. Then GPC applies.
 pub fn read_consent(
     readers: &[Box<dyn ConsentReader>],
     jar: &CookieJar<'_>,
@@ -339,14 +448,11 @@ pub fn read_consent(
     detail: bool,
 ) -> ConsentState {
     let mut sources = Vec::new();
-    let mut grants: Option<Grants> = None;
+    let mut verdict = Verdict::NOTHING;
     let mut vendors = None;
     for reader in readers {
         if let Some(outcome) = reader.read(jar, detail) {
-            grants = Some(match grants {
-                None => outcome.granted,
-                Some(g) => g.intersect(outcome.granted),
-            });
+            verdict = verdict.merge(outcome.verdict);
             if outcome.vendors.is_some() && outcome.error.is_none() {
                 vendors = outcome.vendors.clone();
             }
@@ -354,7 +460,7 @@ pub fn read_consent(
         }
     }
     ConsentState {
-        grants: gpc::apply(gpc_policy, gpc, grants.unwrap_or(Grants::NONE)),
+        grants: gpc::apply(gpc_policy, gpc, verdict.grants()),
         sources,
         gpc,
         vendors,
@@ -390,40 +496,36 @@ pub(crate) fn url_decoded(raw: &[u8]) -> Result<std::borrow::Cow<'_, str>, Conse
         .map_err(|_| ConsentError::new("value is not UTF-8 after URL-decoding"))
 }
 
-/// Combines per-key flags into categories: a category is granted when at least one key mapped
+/// Combines per-key flags into a verdict: a category is granted when at least one key mapped
 /// to it is present and every present key mapped to it is granted (several groups or services
-/// can share a category; the most restrictive wins).
-pub(crate) fn combine_flags(flags: impl IntoIterator<Item = (Category, bool)>) -> Grants {
-    let mut seen = [false; 4];
-    let mut ok = [true; 4];
+/// can share a category; the most restrictive wins); refused when a present key is refused;
+/// not carried when no key mapped to it is present.
+pub(crate) fn combine_flags(flags: impl IntoIterator<Item = (Category, bool)>) -> Verdict {
+    let mut v = Verdict::NOTHING;
     for (c, granted) in flags {
-        let i = c as usize;
-        seen[i] = true;
-        ok[i] &= granted;
-    }
-    let mut g = Grants::NONE;
-    for c in Category::OPTIONAL {
-        if seen[c as usize] && ok[c as usize] {
-            g.grant(c);
+        if granted && v.refuses(c) {
+            continue;
         }
+        v.set(c, granted);
     }
-    g
+    v
 }
 
-/// Reads every value of a cookie with `parse`; duplicates: the most restrictive wins, any
-/// unreadable one fails the source. `None` when the cookie is absent.
+/// Reads every value of a cookie with `parse`; duplicates (same name on several paths or
+/// domains) merge like separate sources, so a refusal in any copy wins; any unreadable one
+/// fails the source. `None` when the cookie is absent.
 pub(crate) fn read_each(
     jar: &CookieJar<'_>,
     name: &str,
-    mut parse: impl FnMut(&[u8]) -> Result<Grants, ConsentError>,
-) -> Option<Result<Grants, ConsentError>> {
-    let mut result: Option<Result<Grants, ConsentError>> = None;
+    mut parse: impl FnMut(&[u8]) -> Result<Verdict, ConsentError>,
+) -> Option<Result<Verdict, ConsentError>> {
+    let mut result: Option<Result<Verdict, ConsentError>> = None;
     for value in jar.values(name) {
         let r = parse(value);
         result = Some(match (result, r) {
             (None, r) => r,
             (Some(Err(e)), _) | (Some(Ok(_)), Err(e)) => Err(e),
-            (Some(Ok(a)), Ok(b)) => Ok(a.intersect(b)),
+            (Some(Ok(a)), Ok(b)) => Ok(a.merge(b)),
         });
     }
     result
@@ -436,8 +538,8 @@ pub trait CookieFormat: Send + Sync + 'static {
     /// The format name used in configuration and output.
     const NAME: &'static str;
     fn cookie(cfg: &Self::Config) -> &str;
-    /// Grants from the URL-decoded value.
-    fn parse(text: &str, cfg: &Self::Config) -> Result<Grants, ConsentError>;
+    /// What the URL-decoded value says per category.
+    fn parse(text: &str, cfg: &Self::Config) -> Result<Verdict, ConsentError>;
     /// Decoded fields for `explain`.
     fn details(text: &str) -> Option<serde_json::Value>;
 }
@@ -496,5 +598,53 @@ impl<'de> serde::Deserialize<'de> for Category {
                 "unknown category `{s}`; use necessary, preferences, analytics or marketing"
             ))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verdict(granted: &[Category], refused: &[Category]) -> Verdict {
+        let mut v = Verdict::NOTHING;
+        for c in granted {
+            v.set(*c, true);
+        }
+        for c in refused {
+            v.set(*c, false);
+        }
+        v
+    }
+
+    #[test]
+    fn sources_combine_per_category() {
+        use Category::*;
+        // A CMP cookie silent about analytics and marketing, refusing nothing; a TC string
+        // granting everything: everything is granted.
+        let cmp = verdict(&[Preferences], &[]);
+        let tc = Verdict::covering_all(Grants::ALL);
+        assert!(cmp.merge(tc).grants().is_all());
+        // The CMP cookie refuses what the TC string grants: refused.
+        let cmp = verdict(&[], &[Marketing]);
+        assert!(!cmp.merge(tc).grants().allows(Marketing));
+        assert!(cmp.merge(tc).grants().allows(Analytics));
+        // Nobody carries a category: not granted (fail closed).
+        assert_eq!(verdict(&[], &[]).grants(), Grants::NONE);
+        assert!(!verdict(&[Analytics], &[]).grants().allows(Marketing));
+        // Order never matters.
+        let a = verdict(&[Analytics, Marketing], &[Preferences]);
+        let b = verdict(&[Preferences], &[Marketing]);
+        let c = Verdict::covering_all(Grants::from_categories([Analytics]));
+        assert_eq!(a.merge(b).merge(c), c.merge(b).merge(a));
+        assert_eq!(a.merge(b).grants(), Grants::from_categories([Analytics]));
+    }
+
+    #[test]
+    fn several_flags_for_one_category_need_all_granted() {
+        use Category::*;
+        let v = combine_flags([(Marketing, true), (Marketing, false), (Marketing, true)]);
+        assert!(v.refuses(Marketing));
+        let v = combine_flags([(Analytics, true)]);
+        assert!(v.grants().allows(Analytics) && !v.carries(Marketing));
     }
 }

@@ -1,7 +1,9 @@
 //! OneTrust `OptanonConsent`: a URL-encoded query string whose `groups` lists consent groups as
 //! `C0001:1,C0002:0,...` (or numeric ids `1:1,2:0`); `isGpcEnabled=1` is honoured as opt-out.
 
-use super::{combine_flags, read_each, Category, ConsentError, ConsentReader, SourceOutcome};
+use super::{
+    combine_flags, read_each, Category, ConsentError, ConsentReader, SourceOutcome, Verdict,
+};
 use crate::cookies::header::CookieJar;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -83,7 +85,7 @@ fn groups(value: &str) -> impl Iterator<Item = Result<(&str, bool), ConsentError
 }
 
 /// The request-path reader: no allocation beyond URL-decoding the `groups` field.
-pub fn parse(raw: &str, cfg: &OneTrustConfig) -> Result<super::Grants, ConsentError> {
+pub fn parse(raw: &str, cfg: &OneTrustConfig) -> Result<Verdict, ConsentError> {
     let text = query(raw)?;
     let mut groups_value = None;
     let mut gpc = false;
@@ -105,11 +107,12 @@ pub fn parse(raw: &str, cfg: &OneTrustConfig) -> Result<super::Grants, ConsentEr
             flags.push((*cat, ok));
         }
     }
-    let mut grants = combine_flags(flags);
+    let mut verdict = combine_flags(flags);
     if gpc {
-        grants.deny(Category::Marketing);
+        // OneTrust's own record of a GPC opt-out: marketing is refused whatever the groups say.
+        verdict.set(Category::Marketing, false);
     }
-    Ok(grants)
+    Ok(verdict)
 }
 
 /// Every field of interest, for `explain` and tests.
@@ -148,14 +151,14 @@ fn short(s: &str) -> &str {
     }
 }
 
-pub fn grants(c: &OptanonConsent, cfg: &OneTrustConfig) -> super::Grants {
+pub fn verdict(c: &OptanonConsent, cfg: &OneTrustConfig) -> Verdict {
     let mut g = combine_flags(
         c.groups
             .iter()
             .filter_map(|(id, ok)| cfg.groups.get(id).map(|cat| (*cat, *ok))),
     );
     if c.gpc {
-        g.deny(Category::Marketing);
+        g.set(Category::Marketing, false);
     }
     g
 }
@@ -216,7 +219,7 @@ mod tests {
     fn real_cookie() {
         let c = decode(REAL).unwrap();
         assert_eq!(c.groups.len(), 5);
-        let g = grants(&c, &OneTrustConfig::default());
+        let g = verdict(&c, &OneTrustConfig::default()).grants();
         assert!(g.allows(Category::Analytics));
         assert!(!g.allows(Category::Preferences) && !g.allows(Category::Marketing));
         // The whole value URL-encoded once more.
@@ -228,17 +231,18 @@ mod tests {
     #[test]
     fn numeric_groups_gpc_and_shared_categories() {
         let cfg = OneTrustConfig::default();
-        let g = grants(&decode("groups=1:1,2:1,3:1,4:1,5:1").unwrap(), &cfg);
+        let g = verdict(&decode("groups=1:1,2:1,3:1,4:1,5:1").unwrap(), &cfg).grants();
         assert_eq!(g, Grants::ALL);
         // Marketing needs every present marketing group.
-        let g = grants(&decode("groups=C0001:1,C0004:1,C0005:0").unwrap(), &cfg);
+        let g = verdict(&decode("groups=C0001:1,C0004:1,C0005:0").unwrap(), &cfg).grants();
         assert!(!g.allows(Category::Marketing));
-        let g = grants(&decode("groups=C0004:1").unwrap(), &cfg);
+        let g = verdict(&decode("groups=C0004:1").unwrap(), &cfg).grants();
         assert!(g.allows(Category::Marketing));
-        let g = grants(
+        let g = verdict(
             &decode("isGpcEnabled=1&groups=C0004:1,C0002:1").unwrap(),
             &cfg,
-        );
+        )
+        .grants();
         assert!(!g.allows(Category::Marketing) && g.allows(Category::Analytics));
     }
 
@@ -252,7 +256,7 @@ mod tests {
             "groups=C0002:x",
             "x=1",
         ] {
-            let slow = decode(v).map(|c| grants(&c, &cfg));
+            let slow = decode(v).map(|c| verdict(&c, &cfg));
             assert_eq!(parse(v, &cfg), slow, "{v}");
         }
     }

@@ -55,6 +55,17 @@ pub struct TcString {
     pub publisher_cc: String,
     pub vendor_consents: VendorSet,
     pub vendor_li: VendorSet,
+    /// The publisher restrictions that end the core segment.
+    pub publisher_restrictions: Vec<PublisherRestriction>,
+}
+
+/// One publisher restriction: for `purpose`, the listed vendors may only process under
+/// `restriction` (0 not allowed, 1 require consent, 2 require legitimate interest).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PublisherRestriction {
+    pub purpose: u8,
+    pub restriction: u8,
+    pub vendors: VendorSet,
 }
 
 impl TcString {
@@ -106,6 +117,63 @@ impl Bits<'_> {
         Ok(format!("{}{}", (b'A' + a) as char, (b'A' + b) as char))
     }
 
+    /// A bitfield of `n` ids whose first bit is id 1 (SpecialFeatureOptIns, PurposesConsent,
+    /// PurposesLITransparency: "bit 1 = purpose 1" in the core-string table), returned with
+    /// bit `i - 1` set for id `i`.
+    fn id_bits(&mut self, n: usize) -> Result<u32, ConsentError> {
+        debug_assert!((1..=32).contains(&n));
+        let raw = self.read(n)? as u32;
+        // The first bit read is the most significant of `raw`; reversing puts it at bit 0.
+        Ok(raw.reverse_bits() >> (32 - n))
+    }
+
+    /// Range entries (NumEntries, then IsARange, Start[, End] each), ids checked against `max`.
+    fn ranges(&mut self, set: &mut VendorSet, max: u16) -> Result<(), ConsentError> {
+        let entries = self.read(12)?;
+        for _ in 0..entries {
+            let is_range = self.read(1)? == 1;
+            let start = self.read(16)? as u16;
+            let end = if is_range {
+                self.read(16)? as u16
+            } else {
+                start
+            };
+            if start == 0 || end < start || end > max {
+                return Err(ConsentError::new(format!(
+                    "vendor range {start}-{end} is outside 1-{max}"
+                )));
+            }
+            if start == end {
+                set.insert(start);
+            } else {
+                set.insert_range(start, end);
+            }
+        }
+        Ok(())
+    }
+
+    /// The publisher restrictions section (NumPubRestrictions, then purpose, type and a range
+    /// section each). A string that ends right before it carries none.
+    fn publisher_restrictions(&mut self) -> Result<Vec<PublisherRestriction>, ConsentError> {
+        if self.pos + 12 > self.data.len() * 8 {
+            return Ok(Vec::new());
+        }
+        let n = self.read(12)?;
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let purpose = self.read(6)? as u8;
+            let restriction = self.read(2)? as u8;
+            let mut vendors = VendorSet::default();
+            self.ranges(&mut vendors, u16::MAX)?;
+            out.push(PublisherRestriction {
+                purpose,
+                restriction,
+                vendors,
+            });
+        }
+        Ok(out)
+    }
+
     /// A vendor section: MaxVendorId, IsRangeEncoding, then a bitfield or range entries.
     fn vendors(&mut self) -> Result<VendorSet, ConsentError> {
         let max = self.read(16)? as u16;
@@ -124,26 +192,7 @@ impl Bits<'_> {
                 id += n as u32;
             }
         } else {
-            let entries = self.read(12)?;
-            for _ in 0..entries {
-                let is_range = self.read(1)? == 1;
-                let start = self.read(16)? as u16;
-                let end = if is_range {
-                    self.read(16)? as u16
-                } else {
-                    start
-                };
-                if start == 0 || end < start || end > max {
-                    return Err(ConsentError::new(format!(
-                        "vendor range {start}-{end} is outside 1-{max}"
-                    )));
-                }
-                if start == end {
-                    set.insert(start);
-                } else {
-                    set.insert_range(start, end);
-                }
-            }
+            self.ranges(&mut set, max)?;
         }
         Ok(set)
     }
@@ -244,17 +293,17 @@ pub fn decode(value: &str) -> Result<TcString, ConsentError> {
         policy_version: b.read(6)? as u8,
         is_service_specific: b.read(1)? == 1,
         use_non_standard_texts: b.read(1)? == 1,
-        special_features: b.read(12)? as u16,
-        purposes_consent: b.read(24)? as u32,
-        purposes_li: b.read(24)? as u32,
+        special_features: b.id_bits(12)? as u16,
+        purposes_consent: b.id_bits(24)?,
+        purposes_li: b.id_bits(24)?,
         purpose_one_treatment: b.read(1)? == 1,
         publisher_cc: b.letters()?,
         vendor_consents: b.vendors()?,
         vendor_li: b.vendors()?,
+        publisher_restrictions: b.publisher_restrictions()?,
     };
-    // Publisher restrictions follow in the core, then optional segments (disclosed vendors,
-    // publisher TC). They narrow vendors, not purposes, and are not needed for category
-    // decisions: tolerated and ignored.
+    // Optional segments (disclosed vendors, publisher TC) follow; they narrow vendors, not
+    // purposes, and are not needed for category decisions: tolerated and ignored.
     Ok(tc)
 }
 
@@ -275,6 +324,36 @@ pub fn grants(tc: &TcString, cfg: &TcfConfig) -> Grants {
 
 fn bits_to_list(bits: u32, n: u8) -> Vec<u8> {
     (1..=n).filter(|i| bits & (1 << (i - 1)) != 0).collect()
+}
+
+/// Every core field, for `explain` (names are the specification's, in snake case; times in
+/// deciseconds since the Unix epoch, as encoded).
+pub fn details(tc: &TcString) -> serde_json::Value {
+    serde_json::json!({
+        "version": tc.version,
+        "created": tc.created,
+        "last_updated": tc.last_updated,
+        "cmp_id": tc.cmp_id,
+        "cmp_version": tc.cmp_version,
+        "consent_screen": tc.consent_screen,
+        "consent_language": tc.consent_language,
+        "vendor_list_version": tc.vendor_list_version,
+        "policy_version": tc.policy_version,
+        "is_service_specific": tc.is_service_specific,
+        "use_non_standard_texts": tc.use_non_standard_texts,
+        "special_features": bits_to_list(u32::from(tc.special_features), 12),
+        "purposes_consent": bits_to_list(tc.purposes_consent, 24),
+        "purposes_li": bits_to_list(tc.purposes_li, 24),
+        "purpose_one_treatment": tc.purpose_one_treatment,
+        "publisher_cc": tc.publisher_cc,
+        "vendor_consents": tc.vendor_consents.to_vec(),
+        "vendor_li": tc.vendor_li.to_vec(),
+        "publisher_restrictions": tc.publisher_restrictions.iter().map(|r| serde_json::json!({
+            "purpose": r.purpose,
+            "type": r.restriction,
+            "vendors": r.vendors.to_vec(),
+        })).collect::<Vec<_>>(),
+    })
 }
 
 pub struct TcfReader {
@@ -313,39 +392,30 @@ impl ConsentReader for TcfReader {
     }
 
     fn read(&self, jar: &CookieJar<'_>, detail: bool) -> Option<SourceOutcome> {
-        // Duplicates: the most restrictive wins; the vendors of the last readable one are kept.
-        let mut result: Option<Result<(Grants, TcString), ConsentError>> = None;
+        // Duplicates (same name on several paths or domains): the most restrictive wins for
+        // every field, purposes and vendors alike, so cookie order never decides whether a
+        // withdrawn vendor is honoured. `explain` shows the first copy's fields.
+        let mut result: Option<Result<(Grants, VendorSet, TcString), ConsentError>> = None;
         for raw in jar.values(&self.cfg.cookie) {
-            let r = super::url_decoded(raw)
-                .and_then(|v| decode(&v))
-                .map(|tc| (grants(&tc, &self.cfg), tc));
+            let r = super::url_decoded(raw).and_then(|v| decode(&v));
             result = Some(match (result, r) {
-                (None, r) => r,
-                (Some(Err(e)), _) | (Some(Ok(_)), Err(e)) => Err(e),
-                (Some(Ok((a, _))), Ok((b, tc))) => Ok((a.intersect(b), tc)),
+                (None, Ok(tc)) => Ok((grants(&tc, &self.cfg), tc.vendor_consents.clone(), tc)),
+                (None, Err(e)) | (Some(Err(e)), _) | (Some(Ok(_)), Err(e)) => Err(e),
+                (Some(Ok((g, vendors, first))), Ok(tc)) => Ok((
+                    g.intersect(grants(&tc, &self.cfg)),
+                    vendors.intersect(&tc.vendor_consents),
+                    first,
+                )),
             });
         }
         match result? {
             Err(e) => Some(SourceOutcome::failed(self.format(), &self.cookie, e)),
-            Ok((granted, tc)) => {
+            Ok((granted, vendors, tc)) => {
                 let mut o = SourceOutcome::granted(self.format(), &self.cookie, granted);
                 if detail {
-                    o.details = Some(serde_json::json!({
-                        "version": tc.version,
-                        "policy_version": tc.policy_version,
-                        "cmp_id": tc.cmp_id,
-                        "cmp_version": tc.cmp_version,
-                        "vendor_list_version": tc.vendor_list_version,
-                        "consent_language": tc.consent_language,
-                        "publisher_cc": tc.publisher_cc,
-                        "special_features": bits_to_list(u32::from(tc.special_features), 12),
-                        "purposes_consent": bits_to_list(tc.purposes_consent, 24),
-                        "purposes_li": bits_to_list(tc.purposes_li, 24),
-                        "vendor_consents": tc.vendor_consents.to_vec(),
-                        "vendor_li": tc.vendor_li.to_vec(),
-                    }));
+                    o.details = Some(details(&tc));
                 }
-                o.vendors = Some(Arc::new(tc.vendor_consents));
+                o.vendors = Some(Arc::new(vendors));
                 Some(o)
             }
         }
@@ -440,8 +510,9 @@ pub(crate) mod tests {
         w.put(4, 6); // policy version (TCF 2.2)
         w.put(1, 1);
         w.put(0, 1);
-        w.put(0b1, 12); // special feature 1
-        let mask = |ids: &[u8]| ids.iter().fold(0u64, |m, p| m | 1 << (p - 1));
+        w.put(1 << 11, 12); // special feature 1: the first bit written
+                            // Bit 1 (the first written) is id 1 (TCF v2 core string table).
+        let mask = |ids: &[u8]| ids.iter().fold(0u64, |m, p| m | 1 << (24 - p));
         w.put(mask(&spec.purposes), 24);
         w.put(mask(&spec.li), 24);
         w.put(0, 1);
@@ -484,8 +555,22 @@ pub(crate) mod tests {
         // From the IAB TCF v2 specification's example (core segment and a publisher TC segment).
         let s = "COvFyGBOvFyGBAbAAAENAPCAAOAAAAAAAAAAAEEUACCKAAA.IFoEUQQgAIQwgIwQABAEAAAAOIAACAIAAAAQAIAgEAACEAAAAAgAQBAAAAAAAGBAAgAAAAAAAAFAAECAAAgAAQARAEQAAAAAJAAIAAgAAAYQEAAAQmAgBC3ZAYzUw";
         let tc = decode(s).unwrap();
+        // Expected values as the IAB's reference decoder `@iabtcf/core` (npm, 1.5) reports them,
+        // not as this decoder sees them (tests/fixtures/consent/ has many more such vectors).
         assert_eq!(tc.version, 2);
-        assert!(tc.cmp_id > 0 && tc.vendor_list_version > 0, "{tc:?}");
+        assert_eq!((tc.created, tc.last_updated), (15822430593, 15822430593));
+        assert_eq!((tc.cmp_id, tc.cmp_version, tc.consent_screen), (27, 0, 0));
+        assert_eq!(tc.consent_language, "EN");
+        assert_eq!((tc.vendor_list_version, tc.policy_version), (15, 2));
+        assert!(!tc.is_service_specific && !tc.use_non_standard_texts);
+        assert_eq!(bits_to_list(u32::from(tc.special_features), 12), [0u8; 0]);
+        assert_eq!(bits_to_list(tc.purposes_consent, 24), [1, 2, 3]);
+        assert_eq!(bits_to_list(tc.purposes_li, 24), [0u8; 0]);
+        assert!(!tc.purpose_one_treatment);
+        assert_eq!(tc.publisher_cc, "AA");
+        assert_eq!(tc.vendor_consents.to_vec(), [2, 6, 8]);
+        assert_eq!(tc.vendor_li.to_vec(), [2, 6, 8]);
+        assert!(tc.publisher_restrictions.is_empty());
         // A v1 string (they start with "B") is refused, not misread.
         assert!(decode("BOEFEAyOEFEAyAHABDENAI4AAAB9vABAASA")
             .unwrap_err()
@@ -521,6 +606,34 @@ pub(crate) mod tests {
         assert!(decode(&big).is_err());
         let big_valid_looking = format!("{good}.{}", "B".repeat(1 << 20));
         let _ = decode(&big_valid_looking);
+    }
+
+    #[test]
+    fn duplicate_cookies_intersect_every_field() {
+        let with = encode(&Spec {
+            purposes: (1..=11).collect(),
+            li: vec![],
+            vendors: vec![7, 755],
+            range: false,
+        });
+        let without = encode(&Spec {
+            purposes: (1..=11).collect(),
+            li: vec![],
+            vendors: vec![7],
+            range: true,
+        });
+        let reader = TcfReader::new(&TcfConfig::default()).unwrap();
+        for header in [
+            format!("euconsent-v2={with}; euconsent-v2={without}"),
+            format!("euconsent-v2={without}; euconsent-v2={with}"),
+        ] {
+            let jar = CookieJar::from_headers([header.as_bytes()]);
+            let o = reader.read(&jar, false).unwrap();
+            let vendors = o.vendors.unwrap();
+            assert!(vendors.contains(7), "{header}");
+            assert!(!vendors.contains(755), "withdrawn in one copy: {header}");
+            assert!(o.granted.is_all());
+        }
     }
 
     #[test]
