@@ -11,7 +11,11 @@ use std::sync::Arc;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TcfConfig {
-    pub cookie: String,
+    /// The cookie(s) holding the TC string: a name or a list of names. Default: `euconsent-v2`
+    /// (Didomi, Quantcast, Sourcepoint, Cookiebot and most CMPs) and `eupubconsent-v2`
+    /// (OneTrust). Every copy of every listed cookie is read; the most restrictive wins.
+    #[serde(deserialize_with = "one_or_many")]
+    pub cookie: Vec<String>,
     /// Purposes that all need consent for each category. Defaults (docs/CONSENT.md explains):
     /// analytics 1 (store/access), 8 (measure content), 9 (market research);
     /// marketing 1, 2 (basic ads), 3 (ads profile), 4 (personalised ads), 7 (measure ads);
@@ -24,12 +28,37 @@ pub struct TcfConfig {
 impl Default for TcfConfig {
     fn default() -> Self {
         TcfConfig {
-            cookie: "euconsent-v2".into(),
+            cookie: vec!["euconsent-v2".into(), "eupubconsent-v2".into()],
             analytics: vec![1, 8, 9],
             marketing: vec![1, 2, 3, 4, 7],
             preferences: vec![1, 5, 6],
         }
     }
+}
+
+/// `"name"` or `["name", ...]`.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    struct Names;
+    impl<'de> serde::de::Visitor<'de> for Names {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a cookie name or a list of cookie names")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Vec<String>, E> {
+            Ok(vec![v.to_string()])
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut a: A,
+        ) -> Result<Vec<String>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(name) = a.next_element::<String>()? {
+                out.push(name);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(Names)
 }
 
 /// The decoded core segment.
@@ -358,7 +387,8 @@ pub fn details(tc: &TcString) -> serde_json::Value {
 
 pub struct TcfReader {
     cfg: TcfConfig,
-    cookie: Arc<str>,
+    /// The configured names, as reported in outcomes.
+    cookies: Vec<Arc<str>>,
 }
 
 impl TcfReader {
@@ -375,8 +405,13 @@ impl TcfReader {
                 ));
             }
         }
+        if cfg.cookie.is_empty() || cfg.cookie.iter().any(|c| c.trim().is_empty()) {
+            return Err(
+                "[site.consent.tcf] `cookie` must name a cookie, e.g. \"euconsent-v2\"".into(),
+            );
+        }
         Ok(TcfReader {
-            cookie: cfg.cookie.as_str().into(),
+            cookies: cfg.cookie.iter().map(|c| Arc::from(c.as_str())).collect(),
             cfg: cfg.clone(),
         })
     }
@@ -388,7 +423,7 @@ impl ConsentReader for TcfReader {
     }
 
     fn cookie_patterns(&self) -> Vec<String> {
-        vec![self.cfg.cookie.clone()]
+        self.cfg.cookie.clone()
     }
 
     fn read(&self, jar: &CookieJar<'_>, detail: bool) -> Option<SourceOutcome> {
@@ -396,7 +431,14 @@ impl ConsentReader for TcfReader {
         // every field, purposes and vendors alike, so cookie order never decides whether a
         // withdrawn vendor is honoured. `explain` shows the first copy's fields.
         let mut result: Option<Result<(Grants, VendorSet, TcString), ConsentError>> = None;
-        for raw in jar.values(&self.cfg.cookie) {
+        // The first configured name present on the request names the source.
+        let mut cookie = None;
+        let values = self
+            .cookies
+            .iter()
+            .flat_map(|name| jar.values(name).map(move |v| (name, v)));
+        for (name, raw) in values {
+            cookie.get_or_insert(name);
             let r = super::url_decoded(raw).and_then(|v| decode(&v));
             result = Some(match (result, r) {
                 (None, Ok(tc)) => Ok((grants(&tc, &self.cfg), tc.vendor_consents.clone(), tc)),
@@ -408,10 +450,11 @@ impl ConsentReader for TcfReader {
                 )),
             });
         }
+        let cookie = cookie?;
         match result? {
-            Err(e) => Some(SourceOutcome::failed(self.format(), &self.cookie, e)),
+            Err(e) => Some(SourceOutcome::failed(self.format(), cookie, e)),
             Ok((granted, vendors, tc)) => {
-                let mut o = SourceOutcome::granted(self.format(), &self.cookie, granted);
+                let mut o = SourceOutcome::granted(self.format(), cookie, granted);
                 if detail {
                     o.details = Some(details(&tc));
                 }
@@ -634,6 +677,35 @@ pub(crate) mod tests {
             assert!(!vendors.contains(755), "withdrawn in one copy: {header}");
             assert!(o.granted.is_all());
         }
+    }
+
+    #[test]
+    fn onetrust_cookie_name_is_read_by_default() {
+        let all = encode(&Spec {
+            purposes: (1..=11).collect(),
+            li: vec![],
+            vendors: vec![755],
+            range: false,
+        });
+        let reader = TcfReader::new(&TcfConfig::default()).unwrap();
+        let header = format!("eupubconsent-v2={all}");
+        let o = reader
+            .read(&CookieJar::from_headers([header.as_bytes()]), false)
+            .unwrap();
+        assert_eq!(&*o.cookie, "eupubconsent-v2");
+        assert!(o.granted.is_all());
+        // Both present: combined, the refusal in one wins.
+        let none = encode(&Spec {
+            purposes: vec![],
+            li: vec![],
+            vendors: vec![],
+            range: false,
+        });
+        let header = format!("eupubconsent-v2={all}; euconsent-v2={none}");
+        let o = reader
+            .read(&CookieJar::from_headers([header.as_bytes()]), false)
+            .unwrap();
+        assert_eq!(o.granted, Grants::NONE);
     }
 
     #[test]

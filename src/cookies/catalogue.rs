@@ -274,6 +274,7 @@ pub static CATALOGUE: &[CatalogueEntry] = &[
     e("mage-cache-sessid", Necessary, "Magento"),
     // --- Consent-management platforms: the consent record itself ---
     e("euconsent-v2", Necessary, "IAB TCF"),
+    e("eupubconsent-v2", Necessary, "IAB TCF (OneTrust)"),
     e("euconsent", Necessary, "IAB TCF v1"),
     e("__cmpconsent*", Necessary, "IAB TCF"),
     e("__cmpcccu*", Necessary, "IAB TCF"),
