@@ -6,26 +6,26 @@
 #   consentgate enforce, with consent             cg-consent
 #   plain nginx proxy                             nginx
 #   nginx + Lua gating peer                       nginx-lua
-# Method: ../shared/bench/cpu-per-request.sh; every target gets the same Cookie header shape.
+# Method: benches/peers/cpu-per-request.sh; every target gets the same Cookie header shape.
 # Prints every run and the medians as a Markdown table. Usage:
 #   benches/cpu-per-request.sh [ROUNDS (default 5)]     DURATION=8 (seconds per wrk run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/common.sh
 rounds=${1:-5}
-shared=$(cd ../shared/bench && pwd)
+peers=$(cd benches/peers && pwd)
 scripts/setup wrk nginx-light libnginx-mod-http-lua
 cargo build --release --quiet --bin consentgate
 work=$(mktemp -d /tmp/cg-bench-XXXX)
 cleanup() {
   [ -n "${off_pid:-}" ] && kill "$off_pid" 2>/dev/null || true
   [ -n "${gate_pid:-}" ] && kill "$gate_pid" 2>/dev/null || true
-  "$shared/peers.sh" stop >/dev/null 2>&1 || true
+  "$peers/peers.sh" stop >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT
-"$shared/peers.sh" stop >/dev/null 2>&1 || true
-"$shared/peers.sh" start >/dev/null
+"$peers/peers.sh" stop >/dev/null 2>&1 || true
+"$peers/peers.sh" start >/dev/null
 
 bench_config "$work/off.toml" 18084 18094 off
 bench_config "$work/gate.toml" 18085 18095 enforce
@@ -48,11 +48,11 @@ url[nginx-lua]=http://127.0.0.1:18083/;   pid[nginx-lua]=$(cat /tmp/cg-bench/ngi
 targets=(cg-off cg-noconsent cg-consent nginx nginx-lua)
 
 # Warm up each target once (connection pools, allocator).
-for t in "${targets[@]}"; do DURATION=2 "$shared/cpu-per-request.sh" "${url[$t]}" "${pid[$t]}" -H "${hdr[$t]}" >/dev/null; done
+for t in "${targets[@]}"; do DURATION=2 "$peers/cpu-per-request.sh" "${url[$t]}" "${pid[$t]}" -H "${hdr[$t]}" >/dev/null; done
 results="$work/results"
 for r in $(seq "$rounds"); do
   for t in "${targets[@]}"; do
-    line=$("$shared/cpu-per-request.sh" "${url[$t]}" "${pid[$t]}" -H "${hdr[$t]}")
+    line=$("$peers/cpu-per-request.sh" "${url[$t]}" "${pid[$t]}" -H "${hdr[$t]}")
     echo "round $r $t $line"
     echo "$r $t $(sed 's/.*cpu_us_per_request=//' <<<"$line") $(sed 's/.*rps=\([^ ]*\).*/\1/' <<<"$line")" >> "$results"
   done

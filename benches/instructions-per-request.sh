@@ -6,14 +6,14 @@
 # cookie. Configuration and cookies come from benches/common.sh, as for cpu-per-request.sh.
 # Instruction counts do not move with the machine's noise, so this is the repeatable check of
 # what gating costs; cpu-per-request.sh gives the wall-clock CPU figures.
-# Method: each target runs alone under callgrind in front of the shared benchmark origin; 200 warm-up requests on one keep-alive connection, counters
+# Method: each target runs alone under callgrind in front of the benchmark origin (benches/peers/); 200 warm-up requests on one keep-alive connection, counters
 # zeroed, N more requests (default 2000), counters dumped; Ir / N is the per-request cost,
 # start-up and shut-down excluded. Usage: benches/instructions-per-request.sh [N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/common.sh
 n=${1:-2000}
-shared=$(cd ../shared/bench && pwd)
+peers=$(cd benches/peers && pwd)
 scripts/setup valgrind nginx-light libnginx-mod-http-lua
 cargo build --release --quiet --bin consentgate
 work=$(mktemp -d /tmp/cg-instr-XXXX)
@@ -21,12 +21,12 @@ work=$(mktemp -d /tmp/cg-instr-XXXX)
 [ -n "${KEEP:-}" ] && echo "dumps in $work" >&2
 cleanup() {
   [ -n "${vg_pid:-}" ] && kill "$vg_pid" 2>/dev/null || true
-  "$shared/peers.sh" stop >/dev/null 2>&1 || true
+  "$peers/peers.sh" stop >/dev/null 2>&1 || true
   [ -n "${KEEP:-}" ] || rm -rf "$work"
 }
 trap cleanup EXIT
-"$shared/peers.sh" stop >/dev/null 2>&1 || true
-"$shared/peers.sh" start >/dev/null
+"$peers/peers.sh" stop >/dev/null 2>&1 || true
+"$peers/peers.sh" start >/dev/null
 
 cat > "$work/client.py" <<'PY'
 import http.client, sys

@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # Resident memory of the real proxy process with EasyList + EasyPrivacy loaded as blocklists
 # (one site), after start and after serving requests. Usage: benches/memory.sh
+# The full lists are read from CONSENTGATE_LISTS_DIR (default conf/lists, where
+# `scripts/fetch-lists` puts them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-data=$(cd ../shared/data && pwd)
+data=${CONSENTGATE_LISTS_DIR:-conf/lists}
+for f in easylist.txt easyprivacy.txt; do
+  [ -f "$data/$f" ] || { echo "memory.sh: $data/$f is missing; run scripts/fetch-lists $data (or set CONSENTGATE_LISTS_DIR)" >&2; exit 1; }
+done
+data=$(cd "$data" && pwd)
 cargo build --release --quiet --bin consentgate
 work=$(mktemp -d /tmp/cg-mem-XXXX)
 trap 'kill $pid $opid 2>/dev/null || true; rm -rf "$work"' EXIT

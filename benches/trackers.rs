@@ -1,7 +1,13 @@
 //! Blocklist matching with EasyList (marketing) + EasyPrivacy (analytics) loaded, as a site
 //! configured with both would run it on every request of a visitor without consent.
 //! Also prints the build time and the resident memory the two engines add.
-//! Run: cargo bench --bench trackers   (needs ../shared/data/easylist.txt and easyprivacy.txt)
+//!
+//! Run at full size (the figures in docs/BENCHMARKS.md): fetch the lists, then point
+//! `CONSENTGATE_LISTS_DIR` at the folder holding `easylist.txt` and `easyprivacy.txt`:
+//!     scripts/fetch-lists /tmp/lists && CONSENTGATE_LISTS_DIR=/tmp/lists cargo bench --bench trackers
+//! Without it the excerpts in tests/fixtures/lists/ are used (a few hundred rules each): the
+//! benchmark then runs everywhere, `cargo test --benches` included, but its figures are not
+//! those of the real lists.
 
 use consentgate::consent::{Category, Grants};
 use consentgate::trackers::{Blocklist, Blocklists, RequestKind};
@@ -87,20 +93,21 @@ const URLS: &[(&str, RequestKind)] = &[
 ];
 
 fn bench(c: &mut Criterion) {
-    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data");
+    let data = std::env::var("CONSENTGATE_LISTS_DIR").unwrap_or_else(|_| {
+        eprintln!("CONSENTGATE_LISTS_DIR is not set: using the list excerpts, not the full lists");
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/lists").to_string()
+    });
     let (el, ep) = (
         format!("{data}/easylist.txt"),
         format!("{data}/easyprivacy.txt"),
     );
-    if !Path::new(&el).exists() || !Path::new(&ep).exists() {
-        eprintln!("skipped: {data}/easylist.txt or easyprivacy.txt is absent");
-        return;
-    }
     let before = rss_kib();
     let t = Instant::now();
     let lists = Blocklists::new(vec![
-        Blocklist::load(Category::Analytics, Path::new(&ep), "easyprivacy.txt").unwrap(),
-        Blocklist::load(Category::Marketing, Path::new(&el), "easylist.txt").unwrap(),
+        Blocklist::load(Category::Analytics, Path::new(&ep), "easyprivacy.txt")
+            .unwrap_or_else(|e| panic!("{ep}: {e}")),
+        Blocklist::load(Category::Marketing, Path::new(&el), "easylist.txt")
+            .unwrap_or_else(|e| panic!("{el}: {e}")),
     ]);
     let built = t.elapsed();
     let after = rss_kib();

@@ -1,5 +1,5 @@
 //! Tracker endpoints served through the proxy are answered locally until consent (issue 4,
-//! part 1), with the shipped lists and with EasyPrivacy from ../shared/data.
+//! part 1), with the shipped lists and with an excerpt of EasyPrivacy (tests/fixtures/lists/).
 
 mod common;
 use common::*;
@@ -179,10 +179,9 @@ fn cname_cloaked_analytics_hosts_are_blocked() {
 }
 
 #[test]
-fn easyprivacy_from_shared_data_blocks_first_party_trackers() {
-    let Some(path) = shared_data("easyprivacy.txt") else {
-        return;
-    };
+fn easyprivacy_blocks_first_party_trackers() {
+    // An excerpt of the real EasyPrivacy (tests/fixtures/lists/NOTICE), as an operator adds it.
+    let path = fixture("lists/easyprivacy.txt");
     let o = origin();
     let p = Proxy::start(&format!(
         "[[site]]\nname = \"ep\"\nhosts = [\"*\"]\nupstreams = [\"{}\"]\n[[site.blocklist]]\ncategory = \"analytics\"\npath = \"{path}\"\n",

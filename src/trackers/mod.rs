@@ -364,22 +364,19 @@ mod tests {
     }
 
     #[test]
-    fn easyprivacy_from_shared_data() {
+    fn rules_of_the_real_easyprivacy() {
+        // An excerpt of the real list (tests/fixtures/lists/NOTICE): upstream lines, unchanged.
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../shared/data/easyprivacy.txt"
+            "/tests/fixtures/lists/easyprivacy.txt"
         );
-        if !Path::new(path).exists() {
-            eprintln!("skipped: {path} is absent");
-            return;
-        }
         let l = Blocklists::new(vec![Blocklist::load(
             Category::Analytics,
             Path::new(path),
             "easyprivacy.txt",
         )
         .unwrap()]);
-        assert!(l.lists()[0].rules > 10_000);
+        assert!(l.lists()[0].rules > 250, "{} rules", l.lists()[0].rules);
         for url in [
             "https://www.google-analytics.com/analytics.js",
             "https://www.googletagmanager.com/gtag/js?id=G-XXXX",

@@ -456,21 +456,17 @@ pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-/// A file of the shared test data (`../shared/data` beside the checkout, or the directory
-/// `CONSENTGATE_SHARED_DATA` names). `None`, with a line saying so, when it is not there: the
-/// data is never copied into this repository.
-pub fn shared_data(name: &str) -> Option<String> {
-    let mut dirs = Vec::new();
-    if let Ok(d) = std::env::var("CONSENTGATE_SHARED_DATA") {
-        dirs.push(PathBuf::from(d));
-    }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    for up in root.ancestors().skip(1) {
-        dirs.push(up.join("shared/data"));
-    }
-    let found = dirs.iter().map(|d| d.join(name)).find(|p| p.is_file());
-    if found.is_none() {
-        eprintln!("skipped: shared data {name} not found (set CONSENTGATE_SHARED_DATA)");
-    }
-    found.map(|p| p.to_string_lossy().into_owned())
+/// The path of a file under `tests/fixtures/` (excerpts of real third-party data, each folder
+/// with the licence notice of its source). The files ship with the repository, so a missing one
+/// is a broken checkout, not a reason to skip.
+pub fn fixture(name: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing from the checkout",
+        path.display()
+    );
+    path.to_string_lossy().into_owned()
 }
