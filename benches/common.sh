@@ -9,7 +9,7 @@ steady='SESSIONID=abc123'
 consent='consent=analytics,marketing; SESSIONID=abc123; _ga=GA1.2.111.222; _fbp=fb.1.123.456'
 
 # bench_config FILE PORT ADMIN_PORT MODE: one site in front of the benchmark origin
-# (benches/peers/origin.conf, 127.0.0.1:18081), 1 worker thread, access log off.
+# (origin.conf of the benchmark peers, 127.0.0.1:18081), 1 worker thread, access log off.
 bench_config() {
   cat > "$1" <<TOML
 [proxy]

@@ -6,14 +6,18 @@
 #   consentgate enforce, with consent             cg-consent
 #   plain nginx proxy                             nginx
 #   nginx + Lua gating peer                       nginx-lua
-# Method: benches/peers/cpu-per-request.sh; every target gets the same Cookie header shape.
+# Method: $BENCH_PEERS_DIR/cpu-per-request.sh; every target gets the same Cookie header shape.
 # Prints every run and the medians as a Markdown table. Usage:
 #   benches/cpu-per-request.sh [ROUNDS (default 5)]     DURATION=8 (seconds per wrk run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/common.sh
 rounds=${1:-5}
-peers=$(cd benches/peers && pwd)
+# The benchmark origin and nginx peers are not part of this repository: they come with the
+# benchmark host's shared tooling (../shared/bench beside the checkout) or BENCH_PEERS_DIR.
+peers=${BENCH_PEERS_DIR:-../shared/bench}
+[ -x "$peers/peers.sh" ] || { echo "no benchmark peers in $peers (set BENCH_PEERS_DIR to a directory with peers.sh, origin.conf, nginx-proxy.conf, nginx-lua-gate.conf, cpu-per-request.sh)" >&2; exit 1; }
+peers=$(cd "$peers" && pwd)
 scripts/setup wrk nginx-light libnginx-mod-http-lua
 cargo build --release --quiet --bin consentgate
 work=$(mktemp -d /tmp/cg-bench-XXXX)

@@ -6,14 +6,18 @@
 # cookie. Configuration and cookies come from benches/common.sh, as for cpu-per-request.sh.
 # Instruction counts do not move with the machine's noise, so this is the repeatable check of
 # what gating costs; cpu-per-request.sh gives the wall-clock CPU figures.
-# Method: each target runs alone under callgrind in front of the benchmark origin (benches/peers/); 200 warm-up requests on one keep-alive connection, counters
+# Method: each target runs alone under callgrind in front of the benchmark origin ($BENCH_PEERS_DIR); 200 warm-up requests on one keep-alive connection, counters
 # zeroed, N more requests (default 2000), counters dumped; Ir / N is the per-request cost,
 # start-up and shut-down excluded. Usage: benches/instructions-per-request.sh [N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/common.sh
 n=${1:-2000}
-peers=$(cd benches/peers && pwd)
+# The benchmark origin and nginx peers are not part of this repository: they come with the
+# benchmark host's shared tooling (../shared/bench beside the checkout) or BENCH_PEERS_DIR.
+peers=${BENCH_PEERS_DIR:-../shared/bench}
+[ -x "$peers/peers.sh" ] || { echo "no benchmark peers in $peers (set BENCH_PEERS_DIR to a directory with peers.sh, origin.conf, nginx-proxy.conf, nginx-lua-gate.conf, cpu-per-request.sh)" >&2; exit 1; }
+peers=$(cd "$peers" && pwd)
 scripts/setup valgrind nginx-light libnginx-mod-http-lua
 cargo build --release --quiet --bin consentgate
 work=$(mktemp -d /tmp/cg-instr-XXXX)
