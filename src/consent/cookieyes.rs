@@ -56,7 +56,9 @@ pub fn parse(text: &str, cfg: &CookieYesConfig) -> Result<Verdict, ConsentError>
         if let Some(cat) = cfg.map.get(*k) {
             let granted = match *v {
                 "yes" => true,
-                "no" => false,
+                // CookieYes writes every flag empty (`analytics:,`) until the visitor chooses:
+                // no consent yet, which is not an unreadable cookie.
+                "no" | "" => false,
                 _ => return Err(ConsentError::new(format!("`{k}` is neither yes nor no"))),
             };
             flags.push((*cat, granted));
@@ -113,6 +115,14 @@ mod tests {
             .unwrap()
             .grants();
         assert_eq!(g, Grants::NONE);
+    }
+
+    #[test]
+    fn empty_flags_before_a_choice_grant_nothing_without_error() {
+        // As CookieYes wrote it before the visitor chose (tests/fixtures/consent/cookieyes.jsonl,
+        // `captured-before-any-choice`).
+        let v = "consentid:YjZOOUV4T2h6UkFoTUwzM2ZpWGE0SFFpZXZaUXFhMk8,consent:,action:,necessary:,functional:,analytics:,performance:,advertisement:,other:";
+        assert_eq!(parse(v, &CookieYesConfig::default()), Ok(Grants::NONE));
     }
 
     #[test]
