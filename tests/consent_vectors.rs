@@ -18,6 +18,7 @@ const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/consent")
 const FILES: &[(&str, &str)] = &[
     ("tcf.jsonl", "tcf"),
     ("didomi_tcf.jsonl", "tcf"),
+    ("onetrust_tcf.jsonl", "tcf"),
     ("onetrust.jsonl", "onetrust"),
     ("cookiebot.jsonl", "cookiebot"),
     ("cookieyes.jsonl", "cookieyes"),
@@ -203,6 +204,11 @@ fn tcf_strings_decode_as_the_iab_reference_decoders_read_them() {
 #[test]
 fn didomi_with_tcf_pairs_grant_what_the_visitor_chose() {
     run_file("didomi_tcf.jsonl");
+}
+
+#[test]
+fn onetrust_with_tcf_pairs_grant_what_the_visitor_chose() {
+    run_file("onetrust_tcf.jsonl");
 }
 
 #[test]

@@ -331,9 +331,46 @@ pub fn decode(value: &str) -> Result<TcString, ConsentError> {
         vendor_li: b.vendors()?,
         publisher_restrictions: b.publisher_restrictions()?,
     };
-    // Optional segments (disclosed vendors, publisher TC) follow; they narrow vendors, not
-    // purposes, and are not needed for category decisions: tolerated and ignored.
+    // Optional segments (disclosed vendors, publisher TC) follow. They narrow vendors, not
+    // purposes, and decide no category, but a string with a broken one is malformed as a whole
+    // (the IAB decoders refuse it), so each is checked: privacy fails closed.
+    for segment in value.split('.').skip(1) {
+        check_segment(segment)?;
+    }
     Ok(tc)
+}
+
+/// Checks one optional segment against its layout (TCF v2 "Disclosed Vendors" type 1, the
+/// deprecated "Allowed Vendors" type 2, "Publisher Purposes Transparency and Consent" type 3).
+fn check_segment(segment: &str) -> Result<(), ConsentError> {
+    if segment.len() > 64 * 1024 {
+        return Err(ConsentError::new("TC string segment is implausibly long"));
+    }
+    let data = base64url(segment)?;
+    let mut b = Bits {
+        data: &data,
+        pos: 0,
+    };
+    match b.read(3)? {
+        1 | 2 => {
+            b.vendors()?;
+        }
+        3 => {
+            b.read(24)?; // PubPurposesConsent
+            b.read(24)?; // PubPurposesLITransparency
+            let custom = b.read(6)? as usize;
+            if custom > 0 {
+                b.read(custom)?; // CustomPurposesConsent
+                b.read(custom)?; // CustomPurposesLITransparency
+            }
+        }
+        t => {
+            return Err(ConsentError::new(format!(
+                "TC string segment type {t} is not defined (1 disclosed vendors, 2 allowed vendors, 3 publisher TC)"
+            )))
+        }
+    }
+    Ok(())
 }
 
 /// The categories a TC string grants under a purpose table.
