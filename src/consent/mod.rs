@@ -307,6 +307,20 @@ impl VendorSet {
         }
     }
 
+    /// The ids in either set.
+    pub fn union(&self, other: &VendorSet) -> VendorSet {
+        let (long, short) = if self.words.len() >= other.words.len() {
+            (self, other)
+        } else {
+            (other, self)
+        };
+        let mut words = long.words.clone();
+        for (w, x) in words.iter_mut().zip(&short.words) {
+            *w |= x;
+        }
+        VendorSet { words }
+    }
+
     /// The ids in both sets.
     pub fn intersect(&self, other: &VendorSet) -> VendorSet {
         VendorSet {

@@ -105,13 +105,16 @@ impl TcString {
 
 struct Bits<'a> {
     data: &'a [u8],
+    /// How many bits the string carries: six per character, which is not a whole number of
+    /// bytes when the length is not a multiple of four (the IAB encoders pad to 6 bits, not 8).
+    len: usize,
     pos: usize,
 }
 
 impl Bits<'_> {
     fn read(&mut self, n: usize) -> Result<u64, ConsentError> {
         debug_assert!((1..=56).contains(&n));
-        if self.pos + n > self.data.len() * 8 {
+        if self.pos + n > self.len {
             return Err(ConsentError::new(format!(
                 "TC string truncated at bit {} (needed {n} more bits)",
                 self.pos
@@ -182,11 +185,9 @@ impl Bits<'_> {
     }
 
     /// The publisher restrictions section (NumPubRestrictions, then purpose, type and a range
-    /// section each). A string that ends right before it carries none.
+    /// section each). It is part of every core segment: a string that ends before it is
+    /// truncated (the IAB decoders refuse it too).
     fn publisher_restrictions(&mut self) -> Result<Vec<PublisherRestriction>, ConsentError> {
-        if self.pos + 12 > self.data.len() * 8 {
-            return Ok(Vec::new());
-        }
         let n = self.read(12)?;
         let mut out = Vec::new();
         for _ in 0..n {
@@ -194,11 +195,17 @@ impl Bits<'_> {
             let restriction = self.read(2)? as u8;
             let mut vendors = VendorSet::default();
             self.ranges(&mut vendors, u16::MAX)?;
-            out.push(PublisherRestriction {
-                purpose,
-                restriction,
-                vendors,
-            });
+            // The same purpose and type twice is one restriction (as the IAB decoders read it).
+            match out.iter_mut().find(|r: &&mut PublisherRestriction| {
+                (r.purpose, r.restriction) == (purpose, restriction)
+            }) {
+                Some(r) => r.vendors = r.vendors.union(&vendors),
+                None => out.push(PublisherRestriction {
+                    purpose,
+                    restriction,
+                    vendors,
+                }),
+            }
         }
         Ok(out)
     }
@@ -248,9 +255,11 @@ const B64: [u8; 256] = {
     t
 };
 
-/// Decodes base64url (padding optional, trailing bits ignored): a table lookup per character,
-/// four characters to three bytes, no intermediate copies.
-fn base64url(s: &str) -> Result<Vec<u8>, ConsentError> {
+/// Decodes base64url (padding optional): a table lookup per character, four characters to
+/// three bytes, no intermediate copies. Returns the bytes (the last one zero-filled) and the
+/// number of bits the characters carry (six each): a TC string is a bit string cut into 6-bit
+/// characters, so its last field may end in the bits of a 1-, 2- or 3-character tail.
+fn base64url(s: &str) -> Result<(Vec<u8>, usize), ConsentError> {
     let bytes = s.trim_end_matches('=').as_bytes();
     let bad = || ConsentError::new("TC string is not base64url");
     let mut out = Vec::with_capacity(bytes.len() / 4 * 3 + 3);
@@ -277,13 +286,10 @@ fn base64url(s: &str) -> Result<Vec<u8>, ConsentError> {
         }
         n |= u32::from(v) << (18 - 6 * i);
     }
-    match rest.len() {
-        0 => {}
-        1 => return Err(bad()),
-        2 => out.push((n >> 16) as u8),
-        _ => out.extend_from_slice(&[(n >> 16) as u8, (n >> 8) as u8]),
-    }
-    Ok(out)
+    // 6, 12 or 18 tail bits take 1, 2 or 3 bytes.
+    let tail = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+    out.extend_from_slice(&tail[..(rest.len() * 6).div_ceil(8)]);
+    Ok((out, bytes.len() * 6))
 }
 
 /// Decodes a TC string (the cookie value, URL-decoded).
@@ -299,9 +305,10 @@ pub fn decode(value: &str) -> Result<TcString, ConsentError> {
             "TC string core segment is implausibly long",
         ));
     }
-    let data = base64url(core)?;
+    let (data, len) = base64url(core)?;
     let mut b = Bits {
         data: &data,
+        len,
         pos: 0,
     };
     let version = b.read(6)? as u8;
@@ -346,9 +353,10 @@ fn check_segment(segment: &str) -> Result<(), ConsentError> {
     if segment.len() > 64 * 1024 {
         return Err(ConsentError::new("TC string segment is implausibly long"));
     }
-    let data = base64url(segment)?;
+    let (data, len) = base64url(segment)?;
     let mut b = Bits {
         data: &data,
+        len,
         pos: 0,
     };
     match b.read(3)? {
