@@ -307,6 +307,10 @@ impl VendorSet {
         }
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.words.iter().all(|w| *w == 0)
+    }
+
     /// The ids in either set.
     pub fn union(&self, other: &VendorSet) -> VendorSet {
         let (long, short) = if self.words.len() >= other.words.len() {

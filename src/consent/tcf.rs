@@ -138,15 +138,33 @@ impl Bits<'_> {
         Ok(w >> (64 - n))
     }
 
-    fn letters(&mut self) -> Result<String, ConsentError> {
-        let a = self.read(6)? as u8;
-        let b = self.read(6)? as u8;
-        if a > 25 || b > 25 {
-            return Err(ConsentError::new(
-                "country/language code is not two letters A-Z",
-            ));
+    /// Steps over `n` bits (any number) that must be there.
+    fn skip(&mut self, n: usize) -> Result<(), ConsentError> {
+        if self.pos + n > self.len {
+            return Err(ConsentError::new(format!(
+                "TC string truncated at bit {} (needed {n} more bits)",
+                self.pos
+            )));
         }
-        Ok(format!("{}{}", (b'A' + a) as char, (b'A' + b) as char))
+        self.pos += n;
+        Ok(())
+    }
+
+    /// Two 6-bit letters, `A` + value each, as the IAB decoders read them: the consent
+    /// language is taken as it is; the publisher country must be alphabetic
+    /// (`strict`), read case-insensitively (values 32-57 are `a`-`z`).
+    fn letters(&mut self, strict: bool) -> Result<String, ConsentError> {
+        let mut out = String::with_capacity(2);
+        for _ in 0..2 {
+            let c = (b'A' + self.read(6)? as u8) as char;
+            if strict && !c.is_ascii_alphabetic() && !('['..='`').contains(&c) {
+                return Err(ConsentError::new(
+                    "publisher country code is not two letters",
+                ));
+            }
+            out.push(if strict { c.to_ascii_uppercase() } else { c });
+        }
+        Ok(out)
     }
 
     /// A bitfield of `n` ids whose first bit is id 1 (SpecialFeatureOptIns, PurposesConsent,
@@ -159,8 +177,12 @@ impl Bits<'_> {
         Ok(raw.reverse_bits() >> (32 - n))
     }
 
-    /// Range entries (NumEntries, then IsARange, Start[, End] each), ids checked against `max`.
-    fn ranges(&mut self, set: &mut VendorSet, max: u16) -> Result<(), ConsentError> {
+    /// Range entries (NumEntries, then IsARange, Start[, End] each), read as the IAB
+    /// reference decoder reads them: in a vendor section a backward range adds nothing and a
+    /// vendor id 0 is an error; in a publisher restriction (`restriction`) a backward range is
+    /// an error. Ids past MaxVendorId are kept, as the reference keeps them (they grant no
+    /// category; vendor rules only ever test listed ids).
+    fn ranges(&mut self, set: &mut VendorSet, restriction: bool) -> Result<(), ConsentError> {
         let entries = self.read(12)?;
         for _ in 0..entries {
             let is_range = self.read(1)? == 1;
@@ -170,10 +192,16 @@ impl Bits<'_> {
             } else {
                 start
             };
-            if start == 0 || end < start || end > max {
-                return Err(ConsentError::new(format!(
-                    "vendor range {start}-{end} is outside 1-{max}"
-                )));
+            if end < start {
+                if restriction {
+                    return Err(ConsentError::new(format!(
+                        "publisher restriction range {start}-{end} ends before it starts"
+                    )));
+                }
+                continue;
+            }
+            if start == 0 && !restriction {
+                return Err(ConsentError::new("vendor id 0 does not exist"));
             }
             if start == end {
                 set.insert(start);
@@ -194,7 +222,16 @@ impl Bits<'_> {
             let purpose = self.read(6)? as u8;
             let restriction = self.read(2)? as u8;
             let mut vendors = VendorSet::default();
-            self.ranges(&mut vendors, u16::MAX)?;
+            self.ranges(&mut vendors, true)?;
+            if vendors.is_empty() {
+                // Restricts no vendor: nothing to record (the reference keeps none either).
+                continue;
+            }
+            if purpose == 0 || restriction == 3 {
+                return Err(ConsentError::new(format!(
+                    "publisher restriction for purpose {purpose}, type {restriction} does not exist"
+                )));
+            }
             // The same purpose and type twice is one restriction (as the IAB decoders read it).
             match out.iter_mut().find(|r: &&mut PublisherRestriction| {
                 (r.purpose, r.restriction) == (purpose, restriction)
@@ -228,7 +265,7 @@ impl Bits<'_> {
                 id += n as u32;
             }
         } else {
-            self.ranges(&mut set, max)?;
+            self.ranges(&mut set, false)?;
         }
         Ok(set)
     }
@@ -321,10 +358,18 @@ pub fn decode(value: &str) -> Result<TcString, ConsentError> {
         version,
         created: b.read(36)?,
         last_updated: b.read(36)?,
-        cmp_id: b.read(12)? as u16,
+        cmp_id: match b.read(12)? as u16 {
+            // CMP ids start at 2 in the IAB's registry; its decoders refuse 0 and 1.
+            id @ 0..=1 => {
+                return Err(ConsentError::new(format!(
+                    "CMP id {id} is not a registered CMP"
+                )))
+            }
+            id => id,
+        },
         cmp_version: b.read(12)? as u16,
         consent_screen: b.read(6)? as u8,
-        consent_language: b.letters()?,
+        consent_language: b.letters(false)?,
         vendor_list_version: b.read(12)? as u16,
         policy_version: b.read(6)? as u8,
         is_service_specific: b.read(1)? == 1,
@@ -333,7 +378,7 @@ pub fn decode(value: &str) -> Result<TcString, ConsentError> {
         purposes_consent: b.id_bits(24)?,
         purposes_li: b.id_bits(24)?,
         purpose_one_treatment: b.read(1)? == 1,
-        publisher_cc: b.letters()?,
+        publisher_cc: b.letters(true)?,
         vendor_consents: b.vendors()?,
         vendor_li: b.vendors()?,
         publisher_restrictions: b.publisher_restrictions()?,
@@ -367,10 +412,7 @@ fn check_segment(segment: &str) -> Result<(), ConsentError> {
             b.read(24)?; // PubPurposesConsent
             b.read(24)?; // PubPurposesLITransparency
             let custom = b.read(6)? as usize;
-            if custom > 0 {
-                b.read(custom)?; // CustomPurposesConsent
-                b.read(custom)?; // CustomPurposesLITransparency
-            }
+            b.skip(2 * custom)?; // CustomPurposesConsent, CustomPurposesLITransparency
         }
         t => {
             return Err(ConsentError::new(format!(
