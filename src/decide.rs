@@ -184,10 +184,21 @@ pub fn check_tracker(
         return None;
     }
     let url = format!("{}://{}{}", req.scheme, req.host, req.path_and_query);
-    let kind = crate::trackers::infer_kind(req.sec_fetch_dest, req.accept, req.path_and_query);
+    // The path as sent and as the origin's router may read it (decoded, dot segments
+    // resolved, ...): a match on any form blocks, so an encoded variant cannot slip through.
+    let forms = crate::trackers::normalize::router_forms(req.path_and_query);
+    // The type from the most normalised form (a `.js` written `.j%73` is still a script).
+    let typed_path = forms.last().map_or(req.path_and_query, String::as_str);
+    let kind = crate::trackers::infer_kind(req.sec_fetch_dest, req.accept, typed_path);
     // Without a Referer the request is taken as first-party (its own page).
     let source = req.referer.unwrap_or(&url);
-    site.blocklists
-        .check(&url, source, kind, consent.grants)
-        .map(|m| (m, kind))
+    if let Some(m) = site.blocklists.check(&url, source, kind, consent.grants) {
+        return Some((m, kind));
+    }
+    forms.iter().find_map(|form| {
+        let url = format!("{}://{}{}", req.scheme, req.host, form);
+        site.blocklists
+            .check(&url, source, kind, consent.grants)
+            .map(|m| (m, kind))
+    })
 }
