@@ -108,8 +108,11 @@ impl ConsentGate {
         }
         let r = block_response(kind, &site.block_responses, &m);
         let mut resp = ResponseHeader::build(r.status, Some(4))?;
-        resp.insert_header(http::header::CONTENT_TYPE, r.content_type)?;
-        resp.insert_header(http::header::CONTENT_LENGTH, r.body.len())?;
+        if r.status != 204 {
+            // RFC 9110 8.6: a 204 carries no Content-Length (nor a body to type).
+            resp.insert_header(http::header::CONTENT_TYPE, r.content_type)?;
+            resp.insert_header(http::header::CONTENT_LENGTH, r.body.len())?;
+        }
         resp.insert_header(http::header::CACHE_CONTROL, "private, no-store")?;
         resp.insert_header("X-Consentgate", "blocked")?;
         session
