@@ -91,7 +91,8 @@ pub fn plan_request<'a>(
                             expiry_lines += lines;
                             plan.expire.push((name.to_string(), cat));
                         } else {
-                            plan.expiry_lines_over_limit += lines as u32;
+                            plan.expiry_lines_over_limit =
+                                plan.expiry_lines_over_limit.saturating_add(lines as u32);
                         }
                     }
                 }

@@ -201,6 +201,8 @@ impl Proxy {
             .arg(&config)
             .arg("--upgrade-sock")
             .arg(dir.0.join("upgrade.sock"))
+            // Hermetic: an admin token in the developer's environment would change answers.
+            .env_remove("CONSENTGATE_ADMIN_TOKEN")
             .envs(env.iter().copied())
             .stdout(std::fs::File::create(&log).unwrap())
             .stderr(Stdio::from(
@@ -455,7 +457,11 @@ pub fn read_response(r: &mut impl BufRead, head_only: bool) -> std::io::Result<R
 
 /// Runs the binary with arguments; returns (exit code, stdout, stderr).
 pub fn run_cli(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN).args(args).output().unwrap();
+    let out = Command::new(BIN)
+        .args(args)
+        .env_remove("CONSENTGATE_ADMIN_TOKEN")
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
