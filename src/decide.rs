@@ -4,7 +4,7 @@
 use crate::consent::{read_consent, Category, ConsentState};
 use crate::cookies::gate::{expiry_lines, request_action, set_cookie_name, RequestAction, Verdict};
 use crate::cookies::header::CookieJar;
-use crate::metrics::category_index;
+use crate::metrics::{self, category_index};
 use crate::runtime::Site;
 
 /// What the proxy will do with the request's cookies.
@@ -14,12 +14,18 @@ pub struct RequestPlan {
     /// `None`: forward the `Cookie` header(s) unchanged. `Some(v)`: replace them with one line
     /// `v` built from the kept pairs byte-for-byte (empty = send no `Cookie` header).
     pub upstream_cookie: Option<Vec<u8>>,
-    /// Cookies to delete in the browser (their category lacks consent), deduplicated.
+    /// Cookies to delete in the browser (their category lacks consent), deduplicated, at most
+    /// `max_expiry_lines` lines' worth.
     pub expire: Vec<(String, Category)>,
     /// Request cookies withheld from the origin, per category index (4 = unknown).
     pub stripped: [u32; 5],
-    /// Unclassified cookie names seen (for the metric; empty on the common path).
+    /// Unclassified cookie names seen (for the metric; empty on the common path). Names that
+    /// cannot become a label are kept as the empty string, not copied.
     pub unknown_names: Vec<String>,
+    /// Cookies past `max_request_cookies`: not read, withheld from the origin.
+    pub cookies_over_limit: u32,
+    /// Expiry lines left out because of `max_expiry_lines`.
+    pub expiry_lines_over_limit: u32,
 }
 
 /// One request cookie, for `explain`.
@@ -32,25 +38,44 @@ pub struct CookieReport {
 }
 
 /// Reads consent and decides every request cookie.
+///
+/// The work is linear in the request and capped (issue 8, item 1): only the first
+/// `max_request_cookies` cookies are read, and expiry lines stop at `max_expiry_lines`.
+/// Cookies past the first limit are withheld from the origin: privacy fails closed (an unread
+/// cookie might be a tracking one, so it is not forwarded as if it were unknown-but-kept), and
+/// availability fails open (the request is still served, no error status). The consent cookie
+/// itself, if it comes after the limit, is not read either: no consent (fail closed). Real
+/// browsers hold far fewer cookies per site than the default limit.
 pub fn plan_request<'a>(
     site: &Site,
     cookie_lines: impl IntoIterator<Item = &'a [u8]>,
     gpc: bool,
     detail: bool,
 ) -> (RequestPlan, Vec<CookieReport>) {
-    let jar = CookieJar::from_headers(cookie_lines);
+    let limits = site.limits;
+    let jar = CookieJar::from_headers_limited(cookie_lines, limits.max_request_cookies);
     let consent = read_consent(&site.readers, &jar, gpc, site.gpc, detail);
     let gate = site.gate();
-    let mut plan = RequestPlan::default();
+    let mut plan = RequestPlan {
+        cookies_over_limit: u32::try_from(jar.overflow()).unwrap_or(u32::MAX),
+        ..RequestPlan::default()
+    };
     let mut reports = Vec::new();
     let mut kept: smallvec::SmallVec<[&[u8]; 16]> = smallvec::SmallVec::new();
-    let mut changed = false;
+    let mut changed = plan.cookies_over_limit > 0;
+    let mut expiring = SeenNames::default();
+    let mut expiry_lines = 0usize;
     for c in jar.iter() {
         let name = c.name_str();
         let verdict = gate.verdict(name, &consent);
         let action = request_action(&verdict);
         if verdict.category.is_none() {
-            plan.unknown_names.push(name.to_string());
+            let label = if metrics::label_candidate(name) {
+                name
+            } else {
+                ""
+            };
+            plan.unknown_names.push(label.to_string());
         }
         match action {
             RequestAction::Forward => kept.push(c.pair),
@@ -58,8 +83,17 @@ pub fn plan_request<'a>(
                 changed = true;
                 plan.stripped[category_index(verdict.category)] += 1;
                 if let (RequestAction::Expire, Some(cat)) = (action, verdict.category) {
-                    if !plan.expire.iter().any(|(n, _)| n == name) {
-                        plan.expire.push((name.to_string(), cat));
+                    // A name no browser can hold gets no expiry line (and is not counted as
+                    // expired); a repeated name is expired once.
+                    let lines = site.expiry_line_count(name);
+                    if lines > 0 && expiring.insert(name) {
+                        if expiry_lines + lines <= limits.max_expiry_lines {
+                            expiry_lines += lines;
+                            plan.expire.push((name.to_string(), cat));
+                        } else {
+                            plan.expiry_lines_over_limit =
+                                plan.expiry_lines_over_limit.saturating_add(lines as u32);
+                        }
                     }
                 }
             }
@@ -78,6 +112,35 @@ pub fn plan_request<'a>(
     }
     plan.consent = consent;
     (plan, reports)
+}
+
+/// Names seen once: a short linear scan for the usual handful, a hash set (SipHash, keyed per
+/// process, so crafted names cannot collide on purpose) past that, so deduplicating is linear
+/// in the number of names whatever a request carries.
+#[derive(Default)]
+struct SeenNames<'a> {
+    few: smallvec::SmallVec<[&'a str; 8]>,
+    many: Option<std::collections::HashSet<&'a str>>,
+}
+
+impl<'a> SeenNames<'a> {
+    /// `true` when `name` was not seen before.
+    fn insert(&mut self, name: &'a str) -> bool {
+        if let Some(set) = &mut self.many {
+            return set.insert(name);
+        }
+        if self.few.contains(&name) {
+            return false;
+        }
+        if self.few.len() < self.few.inline_size() {
+            self.few.push(name);
+        } else {
+            let mut set: std::collections::HashSet<&str> = self.few.drain(..).collect();
+            set.insert(name);
+            self.many = Some(set);
+        }
+        true
+    }
 }
 
 /// The cookie name of a `Set-Cookie` line and the verdict on it. A name that is not UTF-8 reads
@@ -122,10 +185,21 @@ pub fn check_tracker(
         return None;
     }
     let url = format!("{}://{}{}", req.scheme, req.host, req.path_and_query);
-    let kind = crate::trackers::infer_kind(req.sec_fetch_dest, req.accept, req.path_and_query);
+    // The path as sent and as the origin's router may read it (decoded, dot segments
+    // resolved, ...): a match on any form blocks, so an encoded variant cannot slip through.
+    let forms = crate::trackers::normalize::router_forms(req.path_and_query);
+    // The type from the most normalised form (a `.js` written `.j%73` is still a script).
+    let typed_path = forms.last().map_or(req.path_and_query, String::as_str);
+    let kind = crate::trackers::infer_kind(req.sec_fetch_dest, req.accept, typed_path);
     // Without a Referer the request is taken as first-party (its own page).
     let source = req.referer.unwrap_or(&url);
-    site.blocklists
-        .check(&url, source, kind, consent.grants)
-        .map(|m| (m, kind))
+    if let Some(m) = site.blocklists.check(&url, source, kind, consent.grants) {
+        return Some((m, kind));
+    }
+    forms.iter().find_map(|form| {
+        let url = format!("{}://{}{}", req.scheme, req.host, form);
+        site.blocklists
+            .check(&url, source, kind, consent.grants)
+            .map(|m| (m, kind))
+    })
 }

@@ -3,11 +3,16 @@
 //!
 //! Label values are bounded: `site` comes from configuration, `category` is one of the four
 //! categories or `unknown`, `consent` is `none|partial|all|invalid|off`, and cookie names seen
-//! unclassified are admitted as labels only up to [`UNKNOWN_NAME_LABELS`] distinct names.
+//! unclassified are admitted as labels only up to [`UNKNOWN_NAME_LABELS`] distinct names per
+//! site, at most [`UNKNOWN_LABELS_PER_REQUEST`] new ones per request, reset on every reload
+//! (see [`count_unknown_cookie`]).
 
 use once_cell::sync::Lazy;
-use prometheus::{register_int_counter_vec, IntCounter, IntCounterVec};
-use std::collections::HashSet;
+use prometheus::{
+    register_int_counter_vec, register_int_gauge_vec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec,
+};
+use std::collections::HashMap;
 use std::sync::RwLock;
 
 /// Requests by site and the visitor's consent state.
@@ -149,41 +154,136 @@ pub static RELOADS: Lazy<IntCounterVec> = Lazy::new(|| {
     .unwrap()
 });
 
-/// How many distinct unknown cookie names may become label values.
+// --- Request-path limits and bounded state (issue 8) ---
+
+/// Request cookies past `[proxy] max_request_cookies`.
+pub static COOKIES_OVER_LIMIT: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "consentgate_request_cookies_over_limit_total",
+        "Request cookies past max_request_cookies: not read, and in enforce mode not forwarded to the origin, by site",
+        &["site"]
+    )
+    .unwrap()
+});
+
+/// Expiry `Set-Cookie` lines not sent because of `[proxy] max_expiry_lines`.
+pub static EXPIRY_LINES_OVER_LIMIT: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "consentgate_expiry_lines_over_limit_total",
+        "Expiry Set-Cookie lines left out of a response because of max_expiry_lines, by site",
+        &["site"]
+    )
+    .unwrap()
+});
+
+/// Bytes held by each site's expiry-line cache (names, lines, per-entry overhead).
+pub static EXPIRY_CACHE_BYTES: Lazy<IntGaugeVec> = Lazy::new(|| {
+    register_int_gauge_vec!(
+        "consentgate_expiry_cache_bytes",
+        "Bytes held by the site's cache of expiry Set-Cookie lines (bounded; emptied on reload)",
+        &["site"]
+    )
+    .unwrap()
+});
+
+/// Admin requests refused.
+pub static ADMIN_REFUSED: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "consentgate_admin_refused_total",
+        "Admin requests refused, by reason (host, cross_site, token)",
+        &["reason"]
+    )
+    .unwrap()
+});
+
+/// How many distinct unknown cookie names of one site may become label values.
 pub const UNKNOWN_NAME_LABELS: usize = 200;
-/// The label for names past that limit (or not printable).
+/// How many of those one request may admit: one request cannot fill the set.
+pub const UNKNOWN_LABELS_PER_REQUEST: u32 = 4;
+/// Names longer than this never become labels.
+pub const MAX_NAME_LABEL_LEN: usize = 64;
+/// The label for names past the limits (or not printable).
 pub const OTHER_NAME: &str = "_other";
 
-static ADMITTED_NAMES: Lazy<RwLock<HashSet<String>>> = Lazy::new(Default::default);
+/// The unknown-cookie-name labels admitted per site: at most [`UNKNOWN_NAME_LABELS`] names
+/// each, first come first served, but at most [`UNKNOWN_LABELS_PER_REQUEST`] new names per
+/// request, so a request stuffed with made-up names admits a few of them and real unknown
+/// cookies seen later still get their own label. Emptied on every reload
+/// ([`reset_unknown_cookie_labels`]), together with the series: every series is created under
+/// this lock, so a reset cannot race with an admission.
+static UNKNOWN_LABELS: Lazy<RwLock<HashMap<String, SiteNameLabels>>> = Lazy::new(Default::default);
 
-/// Counts an unknown cookie name, keeping label cardinality bounded.
-pub fn count_unknown_cookie(site: &str, name: &str) {
-    let label = admitted_label(name);
-    UNKNOWN_COOKIES.with_label_values(&[site, label]).inc();
+struct SiteNameLabels {
+    /// Admitted name -> its counter (resolved once).
+    names: HashMap<Box<str>, IntCounter>,
+    other: IntCounter,
 }
 
-fn admitted_label(name: &str) -> &str {
-    let printable = !name.is_empty()
-        && name.len() <= 64
+/// Counts an unknown cookie name of `site`. `admissions` is what the current request may still
+/// admit (start each request at [`UNKNOWN_LABELS_PER_REQUEST`]).
+pub fn count_unknown_cookie(site: &str, name: &str, admissions: &mut u32) {
+    let candidate = label_candidate(name);
+    {
+        let all = UNKNOWN_LABELS.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(labels) = all.get(site) {
+            if !candidate {
+                return labels.other.inc();
+            }
+            if let Some(c) = labels.names.get(name) {
+                return c.inc();
+            }
+        }
+    }
+    let mut all = UNKNOWN_LABELS.write().unwrap_or_else(|e| e.into_inner());
+    let labels = all
+        .entry(site.to_string())
+        .or_insert_with(|| SiteNameLabels {
+            names: HashMap::new(),
+            other: UNKNOWN_COOKIES.with_label_values(&[site, OTHER_NAME]),
+        });
+    if !candidate {
+        return labels.other.inc();
+    }
+    if let Some(c) = labels.names.get(name) {
+        return c.inc();
+    }
+    if labels.names.len() >= UNKNOWN_NAME_LABELS || *admissions == 0 {
+        return labels.other.inc();
+    }
+    *admissions -= 1;
+    let c = UNKNOWN_COOKIES.with_label_values(&[site, name]);
+    c.inc();
+    labels.names.insert(name.into(), c);
+}
+
+/// How many names of `site` are admitted as labels.
+pub fn unknown_cookie_labels(site: &str) -> usize {
+    UNKNOWN_LABELS
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(site)
+        .map_or(0, |l| l.names.len())
+}
+
+/// Whether a name may become a label at all: printable, short, no quoting needed.
+pub fn label_candidate(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LABEL_LEN
         && name
             .bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
-    if !printable {
-        return OTHER_NAME;
-    }
-    if ADMITTED_NAMES.read().unwrap().contains(name) {
-        return name;
-    }
-    let mut set = ADMITTED_NAMES.write().unwrap();
-    if set.len() < UNKNOWN_NAME_LABELS {
-        set.insert(name.to_string());
-        name
-    } else if set.contains(name) {
-        name
-    } else {
-        OTHER_NAME
-    }
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
 }
+
+/// Drops every admitted label and every `consentgate_unknown_cookies_total` series: called on
+/// reload, so names admitted under the old configuration do not hold the labels forever. The
+/// counts restart from zero (Prometheus' `rate()` treats that as a counter reset).
+pub fn reset_unknown_cookie_labels() {
+    let mut all = UNKNOWN_LABELS.write().unwrap_or_else(|e| e.into_inner());
+    all.clear();
+    UNKNOWN_COOKIES.reset();
+}
+
+// --- end of request-path limits ---
 
 /// Forces every metric into existence so `/metrics` lists them from the start.
 pub fn init() {
@@ -201,6 +301,10 @@ pub fn init() {
     Lazy::force(&REWRITE_FAILURES);
     Lazy::force(&UNROUTED);
     Lazy::force(&RELOADS);
+    Lazy::force(&COOKIES_OVER_LIMIT);
+    Lazy::force(&EXPIRY_LINES_OVER_LIMIT);
+    Lazy::force(&EXPIRY_CACHE_BYTES);
+    Lazy::force(&ADMIN_REFUSED);
 }
 
 /// Prometheus text exposition of everything registered.
@@ -221,6 +325,9 @@ pub struct SiteMetrics {
     pub request_stripped: [[IntCounter; 2]; 5],
     pub expired: [IntCounter; 5],
     pub gpc: IntCounter,
+    pub cookies_over_limit: IntCounter,
+    pub expiry_lines_over_limit: IntCounter,
+    pub expiry_cache_bytes: IntGauge,
 }
 
 /// Label values in the order the arrays above use.
@@ -262,6 +369,9 @@ impl SiteMetrics {
             }),
             expired: by_cat(&|c| COOKIES_EXPIRED.with_label_values(&[site, c])),
             gpc: GPC_REQUESTS.with_label_values(&[site]),
+            cookies_over_limit: COOKIES_OVER_LIMIT.with_label_values(&[site]),
+            expiry_lines_over_limit: EXPIRY_LINES_OVER_LIMIT.with_label_values(&[site]),
+            expiry_cache_bytes: EXPIRY_CACHE_BYTES.with_label_values(&[site]),
         }
     }
 }
@@ -272,13 +382,36 @@ mod tests {
 
     #[test]
     fn unknown_name_labels_are_bounded() {
-        for i in 0..(UNKNOWN_NAME_LABELS + 50) {
-            count_unknown_cookie("t", &format!("c{i}"));
+        // Many requests, each admitting what it may: the set stops at the limit.
+        for r in 0..(UNKNOWN_NAME_LABELS + 50) {
+            let mut budget = UNKNOWN_LABELS_PER_REQUEST;
+            count_unknown_cookie("t", &format!("c{r}"), &mut budget);
         }
-        assert!(ADMITTED_NAMES.read().unwrap().len() <= UNKNOWN_NAME_LABELS);
-        assert_eq!(admitted_label("bad name"), OTHER_NAME);
-        assert_eq!(admitted_label(&"x".repeat(100)), OTHER_NAME);
+        assert_eq!(unknown_cookie_labels("t"), UNKNOWN_NAME_LABELS);
+        let mut budget = UNKNOWN_LABELS_PER_REQUEST;
+        count_unknown_cookie("t", "bad name", &mut budget);
+        count_unknown_cookie("t", &"x".repeat(100), &mut budget);
+        assert_eq!(budget, UNKNOWN_LABELS_PER_REQUEST, "not label candidates");
         let text = render();
         assert!(text.contains("consentgate_unknown_cookies_total{name=\"_other\",site=\"t\"}"));
+    }
+
+    #[test]
+    fn one_request_admits_only_a_few_names() {
+        let site = "one-request";
+        let mut budget = UNKNOWN_LABELS_PER_REQUEST;
+        for i in 0..1000 {
+            count_unknown_cookie(site, &format!("u{i}"), &mut budget);
+        }
+        assert_eq!(
+            unknown_cookie_labels(site),
+            UNKNOWN_LABELS_PER_REQUEST as usize
+        );
+        let mut next = UNKNOWN_LABELS_PER_REQUEST;
+        count_unknown_cookie(site, "real_cookie", &mut next);
+        assert_eq!(
+            unknown_cookie_labels(site),
+            UNKNOWN_LABELS_PER_REQUEST as usize + 1
+        );
     }
 }

@@ -48,6 +48,8 @@ pub struct RequestCtx {
     /// be `Sync`; one task uses it at a time).
     body: Option<std::sync::Mutex<BodyRewrite>>,
     neutralized: u32,
+    /// New unknown-cookie-name labels this request may still admit.
+    label_admissions: u32,
 }
 
 impl ConsentGate {
@@ -106,8 +108,11 @@ impl ConsentGate {
         }
         let r = block_response(kind, &site.block_responses, &m);
         let mut resp = ResponseHeader::build(r.status, Some(4))?;
-        resp.insert_header(http::header::CONTENT_TYPE, r.content_type)?;
-        resp.insert_header(http::header::CONTENT_LENGTH, r.body.len())?;
+        if r.status != 204 {
+            // RFC 9110 8.6: a 204 carries no Content-Length (nor a body to type).
+            resp.insert_header(http::header::CONTENT_TYPE, r.content_type)?;
+            resp.insert_header(http::header::CONTENT_LENGTH, r.body.len())?;
+        }
         resp.insert_header(http::header::CACHE_CONTROL, "private, no-store")?;
         resp.insert_header("X-Consentgate", "blocked")?;
         session
@@ -139,6 +144,7 @@ impl ProxyHttp for ConsentGate {
             blocked: None,
             body: None,
             neutralized: 0,
+            label_admissions: metrics::UNKNOWN_LABELS_PER_REQUEST,
         }
     }
 
@@ -355,7 +361,17 @@ impl ProxyHttp for ConsentGate {
             }
         }
         for name in &ctx.plan.unknown_names {
-            metrics::count_unknown_cookie(&site.name, name);
+            metrics::count_unknown_cookie(&site.name, name, &mut ctx.label_admissions);
+        }
+        if ctx.plan.cookies_over_limit > 0 {
+            site.metrics
+                .cookies_over_limit
+                .inc_by(u64::from(ctx.plan.cookies_over_limit));
+        }
+        if ctx.plan.expiry_lines_over_limit > 0 {
+            site.metrics
+                .expiry_lines_over_limit
+                .inc_by(u64::from(ctx.plan.expiry_lines_over_limit));
         }
         let upstream_error = e.filter(|e| *e.esource() == pingora::ErrorSource::Upstream);
         if let Some(err) = upstream_error {
@@ -409,7 +425,7 @@ fn gate_set_cookies(site: &Site, ctx: &mut RequestCtx, resp: &mut ResponseHeader
         let (name, verdict) = judge_set_cookie(site, &ctx.plan.consent, value.as_bytes());
         let cat = category_index(verdict.category);
         if verdict.category.is_none() {
-            metrics::count_unknown_cookie(&site.name, name);
+            metrics::count_unknown_cookie(&site.name, name, &mut ctx.label_admissions);
         }
         if verdict.allowed {
             ctx.set_cookie_kept += 1;

@@ -2,10 +2,11 @@
 //! balancers and metric handles, and the Host -> site routing table. Built once per load and
 //! swapped atomically on reload (arc-swap), so a request sees one consistent configuration.
 
-use crate::config::{Config, Mode, ProxyConfig, SiteConfig};
+use crate::config::{Config, Mode, ProxyConfig, RequestLimits, SiteConfig};
 use crate::consent::gpc::GpcPolicy;
 use crate::consent::{Category, ConsentReader};
 use crate::cookies::classify::{Classifier, RuleSet};
+use crate::cookies::expiry_cache::{Admission, ExpiryCache};
 use crate::cookies::gate::{Gate, UnknownPolicy};
 use crate::metrics::SiteMetrics;
 use crate::trackers::respond::BlockResponses;
@@ -36,39 +37,39 @@ pub struct Site {
     pub csp: Option<crate::trackers::csp::Csp>,
     pub balancer: LoadBalancer<RoundRobin>,
     pub metrics: SiteMetrics,
-    /// Expiry `Set-Cookie` values per cookie name, built once (they only depend on the name and
-    /// this site's paths and domains). Bounded: names past the limit are built per request.
-    expiry_cache: std::sync::RwLock<ExpiryCache>,
+    /// `[proxy]` limits on what one request may cost (the same for every site).
+    pub limits: RequestLimits,
+    /// Expiry `Set-Cookie` values per cookie name, bounded in bytes (see the module).
+    expiry_cache: ExpiryCache,
 }
-
-/// Cookie name -> its expiry lines. foldhash: the names are classified tracking cookies (the
-/// cache is bounded), and this is probed on every request that withdraws one.
-type ExpiryCache = HashMap<Box<str>, Arc<[http::HeaderValue]>, foldhash::fast::FixedState>;
-
-/// How many cookie names' expiry lines a site keeps ready.
-const EXPIRY_CACHE_NAMES: usize = 1024;
 
 impl Site {
     /// The header values that delete cookie `name` in the browser (see
     /// [`crate::cookies::gate::expiry_lines`]).
     pub fn expiry_values(&self, name: &str) -> Arc<[http::HeaderValue]> {
-        let read = self.expiry_cache.read().unwrap_or_else(|e| e.into_inner());
-        if let Some(v) = read.get(name) {
-            return v.clone();
-        }
-        drop(read);
-        let values: Arc<[http::HeaderValue]> =
+        let admission = || Admission::of(name, self.classifier.is_listed(name));
+        self.expiry_cache.get_or_build(name, admission, || {
             crate::cookies::gate::expiry_lines(name, &self.cookie_paths, &self.cookie_domains)
                 .into_iter()
                 .filter_map(|line| {
                     http::HeaderValue::from_maybe_shared(bytes::Bytes::from(line)).ok()
                 })
-                .collect();
-        let mut cache = self.expiry_cache.write().unwrap_or_else(|e| e.into_inner());
-        if cache.len() < EXPIRY_CACHE_NAMES {
-            cache.insert(name.into(), values.clone());
-        }
-        values
+                .collect()
+        })
+    }
+
+    /// How many expiry lines [`Site::expiry_values`] gives for `name`, without building them.
+    pub fn expiry_line_count(&self, name: &str) -> usize {
+        crate::cookies::gate::expiry_line_count(
+            name,
+            self.cookie_paths.len(),
+            self.cookie_domains.len(),
+        )
+    }
+
+    /// Bytes held by the expiry-line cache.
+    pub fn expiry_cache_bytes(&self) -> usize {
+        self.expiry_cache.bytes()
     }
 
     pub fn gate(&self) -> Gate<'_> {
@@ -79,7 +80,7 @@ impl Site {
         }
     }
 
-    fn build(cfg: SiteConfig) -> Result<Site, String> {
+    fn build(cfg: SiteConfig, limits: RequestLimits) -> Result<Site, String> {
         let readers = cfg.readers;
         // The consent cookies themselves are strictly necessary: they record the refusal too.
         let mut consent_cookies = RuleSet::default();
@@ -100,8 +101,11 @@ impl Site {
         };
         let balancer = LoadBalancer::try_from_iter(cfg.upstreams.iter().map(String::as_str))
             .map_err(|e| format!("site `{}` upstreams: {e}", cfg.name))?;
+        let metrics = SiteMetrics::new(&cfg.name);
         Ok(Site {
-            metrics: SiteMetrics::new(&cfg.name),
+            expiry_cache: ExpiryCache::new(metrics.expiry_cache_bytes.clone()),
+            limits,
+            metrics,
             classifier: Classifier::new(consent_cookies, cfg.rules, cfg.database),
             name: cfg.name,
             hosts: cfg.hosts,
@@ -118,7 +122,6 @@ impl Site {
             block_responses: cfg.block_responses,
             csp: cfg.csp,
             balancer,
-            expiry_cache: Default::default(),
         })
     }
 }
@@ -150,7 +153,7 @@ impl Runtime {
                     exact_hosts.entry(h.clone()).or_insert(i);
                 }
             }
-            sites.push(Arc::new(Site::build(s)?));
+            sites.push(Arc::new(Site::build(s, config.proxy.request_limits)?));
         }
         wildcard_hosts.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
         Ok(Runtime {
@@ -224,6 +227,8 @@ pub fn reload(current: &arc_swap::ArcSwap<Runtime>) -> Result<String, String> {
             }
             let sites = new.sites.len();
             current.store(Arc::new(new));
+            // Unknown-cookie labels admitted under the old configuration go with it.
+            crate::metrics::reset_unknown_cookie_labels();
             crate::metrics::RELOADS.with_label_values(&["ok"]).inc();
             tracing::info!(path = %old.config_path.display(), sites, "configuration reloaded");
             Ok(format!(

@@ -533,7 +533,7 @@ fn status_endpoint_reports_config_and_totals() {
     let (_o, p) = start("");
     p.get("/", &[]);
     let status = || -> serde_json::Value {
-        serde_json::from_slice(&get(p.admin, "/status", &[]).body).unwrap()
+        serde_json::from_slice(&admin_get(p.admin, "/status").body).unwrap()
     };
     eventually("request counted", || status()["totals"]["requests"] == 1);
     let v = status();
@@ -541,7 +541,7 @@ fn status_endpoint_reports_config_and_totals() {
     assert_eq!(v["sites"][0]["name"], "t");
     assert_eq!(v["totals"]["requests"], 1);
     assert_eq!(v["totals"]["set_cookie_stripped"], 4);
-    assert_eq!(get(p.admin, "/healthz", &[]).body, b"ok\n");
+    assert_eq!(admin_get(p.admin, "/healthz").body, b"ok\n");
 }
 
 #[test]
@@ -569,7 +569,11 @@ fn reload_swaps_configuration_without_restart() {
     std::fs::write(&p.config, "this is not toml").unwrap();
     let mut s = TcpStream::connect(p.admin).unwrap();
     s.write_all(
-        b"POST /reload HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        format!(
+            "POST /reload HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            p.admin
+        )
+        .as_bytes(),
     )
     .unwrap();
     let r = read_response(&mut BufReader::new(s), false).unwrap();

@@ -7,6 +7,7 @@
 
 mod raw;
 mod recover;
+mod request_path;
 
 use crate::consent::gpc::GpcPolicy;
 use crate::consent::{Category, ConsentReader};
@@ -17,6 +18,7 @@ use crate::trackers::csp::Csp;
 use crate::trackers::respond::BlockResponses;
 use crate::trackers::{Blocklist, Blocklists};
 use raw::{RawConfig, RawSite};
+pub use request_path::{AdminAccess, RequestLimits, ADMIN_TOKEN_ENV};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -66,6 +68,10 @@ pub struct ProxyConfig {
     pub grace_period_seconds: u64,
     /// Seconds in-flight requests get to finish on shutdown.
     pub shutdown_timeout_seconds: u64,
+    // --- Request-path limits and admin access (issue 8), see `request_path.rs`. ---
+    pub request_limits: RequestLimits,
+    pub admin_access: AdminAccess,
+    // --- end of request-path fields ---
 }
 
 #[derive(Debug)]
@@ -378,6 +384,8 @@ impl Validator<'_> {
             access_log: p.access_log,
             grace_period_seconds: p.grace_period_seconds,
             shutdown_timeout_seconds: p.shutdown_timeout_seconds,
+            request_limits: self.request_limits(p),
+            admin_access: self.admin_access(p),
         }
     }
 

@@ -28,6 +28,14 @@ pub struct RawProxy {
     pub grace_period_seconds: u64,
     #[serde(default = "shutdown_timeout")]
     pub shutdown_timeout_seconds: u64,
+    // --- Request-path limits and admin access (issue 8: items 1, 5); validated in
+    // `config/request_path.rs`. Kept together so other `[proxy]` keys merge apart. ---
+    pub max_request_cookies: Option<Spanned<i64>>,
+    pub max_expiry_lines: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub admin_hosts: Vec<Spanned<String>>,
+    pub admin_token: Option<Spanned<String>>,
+    // --- end of request-path keys ---
 }
 
 #[derive(Deserialize)]

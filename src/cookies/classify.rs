@@ -173,6 +173,12 @@ impl Classifier {
         c
     }
 
+    /// Whether some layer names this cookie exactly (not through a prefix or glob): the names
+    /// the configuration, catalogue and database list, a set visitors cannot add to.
+    pub fn is_listed(&self, name: &str) -> bool {
+        self.exact.contains_key(name)
+    }
+
     /// The category of a cookie name and where it came from; `None` = unknown.
     pub fn classify(&self, name: &str) -> Option<(Category, Origin)> {
         // Candidates as (layer, rank within layer: 0 exact, 1 prefix, 2 glob, category).
@@ -281,6 +287,11 @@ mod tests {
             Some((Analytics, Origin::OpenCookieDatabase))
         );
         assert_eq!(c.classify("nobody-knows"), None);
+        assert!(c.is_listed("dbonly") && c.is_listed("_fbp"));
+        assert!(
+            !c.is_listed("_ga_ABC123"),
+            "matched through the `_ga_*` prefix only"
+        );
     }
 
     #[test]

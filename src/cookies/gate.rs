@@ -140,12 +140,29 @@ fn is_token(name: &str) -> bool {
         })
 }
 
+/// Browsers refuse a cookie whose name and value together exceed 4096 bytes (RFC 6265bis 5.6,
+/// step 5; Chrome and Firefox enforce it), so a longer name was never set by a browser and needs
+/// no deleting: sending an expiry line for it would only echo the request's bytes back.
+pub const MAX_BROWSER_COOKIE_BYTES: usize = 4096;
+
+/// How many lines [`expiry_lines`] returns for `name`, without building them.
+pub fn expiry_line_count(name: &str, paths: usize, domains: usize) -> usize {
+    if name.len() > MAX_BROWSER_COOKIE_BYTES || !is_token(name) {
+        0
+    } else if name.starts_with("__Host-") {
+        1
+    } else {
+        paths * (1 + domains)
+    }
+}
+
 /// The `Set-Cookie` lines that delete `name` in the browser: one per configured path, for the
 /// host-only cookie and for each configured Domain variant (a cookie set with `Domain=` is only
 /// deleted by a line with the same Domain). Cookie-name prefixes are honoured: `__Host-` needs
-/// `Secure; Path=/` and no Domain, `__Secure-` needs `Secure`.
+/// `Secure; Path=/` and no Domain, `__Secure-` needs `Secure`. None for a name no browser can
+/// hold (not a token, or longer than [`MAX_BROWSER_COOKIE_BYTES`]).
 pub fn expiry_lines(name: &str, paths: &[String], domains: &[String]) -> Vec<String> {
-    if !is_token(name) {
+    if name.len() > MAX_BROWSER_COOKIE_BYTES || !is_token(name) {
         return Vec::new();
     }
     const TAIL: &str = "=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=";
@@ -275,5 +292,21 @@ mod tests {
         assert!(expiry_lines("__Secure-x", &["/".into()], &[])[0].ends_with("; Secure"));
         assert!(expiry_lines("bad name", &["/".into()], &[]).is_empty());
         assert!(expiry_lines("", &["/".into()], &[]).is_empty());
+        let huge = format!("_ga_{}", "a".repeat(MAX_BROWSER_COOKIE_BYTES));
+        assert!(expiry_lines(&huge, &["/".into()], &[]).is_empty());
+    }
+
+    #[test]
+    fn line_count_matches_the_lines() {
+        let paths: Vec<String> = vec!["/".into(), "/shop".into()];
+        let domains: Vec<String> = vec!["example.com".into(), ".example.com".into()];
+        let huge = "a".repeat(MAX_BROWSER_COOKIE_BYTES + 1);
+        for name in ["_ga", "__Host-x", "__Secure-y", "bad name", "", &huge] {
+            assert_eq!(
+                expiry_line_count(name, paths.len(), domains.len()),
+                expiry_lines(name, &paths, &domains).len(),
+                "{name:.20}"
+            );
+        }
     }
 }

@@ -51,18 +51,32 @@ fn cookie_pair(pair: &[u8]) -> Option<RequestCookie<'_>> {
 pub struct CookieJar<'a> {
     // Inline for typical requests: no allocation on the request path.
     cookies: smallvec::SmallVec<[RequestCookie<'a>; 16]>,
+    overflow: usize,
 }
 
 impl<'a> CookieJar<'a> {
+    /// Every cookie of the lines (no limit: for tools and tests; the proxy uses
+    /// [`CookieJar::from_headers_limited`]).
     pub fn from_headers(lines: impl IntoIterator<Item = &'a [u8]>) -> Self {
+        Self::from_headers_limited(lines, usize::MAX)
+    }
+
+    /// The first `max` cookies of the lines; the rest are only counted ([`CookieJar::overflow`]),
+    /// so the work on a request is linear in its bytes and the jar bounded whatever it carries.
+    pub fn from_headers_limited(lines: impl IntoIterator<Item = &'a [u8]>, max: usize) -> Self {
         let mut cookies = smallvec::SmallVec::new();
+        let mut overflow = 0;
         for line in lines {
             // memchr for the separators: this runs on every request.
             let mut rest = line;
             loop {
                 let end = memchr::memchr(b';', rest).unwrap_or(rest.len());
                 if let Some(c) = cookie_pair(&rest[..end]) {
-                    cookies.push(c);
+                    if cookies.len() < max {
+                        cookies.push(c);
+                    } else {
+                        overflow += 1;
+                    }
                 }
                 if end == rest.len() {
                     break;
@@ -70,7 +84,12 @@ impl<'a> CookieJar<'a> {
                 rest = &rest[end + 1..];
             }
         }
-        CookieJar { cookies }
+        CookieJar { cookies, overflow }
+    }
+
+    /// Cookies past the limit: present in the request, not read.
+    pub fn overflow(&self) -> usize {
+        self.overflow
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &RequestCookie<'a>> {
@@ -148,6 +167,15 @@ mod tests {
         let h = b"  SESSIONID=\"q w\";_ga=GA1.2.3";
         let pairs: Vec<&[u8]> = split_cookie_header(h).map(|c| c.pair).collect();
         assert_eq!(pairs, vec![&b"SESSIONID=\"q w\""[..], &b"_ga=GA1.2.3"[..]]);
+    }
+
+    #[test]
+    fn jar_stops_reading_at_the_limit_and_counts_the_rest() {
+        let jar = CookieJar::from_headers_limited([&b"a=1; b=2"[..], &b"c=3; ; d=4"[..]], 3);
+        let names: Vec<&[u8]> = jar.iter().map(|c| c.name).collect();
+        assert_eq!(names, vec![&b"a"[..], b"b", b"c"]);
+        assert_eq!(jar.overflow(), 1, "blank pairs are not cookies");
+        assert_eq!(CookieJar::from_headers([&b"a=1; b=2"[..]]).overflow(), 0);
     }
 
     #[test]

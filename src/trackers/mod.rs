@@ -3,6 +3,7 @@
 //! Pure: a URL, its source page and request type in; which list and rule matched out.
 
 pub mod csp;
+pub mod normalize;
 pub mod respond;
 
 use crate::consent::{Category, Grants};

@@ -182,6 +182,11 @@ impl Proxy {
     }
 
     pub fn start_with(sites: &str, proxy_extra: &str) -> Proxy {
+        Self::start_with_env(sites, proxy_extra, &[])
+    }
+
+    /// Like [`Proxy::start_with`], with extra environment variables for the process.
+    pub fn start_with_env(sites: &str, proxy_extra: &str, env: &[(&str, &str)]) -> Proxy {
         let dir = TempDir::new("proxy");
         let port = free_port();
         let admin_port = free_port();
@@ -196,6 +201,9 @@ impl Proxy {
             .arg(&config)
             .arg("--upgrade-sock")
             .arg(dir.0.join("upgrade.sock"))
+            // Hermetic: an admin token in the developer's environment would change answers.
+            .env_remove("CONSENTGATE_ADMIN_TOKEN")
+            .envs(env.iter().copied())
             .stdout(std::fs::File::create(&log).unwrap())
             .stderr(Stdio::from(
                 std::fs::OpenOptions::new().append(true).open(&log).unwrap(),
@@ -218,7 +226,7 @@ impl Proxy {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if TcpStream::connect(self.addr).is_ok()
-                && get(self.admin, "/healthz", &[]).status == 200
+                && admin_get(self.admin, "/healthz").status == 200
             {
                 return;
             }
@@ -241,7 +249,7 @@ impl Proxy {
     }
 
     pub fn metrics(&self) -> String {
-        String::from_utf8(get(self.admin, "/metrics", &[]).body).unwrap()
+        String::from_utf8(admin_get(self.admin, "/metrics").body).unwrap()
     }
 
     /// Asserts a sample reaches `expected`. Counters fed from pingora's logging phase are
@@ -339,8 +347,12 @@ impl RawResponse {
     }
 }
 
+/// GET with `Host: test.local`, unless `headers` names another Host.
 pub fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> RawResponse {
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: test.local\r\n");
+    let mut req = format!("GET {path} HTTP/1.1\r\n");
+    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+        req.push_str("Host: test.local\r\n");
+    }
     for (n, v) in headers {
         req.push_str(&format!("{n}: {v}\r\n"));
     }
@@ -367,6 +379,12 @@ pub fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> RawRespons
         body: vec![],
         chunked: false,
     })
+}
+
+/// GET on the admin listener, as curl would send it (`Host` = the listener's address: the
+/// admin listener refuses other names).
+pub fn admin_get(admin: SocketAddr, path: &str) -> RawResponse {
+    get(admin, path, &[("Host", &admin.to_string())])
 }
 
 /// Reads one response from a keep-alive connection.
@@ -439,7 +457,11 @@ pub fn read_response(r: &mut impl BufRead, head_only: bool) -> std::io::Result<R
 
 /// Runs the binary with arguments; returns (exit code, stdout, stderr).
 pub fn run_cli(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN).args(args).output().unwrap();
+    let out = Command::new(BIN)
+        .args(args)
+        .env_remove("CONSENTGATE_ADMIN_TOKEN")
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -1,7 +1,11 @@
 //! The admin listener (keep it on loopback): `GET /metrics` (Prometheus text), `GET /healthz`,
-//! `GET /status` (JSON), `POST /reload` (re-read the configuration file).
+//! `GET /status` (JSON), `POST /reload` (re-read the configuration file). `HEAD` works wherever
+//! `GET` does. Who may ask is decided in [`access`] before anything else.
+
+pub mod access;
 
 use crate::runtime::{reload, Runtime};
+use access::AdminRequest;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use http::{Response, StatusCode};
@@ -30,16 +34,47 @@ fn reply(status: StatusCode, content_type: &str, body: impl Into<Vec<u8>>) -> Re
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        let method = session.req_header().method.clone();
-        let path = session.req_header().uri.path().to_string();
-        match (method.as_str(), path.as_str()) {
-            ("GET", "/metrics") => reply(
+        let req = session.req_header();
+        let method = req.method.clone();
+        let path = req.uri.path().to_string();
+        let header = |name: http::HeaderName| {
+            req.headers
+                .get(name)
+                .map(|v| v.to_str().unwrap_or("\u{fffd}"))
+        };
+        let ask = AdminRequest {
+            // An absolute-form target (`POST http://host/reload`) names the host too.
+            host: header(http::header::HOST).or_else(|| req.uri.authority().map(|a| a.as_str())),
+            origin: header(http::header::ORIGIN),
+            sec_fetch_site: header(http::HeaderName::from_static("sec-fetch-site")),
+            authorization: header(http::header::AUTHORIZATION),
+            reload: method == http::Method::POST && path == "/reload",
+        };
+        let rt = self.runtime.load();
+        if let Err(refused) = access::check(&ask, &rt.proxy.admin_access) {
+            crate::metrics::ADMIN_REFUSED
+                .with_label_values(&[refused.reason()])
+                .inc();
+            let mut r = reply(refused.status(), "text/plain", refused.message());
+            if refused == access::Refusal::Token {
+                r.headers_mut().insert(
+                    http::header::WWW_AUTHENTICATE,
+                    http::HeaderValue::from_static("Bearer realm=\"consentgate admin\""),
+                );
+            }
+            return r;
+        }
+        drop(rt);
+        // HEAD is answered as GET; pingora sends no body for it (RFC 9110 9.3.2).
+        let read = method == http::Method::GET || method == http::Method::HEAD;
+        match (read, method.as_str(), path.as_str()) {
+            (true, _, "/metrics") => reply(
                 StatusCode::OK,
                 "text/plain; version=0.0.4",
                 crate::metrics::render(),
             ),
-            ("GET", "/healthz") => reply(StatusCode::OK, "text/plain", "ok\n"),
-            ("GET", "/status") => {
+            (true, _, "/healthz") => reply(StatusCode::OK, "text/plain", "ok\n"),
+            (true, _, "/status") => {
                 let body = status_json(&self.runtime.load());
                 reply(
                     StatusCode::OK,
@@ -47,7 +82,7 @@ impl ServeHttp for AdminApp {
                     serde_json::to_vec_pretty(&body).unwrap_or_default(),
                 )
             }
-            ("POST", "/reload") => match reload(&self.runtime) {
+            (_, "POST", "/reload") => match reload(&self.runtime) {
                 Ok(msg) => reply(StatusCode::OK, "text/plain", format!("{msg}\n")),
                 Err(e) => reply(
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -55,11 +90,21 @@ impl ServeHttp for AdminApp {
                     format!("reload refused, the previous configuration stays in force:\n{e}\n"),
                 ),
             },
-            (_, "/metrics" | "/healthz" | "/status" | "/reload") => reply(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "text/plain",
-                "use GET for /metrics /healthz /status and POST for /reload\n",
-            ),
+            (_, _, "/metrics" | "/healthz" | "/status" | "/reload") => {
+                let allow = if path == "/reload" {
+                    "POST"
+                } else {
+                    "GET, HEAD"
+                };
+                let mut r = reply(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "text/plain",
+                    "use GET or HEAD for /metrics /healthz /status and POST for /reload\n",
+                );
+                r.headers_mut()
+                    .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
+                r
+            }
             _ => reply(
                 StatusCode::NOT_FOUND,
                 "text/plain",
