@@ -5,6 +5,7 @@
 //! wrong types (each blanked out and the file read again, see `recover`), then every semantic
 //! problem. Only a TOML syntax error, after which nothing can be read, comes alone.
 
+pub mod connections;
 mod raw;
 mod recover;
 
@@ -66,6 +67,8 @@ pub struct ProxyConfig {
     pub grace_period_seconds: u64,
     /// Seconds in-flight requests get to finish on shutdown.
     pub shutdown_timeout_seconds: u64,
+    /// Client connection timeouts and request limits.
+    pub connections: connections::ConnectionSettings,
 }
 
 #[derive(Debug)]
@@ -96,6 +99,8 @@ pub struct SiteConfig {
     pub csp: Option<Csp>,
     /// Inline-script snippets for HTML neutralization; `None` = neutralization off.
     pub html_snippets: Option<Vec<(Category, String)>>,
+    /// Origin connect/read/write/idle timeouts.
+    pub timeouts: connections::UpstreamTimeouts,
 }
 
 #[derive(Debug, Clone)]
@@ -378,6 +383,7 @@ impl Validator<'_> {
             access_log: p.access_log,
             grace_period_seconds: p.grace_period_seconds,
             shutdown_timeout_seconds: p.shutdown_timeout_seconds,
+            connections: self.connection_settings(p.connection_keys()),
         }
     }
 
@@ -614,6 +620,7 @@ impl Validator<'_> {
                 Some(list)
             }
         };
+        let timeouts = self.upstream_timeouts(&s.timeouts);
         if self.errors.len() > before {
             return None;
         }
@@ -638,6 +645,7 @@ impl Validator<'_> {
             block_responses,
             csp,
             html_snippets,
+            timeouts,
         })
     }
 
