@@ -1,12 +1,12 @@
 //! Every metric consentgate exports, in one place: the whole observable surface at a glance.
-//! All are Prometheus counters in the default registry, served on the admin listener's `/metrics`.
+//! All are Prometheus counters (one gauge: open connections) in the default registry, served on the admin listener's `/metrics`.
 //!
 //! Label values are bounded: `site` comes from configuration, `category` is one of the four
 //! categories or `unknown`, `consent` is `none|partial|all|invalid|off`, and cookie names seen
 //! unclassified are admitted as labels only up to [`UNKNOWN_NAME_LABELS`] distinct names.
 
 use once_cell::sync::Lazy;
-use prometheus::{register_int_counter_vec, IntCounter, IntCounterVec};
+use prometheus::{register_int_counter_vec, IntCounter, IntCounterVec, IntGauge};
 use std::collections::HashSet;
 use std::sync::RwLock;
 
@@ -149,6 +149,58 @@ pub static RELOADS: Lazy<IntCounterVec> = Lazy::new(|| {
     .unwrap()
 });
 
+// --- Connections: timeouts, limits, refusals (src/connections) ---
+
+/// Client connections open now.
+pub static CONNECTIONS_OPEN: Lazy<IntGauge> = Lazy::new(|| {
+    prometheus::register_int_gauge!(
+        "consentgate_connections_open",
+        "Client connections open now (each holds one of max_connections slots)"
+    )
+    .unwrap()
+});
+
+/// Times the accept loop waited for a free connection slot.
+pub static CONNECTION_LIMIT_WAITS: Lazy<IntCounter> = Lazy::new(|| {
+    prometheus::register_int_counter!(
+        "consentgate_connection_limit_waits_total",
+        "New connections that waited in the accept queue because max_connections were open"
+    )
+    .unwrap()
+});
+
+/// Requests refused before any site saw them.
+pub static CLIENT_REFUSALS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "consentgate_client_refusals_total",
+        "Requests refused for their form, by reason (uri_too_long 414, header_too_large and too_many_headers 431, bad_chunk, missing_host, invalid_host, bad_target, ambiguous_framing, bad_content_length, bad_transfer_encoding 400, unsupported_transfer_coding 501)",
+        &["reason"]
+    )
+    .unwrap()
+});
+
+/// Client connections cut by a timeout.
+pub static CLIENT_TIMEOUTS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "consentgate_client_timeouts_total",
+        "Client connections ended by a timeout, by phase (header: 408 or closed before any byte, keepalive: idle between requests, body: between two body reads, send: between two writes)",
+        &["phase"]
+    )
+    .unwrap()
+});
+
+/// Origin connections that timed out, by site, upstream and phase.
+pub static UPSTREAM_TIMEOUTS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "consentgate_upstream_timeouts_total",
+        "Requests whose origin timed out (answered 504), by site, upstream address and phase (connect, read, write)",
+        &["site", "upstream", "phase"]
+    )
+    .unwrap()
+});
+
+// --- end of connection metrics ---
+
 /// How many distinct unknown cookie names may become label values.
 pub const UNKNOWN_NAME_LABELS: usize = 200;
 /// The label for names past that limit (or not printable).
@@ -201,6 +253,11 @@ pub fn init() {
     Lazy::force(&REWRITE_FAILURES);
     Lazy::force(&UNROUTED);
     Lazy::force(&RELOADS);
+    Lazy::force(&CONNECTIONS_OPEN);
+    Lazy::force(&CONNECTION_LIMIT_WAITS);
+    Lazy::force(&CLIENT_REFUSALS);
+    Lazy::force(&CLIENT_TIMEOUTS);
+    Lazy::force(&UPSTREAM_TIMEOUTS);
 }
 
 /// Prometheus text exposition of everything registered.

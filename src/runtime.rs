@@ -36,6 +36,8 @@ pub struct Site {
     pub csp: Option<crate::trackers::csp::Csp>,
     pub balancer: LoadBalancer<RoundRobin>,
     pub metrics: SiteMetrics,
+    /// Origin connect/read/write/idle timeouts.
+    pub timeouts: crate::config::connections::UpstreamTimeouts,
     /// Expiry `Set-Cookie` values per cookie name, built once (they only depend on the name and
     /// this site's paths and domains). Bounded: names past the limit are built per request.
     expiry_cache: std::sync::RwLock<ExpiryCache>,
@@ -118,6 +120,7 @@ impl Site {
             block_responses: cfg.block_responses,
             csp: cfg.csp,
             balancer,
+            timeouts: cfg.timeouts,
             expiry_cache: Default::default(),
         })
     }
@@ -219,8 +222,10 @@ pub fn reload(current: &arc_swap::ArcSwap<Runtime>) -> Result<String, String> {
             if new.proxy.listen != old.proxy.listen
                 || new.proxy.admin != old.proxy.admin
                 || new.proxy.threads != old.proxy.threads
+                || new.proxy.connections.max_connections != old.proxy.connections.max_connections
             {
-                note = "; listen/admin/threads changes take effect after a restart".to_string();
+                note = "; listen/admin/threads/max_connections changes take effect after a restart"
+                    .to_string();
             }
             let sites = new.sites.len();
             current.store(Arc::new(new));
