@@ -111,6 +111,16 @@ impl ServerApp for GuardedProxy {
                 settings.client_header_timeout,
                 head_limits(&settings),
             );
+            // An idle connection waits here, small, for its next request (or its deadline, or
+            // the server's shutdown).
+            let mut stop = shutdown.clone();
+            let arrived = tokio::select! {
+                arrived = guarded.wait_for_request() => arrived,
+                _ = stop.wait_for(|stopping| *stopping) => false,
+            };
+            if !arrived {
+                return None;
+            }
             let mut session = ServerSession::new_http1(guarded);
             match persistent.take() {
                 Some(p) => p.apply_to_session(&mut session),

@@ -50,6 +50,8 @@ pub struct GuardedStream {
     wrote: bool,
     timer: Option<Pin<Box<Sleep>>>,
     refusal: Option<Refusal>,
+    /// The first byte of a request, read by [`Self::wait_for_request`] and not yet returned.
+    pushback: Option<u8>,
 }
 
 impl std::fmt::Debug for GuardedStream {
@@ -96,7 +98,32 @@ impl GuardedStream {
             wrote: false,
             timer: None,
             refusal: None,
+            pushback: None,
         }
+    }
+
+    /// Waits for the first byte of the session's request: `false` when the connection ended
+    /// instead (closed, or idle past its deadline). An idle connection waits here, before
+    /// pingora allocates its header buffer and per-request state, so it costs little more
+    /// than its socket.
+    pub async fn wait_for_request(&mut self) -> bool {
+        if self.tracker.started() >= self.sessions {
+            // It began already (pipelined bytes that pingora holds).
+            return true;
+        }
+        std::future::poll_fn(|cx| {
+            let mut byte = [0u8; 1];
+            let mut buf = ReadBuf::new(&mut byte);
+            match Pin::new(&mut *self).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if buf.filled().len() == 1 => {
+                    self.pushback = Some(byte[0]);
+                    Poll::Ready(true)
+                }
+                Poll::Ready(_) => Poll::Ready(false),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
     }
 
     /// Called before each request is handed to pingora. `keepalive` bounds the wait for the
@@ -235,6 +262,17 @@ impl AsyncRead for GuardedStream {
         if this.refusal.is_some() {
             return this.poll_refusal(cx);
         }
+        // A byte already followed by the tracker goes first, with whatever else is ready.
+        let pushed = match this.pushback.take() {
+            Some(b) if buf.remaining() > 0 => {
+                buf.put_slice(&[b]);
+                true
+            }
+            other => {
+                this.pushback = other;
+                false
+            }
+        };
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
@@ -249,7 +287,7 @@ impl AsyncRead for GuardedStream {
                     }
                     Err(reject) => {
                         // pingora never sees these bytes.
-                        buf.set_filled(before);
+                        buf.set_filled(before - usize::from(pushed));
                         metrics::CLIENT_REFUSALS
                             .with_label_values(&[reject.reason()])
                             .inc();
@@ -260,6 +298,8 @@ impl AsyncRead for GuardedStream {
                     }
                 }
             }
+            // The pushed-back byte is a read of its own; the error or wait comes next time.
+            Poll::Ready(Err(_)) | Poll::Pending if pushed => Poll::Ready(Ok(())),
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
                 let Some((deadline, in_header)) = this.deadline() else {
