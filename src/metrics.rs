@@ -169,6 +169,16 @@ pub static CONNECTION_LIMIT_WAITS: Lazy<IntCounter> = Lazy::new(|| {
     .unwrap()
 });
 
+/// Waiting connections closed to make room for new ones at the connection limit.
+pub static CONNECTIONS_RECLAIMED: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "consentgate_connections_reclaimed_total",
+        "Connections closed to free a slot for a new one while max_connections were open, by what they were waiting for (header: a request's first byte or the rest of its header, 408; keepalive: an idle kept-alive connection)",
+        &["phase"]
+    )
+    .unwrap()
+});
+
 /// Requests refused before any site saw them.
 pub static CLIENT_REFUSALS: Lazy<IntCounterVec> = Lazy::new(|| {
     register_int_counter_vec!(
@@ -255,6 +265,7 @@ pub fn init() {
     Lazy::force(&RELOADS);
     Lazy::force(&CONNECTIONS_OPEN);
     Lazy::force(&CONNECTION_LIMIT_WAITS);
+    Lazy::force(&CONNECTIONS_RECLAIMED);
     Lazy::force(&CLIENT_REFUSALS);
     Lazy::force(&CLIENT_TIMEOUTS);
     Lazy::force(&UPSTREAM_TIMEOUTS);

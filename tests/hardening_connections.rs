@@ -492,50 +492,86 @@ fn header_limits_are_configurable() {
 
 #[test]
 fn past_max_connections_new_connections_wait_and_served_ones_are_unaffected() {
-    let o = ok_origin();
-    let p = Proxy::start_with(
-        &site(o.addr, ""),
-        "max_connections = 2\nkeepalive_timeout_ms = 30000\nclient_header_timeout_ms = 30000",
-    );
-    // Two kept-alive connections take both slots.
-    let mut held = Vec::new();
-    for _ in 0..2 {
+    // An origin that holds its answers until released: two requests in progress take both slots.
+    let release = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let r2 = release.clone();
+    let o = Origin::start(move |req| {
+        while !r2.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        response("200 OK", &[], req.path.as_bytes())
+    });
+    let p = Proxy::start_with(&site(o.addr, ""), "max_connections = 2");
+    let mut busy = Vec::new();
+    for path in ["/one", "/two"] {
         let s = connect(&p);
         let mut w = s.try_clone().unwrap();
-        let mut r = BufReader::new(s);
-        w.write_all(b"GET /held HTTP/1.1\r\nHost: a\r\n\r\n")
+        w.write_all(format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes())
             .unwrap();
-        assert_eq!(read_response(&mut r, false).unwrap().status, 200);
-        held.push((w, r));
+        busy.push(BufReader::new(s));
     }
-    // A third one is queued by the kernel: connected, but not served.
+    eventually("both requests at the origin", || o.received().len() == 2);
+    // A third connection is queued by the kernel: connected, but not served, for as long as
+    // the others are busy (well past the one-second reclaim age: busy ones are not reclaimed).
     let mut third = connect(&p);
     third
-        .write_all(b"GET /third HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .write_all(b"GET /three HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
         .unwrap();
     third
-        .set_read_timeout(Some(Duration::from_millis(700)))
+        .set_read_timeout(Some(Duration::from_millis(2500)))
         .unwrap();
     let mut buf = [0u8; 64];
     let early = third.read(&mut buf);
     assert!(
         matches!(&early, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut),
-        "the third connection was answered while both slots were taken: {early:?}"
+        "the third connection was answered while both slots were busy: {early:?}"
     );
-    // The served connections go on as before.
-    for (w, r) in held.iter_mut() {
-        w.write_all(b"GET /again HTTP/1.1\r\nHost: a\r\n\r\n")
-            .unwrap();
-        assert_eq!(read_response(r, false).unwrap().status, 200);
+    // The served connections complete as if nothing happened.
+    release.store(true, std::sync::atomic::Ordering::SeqCst);
+    for (r, path) in busy.iter_mut().zip(["/one", "/two"]) {
+        let resp = read_response(r, false).unwrap();
+        assert_eq!((resp.status, resp.body.as_slice()), (200, path.as_bytes()));
     }
-    // One closes: the waiting connection is served.
-    drop(held.pop());
+    // Then the waiting one is served (a finished connection closed or was reclaimed while idle).
     third
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let got = read_to_close(&mut third);
     assert_eq!(status_of(&got), 200, "{}", String::from_utf8_lossy(&got));
     assert!(p.metric("consentgate_connection_limit_waits_total", &[]) >= 1.0);
+}
+
+#[test]
+fn at_max_connections_stalled_headers_give_their_slots_to_a_normal_request() {
+    // Slowloris scaled down: every slot held by a connection that sent half a header.
+    let o = ok_origin();
+    let p = Proxy::start_with(&site(o.addr, ""), "max_connections = 3");
+    let mut slow = Vec::new();
+    for _ in 0..3 {
+        let mut s = connect(&p);
+        s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nX-a: b\r\n")
+            .unwrap();
+        slow.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let r = p.get("/normal", &[]);
+    assert_eq!(r.status, 200);
+    // Reclaiming takes a stalled header that is at least a second old.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // A reclaimed stalled header is answered 408.
+    let got = read_to_close(&mut slow[0]);
+    assert_eq!(status_of(&got), 408, "{}", String::from_utf8_lossy(&got));
+    assert!(
+        p.metric(
+            "consentgate_connections_reclaimed_total",
+            &[("phase", "header")]
+        ) >= 1.0
+    );
 }
 
 // ---- Item 7: request target and framing ----
@@ -657,4 +693,20 @@ fn pipelined_requests_are_answered_in_order() {
         .map(|_| String::from_utf8(read_response(&mut r, false).unwrap().body).unwrap())
         .collect();
     assert_eq!(bodies, ["GET /first", "GET /second", "GET /third"]);
+}
+
+#[test]
+fn an_upgrade_request_answered_without_101_closes_the_connection() {
+    // The wire tracker stops following a connection at an `Upgrade` request (after a 101 it is
+    // no longer HTTP). Answered without a 101, the connection must then serve nothing more:
+    // a pipelined request behind it gets no answer, and no header deadline is left unenforced.
+    let o = ok_origin();
+    let p = Proxy::start(&site(o.addr, ""));
+    let mut s = connect(&p);
+    s.write_all(b"GET /other HTTP/1.1\r\nHost: a\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\nGET /next HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    let got = read_to_close(&mut s);
+    let text = String::from_utf8_lossy(&got);
+    assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{text}");
+    assert!(o.received().iter().all(|r| r.path != "/next"));
 }

@@ -13,7 +13,9 @@
 //! - a connection holds one of `max_connections` slots for its lifetime. [`WaitForSlot`], the
 //!   listener's connection filter, pauses the accept loop while none is free, so new
 //!   connections wait in the kernel's accept queue (costing no file descriptor, as with nginx's
-//!   `worker_connections`) and the connections being served are not disturbed.
+//!   `worker_connections`) and the connections being served are not disturbed. While it waits,
+//!   connections that only wait themselves (idle for a second or more, or stuck in a header for
+//!   a second or more: slowloris) are asked to give their slot up.
 //!
 //! [`request`] checks each parsed request header (Host, target form, transfer codings).
 
@@ -157,12 +159,20 @@ pub struct WaitForSlot {
 #[async_trait]
 impl ConnectionFilter for WaitForSlot {
     async fn should_accept(&self, _addr: Option<&SocketAddr>) -> bool {
-        if self.slots.available_permits() == 0 {
-            metrics::CONNECTION_LIMIT_WAITS.inc();
+        if self.slots.available_permits() > 0 {
+            return true;
         }
-        // Wait until one is free; the connection takes its own in `process_new`.
-        let _ = self.slots.acquire().await;
-        true
+        metrics::CONNECTION_LIMIT_WAITS.inc();
+        // Ask connections that only wait (idle, or in a stalled header) to give their slot up,
+        // and ask again each second while none is free. The connection takes its own slot in
+        // `process_new`.
+        loop {
+            stream::RECLAIM.notify_waiters();
+            tokio::select! {
+                _ = self.slots.acquire() => return true,
+                _ = tokio::time::sleep(stream::RECLAIM_AFTER) => {}
+            }
+        }
     }
 }
 

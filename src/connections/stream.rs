@@ -26,6 +26,8 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::futures::Notified;
+use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
 /// How long a refused connection is drained after its answer, at most.
@@ -52,7 +54,20 @@ pub struct GuardedStream {
     refusal: Option<Refusal>,
     /// The first byte of a request, read by [`Self::wait_for_request`] and not yet returned.
     pushback: Option<u8>,
+    /// Since when the connection waits for a request or its header (for reclaiming).
+    waiting_since: Instant,
+    /// Armed while waiting: fires when every connection slot is taken.
+    reclaim: Option<Pin<Box<Notified<'static>>>>,
 }
+
+/// Rung when a new connection finds every slot taken: connections that have waited at least
+/// [`RECLAIM_AFTER`] for a request or for the rest of its header give their slot up (nginx, out
+/// of connections, likewise closes its idle kept-alive ones). A client whose header arrives at
+/// network speed is never in that state that long; a slowloris client always is.
+pub static RECLAIM: Notify = Notify::const_new();
+
+/// How long a connection must have waited to be reclaimed.
+pub const RECLAIM_AFTER: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for GuardedStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -99,6 +114,8 @@ impl GuardedStream {
             timer: None,
             refusal: None,
             pushback: None,
+            waiting_since: Instant::now(),
+            reclaim: None,
         }
     }
 
@@ -136,6 +153,7 @@ impl GuardedStream {
     ) {
         self.sessions += 1;
         self.wrote = false;
+        self.waiting_since = Instant::now();
         self.header_timeout = header_timeout;
         self.tracker.set_limits(tracker_limits);
         if self.sessions > 1 {
@@ -158,6 +176,24 @@ impl GuardedStream {
             }
             self.idle_deadline = None;
             self.started_seen = started;
+            self.waiting_since = Instant::now();
+        }
+    }
+
+    /// Whether the connection is asked to give its slot up (it waits and has waited long).
+    fn poll_reclaim(&mut self, cx: &mut Context<'_>) -> bool {
+        loop {
+            let n = self
+                .reclaim
+                .get_or_insert_with(|| Box::pin(RECLAIM.notified()));
+            if n.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            self.reclaim = None;
+            if self.waiting_since.elapsed() >= RECLAIM_AFTER {
+                return true;
+            }
+            // Too recent: arm again for the next ring.
         }
     }
 
@@ -311,26 +347,27 @@ impl AsyncRead for GuardedStream {
                 if timer.deadline() != deadline {
                     timer.as_mut().reset(deadline);
                 }
-                if timer.as_mut().poll(cx).is_pending() {
+                let expired = timer.as_mut().poll(cx).is_ready();
+                let reclaimed = !expired && this.poll_reclaim(cx);
+                if !expired && !reclaimed {
                     return Poll::Pending;
                 }
-                if in_header {
-                    metrics::CLIENT_TIMEOUTS
-                        .with_label_values(&["header"])
+                let phase = match (in_header, this.sessions > 1) {
+                    (true, _) | (false, false) => "header",
+                    (false, true) => "keepalive",
+                };
+                if reclaimed {
+                    metrics::CONNECTIONS_RECLAIMED
+                        .with_label_values(&[phase])
                         .inc();
+                } else {
+                    metrics::CLIENT_TIMEOUTS.with_label_values(&[phase]).inc();
+                }
+                if in_header {
                     this.refuse(408, None);
                     this.poll_refusal(cx)
                 } else {
                     // Idle past its time: end the connection quietly (pingora sees a close).
-                    if this.sessions > 1 {
-                        metrics::CLIENT_TIMEOUTS
-                            .with_label_values(&["keepalive"])
-                            .inc();
-                    } else {
-                        metrics::CLIENT_TIMEOUTS
-                            .with_label_values(&["header"])
-                            .inc();
-                    }
                     this.idle_deadline = None;
                     this.refusal = Some(Refusal {
                         answer: b"",
