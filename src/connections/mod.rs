@@ -117,7 +117,7 @@ impl ServerApp for GuardedProxy {
             // the server's shutdown).
             let mut stop = shutdown.clone();
             let arrived = tokio::select! {
-                arrived = guarded.wait_for_request() => arrived,
+                arrived = guarded.wait_for_header() => arrived,
                 _ = stop.wait_for(|stopping| *stopping) => false,
             };
             if !arrived {

@@ -15,6 +15,7 @@
 use super::framing::{Phase, Reject, Tracker};
 use crate::metrics;
 use async_trait::async_trait;
+use bytes::BytesMut;
 use pingora::protocols::{
     raw_connect::ProxyDigest, GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown,
     SocketDigest, Ssl, Stream, TimingDigest, UniqueID, UniqueIDType, ALPN,
@@ -52,8 +53,8 @@ pub struct GuardedStream {
     wrote: bool,
     timer: Option<Pin<Box<Sleep>>>,
     refusal: Option<Refusal>,
-    /// The first byte of a request, read by [`Self::wait_for_request`] and not yet returned.
-    pushback: Option<u8>,
+    /// Bytes of a request header read by [`Self::wait_for_header`], not yet handed to pingora.
+    held: BytesMut,
     /// Since when the connection waits for a request or its header (for reclaiming).
     waiting_since: Instant,
     /// Armed while waiting: fires when every connection slot is taken.
@@ -113,31 +114,35 @@ impl GuardedStream {
             wrote: false,
             timer: None,
             refusal: None,
-            pushback: None,
+            held: BytesMut::new(),
             waiting_since: Instant::now(),
             reclaim: None,
         }
     }
 
-    /// Waits for the first byte of the session's request: `false` when the connection ended
-    /// instead (closed, or idle past its deadline). An idle connection waits here, before
-    /// pingora allocates its header buffer and per-request state, so it costs little more
-    /// than its socket.
-    pub async fn wait_for_request(&mut self) -> bool {
+    /// Reads the session's request header, up to its end, into a buffer of this stream's own:
+    /// `false` when the connection ended instead (closed, refused, or past a deadline). Until
+    /// then pingora has allocated nothing for the request, so an idle connection or a header
+    /// trickled in costs its socket, this stream and the bytes received, not pingora's request
+    /// state and header buffer. pingora then reads the header from here.
+    pub async fn wait_for_header(&mut self) -> bool {
         if self.tracker.started() >= self.sessions {
-            // It began already (pipelined bytes that pingora holds).
+            // It began already (pipelined bytes that pingora holds): pingora reads the rest.
             return true;
         }
-        std::future::poll_fn(|cx| {
-            let mut byte = [0u8; 1];
-            let mut buf = ReadBuf::new(&mut byte);
-            match Pin::new(&mut *self).poll_read(cx, &mut buf) {
-                Poll::Ready(Ok(())) if buf.filled().len() == 1 => {
-                    self.pushback = Some(byte[0]);
-                    Poll::Ready(true)
+        std::future::poll_fn(|cx| loop {
+            let mut scratch = [0u8; 2048];
+            let mut buf = ReadBuf::new(&mut scratch);
+            match self.poll_read_tracked(cx, &mut buf) {
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() => {
+                    self.held.extend_from_slice(buf.filled());
+                    let begun = self.tracker.started() >= self.sessions;
+                    if begun && self.tracker.phase() != Phase::Header {
+                        return Poll::Ready(true);
+                    }
                 }
-                Poll::Ready(_) => Poll::Ready(false),
-                Poll::Pending => Poll::Pending,
+                Poll::Ready(_) => return Poll::Ready(false),
+                Poll::Pending => return Poll::Pending,
             }
         })
         .await
@@ -295,20 +300,31 @@ impl AsyncRead for GuardedStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        if this.held.is_empty() {
+            return this.poll_read_tracked(cx, buf);
+        }
+        // Header bytes already followed by the tracker go first.
+        let n = this.held.len().min(buf.remaining());
+        buf.put_slice(&this.held.split_to(n));
+        if this.held.is_empty() {
+            // Give the memory back: the buffer is only for a header being received.
+            this.held = BytesMut::new();
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl GuardedStream {
+    /// A read from the client, followed by the tracker and bounded by the deadlines.
+    fn poll_read_tracked(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self;
         if this.refusal.is_some() {
             return this.poll_refusal(cx);
         }
-        // A byte already followed by the tracker goes first, with whatever else is ready.
-        let pushed = match this.pushback.take() {
-            Some(b) if buf.remaining() > 0 => {
-                buf.put_slice(&[b]);
-                true
-            }
-            other => {
-                this.pushback = other;
-                false
-            }
-        };
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
@@ -323,7 +339,7 @@ impl AsyncRead for GuardedStream {
                     }
                     Err(reject) => {
                         // pingora never sees these bytes.
-                        buf.set_filled(before - usize::from(pushed));
+                        buf.set_filled(before);
                         metrics::CLIENT_REFUSALS
                             .with_label_values(&[reject.reason()])
                             .inc();
@@ -334,8 +350,6 @@ impl AsyncRead for GuardedStream {
                     }
                 }
             }
-            // The pushed-back byte is a read of its own; the error or wait comes next time.
-            Poll::Ready(Err(_)) | Poll::Pending if pushed => Poll::Ready(Ok(())),
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
                 let Some((deadline, in_header)) = this.deadline() else {
