@@ -498,6 +498,20 @@ impl Tracker {
                         self.state = State::Chunked(Chunk::DataCr);
                     }
                 }
+                State::Head(h) if skippable(h) => {
+                    // The rest of a line nothing depends on: jump to its end (the common case;
+                    // byte by byte this scan would cost more than the rest of the request).
+                    let rest = &bytes[i..];
+                    let n = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+                    if n > 0 {
+                        skip_line_bytes(h, &rest[..n], &self.limits)?;
+                        i += n;
+                    }
+                    if i < bytes.len() {
+                        self.byte(bytes[i])?;
+                        i += 1;
+                    }
+                }
                 _ => {
                     self.byte(bytes[i])?;
                     i += 1;
@@ -545,6 +559,44 @@ impl Tracker {
             State::Length(_) | State::Tunnel => Ok(()),
         }
     }
+}
+
+/// Whether the current header line's remaining bytes (up to its LF) matter only by their count:
+/// a field line whose name is no framing field, or whose value belongs to none, or the
+/// request line's version.
+fn skippable(h: &Head) -> bool {
+    if h.line_len == 0 || h.cr {
+        return false;
+    }
+    match h.part {
+        2 => true,
+        3 => {
+            if h.in_value {
+                !matches!(h.field, Some(0 | 1))
+            } else {
+                h.candidates == 0
+            }
+        }
+        _ => false,
+    }
+}
+
+/// Counts `run` (no LF in it) as bytes of the current line, as `head_byte` would one by one.
+fn skip_line_bytes(h: &mut Head, run: &[u8], limits: &HeadLimits) -> Result<(), Reject> {
+    h.bytes += run.len();
+    if h.bytes > limits.max_header_bytes {
+        // As `Tracker::byte` says it: still in the request line, the target is too long.
+        return Err(if h.part < 3 {
+            Reject::UriTooLong
+        } else {
+            Reject::HeaderTooLarge
+        });
+    }
+    // A CR right before the LF is the line end's; any other byte is content.
+    let cr = run.last() == Some(&b'\r');
+    h.line_len += run.len() - usize::from(cr);
+    h.cr = cr;
+    Ok(())
 }
 
 /// One header byte. `Some(state)` when the header ended.

@@ -187,3 +187,25 @@ fn framing_fields_decide_like_rfc_9112_section_6() {
     assert_eq!(framing(&[], &["0x10"]), Err(BadLength));
     assert_eq!(framing(&[], &["99999999999999999999999"]), Err(BadLength));
 }
+
+#[test]
+fn a_browser_header_is_followed_in_one_pass_and_split_anywhere() {
+    // A Chromium request as sent (header names and order from its network log).
+    let get = b"GET /articles/2024/privacy?utm_source=x HTTP/1.1\r\nHost: www.example.org\r\nConnection: keep-alive\r\nsec-ch-ua: \"Chromium\";v=\"124\", \"Not-A.Brand\";v=\"99\"\r\nUpgrade-Insecure-Requests: 1\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36\r\nAccept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8\r\nSec-Fetch-Site: none\r\nAccept-Encoding: gzip, deflate, br\r\nAccept-Language: en-GB,en;q=0.9\r\nCookie: SESSIONID=abc123; _ga=GA1.2.111.222\r\n\r\n";
+    let post = b"POST /form HTTP/1.1\r\nHost: www.example.org\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 7\r\n\r\na=1&b=2";
+    let mut both = get.to_vec();
+    both.extend_from_slice(post);
+    both.extend_from_slice(get);
+    let (r, phase, n) = feed(&both);
+    assert_eq!((r, phase, n), (Ok(()), Phase::Idle, 3));
+    let limits = HeadLimits {
+        max_header_bytes: 4096,
+        ..LIMITS
+    };
+    for at in 0..both.len() {
+        let mut t = Tracker::new(limits);
+        t.feed(&both[..at]).unwrap();
+        t.feed(&both[at..]).unwrap();
+        assert_eq!((t.phase(), t.started()), (Phase::Idle, 3), "split at {at}");
+    }
+}
