@@ -294,6 +294,54 @@ fn an_origin_whose_accept_queue_is_full_gives_504_within_connect_ms() {
 }
 
 #[test]
+fn an_origin_that_stops_reading_a_request_body_gives_504_after_write_ms() {
+    // The origin reads the request header and then nothing: once the socket buffers between
+    // the proxy and it are full, the proxy's writes wait. After `write_ms` pingora still reads
+    // for an early answer from the origin (one that refuses an upload before reading it), for
+    // up to `read_ms`: the client has its 504 within the sum.
+    let (addr, held) = silent_origin();
+    let p = Proxy::start_with(
+        &site(addr, "[site.timeouts]\nwrite_ms = 800\nread_ms = 800"),
+        "client_body_timeout_ms = 30000",
+    );
+    let mut s = connect(&p);
+    let total = 256 * 1024 * 1024;
+    s.write_all(
+        format!("POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: {total}\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    let mut w = s.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut sent = 0;
+        while sent < total && w.write_all(&chunk).is_ok() {
+            sent += chunk.len();
+        }
+    });
+    let started = Instant::now();
+    let got = read_to_close(&mut s);
+    let elapsed = started.elapsed();
+    assert_eq!(status_of(&got), 504, "after {elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(720)
+            && elapsed <= Duration::from_millis(1600) + Duration::from_secs(3),
+        "write_ms 800 + read_ms 800: answered after {elapsed:?}"
+    );
+    drop(s);
+    sender.join().unwrap();
+    assert_eq!(held.lock().unwrap().len(), 1);
+    eventually("the timeout to be counted", || {
+        p.metric(
+            "consentgate_upstream_timeouts_total",
+            &[("site", "s"), ("phase", "write")],
+        ) + p.metric(
+            "consentgate_upstream_timeouts_total",
+            &[("site", "s"), ("phase", "read")],
+        ) >= 1.0
+    });
+}
+
+#[test]
 fn a_client_that_never_reads_is_cut_at_send_timeout_and_frees_the_origin() {
     // An origin that streams without end and notes when its peer (the proxy) goes away.
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -392,6 +440,20 @@ fn a_64_kib_header_block_gets_431_at_the_default_32_kib_limit() {
         &[("reason", "header_too_large")],
         1.0,
     );
+}
+
+#[test]
+fn an_incomplete_header_past_the_limit_gets_431_without_waiting_for_its_end() {
+    // The 1 MB-per-connection buffering: the header never ends, only grows.
+    let o = ok_origin();
+    let p = Proxy::start(&site(o.addr, ""));
+    let mut s = connect(&p);
+    let started = Instant::now();
+    let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n");
+    let _ = s.write_all(format!("X-Pad: {}", "p".repeat(40 * 1024)).as_bytes());
+    let got = read_to_close(&mut s);
+    assert_eq!(status_of(&got), 431, "{}", String::from_utf8_lossy(&got));
+    assert!(started.elapsed() < Duration::from_secs(5));
 }
 
 #[test]
