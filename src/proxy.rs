@@ -308,7 +308,7 @@ impl ProxyHttp for ConsentGate {
     fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
         // Requests refused for their form are counted (consentgate_client_refusals_total); an
         // error line each would let any client fill the log.
-        matches!(e.etype(), ErrorType::HTTPStatus(_))
+        matches!(e.etype(), ErrorType::HTTPStatus(code) if (400..500).contains(code) || *code == 501)
     }
 
     async fn upstream_request_filter(

@@ -131,7 +131,7 @@ impl GuardedStream {
             return true;
         }
         std::future::poll_fn(|cx| loop {
-            let mut scratch = [0u8; 2048];
+            let mut scratch = [0u8; 4096];
             let mut buf = ReadBuf::new(&mut scratch);
             match self.poll_read_tracked(cx, &mut buf) {
                 Poll::Ready(Ok(())) if !buf.filled().is_empty() => {
