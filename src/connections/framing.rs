@@ -385,7 +385,8 @@ enum State {
     Idle {
         blank: u8,
     },
-    Head(Box<Head>),
+    /// Inline, not boxed: an allocation per request cost more than the bytes it saves.
+    Head(Head),
     Length(u64),
     Chunked(Chunk),
     Tunnel,
@@ -498,6 +499,19 @@ impl Tracker {
                         self.state = State::Chunked(Chunk::DataCr);
                     }
                 }
+                State::Head(h) if h.part < 2 && h.line_len > 0 && !h.cr => {
+                    // Inside the method or the target: count up to the next byte that matters.
+                    let rest = &bytes[i..];
+                    let n = memchr::memchr3(b' ', b'\r', b'\n', rest).unwrap_or(rest.len());
+                    if n > 0 {
+                        skip_request_line_bytes(h, n, &self.limits)?;
+                        i += n;
+                    }
+                    if i < bytes.len() {
+                        self.byte(bytes[i])?;
+                        i += 1;
+                    }
+                }
                 State::Head(h) if skippable(h) => {
                     // The rest of a line nothing depends on: jump to its end (the common case;
                     // byte by byte this scan would cost more than the rest of the request).
@@ -530,7 +544,7 @@ impl Tracker {
                     return Ok(());
                 }
                 self.started += 1;
-                self.state = State::Head(Box::default());
+                self.state = State::Head(Head::default());
                 self.byte(b)
             }
             State::Head(h) => {
@@ -579,6 +593,27 @@ fn skippable(h: &Head) -> bool {
         }
         _ => false,
     }
+}
+
+/// Counts `n` bytes of the method or target (no SP, CR or LF among them), as `head_byte`
+/// would one by one.
+fn skip_request_line_bytes(h: &mut Head, n: usize, limits: &HeadLimits) -> Result<(), Reject> {
+    h.bytes += n;
+    h.line_len += n;
+    if h.part == 1 {
+        h.target += n;
+        if h.target > limits.max_uri_bytes {
+            return Err(Reject::UriTooLong);
+        }
+    }
+    if h.bytes > limits.max_header_bytes {
+        return Err(if h.part > 0 {
+            Reject::UriTooLong
+        } else {
+            Reject::HeaderTooLarge
+        });
+    }
+    Ok(())
 }
 
 /// Counts `run` (no LF in it) as bytes of the current line, as `head_byte` would one by one.
@@ -695,9 +730,18 @@ fn field_byte(h: &mut Head, b: u8) {
     }
     let i = h.line_len - 1;
     let lower = b.to_ascii_lowercase();
-    for (n, name) in NAMES.iter().enumerate() {
-        if name.get(i) != Some(&lower) {
-            h.candidates &= !(1 << n);
+    if i == 0 {
+        // The three names begin with different letters: at most one candidate from here on.
+        h.candidates = match lower {
+            b'c' => 1,
+            b't' => 2,
+            b'u' => 4,
+            _ => 0,
+        };
+    } else if h.candidates != 0 {
+        let n = h.candidates.trailing_zeros() as usize;
+        if NAMES[n].get(i) != Some(&lower) {
+            h.candidates = 0;
         }
     }
 }

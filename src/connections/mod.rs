@@ -113,14 +113,9 @@ impl ServerApp for GuardedProxy {
                 settings.client_header_timeout,
                 head_limits(&settings),
             );
-            // An idle connection waits here, small, for its next request (or its deadline, or
-            // the server's shutdown).
-            let mut stop = shutdown.clone();
-            let arrived = tokio::select! {
-                arrived = guarded.wait_for_header() => arrived,
-                _ = stop.wait_for(|stopping| *stopping) => false,
-            };
-            if !arrived {
+            // An idle connection waits here, small, for its next request (or its deadline, a
+            // reclaim, or the server's shutdown: see `stream::SHUTTING_DOWN`).
+            if *shutdown.borrow() || !guarded.wait_for_header().await {
                 return None;
             }
             let mut session = ServerSession::new_http1(guarded);
@@ -146,6 +141,9 @@ impl ServerApp for GuardedProxy {
     }
 
     async fn cleanup(&self) {
+        // Connections waiting for a request close now; those in a request finish it.
+        stream::SHUTTING_DOWN.store(true, std::sync::atomic::Ordering::Relaxed);
+        stream::RECLAIM.notify_waiters();
         self.proxy.http_cleanup().await;
     }
 }

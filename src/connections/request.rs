@@ -55,10 +55,8 @@ pub struct Accepted {
 
 /// Checks one request header.
 pub fn check(req: &RequestHeader) -> Result<Accepted, Refusal> {
-    let mut hosts = req.headers.get_all(HOST).iter();
-    let host = hosts.next();
     // (Several Host fields were refused by pingora already.)
-    match host {
+    match req.headers.get(HOST) {
         None if req.version != Version::HTTP_10 && req.version != Version::HTTP_09 => {
             return Err(Refusal::MissingHost)
         }
@@ -94,6 +92,35 @@ pub fn check(req: &RequestHeader) -> Result<Accepted, Refusal> {
     }
     Ok(accepted)
 }
+
+/// RFC 3986 reg-name bytes besides `%`: unreserved and sub-delims.
+static REG_NAME: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            );
+        b += 1;
+    }
+    t
+};
 
 /// `Host = uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986 §3.2.2): an IP literal in brackets,
 /// or a reg-name (unreserved, pct-encoded, sub-delims; IPv4 addresses are reg-names too), and
@@ -135,8 +162,7 @@ pub fn valid_host(v: &[u8]) -> bool {
             i += 3;
             continue;
         }
-        let ok = b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b);
-        if !ok {
+        if !REG_NAME[b as usize] {
             return false;
         }
         i += 1;

@@ -22,7 +22,9 @@ use pingora::protocols::{
 };
 use std::future::Future;
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -69,6 +71,10 @@ pub static RECLAIM: Notify = Notify::const_new();
 
 /// How long a connection must have waited to be reclaimed.
 pub const RECLAIM_AFTER: Duration = Duration::from_secs(1);
+
+/// Set when the server stops listening: every waiting connection closes (rung through
+/// [`RECLAIM`]), as pingora's own loop closes idle kept-alive connections then.
+pub static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
 
 impl std::fmt::Debug for GuardedStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -131,8 +137,9 @@ impl GuardedStream {
             return true;
         }
         std::future::poll_fn(|cx| loop {
-            let mut scratch = [0u8; 4096];
-            let mut buf = ReadBuf::new(&mut scratch);
+            // Uninitialised: zeroing 4 KiB on every poll cost more than the rest of the read.
+            let mut scratch = [MaybeUninit::<u8>::uninit(); 4096];
+            let mut buf = ReadBuf::uninit(&mut scratch);
             match self.poll_read_tracked(cx, &mut buf) {
                 Poll::Ready(Ok(())) if !buf.filled().is_empty() => {
                     self.held.extend_from_slice(buf.filled());
@@ -156,14 +163,15 @@ impl GuardedStream {
         header_timeout: Duration,
         tracker_limits: super::framing::HeadLimits,
     ) {
+        let now = Instant::now();
         self.sessions += 1;
         self.wrote = false;
-        self.waiting_since = Instant::now();
+        self.waiting_since = now;
         self.header_timeout = header_timeout;
         self.tracker.set_limits(tracker_limits);
         if self.sessions > 1 {
             self.idle_deadline = if self.tracker.started() < self.sessions {
-                Some(Instant::now() + keepalive)
+                Some(now + keepalive)
             } else {
                 None
             };
@@ -176,18 +184,23 @@ impl GuardedStream {
         if started != self.started_seen {
             // A new request began: no idle wait any more, and its header has its own deadline
             // (the first request's counts from the accept, as in nginx).
+            let now = Instant::now();
             if started > 1 || self.header_deadline.is_none() {
-                self.header_deadline = Some(Instant::now() + self.header_timeout);
+                self.header_deadline = Some(now + self.header_timeout);
             }
             self.idle_deadline = None;
             self.started_seen = started;
-            self.waiting_since = Instant::now();
+            self.waiting_since = now;
         }
     }
 
-    /// Whether the connection is asked to give its slot up (it waits and has waited long).
+    /// Whether the connection is asked to give its slot up (it waits and has waited long, or
+    /// the server is shutting down). The `Notified` stays registered between polls.
     fn poll_reclaim(&mut self, cx: &mut Context<'_>) -> bool {
         loop {
+            if SHUTTING_DOWN.load(Ordering::Relaxed) {
+                return true;
+            }
             let n = self
                 .reclaim
                 .get_or_insert_with(|| Box::pin(RECLAIM.notified()));
@@ -195,7 +208,9 @@ impl GuardedStream {
                 return false;
             }
             self.reclaim = None;
-            if self.waiting_since.elapsed() >= RECLAIM_AFTER {
+            if SHUTTING_DOWN.load(Ordering::Relaxed)
+                || self.waiting_since.elapsed() >= RECLAIM_AFTER
+            {
                 return true;
             }
             // Too recent: arm again for the next ring.
@@ -263,8 +278,8 @@ impl GuardedStream {
                             continue;
                         }
                     }
-                    let mut scratch = [0u8; 4096];
-                    let mut buf = ReadBuf::new(&mut scratch);
+                    let mut scratch = [MaybeUninit::<u8>::uninit(); 4096];
+                    let mut buf = ReadBuf::uninit(&mut scratch);
                     match ready!(inner.as_mut().poll_read(cx, &mut buf)) {
                         Ok(()) if !buf.filled().is_empty() && r.drained < LINGER_BYTES => {
                             r.drained += buf.filled().len();
@@ -358,10 +373,19 @@ impl GuardedStream {
                 let timer = this
                     .timer
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-                if timer.deadline() != deadline {
+                // Re-armed only when the deadline moved earlier; a later one is checked when the
+                // timer fires. A busy kept-alive connection then re-arms no timer per request.
+                if timer.deadline() > deadline {
                     timer.as_mut().reset(deadline);
                 }
-                let expired = timer.as_mut().poll(cx).is_ready();
+                let mut expired = false;
+                while timer.as_mut().poll(cx).is_ready() {
+                    if Instant::now() >= deadline {
+                        expired = true;
+                        break;
+                    }
+                    timer.as_mut().reset(deadline);
+                }
                 let reclaimed = !expired && this.poll_reclaim(cx);
                 if !expired && !reclaimed {
                     return Poll::Pending;
