@@ -5,11 +5,14 @@
 //! - [`cookies`]: cookie classification, request `Cookie` and response `Set-Cookie` gating
 //! - [`config`]: the TOML file -> validated [`config::Config`] -> runtime [`runtime::Runtime`]
 //! - [`proxy`]: the pingora `ProxyHttp` phases
+//! - [`connections`]: what one client connection may cost (timeouts, header limits, a cap on
+//!   connections) and the RFC 9112 request checks
 //! - [`metrics`]: every metric name; [`admin`]: the admin listener
 //! - [`explain`]: the dry-run decision for one request; [`demo`]: the built-in example origin
 
 pub mod admin;
 pub mod config;
+pub mod connections;
 pub mod consent;
 pub mod cookies;
 pub mod decide;

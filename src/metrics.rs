@@ -196,6 +196,68 @@ pub static ADMIN_REFUSED: Lazy<IntCounterVec> = Lazy::new(|| {
     .unwrap()
 });
 
+// --- Connections: timeouts, limits, refusals (src/connections) ---
+
+/// Client connections open now.
+pub static CONNECTIONS_OPEN: Lazy<IntGauge> = Lazy::new(|| {
+    prometheus::register_int_gauge!(
+        "consentgate_connections_open",
+        "Client connections open now (each holds one of max_connections slots)"
+    )
+    .unwrap()
+});
+
+/// Times the accept loop waited for a free connection slot.
+pub static CONNECTION_LIMIT_WAITS: Lazy<IntCounter> = Lazy::new(|| {
+    prometheus::register_int_counter!(
+        "consentgate_connection_limit_waits_total",
+        "New connections that waited in the accept queue because max_connections were open"
+    )
+    .unwrap()
+});
+
+/// Waiting connections closed to make room for new ones at the connection limit.
+pub static CONNECTIONS_RECLAIMED: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "consentgate_connections_reclaimed_total",
+        "Connections closed to free a slot for a new one while max_connections were open, by what they were waiting for (header: a request's first byte or the rest of its header, 408; keepalive: an idle kept-alive connection)",
+        &["phase"]
+    )
+    .unwrap()
+});
+
+/// Requests refused before any site saw them.
+pub static CLIENT_REFUSALS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "consentgate_client_refusals_total",
+        "Requests refused for their form, by reason (uri_too_long 414, header_too_large and too_many_headers 431, bad_chunk, missing_host, invalid_host, bad_target, ambiguous_framing, bad_content_length, bad_transfer_encoding 400, unsupported_transfer_coding 501)",
+        &["reason"]
+    )
+    .unwrap()
+});
+
+/// Client connections cut by a timeout.
+pub static CLIENT_TIMEOUTS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "consentgate_client_timeouts_total",
+        "Client connections ended by a timeout, by phase (header: 408 or closed before any byte, keepalive: idle between requests, body: between two body reads, send: between two writes)",
+        &["phase"]
+    )
+    .unwrap()
+});
+
+/// Origin connections that timed out, by site, upstream and phase.
+pub static UPSTREAM_TIMEOUTS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "consentgate_upstream_timeouts_total",
+        "Requests whose origin timed out (answered 504), by site, upstream address and phase (connect, read, write)",
+        &["site", "upstream", "phase"]
+    )
+    .unwrap()
+});
+
+// --- end of connection metrics ---
+
 /// How many distinct unknown cookie names of one site may become label values.
 pub const UNKNOWN_NAME_LABELS: usize = 200;
 /// How many of those one request may admit: one request cannot fill the set.
@@ -305,6 +367,12 @@ pub fn init() {
     Lazy::force(&EXPIRY_LINES_OVER_LIMIT);
     Lazy::force(&EXPIRY_CACHE_BYTES);
     Lazy::force(&ADMIN_REFUSED);
+    Lazy::force(&CONNECTIONS_OPEN);
+    Lazy::force(&CONNECTION_LIMIT_WAITS);
+    Lazy::force(&CONNECTIONS_RECLAIMED);
+    Lazy::force(&CLIENT_REFUSALS);
+    Lazy::force(&CLIENT_TIMEOUTS);
+    Lazy::force(&UPSTREAM_TIMEOUTS);
 }
 
 /// Prometheus text exposition of everything registered.

@@ -50,6 +50,10 @@ pub struct RequestCtx {
     neutralized: u32,
     /// New unknown-cookie-name labels this request may still admit.
     label_admissions: u32,
+    /// The origin chosen for this request (for the timeout metric's label).
+    upstream: Option<pingora::protocols::l4::socket::SocketAddr>,
+    /// Failed connection attempts (retries stop when every origin of the site was tried).
+    connect_failures: usize,
 }
 
 impl ConsentGate {
@@ -145,7 +149,17 @@ impl ProxyHttp for ConsentGate {
             body: None,
             neutralized: 0,
             label_admissions: metrics::UNKNOWN_LABELS_PER_REQUEST,
+            upstream: None,
+            connect_failures: 0,
         }
+    }
+
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        crate::connections::check_request(session)
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
@@ -219,7 +233,88 @@ impl ProxyHttp for ConsentGate {
                 format!("site `{}` has no upstream to send to", site.name),
             )
         })?;
-        Ok(Box::new(HttpPeer::new(backend.addr, false, String::new())))
+        let mut peer = HttpPeer::new(backend.addr.clone(), false, String::new());
+        let t = &site.timeouts;
+        peer.options.connection_timeout = Some(t.connect);
+        peer.options.total_connection_timeout = Some(t.connect);
+        peer.options.read_timeout = Some(t.read);
+        peer.options.write_timeout = Some(t.write);
+        peer.options.idle_timeout = Some(t.idle);
+        ctx.upstream = Some(backend.addr);
+        Ok(Box::new(peer))
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        // Try each of the site's origins once, not pingora's default of up to 16 attempts:
+        // with a connect timeout that would multiply the client's wait.
+        ctx.connect_failures += 1;
+        let origins = ctx.site.as_ref().map_or(1, |s| s.upstreams.len());
+        if ctx.connect_failures >= origins {
+            e.set_retry(false);
+        }
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        _ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        // pingora's default policy, except that a timed-out origin is not asked again: the
+        // client would wait `read_ms` twice.
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if !session.req_header().method.is_idempotent()
+            || session.as_ref().retry_buffer_truncated()
+            || crate::connections::upstream_timeout_phase(&e).is_some()
+        {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> pingora::proxy::FailToProxy {
+        let code = crate::connections::error_status(e);
+        if let (Some(phase), Some(site)) =
+            (crate::connections::upstream_timeout_phase(e), &ctx.site)
+        {
+            let upstream = ctx
+                .upstream
+                .as_ref()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            metrics::UPSTREAM_TIMEOUTS
+                .with_label_values(&[&site.name, &upstream, phase])
+                .inc();
+        }
+        if code > 0 {
+            let _ = session.respond_error(code).await;
+        }
+        pingora::proxy::FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
+        // Requests refused for their form are counted (consentgate_client_refusals_total); an
+        // error line each would let any client fill the log.
+        matches!(e.etype(), ErrorType::HTTPStatus(code) if (400..500).contains(code) || *code == 501)
     }
 
     async fn upstream_request_filter(
@@ -229,6 +324,18 @@ impl ProxyHttp for ConsentGate {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let Some(site) = &ctx.site else { return Ok(()) };
+        if !upstream_request.headers.contains_key(HOST) {
+            // HTTP/1.0 without Host: pingora forwards HTTP/1.1, which needs one (RFC 9112 §3.2).
+            // The site's own name if it has one, else the origin's address (nginx's $proxy_host).
+            let host = site
+                .hosts
+                .iter()
+                .find(|h| !h.contains('*'))
+                .cloned()
+                .or_else(|| ctx.upstream.as_ref().map(|a| a.to_string()))
+                .unwrap_or_default();
+            upstream_request.insert_header(HOST, host)?;
+        }
         if site.mode != Mode::Enforce {
             return Ok(());
         }
@@ -337,6 +444,9 @@ impl ProxyHttp for ConsentGate {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        if let Some(phase) = e.and_then(crate::connections::client_timeout_phase) {
+            metrics::CLIENT_TIMEOUTS.with_label_values(&[phase]).inc();
+        }
         let Some(site) = &ctx.site else { return };
         let consent_label = if site.mode == Mode::Off {
             "off"

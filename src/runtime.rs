@@ -41,6 +41,8 @@ pub struct Site {
     pub limits: RequestLimits,
     /// Expiry `Set-Cookie` values per cookie name, bounded in bytes (see the module).
     expiry_cache: ExpiryCache,
+    /// Origin connect/read/write/idle timeouts.
+    pub timeouts: crate::config::connections::UpstreamTimeouts,
 }
 
 impl Site {
@@ -122,6 +124,7 @@ impl Site {
             block_responses: cfg.block_responses,
             csp: cfg.csp,
             balancer,
+            timeouts: cfg.timeouts,
         })
     }
 }
@@ -222,8 +225,10 @@ pub fn reload(current: &arc_swap::ArcSwap<Runtime>) -> Result<String, String> {
             if new.proxy.listen != old.proxy.listen
                 || new.proxy.admin != old.proxy.admin
                 || new.proxy.threads != old.proxy.threads
+                || new.proxy.connections.max_connections != old.proxy.connections.max_connections
             {
-                note = "; listen/admin/threads changes take effect after a restart".to_string();
+                note = "; listen/admin/threads/max_connections changes take effect after a restart"
+                    .to_string();
             }
             let sites = new.sites.len();
             current.store(Arc::new(new));

@@ -2,15 +2,18 @@
 //! SIGHUP reload, and (for `demo`) the built-in example origin.
 
 use crate::admin::AdminApp;
+use crate::connections::{connections_that_fit, GuardedProxy, WaitForSlot};
 use crate::proxy::ConsentGate;
 use crate::runtime::{reload, Runtime};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 use std::sync::Arc;
+use tokio::sync::Semaphore;
 
 /// Options from the command line that pingora itself acts on.
 #[derive(Default, Clone)]
@@ -48,13 +51,27 @@ pub fn run(
     server.bootstrap();
 
     let runtime = Arc::new(ArcSwap::from_pointee(runtime));
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        ConsentGate::new(runtime.clone()),
-        "consentgate proxy",
+    // The proxy runs behind the connection guard (src/connections): timeouts, header limits and
+    // a cap on open connections that pauses accepting when reached.
+    let slots = Arc::new(Semaphore::new(connections_that_fit(
+        proxy_conf.connections.max_connections,
+    )));
+    let guarded = GuardedProxy::new(
+        pingora::proxy::http_proxy(&server.configuration, ConsentGate::new(runtime.clone())),
+        runtime.clone(),
+        slots.clone(),
     );
+    let mut proxy = Service::new("consentgate proxy".to_string(), guarded);
+    proxy.set_connection_filter(Arc::new(WaitForSlot { slots }));
     for addr in &proxy_conf.listen {
-        proxy.add_tcp(addr);
+        // No L4 read buffer: pingora reads request headers and bodies into buffers of its own,
+        // and the default 64 KiB one would be most of an idle connection's memory.
+        proxy.add_listener(
+            ListenerConfig::tcp(addr.as_str()).l4_buffer(L4BufferSettings {
+                read: Some(0),
+                write: None,
+            }),
+        );
     }
     server.add_service(proxy);
 

@@ -5,6 +5,7 @@
 //! wrong types (each blanked out and the file read again, see `recover`), then every semantic
 //! problem. Only a TOML syntax error, after which nothing can be read, comes alone.
 
+pub mod connections;
 mod raw;
 mod recover;
 mod request_path;
@@ -72,6 +73,8 @@ pub struct ProxyConfig {
     pub request_limits: RequestLimits,
     pub admin_access: AdminAccess,
     // --- end of request-path fields ---
+    /// Client connection timeouts and request limits.
+    pub connections: connections::ConnectionSettings,
 }
 
 #[derive(Debug)]
@@ -102,6 +105,8 @@ pub struct SiteConfig {
     pub csp: Option<Csp>,
     /// Inline-script snippets for HTML neutralization; `None` = neutralization off.
     pub html_snippets: Option<Vec<(Category, String)>>,
+    /// Origin connect/read/write/idle timeouts.
+    pub timeouts: connections::UpstreamTimeouts,
 }
 
 #[derive(Debug, Clone)]
@@ -386,6 +391,7 @@ impl Validator<'_> {
             shutdown_timeout_seconds: p.shutdown_timeout_seconds,
             request_limits: self.request_limits(p),
             admin_access: self.admin_access(p),
+            connections: self.connection_settings(p.connection_keys()),
         }
     }
 
@@ -622,6 +628,7 @@ impl Validator<'_> {
                 Some(list)
             }
         };
+        let timeouts = self.upstream_timeouts(&s.timeouts);
         if self.errors.len() > before {
             return None;
         }
@@ -646,6 +653,7 @@ impl Validator<'_> {
             block_responses,
             csp,
             html_snippets,
+            timeouts,
         })
     }
 

@@ -36,6 +36,32 @@ pub struct RawProxy {
     pub admin_hosts: Vec<Spanned<String>>,
     pub admin_token: Option<Spanned<String>>,
     // --- end of request-path keys ---
+
+    // --- Connection timeouts and request limits (config::connections) ---
+    pub client_header_timeout_ms: Option<Spanned<i64>>,
+    pub client_body_timeout_ms: Option<Spanned<i64>>,
+    pub send_timeout_ms: Option<Spanned<i64>>,
+    pub keepalive_timeout_ms: Option<Spanned<i64>>,
+    pub max_request_header_bytes: Option<Spanned<i64>>,
+    pub max_request_headers: Option<Spanned<i64>>,
+    pub max_uri_bytes: Option<Spanned<i64>>,
+    pub max_connections: Option<Spanned<i64>>,
+    // --- end of connection keys ---
+}
+
+impl RawProxy {
+    pub fn connection_keys(&self) -> crate::config::connections::RawConnectionKeys<'_> {
+        crate::config::connections::RawConnectionKeys {
+            client_header_timeout_ms: &self.client_header_timeout_ms,
+            client_body_timeout_ms: &self.client_body_timeout_ms,
+            send_timeout_ms: &self.send_timeout_ms,
+            keepalive_timeout_ms: &self.keepalive_timeout_ms,
+            max_request_header_bytes: &self.max_request_header_bytes,
+            max_request_headers: &self.max_request_headers,
+            max_uri_bytes: &self.max_uri_bytes,
+            max_connections: &self.max_connections,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -68,6 +94,9 @@ pub struct RawSite {
     pub csp: Option<Spanned<crate::trackers::csp::CspConfig>>,
     #[serde(default)]
     pub html: Option<Spanned<RawHtml>>,
+    /// `[site.timeouts]`: origin connect/read/write/idle timeouts (config::connections).
+    #[serde(default)]
+    pub timeouts: Option<Spanned<crate::config::connections::RawSiteTimeouts>>,
 }
 
 /// `[site.html]`: HTML neutralization.
