@@ -10,7 +10,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// mimalloc commits each new arena eagerly on Linux, which costs ~9 MiB of RSS at start for
 /// nothing (measured with `benches/connections.py`: 22.7 -> 12.1 MiB at start, 5,000 idle
-/// connections 94.5 -> 84.5 MiB; docs/RELIABILITY.md). Committing on demand costs nothing
+/// connections 94.5 -> 82.5 MiB; docs/RELIABILITY.md). Committing on demand costs nothing
 /// measurable per request. `MIMALLOC_ARENA_EAGER_COMMIT` in the environment still wins.
 ///
 /// It must run before the first allocation creates mimalloc's first arena, so it is an ELF
