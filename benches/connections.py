@@ -221,10 +221,23 @@ def main():
         socks = open_connections(port, args.idle)
         rss = settle(pid)
         print(f"idle_fresh_connections {len(socks)} rss_kib {rss} per_connection_bytes {per_conn(rss, base, len(socks))}")
+        # One request on each, one after the other (visitors who each loaded a page and stay
+        # connected), then a second request on all of them at once (5,000 requests in flight).
         for s in socks:
             s.setblocking(True)
             s.settimeout(10)
-            s.sendall(HEAD + b"\r\n")
+            try:
+                s.sendall(HEAD + b"\r\n")
+                s.recv(4096)
+            except OSError:
+                pass
+        rss = settle(pid)
+        print(f"idle_keepalive_sequential_connections {len(socks)} rss_kib {rss} per_connection_bytes {per_conn(rss, base, len(socks))}")
+        for s in socks:
+            try:
+                s.sendall(HEAD + b"\r\n")
+            except OSError:
+                pass
         for s in socks:
             try:
                 s.recv(4096)
