@@ -411,11 +411,7 @@ impl Validator<'_> {
         for h in s.hosts.get_ref() {
             let host = h.get_ref().trim().to_ascii_lowercase();
             let bare = host.strip_prefix("*.").unwrap_or(&host);
-            let ok = host == "*"
-                || (!bare.is_empty()
-                    && bare
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')));
+            let ok = host == "*" || is_host_name(bare);
             if ok {
                 hosts.push(host);
             } else {
@@ -793,6 +789,15 @@ impl Validator<'_> {
             self.base.join(path)
         }
     }
+}
+
+/// A host name as configuration may write it: letters, digits, `.`, `-`, `_`; no port, no
+/// scheme (site `hosts` and `[proxy] admin_hosts`).
+pub(crate) fn is_host_name(host: &str) -> bool {
+    !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
 }
 
 #[cfg(test)]

@@ -99,11 +99,7 @@ impl Validator<'_> {
         let mut hosts = Vec::new();
         for h in &p.admin_hosts {
             let host = h.get_ref().trim().to_ascii_lowercase();
-            let ok = !host.is_empty()
-                && host
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
-            if ok {
+            if super::is_host_name(&host) {
                 hosts.push(host);
             } else {
                 self.error_at(
