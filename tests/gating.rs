@@ -197,14 +197,9 @@ fn gpc_deny_all_optional_and_ignore_policies() {
 }
 
 fn get_with_host(p: &Proxy, host: &str, headers: &[(&str, &str)]) -> RawResponse {
-    let mut req = format!("GET / HTTP/1.1\r\nHost: {host}\r\n");
-    for (n, v) in headers {
-        req.push_str(&format!("{n}: {v}\r\n"));
-    }
-    req.push_str("Connection: close\r\n\r\n");
-    let mut s = TcpStream::connect(p.addr).unwrap();
-    s.write_all(req.as_bytes()).unwrap();
-    read_response(&mut BufReader::new(s), false).unwrap()
+    let mut all = vec![("Host", host)];
+    all.extend_from_slice(headers);
+    get(p.addr, "/", &all)
 }
 
 #[test]

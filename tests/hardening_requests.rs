@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use consentgate::cookies::expiry_cache::CACHE_BYTES;
 use std::io::{BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 fn origin() -> Origin {
@@ -19,48 +19,6 @@ fn origin() -> Origin {
             format!("origin saw {}", req.path).as_bytes(),
         )
     })
-}
-
-/// The example configuration's site (cookie rules and shipped blocklists), plus `extra` keys.
-fn site(origin: &Origin, extra: &str) -> String {
-    format!(
-        r#"
-[[site]]
-name = "shop"
-hosts = ["*"]
-upstreams = ["{addr}"]
-unknown_cookies = "strip"
-{extra}
-[site.cookies]
-necessary = ["SESSIONID"]
-analytics = ["_ga", "_ga_*", "_gid"]
-marketing = ["_fbp", "_gcl_*"]
-[[site.blocklist]]
-category = "analytics"
-path = "{dir}/conf/lists/analytics.txt"
-[[site.blocklist]]
-category = "marketing"
-path = "{dir}/conf/lists/marketing.txt"
-"#,
-        addr = origin.addr,
-        dir = env!("CARGO_MANIFEST_DIR"),
-    )
-}
-
-/// One request with raw header lines, on its own connection.
-fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> RawResponse {
-    let mut req = format!("{method} {path} HTTP/1.1\r\n");
-    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
-        req.push_str("Host: shop.test\r\n");
-    }
-    for (n, v) in headers {
-        req.push_str(&format!("{n}: {v}\r\n"));
-    }
-    req.push_str("Connection: close\r\n\r\n");
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    s.write_all(req.as_bytes()).unwrap();
-    read_response(&mut BufReader::new(s), method == "HEAD").unwrap()
 }
 
 fn header(r: &RawResponse, name: &str) -> Option<String> {
@@ -89,7 +47,7 @@ fn site_metric(p: &Proxy, name: &str) -> f64 {
 #[test]
 fn distinct_withdrawn_cookies_are_capped_and_do_not_stall_other_clients() {
     let o = origin();
-    let p = Proxy::start_with(&site(&o, ""), RAISED_HEADER_LIMIT);
+    let p = Proxy::start_with(&shop_site(o.addr, ""), RAISED_HEADER_LIMIT);
     let names = 40_000;
     let cookie: String = (0..names).map(|i| format!("_ga_{i:06}=;")).collect();
     let addr = p.addr;
@@ -140,7 +98,7 @@ fn distinct_withdrawn_cookies_are_capped_and_do_not_stall_other_clients() {
 fn expiry_lines_stop_at_the_configured_cap() {
     let o = origin();
     let p = Proxy::start_with(
-        &site(&o, "cookie_domains = [\"shop.test\"]"),
+        &shop_site(o.addr, "cookie_domains = [\"shop.test\"]"),
         "max_request_cookies = 3000\nmax_expiry_lines = 100",
     );
     let cookie: String = (0..1000)
@@ -171,7 +129,11 @@ fn expiry_lines_stop_at_the_configured_cap() {
 fn cookies_past_the_read_limit_are_withheld_and_the_request_is_served() {
     let o = origin();
     let p = Proxy::start_with(
-        &site(&o, "unknown_cookies = \"keep\"").replacen("unknown_cookies = \"strip\"\n", "", 1),
+        &shop_site(o.addr, "unknown_cookies = \"keep\"").replacen(
+            "unknown_cookies = \"strip\"\n",
+            "",
+            1,
+        ),
         "max_request_cookies = 10",
     );
     let mut pairs = vec!["SESSIONID=s1".to_string(), "_ga=GA1.1.1.1".to_string()];
@@ -211,7 +173,7 @@ fn cookies_past_the_read_limit_are_withheld_and_the_request_is_served() {
 #[test]
 fn junk_cookie_names_leave_the_expiry_cache_bounded_in_bytes() {
     let o = origin();
-    let p = Proxy::start_with(&site(&o, ""), RAISED_HEADER_LIMIT);
+    let p = Proxy::start_with(&shop_site(o.addr, ""), RAISED_HEADER_LIMIT);
     let gauge = |p: &Proxy| site_metric(p, "consentgate_expiry_cache_bytes");
     for i in 0..40 {
         let name = format!("_ga_{i}{}", "a".repeat(200 * 1024));
@@ -271,7 +233,7 @@ fn reloads_ok(p: &Proxy) -> f64 {
 #[test]
 fn admin_answers_only_its_own_host_names() {
     let o = origin();
-    let p = Proxy::start_with(&site(&o, ""), "admin_hosts = [\"admin.internal\"]");
+    let p = Proxy::start_with(&shop_site(o.addr, ""), "admin_hosts = [\"admin.internal\"]");
     let port = p.admin.port();
     for host in [
         p.admin.to_string(),
@@ -309,7 +271,7 @@ fn admin_answers_only_its_own_host_names() {
 #[test]
 fn admin_refuses_cross_site_reload() {
     let o = origin();
-    let p = Proxy::start(&site(&o, ""));
+    let p = Proxy::start(&shop_site(o.addr, ""));
     let cross = [
         vec![
             ("Origin", "https://evil.example"),
@@ -348,7 +310,10 @@ fn admin_refuses_cross_site_reload() {
 fn admin_reload_needs_the_token_when_one_is_set() {
     let o = origin();
     let token = "a-long-enough-test-token-0123456789";
-    let p = Proxy::start_with(&site(&o, ""), &format!("admin_token = \"{token}\""));
+    let p = Proxy::start_with(
+        &shop_site(o.addr, ""),
+        &format!("admin_token = \"{token}\""),
+    );
     let r = admin(&p, "POST", "/reload", &[]);
     assert_eq!(r.status, 401);
     assert!(header(&r, "www-authenticate").is_some_and(|v| v.starts_with("Bearer")));
@@ -376,7 +341,7 @@ fn admin_reload_needs_the_token_when_one_is_set() {
     // From the environment (it wins over the file).
     let env_token = "from-the-environment-0123456789";
     let p = Proxy::start_with_env(
-        &site(&o, ""),
+        &shop_site(o.addr, ""),
         &format!("admin_token = \"{token}\""),
         &[("CONSENTGATE_ADMIN_TOKEN", env_token)],
     );
@@ -394,7 +359,7 @@ fn admin_reload_needs_the_token_when_one_is_set() {
 #[test]
 fn admin_head_works_wherever_get_does() {
     let o = origin();
-    let p = Proxy::start(&site(&o, ""));
+    let p = Proxy::start(&shop_site(o.addr, ""));
     for path in ["/healthz", "/metrics", "/status"] {
         let get = admin(&p, "GET", path, &[]);
         let head = admin(&p, "HEAD", path, &[]);
@@ -418,7 +383,7 @@ fn admin_head_works_wherever_get_does() {
 #[test]
 fn one_request_cannot_fill_the_unknown_cookie_labels() {
     let o = origin();
-    let p = Proxy::start(&site(&o, ""));
+    let p = Proxy::start(&shop_site(o.addr, ""));
     let cookie: String = (0..250).map(|i| format!("u{i}=1; ")).collect();
     send(p.addr, "GET", "/", &[("Cookie", &cookie)]);
     send(p.addr, "GET", "/", &[("Cookie", "real_unknown=1")]);
@@ -453,7 +418,7 @@ fn one_request_cannot_fill_the_unknown_cookie_labels() {
 #[test]
 fn encoded_and_dotted_spellings_of_a_tracker_path_are_blocked() {
     let o = origin();
-    let p = Proxy::start(&site(&o, ""));
+    let p = Proxy::start(&shop_site(o.addr, ""));
     for path in [
         "/g/collect?v=2",
         "/g/coll%65ct?v=2",
@@ -485,7 +450,7 @@ fn encoded_and_dotted_spellings_of_a_tracker_path_are_blocked() {
 #[test]
 fn blocked_204_has_no_content_length() {
     let o = origin();
-    let p = Proxy::start(&site(&o, ""));
+    let p = Proxy::start(&shop_site(o.addr, ""));
     let r = send(
         p.addr,
         "GET",

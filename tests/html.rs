@@ -279,10 +279,7 @@ fn easyprivacy_neutralizes_page_trackers() {
     // An excerpt of the real EasyPrivacy (tests/fixtures/lists/NOTICE), as an operator adds it.
     let ep = fixture("lists/easyprivacy.txt");
     let o = origin();
-    let p = Proxy::start(&format!(
-        "[[site]]\nname = \"ep\"\nhosts = [\"*\"]\nupstreams = [\"{}\"]\n[[site.blocklist]]\ncategory = \"analytics\"\npath = \"{ep}\"\n",
-        o.addr
-    ));
+    let p = Proxy::start(&analytics_list_site("ep", o.addr, &ep));
     let body = text(&p.get("/", &[]));
     assert!(body.contains(r#"data-src="https://www.googletagmanager.com/gtag/js?id=G-1" type="text/plain" data-consent-category="analytics""#), "{body}");
     assert!(body.contains(r#"<script src="/app.js"></script>"#));

@@ -3,8 +3,6 @@
 
 mod common;
 use common::*;
-use std::io::{BufReader, Write};
-use std::net::TcpStream;
 
 fn origin() -> Origin {
     Origin::start(|req| {
@@ -16,39 +14,11 @@ fn origin() -> Origin {
     })
 }
 
-fn lists_dir() -> String {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/conf/lists").to_string()
-}
-
-fn site(origin: &Origin, extra: &str) -> String {
-    format!(
-        r#"
-[[site]]
-name = "shop"
-hosts = ["*"]
-upstreams = ["{}"]
-{extra}
-[[site.blocklist]]
-category = "analytics"
-path = "{dir}/analytics.txt"
-[[site.blocklist]]
-category = "marketing"
-path = "{dir}/marketing.txt"
-"#,
-        origin.addr,
-        dir = lists_dir()
-    )
-}
-
+/// GET `path` with `Host: host` and the given header lines.
 fn request(p: &Proxy, host: &str, path: &str, headers: &[(&str, &str)]) -> RawResponse {
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n");
-    for (n, v) in headers {
-        req.push_str(&format!("{n}: {v}\r\n"));
-    }
-    req.push_str("Connection: close\r\n\r\n");
-    let mut s = TcpStream::connect(p.addr).unwrap();
-    s.write_all(req.as_bytes()).unwrap();
-    read_response(&mut BufReader::new(s), false).unwrap()
+    let mut all = vec![("Host", host)];
+    all.extend_from_slice(headers);
+    get(p.addr, path, &all)
 }
 
 fn header(r: &RawResponse, name: &str) -> String {
@@ -58,7 +28,7 @@ fn header(r: &RawResponse, name: &str) -> String {
 #[test]
 fn first_party_tag_endpoints_are_answered_locally_until_consent() {
     let o = origin();
-    let p = Proxy::start(&site(&o, ""));
+    let p = Proxy::start(&shop_site(o.addr, ""));
     // Server-side GTM script: an empty script, the origin never contacted.
     let r = request(
         &p,
@@ -107,7 +77,7 @@ fn first_party_tag_endpoints_are_answered_locally_until_consent() {
         &[
             ("site", "shop"),
             ("category", "analytics"),
-            ("list", &format!("{}/analytics.txt", lists_dir())),
+            ("list", &format!("{}/analytics.txt", shipped_lists_dir())),
             ("action", "blocked"),
         ],
         2.0,
@@ -126,7 +96,7 @@ fn first_party_tag_endpoints_are_answered_locally_until_consent() {
 #[test]
 fn documents_get_403_with_an_explanation_and_responses_are_configurable() {
     let o = origin();
-    let p = Proxy::start(&site(&o, "[site.block_responses]\nscript = 404\n"));
+    let p = Proxy::start(&shop_site(o.addr, "[site.block_responses]\nscript = 404\n"));
     let r = request(
         &p,
         "shop.test",
@@ -183,10 +153,7 @@ fn easyprivacy_blocks_first_party_trackers() {
     // An excerpt of the real EasyPrivacy (tests/fixtures/lists/NOTICE), as an operator adds it.
     let path = fixture("lists/easyprivacy.txt");
     let o = origin();
-    let p = Proxy::start(&format!(
-        "[[site]]\nname = \"ep\"\nhosts = [\"*\"]\nupstreams = [\"{}\"]\n[[site.blocklist]]\ncategory = \"analytics\"\npath = \"{path}\"\n",
-        o.addr
-    ));
+    let p = Proxy::start(&analytics_list_site("ep", o.addr, &path));
     for tracker in [
         "/gtag/js?id=G-ABC",
         "/matomo.php?idsite=1&rec=1",
@@ -212,7 +179,7 @@ fn easyprivacy_blocks_first_party_trackers() {
 #[test]
 fn report_only_counts_would_block_and_proxies() {
     let o = origin();
-    let p = Proxy::start(&site(&o, "mode = \"report-only\""));
+    let p = Proxy::start(&shop_site(o.addr, "mode = \"report-only\""));
     let r = request(
         &p,
         "shop.test",

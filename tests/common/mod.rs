@@ -21,13 +21,18 @@ pub struct Received {
     pub body: Vec<u8>,
 }
 
+/// The values of every header line named `name` (any case), in order.
+fn values_named(headers: &[(String, Vec<u8>)], name: &str) -> Vec<Vec<u8>> {
+    headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.clone())
+        .collect()
+}
+
 impl Received {
     pub fn header_all(&self, name: &str) -> Vec<Vec<u8>> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-            .collect()
+        values_named(&self.headers, name)
     }
     pub fn header_strings(&self, name: &str) -> Vec<String> {
         self.header_all(name)
@@ -318,11 +323,7 @@ pub struct RawResponse {
 
 impl RawResponse {
     pub fn header_all(&self, name: &str) -> Vec<Vec<u8>> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-            .collect()
+        values_named(&self.headers, name)
     }
     pub fn set_cookies(&self) -> Vec<String> {
         self.header_all("set-cookie")
@@ -349,7 +350,14 @@ impl RawResponse {
 
 /// GET with `Host: test.local`, unless `headers` names another Host.
 pub fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> RawResponse {
-    let mut req = format!("GET {path} HTTP/1.1\r\n");
+    send(addr, "GET", path, headers)
+}
+
+/// One request on a connection of its own (`Connection: close`), with the header lines as
+/// given and `Host: test.local` unless `headers` names another Host. A refused connection or an
+/// unreadable answer reads as status 0.
+pub fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> RawResponse {
+    let mut req = format!("{method} {path} HTTP/1.1\r\n");
     if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
         req.push_str("Host: test.local\r\n");
     }
@@ -357,28 +365,58 @@ pub fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> RawRespons
         req.push_str(&format!("{n}: {v}\r\n"));
     }
     req.push_str("Connection: close\r\n\r\n");
-    let mut s = match TcpStream::connect(addr) {
-        Ok(s) => s,
-        Err(_) => {
-            return RawResponse {
-                status: 0,
-                head: vec![],
-                headers: vec![],
-                body: vec![],
-                chunked: false,
-            }
-        }
-    };
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    s.write_all(req.as_bytes()).unwrap();
-    let mut r = BufReader::new(s);
-    read_response(&mut r, false).unwrap_or(RawResponse {
+    let no_answer = || RawResponse {
         status: 0,
         head: vec![],
         headers: vec![],
         body: vec![],
         chunked: false,
-    })
+    };
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return no_answer();
+    };
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.write_all(req.as_bytes()).unwrap();
+    read_response(&mut BufReader::new(s), method == "HEAD").unwrap_or_else(|_| no_answer())
+}
+
+/// A site named `shop` for every host in front of `origin`, with the shipped tracker lists,
+/// a few classified cookies and unknown cookies stripped; `extra` goes among the site's keys
+/// (a key like `mode = "report-only"` or a table of its own).
+pub fn shop_site(origin: SocketAddr, extra: &str) -> String {
+    format!(
+        r#"
+[[site]]
+name = "shop"
+hosts = ["*"]
+upstreams = ["{origin}"]
+unknown_cookies = "strip"
+{extra}
+[site.cookies]
+necessary = ["SESSIONID"]
+analytics = ["_ga", "_ga_*", "_gid"]
+marketing = ["_fbp", "_gcl_*"]
+[[site.blocklist]]
+category = "analytics"
+path = "{dir}/analytics.txt"
+[[site.blocklist]]
+category = "marketing"
+path = "{dir}/marketing.txt"
+"#,
+        dir = shipped_lists_dir(),
+    )
+}
+
+/// The tracker lists shipped in `conf/lists`.
+pub fn shipped_lists_dir() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/conf/lists").to_string()
+}
+
+/// A site named `name` for every host whose only blocklist is `list` (analytics).
+pub fn analytics_list_site(name: &str, origin: SocketAddr, list: &str) -> String {
+    format!(
+        "[[site]]\nname = \"{name}\"\nhosts = [\"*\"]\nupstreams = [\"{origin}\"]\n[[site.blocklist]]\ncategory = \"analytics\"\npath = \"{list}\"\n"
+    )
 }
 
 /// GET on the admin listener, as curl would send it (`Host` = the listener's address: the
