@@ -108,21 +108,7 @@ fn origin() -> Origin {
 }
 
 fn start(o: &Origin) -> Proxy {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/conf/lists");
-    Proxy::start(&format!(
-        r#"[[site]]
-name = "shop"
-hosts = ["*"]
-upstreams = ["{}"]
-[[site.blocklist]]
-category = "analytics"
-path = "{dir}/analytics.txt"
-[[site.blocklist]]
-category = "marketing"
-path = "{dir}/marketing.txt"
-"#,
-        o.addr
-    ))
+    Proxy::start(&shop_site(o.addr, ""))
 }
 
 fn text(r: &RawResponse) -> String {
