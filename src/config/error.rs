@@ -314,6 +314,14 @@ impl ConfigErrorKind {
                 f,
                 "cookie path `{p}` must start with `/` and contain no `;` or spaces"
             ),
+            _ => self.fmt_rules(f),
+        }
+    }
+
+    /// Cookie rules, blocklists, CSP, consent sources.
+    fn fmt_rules(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use ConfigErrorKind::*;
+        match self {
             BadConsentCookie { name, reason } => {
                 write!(f, "consent cookie name `{name}` is not usable: {reason}")
             }
@@ -362,9 +370,138 @@ impl ConfigErrorKind {
                 "[site.consent.{name}] is configured but `{name}` is not in `sources`; add it there or remove the table"
             ),
             Reader { format, reason } => write!(f, "[site.consent.{format}]: {reason}"),
-            // The reading and [proxy] kinds are written by the two functions above; should one
+            // The other kinds are written by the three functions above; should one
             // ever fall through, its fields still say what is wrong.
             other => write!(f, "{other:?}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ConfigErrorKind::*;
+    use super::*;
+
+    /// Every kind has its own sentence (none falls through to the `Debug` fallback), and the
+    /// ones built from serde's messages read as "what is wrong; how to fix it".
+    #[test]
+    fn every_kind_has_its_text() {
+        let s = String::new;
+        let kinds = [
+            Unreadable(s()),
+            Toml("x".into()),
+            UnknownKey {
+                key: "thread".into(),
+                suggestion: Some("threads".into()),
+                known: vec!["threads".into()],
+            },
+            NotAllowed {
+                value: s(),
+                allowed: vec![],
+            },
+            MissingKey { key: s() },
+            WrongType {
+                found: s(),
+                expected: s(),
+            },
+            NotAWord,
+            BadAddress {
+                what: "listen address",
+                value: s(),
+            },
+            EmptyList(ListKey::Listen),
+            EmptyList(ListKey::Hosts),
+            EmptyList(ListKey::Upstreams),
+            EmptyList(ListKey::Sources),
+            ThreadsOutOfRange(0),
+            LimitOutOfRange {
+                key: "k",
+                value: 0,
+                min: 1,
+                max: 2,
+                default: 1,
+            },
+            TimeoutOutOfRange {
+                key: "k",
+                value: 0,
+                max: 1,
+            },
+            CountOutOfRange {
+                key: "k",
+                value: 0,
+                min: 1,
+                max: 2,
+            },
+            UriOverHeader { uri: 2, header: 1 },
+            BadAdminHost(s()),
+            BadAdminToken {
+                from_env: true,
+                reason: s(),
+            },
+            NoSite,
+            EmptySiteName,
+            DuplicateSiteName(s()),
+            SecondDefaultSite {
+                site: s(),
+                first: s(),
+            },
+            BadHost(s()),
+            BadUpstream(s()),
+            BadCookieDomain(s()),
+            BadCookiePath(s()),
+            BadConsentCookie {
+                name: s(),
+                reason: s(),
+            },
+            BadPattern {
+                pattern: s(),
+                category: Category::Analytics,
+                reason: s(),
+            },
+            VendorOutOfRange {
+                pattern: s(),
+                id: 0,
+            },
+            BadVendorPattern {
+                pattern: s(),
+                reason: s(),
+            },
+            Database(s()),
+            BlocklistCategory(s()),
+            NecessaryBlocklist,
+            Blocklist {
+                path: s(),
+                reason: s(),
+            },
+            BlockResponses(s()),
+            Csp(s()),
+            UnknownSource { value: s() },
+            TableNotInSources(s()),
+            Reader {
+                format: "tcf",
+                reason: s(),
+            },
+        ];
+        for k in kinds {
+            let text = k.to_string();
+            assert_ne!(text, format!("{k:?}"), "{k:?} has no text of its own");
+        }
+        let k = UnknownKey {
+            key: "thread".into(),
+            suggestion: Some("threads".into()),
+            known: vec!["listen".into(), "threads".into()],
+        };
+        assert_eq!(
+            k.to_string(),
+            "unknown key `thread`; did you mean `threads`? known keys here: listen, threads"
+        );
+        let env = BadAdminToken {
+            from_env: true,
+            reason: "r".into(),
+        };
+        assert_eq!(
+            env.to_string(),
+            format!("{}: r", crate::config::ADMIN_TOKEN_ENV)
+        );
     }
 }

@@ -79,6 +79,13 @@ pub struct ProxyConfig {
     pub connections: connections::ConnectionSettings,
 }
 
+/// One validated `[[site]]`.
+///
+/// Most fields are plain values. A few are compiled here because compiling them is how their
+/// errors are found, with a line to report them on: `readers` (each format's table is
+/// deserialized and checked by its reader's constructor, see `consent::registry`), `rules`,
+/// `database` and `vendor_rules` (`RuleSet::add` is what rejects a bad pattern), `blocklists`
+/// (a list that does not compile is found only by compiling it) and `csp`.
 #[derive(Debug)]
 pub struct SiteConfig {
     pub name: String,
