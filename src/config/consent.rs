@@ -45,8 +45,10 @@ impl Validator<'_> {
             let name = src.get_ref().trim().to_ascii_lowercase();
             match registry::find(&name) {
                 None => {
+                    let names: Vec<&'static str> = registry::names().collect();
+                    let suggestion = raw::closest(&name, &names);
                     let value = src.get_ref().clone();
-                    self.error_at(src.span(), K::UnknownSource { value });
+                    self.error_at(src.span(), K::UnknownSource { value, suggestion });
                 }
                 Some(f) if !formats.iter().any(|(g, _)| g.name == f.name) => {
                     formats.push((f, src.span()));
@@ -258,7 +260,7 @@ mod tests {
         let e = sources("sources = [\"tcf\", \"oneturst\"]\n[site.consent.klaro]\n").unwrap_err();
         assert_eq!(e.len(), 2, "{e:?}");
         assert!(e[0].starts_with(
-            "t.toml:7: unknown consent source `oneturst`; use one of: first-party, tcf,"
+            "t.toml:7: unknown consent source `oneturst`; did you mean `onetrust`? use one of: first-party, tcf,"
         ));
         assert!(e[1].starts_with(
             "t.toml:8: [site.consent.klaro] is configured but `klaro` is not in `sources`"

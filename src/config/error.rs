@@ -164,6 +164,8 @@ pub enum ConfigErrorKind {
     // --- Consent sources ---
     UnknownSource {
         value: String,
+        /// The format name nearest to it, if one is close.
+        suggestion: Option<&'static str>,
     },
     TableNotInSources(String),
     /// A consent reader refused its table's values.
@@ -358,13 +360,14 @@ impl ConfigErrorKind {
             ),
             BlockResponses(e) => write!(f, "[site.block_responses]: {e}"),
             Csp(e) => write!(f, "[site.csp]: {e}"),
-            UnknownSource { value } => write!(
-                f,
-                "unknown consent source `{value}`; use one of: {}",
-                crate::consent::registry::names()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            UnknownSource { value, suggestion } => {
+                write!(f, "unknown consent source `{value}`; ")?;
+                if let Some(s) = suggestion {
+                    write!(f, "did you mean `{s}`? ")?;
+                }
+                let names: Vec<&str> = crate::consent::registry::names().collect();
+                write!(f, "use one of: {}", names.join(", "))
+            }
             TableNotInSources(name) => write!(
                 f,
                 "[site.consent.{name}] is configured but `{name}` is not in `sources`; add it there or remove the table"
@@ -475,7 +478,10 @@ mod tests {
             },
             BlockResponses(s()),
             Csp(s()),
-            UnknownSource { value: s() },
+            UnknownSource {
+                value: s(),
+                suggestion: None,
+            },
             TableNotInSources(s()),
             Reader {
                 format: "tcf",

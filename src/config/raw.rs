@@ -306,7 +306,7 @@ pub fn toml_error_kind(msg: &str) -> ConfigErrorKind {
 }
 
 /// The known key nearest to a misspelt one (edit distance at most 2).
-fn closest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
+pub(super) fn closest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
     known
         .iter()
         .map(|k| (strsim::levenshtein(key, k), *k))
