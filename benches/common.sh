@@ -8,32 +8,16 @@ noconsent='SESSIONID=abc123; _ga=GA1.2.111.222; _fbp=fb.1.123.456'
 steady='SESSIONID=abc123'
 consent='consent=analytics,marketing; SESSIONID=abc123; _ga=GA1.2.111.222; _fbp=fb.1.123.456'
 
-# bench_config FILE PORT ADMIN_PORT MODE: one site in front of the benchmark origin
-# (origin.conf of the benchmark peers, 127.0.0.1:18081), 1 worker thread, access log off.
+# bench_config FILE PORT ADMIN_PORT MODE: the example site (conf/example.toml) in front of the
+# benchmark origin (origin.conf of the benchmark peers, 127.0.0.1:18081), 1 worker thread,
+# access log off.
 bench_config() {
-  cat > "$1" <<TOML
-[proxy]
-listen = ["127.0.0.1:$2"]
-admin = "127.0.0.1:$3"
-threads = 1
-access_log = false
-grace_period_seconds = 0
-shutdown_timeout_seconds = 1
-
-[[site]]
-name = "bench"
-hosts = ["*"]
-upstreams = ["127.0.0.1:18081"]
-mode = "$4"
-unknown_cookies = "strip"
-gpc = "deny-marketing"
-
-[site.consent]
-cookie = "consent"
-
-[site.cookies]
-necessary = ["SESSIONID"]
-analytics = ["_ga", "_ga_*", "_gid"]
-marketing = ["_fbp", "_gcl_*"]
-TOML
+  local example="${BASH_SOURCE[0]%/*}/../conf/example.toml"
+  sed -e "s|^listen = .*|listen = [\"127.0.0.1:$2\"]|" \
+      -e "s|^admin = .*|admin = \"127.0.0.1:$3\"|" \
+      -e 's|^threads = .*|threads = 1\naccess_log = false\ngrace_period_seconds = 0\nshutdown_timeout_seconds = 1|' \
+      -e 's|^name = .*|name = "bench"|' \
+      -e 's|^upstreams = .*|upstreams = ["127.0.0.1:18081"]|' \
+      -e "s|^mode = .*|mode = \"$4\"|" \
+      "$example" > "$1"
 }

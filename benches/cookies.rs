@@ -6,19 +6,7 @@ use consentgate::decide::{judge_set_cookie, plan_request};
 use consentgate::runtime::Runtime;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 
-const CONFIG: &str = r#"
-[proxy]
-listen = ["127.0.0.1:1"]
-[[site]]
-name = "bench"
-upstreams = ["127.0.0.1:2"]
-[site.consent]
-cookie = "consent"
-[site.cookies]
-necessary = ["SESSIONID"]
-analytics = ["_ga", "_ga_*", "_gid"]
-marketing = ["_fbp", "_gcl_*"]
-"#;
+const CONFIG: &str = include_str!("../conf/example.toml");
 
 fn bench(c: &mut Criterion) {
     let rt =

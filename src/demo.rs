@@ -22,41 +22,32 @@ pub fn write_lists() -> std::io::Result<std::path::PathBuf> {
     Ok(dir)
 }
 
-/// The demo's configuration, written out so it reads like an operator's file.
+/// The example site every demo, test and benchmark starts from.
+pub const EXAMPLE_CONFIG: &str = include_str!("../conf/example.toml");
+
+/// The demo's configuration: the example site with the demo's addresses, named `demo`, plus
+/// the shipped blocklists (written to `lists` by [`write_lists`]).
 pub fn config_text(listen: &str, admin: &str, origin: &str, lists: &std::path::Path) -> String {
+    let mut text = String::with_capacity(EXAMPLE_CONFIG.len() + 256);
+    for line in EXAMPLE_CONFIG.lines() {
+        let key = line.split('=').next().unwrap_or("").trim();
+        let replaced = match key {
+            "listen" => format!("listen = [{listen:?}]"),
+            "admin" => format!("admin = {admin:?}"),
+            "upstreams" => format!("upstreams = [{origin:?}]"),
+            "name" => "name = \"demo\"".to_string(),
+            _ => line.to_string(),
+        };
+        text.push_str(&replaced);
+        text.push('\n');
+    }
     let lists = lists.display();
-    format!(
-        r#"[proxy]
-listen = ["{listen}"]
-admin = "{admin}"
-threads = 1
-
-[[site]]
-name = "demo"
-hosts = ["*"]
-upstreams = ["{origin}"]
-mode = "enforce"
-unknown_cookies = "strip"
-gpc = "deny-marketing"
-
-[site.consent]
-cookie = "consent"
-
-[site.cookies]
-necessary = ["SESSIONID"]
-preferences = ["theme"]
-analytics = ["_ga", "_ga_*", "_gid"]
-marketing = ["_fbp", "_gcl_*"]
-
-[[site.blocklist]]
-category = "analytics"
-path = "{lists}/analytics.txt"
-
-[[site.blocklist]]
-category = "marketing"
-path = "{lists}/marketing.txt"
-"#
-    )
+    for category in ["analytics", "marketing"] {
+        text.push_str(&format!(
+            "\n[[site.blocklist]]\ncategory = \"{category}\"\npath = \"{lists}/{category}.txt\"\n"
+        ));
+    }
+    text
 }
 
 pub struct DemoOrigin {
@@ -92,66 +83,77 @@ impl ServeHttp for DemoOrigin {
             .headers
             .get("sec-gpc")
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-        let path = req.uri.path().to_string();
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        if path == "/api/cookies" {
-            let body = serde_json::to_vec_pretty(&serde_json::json!({
-                "cookie_headers_received": received,
-                "sec_gpc": gpc,
-            }))
-            .unwrap_or_default();
-            return Response::builder()
-                .status(StatusCode::OK)
-                .header("Content-Type", "application/json")
-                .header("Content-Length", body.len())
-                .body(body)
-                .unwrap();
+        match req.uri.path() {
+            "/api/cookies" => cookies_json(&received, gpc.as_deref()),
+            "/" => {
+                let n = self.counter.fetch_add(1, Ordering::Relaxed);
+                page(n, &received, gpc.as_deref())
+            }
+            _ => {
+                let body = b"not found\n".to_vec();
+                Response::builder()
+                    .status(StatusCode::NOT_FOUND)
+                    .header("Content-Length", body.len())
+                    .body(body)
+                    .unwrap()
+            }
         }
-        if path != "/" {
-            let body = b"not found\n".to_vec();
-            return Response::builder()
-                .status(StatusCode::NOT_FOUND)
-                .header("Content-Length", body.len())
-                .body(body)
-                .unwrap();
-        }
-        let received_html = if received.is_empty() {
-            "<em>none</em>".to_string()
-        } else {
-            received
-                .iter()
-                .map(|r| format!("<code>{}</code>", escape(r)))
-                .collect::<Vec<_>>()
-                .join("<br>")
-        };
-        let body = PAGE
-            .replace("{{received}}", &received_html)
-            .replace("{{gpc}}", &escape(gpc.as_deref().unwrap_or("(not sent)")))
-            .into_bytes();
-        Response::builder()
-            .status(StatusCode::OK)
-            .header("Content-Type", "text/html; charset=utf-8")
-            .header("Cache-Control", "no-store")
-            .header(
-                "Set-Cookie",
-                format!("SESSIONID=s{n:08x}; Path=/; HttpOnly; SameSite=Lax"),
-            )
-            .header(
-                "Set-Cookie",
-                format!("_ga=GA1.1.{n}.1764000000; Path=/; Max-Age=63072000; SameSite=Lax"),
-            )
-            .header(
-                "Set-Cookie",
-                format!("_fbp=fb.1.1764000000.{n}; Path=/; Max-Age=7776000; SameSite=Lax"),
-            )
-            .header(
-                "Set-Cookie",
-                "theme=dark; Path=/; Max-Age=31536000; SameSite=Lax",
-            )
-            .header("Content-Length", body.len())
-            .body(body)
-            .unwrap()
     }
+}
+
+/// `/api/cookies`: what the origin received, as JSON.
+fn cookies_json(received: &[String], gpc: Option<&str>) -> Response<Vec<u8>> {
+    let body = serde_json::to_vec_pretty(&serde_json::json!({
+        "cookie_headers_received": received,
+        "sec_gpc": gpc,
+    }))
+    .unwrap_or_default();
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("Content-Type", "application/json")
+        .header("Content-Length", body.len())
+        .body(body)
+        .unwrap()
+}
+
+/// `/`: the page, setting one cookie of each category (the `n`th visit's values).
+fn page(n: u64, received: &[String], gpc: Option<&str>) -> Response<Vec<u8>> {
+    let received_html = if received.is_empty() {
+        "<em>none</em>".to_string()
+    } else {
+        received
+            .iter()
+            .map(|r| format!("<code>{}</code>", escape(r)))
+            .collect::<Vec<_>>()
+            .join("<br>")
+    };
+    let body = PAGE
+        .replace("{{received}}", &received_html)
+        .replace("{{gpc}}", &escape(gpc.unwrap_or("(not sent)")))
+        .into_bytes();
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("Content-Type", "text/html; charset=utf-8")
+        .header("Cache-Control", "no-store")
+        .header(
+            "Set-Cookie",
+            format!("SESSIONID=s{n:08x}; Path=/; HttpOnly; SameSite=Lax"),
+        )
+        .header(
+            "Set-Cookie",
+            format!("_ga=GA1.1.{n}.1764000000; Path=/; Max-Age=63072000; SameSite=Lax"),
+        )
+        .header(
+            "Set-Cookie",
+            format!("_fbp=fb.1.1764000000.{n}; Path=/; Max-Age=7776000; SameSite=Lax"),
+        )
+        .header(
+            "Set-Cookie",
+            "theme=dark; Path=/; Max-Age=31536000; SameSite=Lax",
+        )
+        .header("Content-Length", body.len())
+        .body(body)
+        .unwrap()
 }
 
 const PAGE: &str = r#"<!doctype html>
@@ -192,3 +194,30 @@ document.getElementById('browser-cookies').textContent=document.cookie||'(none)'
 </script>
 </body></html>
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consent::Category;
+
+    #[test]
+    fn the_demo_config_is_the_example_with_the_demo_addresses_and_lists() {
+        let lists = write_lists().unwrap();
+        let text = config_text(
+            "127.0.0.1:18280",
+            "127.0.0.1:18290",
+            "127.0.0.1:18281",
+            &lists,
+        );
+        let c = crate::config::parse(&text, "demo.toml".as_ref()).unwrap();
+        assert_eq!(c.proxy.listen, ["127.0.0.1:18280"]);
+        assert_eq!(c.proxy.admin.as_deref(), Some("127.0.0.1:18290"));
+        let site = &c.sites[0];
+        assert_eq!(site.name, "demo");
+        assert_eq!(site.upstreams, ["127.0.0.1:18281"]);
+        assert_eq!(site.rules.lookup("theme"), Some(Category::Preferences));
+        assert_eq!(site.rules.lookup("_gcl_au"), Some(Category::Marketing));
+        assert!(!site.blocklists.is_empty());
+        let _ = std::fs::remove_dir_all(lists);
+    }
+}

@@ -6,7 +6,7 @@
 //! of a request body or two writes of a response, 75 s for an idle kept-alive connection, 32 KiB
 //! of request header (nginx: 4 x 8 KiB `large_client_header_buffers`), 8 KiB of request target.
 
-use super::Validator;
+use super::{ConfigErrorKind, Validator};
 use serde::Deserialize;
 use std::time::Duration;
 use toml::Spanned;
@@ -99,20 +99,24 @@ pub struct RawConnectionKeys<'a> {
 const MAX_TIMEOUT_MS: i64 = 3_600_000;
 
 impl Validator<'_> {
-    fn millis(&mut self, key: &str, v: &Option<Spanned<i64>>, default: Duration) -> Duration {
+    fn millis(
+        &mut self,
+        key: &'static str,
+        v: &Option<Spanned<i64>>,
+        default: Duration,
+    ) -> Duration {
         match v {
             None => default,
             Some(ms) if (1..=MAX_TIMEOUT_MS).contains(ms.get_ref()) => {
                 Duration::from_millis(*ms.get_ref() as u64)
             }
             Some(ms) => {
-                self.error_at(
-                    ms.span(),
-                    format!(
-                        "{key} = {} is out of range; use milliseconds from 1 to {MAX_TIMEOUT_MS} (every wait has a timeout)",
-                        ms.get_ref()
-                    ),
-                );
+                let kind = ConfigErrorKind::TimeoutOutOfRange {
+                    key,
+                    value: *ms.get_ref(),
+                    max: MAX_TIMEOUT_MS,
+                };
+                self.error_at(ms.span(), kind);
                 default
             }
         }
@@ -120,7 +124,7 @@ impl Validator<'_> {
 
     fn count(
         &mut self,
-        key: &str,
+        key: &'static str,
         v: &Option<Spanned<i64>>,
         range: std::ops::RangeInclusive<i64>,
         default: usize,
@@ -129,15 +133,13 @@ impl Validator<'_> {
             None => default,
             Some(n) if range.contains(n.get_ref()) => *n.get_ref() as usize,
             Some(n) => {
-                self.error_at(
-                    n.span(),
-                    format!(
-                        "{key} = {} is out of range; use a number from {} to {}",
-                        n.get_ref(),
-                        range.start(),
-                        range.end()
-                    ),
-                );
+                let kind = ConfigErrorKind::CountOutOfRange {
+                    key,
+                    value: *n.get_ref(),
+                    min: *range.start(),
+                    max: *range.end(),
+                };
+                self.error_at(n.span(), kind);
                 default
             }
         }
@@ -191,13 +193,11 @@ impl Validator<'_> {
         };
         if s.max_uri_bytes > s.max_request_header_bytes {
             if let Some(v) = raw.max_uri_bytes {
-                self.error_at(
-                    v.span(),
-                    format!(
-                        "max_uri_bytes ({}) is larger than max_request_header_bytes ({}), which also holds the request line; lower it or raise max_request_header_bytes",
-                        s.max_uri_bytes, s.max_request_header_bytes
-                    ),
-                );
+                let kind = ConfigErrorKind::UriOverHeader {
+                    uri: s.max_uri_bytes,
+                    header: s.max_request_header_bytes,
+                };
+                self.error_at(v.span(), kind);
             }
         }
         s

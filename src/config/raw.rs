@@ -1,11 +1,14 @@
 //! The file as written: serde structs that mirror the TOML, with spans kept for line numbers.
 //! Defaults live here, once; `docs/CONFIG.md` and `conf/consentgate.toml` document them.
 
-use crate::config::Mode;
+use crate::config::{ConfigErrorKind, Mode};
 use crate::consent::gpc::GpcPolicy;
+use crate::consent::registry;
 use crate::cookies::gate::UnknownPolicy;
+use serde::de;
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 use toml::Spanned;
 
 #[derive(Deserialize)]
@@ -130,35 +133,85 @@ pub struct RawBlocklist {
     pub path: Spanned<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `[site.consent]`: the first-party cookie, `sources`, and one table per consent format that
+/// takes one (`[site.consent.tcf]`, ...), kept by name: the formats are listed once, in
+/// `consent::registry`, and a table name the registry does not know is an unknown key.
 pub struct RawConsent {
-    #[serde(default = "consent_cookie")]
     pub cookie: Spanned<String>,
     /// `None` = not written: first-party plus every format whose table is present.
-    #[serde(default)]
     pub sources: Option<Spanned<Vec<Spanned<String>>>>,
-    pub tcf: Option<Spanned<crate::consent::tcf::TcfConfig>>,
-    pub onetrust: Option<Spanned<crate::consent::onetrust::OneTrustConfig>>,
-    pub cookiebot: Option<Spanned<crate::consent::cookiebot::CookiebotConfig>>,
-    pub cookieyes: Option<Spanned<crate::consent::cookieyes::CookieYesConfig>>,
-    pub complianz: Option<Spanned<crate::consent::complianz::ComplianzConfig>>,
-    pub klaro: Option<Spanned<crate::consent::klaro::KlaroConfig>>,
-    pub didomi: Option<Spanned<crate::consent::didomi::DidomiConfig>>,
+    /// Format name -> its table, each key with its span (a bad key is reported on its line).
+    pub tables: BTreeMap<String, Spanned<FormatTable>>,
 }
+
+/// One `[site.consent.NAME]` table as written.
+pub type FormatTable = BTreeMap<String, Spanned<toml::Value>>;
 
 impl Default for RawConsent {
     fn default() -> Self {
         RawConsent {
             cookie: consent_cookie(),
             sources: None,
-            tcf: None,
-            onetrust: None,
-            cookiebot: None,
-            cookieyes: None,
-            complianz: None,
-            klaro: None,
-            didomi: None,
+            tables: BTreeMap::new(),
+        }
+    }
+}
+
+/// The keys `[site.consent]` takes: its own two, then every format with a table.
+fn consent_keys() -> &'static [&'static str] {
+    static KEYS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+        let formats = registry::FORMATS.iter().filter(|f| f.has_table);
+        ["cookie", "sources"]
+            .into_iter()
+            .chain(formats.map(|f| f.name))
+            .collect()
+    });
+    &KEYS
+}
+
+impl<'de> Deserialize<'de> for RawConsent {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(ConsentVisitor)
+    }
+}
+
+struct ConsentVisitor;
+
+impl<'de> de::Visitor<'de> for ConsentVisitor {
+    type Value = RawConsent;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a table")
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<RawConsent, A::Error> {
+        let mut out = RawConsent::default();
+        // The key is checked while it is read, so the error carries the key's line.
+        while let Some(key) = map.next_key_seed(ConsentKey)? {
+            match key.as_str() {
+                "cookie" => out.cookie = map.next_value()?,
+                "sources" => out.sources = Some(map.next_value()?),
+                _ => {
+                    out.tables.insert(key, map.next_value()?);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A `[site.consent]` key, refused unless it is one of [`consent_keys`].
+struct ConsentKey;
+
+impl<'de> de::DeserializeSeed<'de> for ConsentKey {
+    type Value = String;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
+        let key = String::deserialize(d)?;
+        if consent_keys().contains(&key.as_str()) {
+            Ok(key)
+        } else {
+            Err(de::Error::unknown_field(&key, consent_keys()))
         }
     }
 }
@@ -197,82 +250,67 @@ fn consent_cookie() -> Spanned<String> {
     Spanned::new(0..0, "consent".to_string())
 }
 
-/// Rewrites serde's messages into "what is wrong; how to fix it".
-pub fn explain_toml_error(msg: &str) -> String {
+/// Turns serde's message into a [`ConfigErrorKind`] (whose text says how to fix it).
+pub fn toml_error_kind(msg: &str) -> ConfigErrorKind {
     let msg = msg.trim();
+    // serde lists the expected names as "`a`, `b`" (or "there are no fields").
+    let names = |expected: &str| -> Vec<String> {
+        expected
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
     if let Some(rest) = msg.strip_prefix("unknown field `") {
         if let Some((key, expected)) = rest.split_once('`') {
-            let known: Vec<&str> = expected
-                .split('`')
-                .skip(1)
-                .step_by(2)
-                .filter(|s| !s.is_empty())
-                .collect();
-            let hint = closest(key, &known)
-                .map(|k| format!("did you mean `{k}`? "))
-                .unwrap_or_default();
-            let list = if known.is_empty() {
-                "this table takes no keys".to_string()
-            } else {
-                format!("known keys here: {}", known.join(", "))
+            let known = names(expected);
+            let refs: Vec<&str> = known.iter().map(String::as_str).collect();
+            return ConfigErrorKind::UnknownKey {
+                key: key.to_string(),
+                suggestion: closest(key, &refs).map(str::to_string),
+                known,
             };
-            return format!("unknown key `{key}`; {hint}{list}");
         }
     }
     if let Some(rest) = msg.strip_prefix("unknown variant `") {
         if let Some((val, expected)) = rest.split_once('`') {
-            let known: Vec<&str> = expected
-                .split('`')
-                .skip(1)
-                .step_by(2)
-                .filter(|s| !s.is_empty())
-                .collect();
-            return format!(
-                "`{val}` is not allowed here; use one of: {}",
-                known.join(", ")
-            );
+            return ConfigErrorKind::NotAllowed {
+                value: val.to_string(),
+                allowed: names(expected),
+            };
         }
     }
     if let Some(field) = msg
         .strip_prefix("missing field `")
         .and_then(|r| r.split('`').next())
     {
-        return format!("missing key `{field}`; add it to this table");
+        return ConfigErrorKind::MissingKey {
+            key: field.to_string(),
+        };
     }
     if let Some((found, expected)) = msg
         .strip_prefix("invalid type: ")
         .and_then(|r| r.split_once(", expected "))
     {
-        return format!("this value is {found}, but {expected} is wanted here; write {expected}");
+        return ConfigErrorKind::WrongType {
+            found: found.to_string(),
+            expected: expected.to_string(),
+        };
     }
     if msg.starts_with("wanted string or table") {
-        return "this value must be one of the words this key allows, in quotes (the example in \
-                conf/consentgate.toml lists them)"
-            .to_string();
+        return ConfigErrorKind::NotAWord;
     }
-    msg.to_string()
+    ConfigErrorKind::Toml(msg.to_string())
 }
 
 /// The known key nearest to a misspelt one (edit distance at most 2).
-fn closest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
+pub(super) fn closest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
     known
         .iter()
-        .map(|k| (levenshtein(key, k), *k))
+        .map(|k| (strsim::levenshtein(key, k), *k))
         .filter(|(d, _)| *d <= 2)
         .min()
         .map(|(_, k)| k)
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }

@@ -3,7 +3,7 @@
 //! its own; the defaults live here, once.
 
 use super::raw::RawProxy;
-use super::Validator;
+use super::{ConfigErrorKind, Validator};
 use toml::Spanned;
 
 /// Cookies read from one request: browsers keep about 180 per domain (Chrome 180, Firefox
@@ -78,18 +78,25 @@ impl Validator<'_> {
         }
     }
 
-    fn limit(&mut self, key: &str, v: Option<&Spanned<i64>>, min: i64, default: usize) -> usize {
+    fn limit(
+        &mut self,
+        key: &'static str,
+        v: Option<&Spanned<i64>>,
+        min: i64,
+        default: usize,
+    ) -> usize {
         match v {
             None => default,
             Some(n) if (min..=LIMIT_MAX).contains(n.get_ref()) => *n.get_ref() as usize,
             Some(n) => {
-                self.error_at(
-                    n.span(),
-                    format!(
-                        "{key} = {} is out of range; use a number from {min} to {LIMIT_MAX} (default {default})",
-                        n.get_ref()
-                    ),
-                );
+                let kind = ConfigErrorKind::LimitOutOfRange {
+                    key,
+                    value: *n.get_ref(),
+                    min,
+                    max: LIMIT_MAX,
+                    default,
+                };
+                self.error_at(n.span(), kind);
                 default
             }
         }
@@ -102,13 +109,7 @@ impl Validator<'_> {
             if super::is_host_name(&host) {
                 hosts.push(host);
             } else {
-                self.error_at(
-                    h.span(),
-                    format!(
-                        "admin host `{}` is not a host name; write it like \"metrics.internal\" (no port, no scheme)",
-                        h.get_ref()
-                    ),
-                );
+                self.error_at(h.span(), ConfigErrorKind::BadAdminHost(h.get_ref().clone()));
             }
         }
         let from_env = std::env::var(ADMIN_TOKEN_ENV)
@@ -116,14 +117,22 @@ impl Validator<'_> {
             .filter(|t| !t.is_empty());
         let token = match (from_env, &p.admin_token) {
             (Some(t), _) => {
-                if let Err(e) = check_token(&t) {
-                    self.error(0, format!("{ADMIN_TOKEN_ENV}: {e}"));
+                if let Err(reason) = check_token(&t) {
+                    let kind = ConfigErrorKind::BadAdminToken {
+                        from_env: true,
+                        reason,
+                    };
+                    self.error(0, kind);
                 }
                 Some(t)
             }
             (None, Some(t)) => {
-                if let Err(e) = check_token(t.get_ref()) {
-                    self.error_at(t.span(), format!("admin_token: {e}"));
+                if let Err(reason) = check_token(t.get_ref()) {
+                    let kind = ConfigErrorKind::BadAdminToken {
+                        from_env: false,
+                        reason,
+                    };
+                    self.error_at(t.span(), kind);
                 }
                 Some(t.get_ref().clone())
             }

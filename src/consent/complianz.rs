@@ -1,6 +1,7 @@
 //! Complianz: one cookie per category, `cmplz_statistics=allow|deny`, `cmplz_marketing`,
 //! `cmplz_preferences`, `cmplz_functional` (functional is always allowed in Complianz).
 
+use super::registry::TableReader;
 use super::{combine_flags, Category, ConsentError, ConsentReader, SourceOutcome};
 use crate::cookies::header::CookieJar;
 use serde::Deserialize;
@@ -61,9 +62,17 @@ fn flag(value: &[u8]) -> Result<bool, ConsentError> {
     }
 }
 
+impl TableReader for ComplianzReader {
+    const NAME: &'static str = "complianz";
+    type Config = ComplianzConfig;
+    fn from_config(cfg: &ComplianzConfig) -> Result<Self, String> {
+        Self::new(cfg)
+    }
+}
+
 impl ConsentReader for ComplianzReader {
     fn format(&self) -> &'static str {
-        "complianz"
+        <Self as TableReader>::NAME
     }
 
     fn cookie_patterns(&self) -> Vec<String> {

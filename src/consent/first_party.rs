@@ -7,6 +7,9 @@ use super::{Category, ConsentError, ConsentReader, Grants, SourceOutcome, Verdic
 use crate::cookies::header::CookieJar;
 use std::sync::Arc;
 
+/// The format's name in configuration and output.
+pub const NAME: &str = "first-party";
+
 /// Reader for the first-party cookie (`[site.consent] cookie = "consent"`).
 pub struct FirstPartyReader {
     cookie: Arc<str>,
@@ -22,7 +25,7 @@ impl FirstPartyReader {
 
 impl ConsentReader for FirstPartyReader {
     fn format(&self) -> &'static str {
-        "first-party"
+        NAME
     }
 
     fn cookie_patterns(&self) -> Vec<String> {

@@ -12,6 +12,7 @@ pub mod first_party;
 pub mod gpc;
 pub mod klaro;
 pub mod onetrust;
+pub mod registry;
 pub mod tcf;
 
 use crate::cookies::header::CookieJar;

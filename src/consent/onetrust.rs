@@ -1,6 +1,7 @@
 //! OneTrust `OptanonConsent`: a URL-encoded query string whose `groups` lists consent groups as
 //! `C0001:1,C0002:0,...` (or numeric ids `1:1,2:0`); `isGpcEnabled=1` is honoured as opt-out.
 
+use super::registry::TableReader;
 use super::{
     combine_flags, read_each, Category, ConsentError, ConsentReader, SourceOutcome, Verdict,
 };
@@ -177,9 +178,17 @@ impl OneTrustReader {
     }
 }
 
+impl TableReader for OneTrustReader {
+    const NAME: &'static str = "onetrust";
+    type Config = OneTrustConfig;
+    fn from_config(cfg: &OneTrustConfig) -> Result<Self, String> {
+        Self::new(cfg)
+    }
+}
+
 impl ConsentReader for OneTrustReader {
     fn format(&self) -> &'static str {
-        "onetrust"
+        <Self as TableReader>::NAME
     }
 
     fn cookie_patterns(&self) -> Vec<String> {

@@ -2,6 +2,7 @@
 //! string and vendor list formats v2", core string fields), optional segments tolerated.
 //! Categories come from purpose consents through a configurable table.
 
+use super::registry::TableReader;
 use super::{Category, ConsentError, ConsentReader, Grants, SourceOutcome, VendorSet};
 use crate::cookies::header::CookieJar;
 use serde::Deserialize;
@@ -504,9 +505,17 @@ impl TcfReader {
     }
 }
 
+impl TableReader for TcfReader {
+    const NAME: &'static str = "tcf";
+    type Config = TcfConfig;
+    fn from_config(cfg: &TcfConfig) -> Result<Self, String> {
+        Self::new(cfg)
+    }
+}
+
 impl ConsentReader for TcfReader {
     fn format(&self) -> &'static str {
-        "tcf"
+        <Self as TableReader>::NAME
     }
 
     fn cookie_patterns(&self) -> Vec<String> {

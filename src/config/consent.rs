@@ -1,0 +1,278 @@
+//! `[site.consent]`: which consent formats a site reads, each built by its entry in
+//! `consent::registry` from its `[site.consent.NAME]` table.
+
+use super::error::{ConfigErrorKind as K, ListKey};
+use super::raw::{self, RawConsent};
+use super::Validator;
+use crate::consent::registry::{self, BuildInput, FormatEntry, FormatError};
+use crate::consent::ConsentReader;
+use std::ops::Range;
+use toml::Spanned;
+
+impl Validator<'_> {
+    /// Builds the readers named by `sources` (or, when `sources` is not written, first-party
+    /// plus every format with a table), reporting unknown names and bad tables.
+    pub(super) fn consent_readers(
+        &mut self,
+        c: &RawConsent,
+        consent_cookie: &str,
+    ) -> Vec<Box<dyn ConsentReader>> {
+        let formats = match &c.sources {
+            Some(list) => self.listed_sources(list, c),
+            None => default_sources(c),
+        };
+        let mut readers = Vec::new();
+        for (entry, span) in formats {
+            if let Some(r) = self.reader(entry, c, consent_cookie, span) {
+                readers.push(r);
+            }
+        }
+        readers
+    }
+
+    /// The formats `sources` names, in its order (a repeat is read once); every table must be
+    /// among them.
+    fn listed_sources(
+        &mut self,
+        list: &Spanned<Vec<Spanned<String>>>,
+        c: &RawConsent,
+    ) -> Vec<(&'static FormatEntry, Range<usize>)> {
+        if list.get_ref().is_empty() {
+            self.error_at(list.span(), K::EmptyList(ListKey::Sources));
+        }
+        let mut formats: Vec<(&'static FormatEntry, Range<usize>)> = Vec::new();
+        for src in list.get_ref() {
+            let name = src.get_ref().trim().to_ascii_lowercase();
+            match registry::find(&name) {
+                None => {
+                    let names: Vec<&'static str> = registry::names().collect();
+                    let suggestion = raw::closest(&name, &names);
+                    let value = src.get_ref().clone();
+                    self.error_at(src.span(), K::UnknownSource { value, suggestion });
+                }
+                Some(f) if !formats.iter().any(|(g, _)| g.name == f.name) => {
+                    formats.push((f, src.span()));
+                }
+                Some(_) => {}
+            }
+        }
+        for f in registry::FORMATS {
+            if let Some(table) = c.tables.get(f.name) {
+                if !formats.iter().any(|(g, _)| g.name == f.name) {
+                    self.error_at(table.span(), K::TableNotInSources(f.name.to_string()));
+                }
+            }
+        }
+        formats
+    }
+
+    /// Builds one reader; a bad table is reported key by key, on each bad key's line.
+    fn reader(
+        &mut self,
+        entry: &'static FormatEntry,
+        c: &RawConsent,
+        consent_cookie: &str,
+        span: Range<usize>,
+    ) -> Option<Box<dyn ConsentReader>> {
+        let written = c.tables.get(entry.name);
+        let table = written.map(|t| plain(t.get_ref()));
+        let input = BuildInput {
+            table: table.as_ref(),
+            consent_cookie,
+        };
+        match entry.build(&input) {
+            Ok(r) => Some(r),
+            Err(FormatError::Table(msg)) => {
+                self.table_errors(entry, written, consent_cookie, &msg);
+                None
+            }
+            Err(FormatError::Reader(reason)) => {
+                let format = entry.name;
+                self.error_at(span, K::Reader { format, reason });
+                None
+            }
+        }
+    }
+
+    /// Finds the keys of a table that does not deserialize: every key has a default, so a
+    /// table of that key alone fails exactly when the key is bad.
+    fn table_errors(
+        &mut self,
+        entry: &FormatEntry,
+        written: Option<&Spanned<raw::FormatTable>>,
+        consent_cookie: &str,
+        msg: &str,
+    ) {
+        let Some(written) = written else {
+            // The defaults do not deserialize: a bug the registry tests catch.
+            self.error(0, raw::toml_error_kind(msg));
+            return;
+        };
+        let mut found = false;
+        for (key, value) in written.get_ref() {
+            let alone = toml::Table::from_iter([(key.clone(), value.get_ref().clone())]);
+            let input = BuildInput {
+                table: Some(&alone),
+                consent_cookie,
+            };
+            if let Err(FormatError::Table(m)) = entry.build(&input) {
+                let span = self.nested_key_span(entry, key, value, consent_cookie);
+                self.error_at(span, raw::toml_error_kind(&m));
+                found = true;
+            }
+        }
+        if !found {
+            self.error_at(written.span(), raw::toml_error_kind(msg));
+        }
+    }
+}
+
+impl Validator<'_> {
+    /// Where a bad key's problem is: for a sub-table (`[site.consent.cookiebot.map]`), the
+    /// first of its keys that is bad on its own, found by the same probing one level down
+    /// and located in the text (its spans are not kept); else the value itself.
+    fn nested_key_span(
+        &self,
+        entry: &FormatEntry,
+        key: &str,
+        value: &Spanned<toml::Value>,
+        consent_cookie: &str,
+    ) -> Range<usize> {
+        let toml::Value::Table(sub) = value.get_ref() else {
+            return value.span();
+        };
+        for (k, v) in sub {
+            let inner = toml::Table::from_iter([(k.clone(), v.clone())]);
+            let alone = toml::Table::from_iter([(key.to_string(), toml::Value::Table(inner))]);
+            let input = BuildInput {
+                table: Some(&alone),
+                consent_cookie,
+            };
+            if let Err(FormatError::Table(_)) = entry.build(&input) {
+                if let Some(at) = key_in_table(self.text, value.span().start, k) {
+                    return at..at;
+                }
+            }
+        }
+        value.span()
+    }
+}
+
+/// The offset of the line `key = ...` in the table whose body starts at `from` (up to the next
+/// table header), for a key written bare or quoted.
+fn key_in_table(text: &str, from: usize, key: &str) -> Option<usize> {
+    let body = text.get(from..)?;
+    let mut offset = from;
+    for (i, line) in body.split_inclusive('\n').enumerate() {
+        let t = line.trim_start();
+        if i > 0 && t.starts_with('[') {
+            return None;
+        }
+        // An inline table (`map = { statistics = "ads" }`) is on the value's own line.
+        let inline = i == 0 && t.contains('{');
+        let rest = t.strip_prefix(key).or_else(|| {
+            t.strip_prefix('"')
+                .and_then(|r| r.strip_prefix(key))
+                .and_then(|r| r.strip_prefix('"'))
+        });
+        if inline || rest.is_some_and(|r| r.trim_start().starts_with('=')) {
+            return Some(offset);
+        }
+        offset += line.len();
+    }
+    None
+}
+
+/// `sources` when it is not written: first-party plus every format with a table, in registry
+/// order.
+fn default_sources(c: &RawConsent) -> Vec<(&'static FormatEntry, Range<usize>)> {
+    registry::FORMATS
+        .iter()
+        .filter_map(|f| match c.tables.get(f.name) {
+            Some(t) => Some((f, t.span())),
+            None if !f.has_table => Some((f, 0..0)),
+            None => None,
+        })
+        .collect()
+}
+
+/// The table without its spans.
+fn plain(t: &raw::FormatTable) -> toml::Table {
+    t.iter()
+        .map(|(k, v)| (k.clone(), v.get_ref().clone()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::parse;
+    use std::path::Path;
+
+    const HEAD: &str = "[proxy]\nlisten = [\"127.0.0.1:1\"]\n[[site]]\nname = \"a\"\nupstreams = [\"127.0.0.1:2\"]\n[site.consent]\n";
+
+    fn sources(consent: &str) -> Result<Vec<String>, Vec<String>> {
+        parse(&format!("{HEAD}{consent}"), Path::new("t.toml"))
+            .map(|c| c.sites[0].consent.sources.clone())
+            .map_err(|e| e.0.iter().map(|e| e.to_string()).collect())
+    }
+
+    #[test]
+    fn sources_default_to_first_party_and_every_table_in_registry_order() {
+        assert_eq!(sources("").unwrap(), ["first-party"]);
+        // Tables written in another order still come in registry order.
+        let s = sources("[site.consent.didomi]\n[site.consent.tcf]\n[site.consent.onetrust]\n");
+        assert_eq!(s.unwrap(), ["first-party", "tcf", "onetrust", "didomi"]);
+        // Written `sources` keep their own order; a repeat is read once.
+        let s = sources("sources = [\"klaro\", \"First-Party\", \"klaro\"]\n");
+        assert_eq!(s.unwrap(), ["klaro", "first-party"]);
+    }
+
+    #[test]
+    fn an_unknown_table_is_named_with_its_line_and_the_nearest_format() {
+        let e = sources("cookie = \"c\"\n[site.consent.tfc]\ncookie = [\"x\"]\n").unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("t.toml:8: unknown key `tfc`"), "{e:?}");
+        assert!(e[0].contains("did you mean `tcf`?"), "{e:?}");
+        assert!(e[0].contains("cookie, sources, tcf, onetrust"), "{e:?}");
+    }
+
+    #[test]
+    fn a_bad_key_in_a_format_table_is_reported_on_its_line() {
+        let e = sources("[site.consent.cookiebot]\ncookie = \"c\"\ncokie = \"x\"\nno_consent_region_grants = 1\n")
+            .unwrap_err();
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e[0].starts_with("t.toml:9: unknown key `cokie`; did you mean `cookie`?"));
+        assert!(e[1].starts_with("t.toml:10: this value is integer `1`, but a boolean"));
+        // One level down: the bad entry of a sub-table, on its own line.
+        let e = sources(
+            "[site.consent.cookiebot]\n[site.consent.cookiebot.map]\npreferences = \"preferences\"\nstatistics = \"ads\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("t.toml:10: unknown category `ads`"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_sources_and_tables_left_out_of_sources_are_reported() {
+        let e = sources("sources = [\"tcf\", \"oneturst\"]\n[site.consent.klaro]\n").unwrap_err();
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e[0].starts_with(
+            "t.toml:7: unknown consent source `oneturst`; did you mean `onetrust`? use one of: first-party, tcf,"
+        ));
+        assert!(e[1].starts_with(
+            "t.toml:8: [site.consent.klaro] is configured but `klaro` is not in `sources`"
+        ));
+        // A reader refusing a value is reported where the format is named.
+        let e = sources("sources = [\"complianz\"]\n[site.consent.complianz]\nprefix = \"\"\n")
+            .unwrap_err();
+        assert!(
+            e[0].starts_with(
+                "t.toml:7: [site.consent.complianz]: complianz `prefix` may not be empty"
+            ),
+            "{e:?}"
+        );
+    }
+}
