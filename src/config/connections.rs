@@ -205,7 +205,7 @@ impl Validator<'_> {
 
     pub(super) fn upstream_timeouts(
         &mut self,
-        raw: &Option<Spanned<RawSiteTimeouts>>,
+        raw: &Option<super::located::Located<RawSiteTimeouts>>,
     ) -> UpstreamTimeouts {
         let d = UpstreamTimeouts::default();
         let Some(t) = raw else { return d };

@@ -2,6 +2,7 @@
 //! `consent::registry` from its `[site.consent.NAME]` table.
 
 use super::error::{ConfigErrorKind as K, ListKey};
+use super::located::Located;
 use super::raw::{self, RawConsent};
 use super::Validator;
 use crate::consent::registry::{self, BuildInput, FormatEntry, FormatError};
@@ -99,7 +100,7 @@ impl Validator<'_> {
     fn table_errors(
         &mut self,
         entry: &FormatEntry,
-        written: Option<&Spanned<raw::FormatTable>>,
+        written: Option<&Located<raw::FormatTable>>,
         consent_cookie: &str,
         msg: &str,
     ) {
@@ -135,7 +136,7 @@ impl Validator<'_> {
         &self,
         entry: &FormatEntry,
         key: &str,
-        value: &Spanned<toml::Value>,
+        value: &Located<toml::Value>,
         consent_cookie: &str,
     ) -> Range<usize> {
         let toml::Value::Table(sub) = value.get_ref() else {

@@ -8,6 +8,7 @@
 pub mod connections;
 mod consent;
 mod error;
+mod located;
 mod raw;
 mod recover;
 mod request_path;
@@ -440,5 +441,159 @@ mod tests {
         let e = errs(&EXAMPLE.replace("mode = \"enforce\"", "mode = \"strict\""));
         let at = format!("t.toml:{}:", line("mode = "));
         assert!(e[0].starts_with(&at) && e[0].contains("enforce"), "{e:?}");
+    }
+
+    /// A site of the example with `extra` added under `[[site]]` (before `[site.consent]`:
+    /// dotted keys belong to the `[[site]]` table) or, with `at_end`, after its last table.
+    fn example_with(extra: &str, at_end: bool) -> Config {
+        let text = if at_end {
+            format!("{EXAMPLE}\n{extra}")
+        } else {
+            EXAMPLE.replace("[site.consent]", &format!("{extra}\n[site.consent]"))
+        };
+        parse(&text, Path::new("t.toml")).unwrap_or_else(|e| panic!("{extra}: {e}"))
+    }
+
+    /// What the site's readers grant for one request's cookies.
+    fn granted(site: &SiteConfig, cookie: &str) -> Vec<crate::consent::Grants> {
+        let jar = crate::cookies::header::CookieJar::from_headers([cookie.as_bytes()]);
+        site.readers
+            .iter()
+            .filter_map(|r| r.read(&jar, false))
+            .map(|o| o.granted)
+            .collect()
+    }
+
+    // Tables without a header of their own (a sub-table's header alone, dotted keys) are valid
+    // TOML (toml.io, "Tables": "[x.y.z.w] ... you don't need to specify all the super-tables";
+    // "Keys": dotted keys "create and define a table for each key part before the last one");
+    // `toml::Spanned` refused them (config::located).
+
+    #[test]
+    fn a_sub_table_header_without_its_parent_header_is_read() {
+        let c = example_with("[site.html.snippets]\nanalytics = [\"myTracker(\"]\n", true);
+        let snippets = c.sites[0].html_snippets.as_ref().expect("html stays on");
+        let analytics: Vec<&str> = snippets
+            .iter()
+            .filter(|(cat, _)| *cat == Category::Analytics)
+            .map(|(_, s)| s.as_str())
+            .collect();
+        assert!(analytics.contains(&"myTracker("), "{snippets:?}");
+        // The default snippets stay (`default_snippets` keeps its default).
+        assert!(snippets.len() > 1, "{snippets:?}");
+
+        // `[site.consent.cookiebot.map]` alone: the map is the one written (Cookiebot's
+        // `statistics` counts as marketing), and cookiebot is read.
+        let c = example_with(
+            "[site.consent.cookiebot.map]\nstatistics = \"marketing\"\n",
+            true,
+        );
+        let s = &c.sites[0];
+        assert_eq!(s.consent.sources, ["first-party", "cookiebot"]);
+        let g = granted(
+            s,
+            "CookieConsent={necessary:true,preferences:true,statistics:true,marketing:false}",
+        );
+        assert_eq!(g.len(), 1, "{g:?}");
+        assert!(g[0].allows(Category::Marketing) && !g[0].allows(Category::Analytics));
+        assert!(
+            !g[0].allows(Category::Preferences),
+            "unmapped keys grant nothing"
+        );
+    }
+
+    #[test]
+    fn dotted_keys_make_tables_too() {
+        let c = example_with(
+            "html.enabled = false\ntimeouts.read_ms = 250\nblock_responses.script = 204\ncsp.base = \"default-src 'self'\"\ncsp.analytics = [\"https://stats.example\"]\n",
+            false,
+        );
+        let s = &c.sites[0];
+        assert!(
+            s.html_snippets.is_none(),
+            "html.enabled = false turns it off"
+        );
+        assert_eq!(s.timeouts.read, std::time::Duration::from_millis(250));
+        assert_eq!(s.block_responses.script, 204);
+        let csp = s.csp.as_ref().expect("csp configured");
+        let all = csp.header_value(crate::consent::Grants::ALL);
+        assert!(all.contains("https://stats.example"), "{all}");
+        let none = csp.header_value(crate::consent::Grants::NONE);
+        assert!(!none.contains("https://stats.example"), "{none}");
+
+        // Dotted keys inside a format table, and a format table made by dotted keys alone.
+        for consent in [
+            "cookie = \"consent\"\n[site.consent.cookiebot]\nmap.statistics = \"marketing\"\n",
+            "cookie = \"consent\"\ncookiebot.map.statistics = \"marketing\"\n",
+        ] {
+            let text = EXAMPLE.replace("cookie = \"consent\"\n", consent);
+            let c = parse(&text, Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}"));
+            let s = &c.sites[0];
+            assert_eq!(s.consent.sources, ["first-party", "cookiebot"], "{consent}");
+            let g = granted(s, "CookieConsent={statistics:true,marketing:false}");
+            assert!(g[0].allows(Category::Marketing), "{consent}: {g:?}");
+            assert!(!g[0].allows(Category::Analytics), "{consent}: {g:?}");
+        }
+    }
+
+    #[test]
+    fn arrays_of_tables_and_inline_tables_under_a_site_are_read() {
+        let lists = |c: &Config| -> Vec<(Category, String)> {
+            let b = &c.sites[0].blocklists;
+            b.lists()
+                .iter()
+                .map(|l| (l.category, l.name.clone()))
+                .collect()
+        };
+        let want = vec![
+            (Category::Analytics, "conf/lists/analytics.txt".to_string()),
+            (Category::Marketing, "conf/lists/marketing.txt".to_string()),
+        ];
+        let c = example_with(
+            "[[site.blocklist]]\ncategory = \"analytics\"\npath = \"conf/lists/analytics.txt\"\n[[site.blocklist]]\ncategory = \"marketing\"\npath = \"conf/lists/marketing.txt\"\n",
+            true,
+        );
+        assert_eq!(lists(&c), want);
+        let c = example_with(
+            "blocklist = [{ category = \"analytics\", path = \"conf/lists/analytics.txt\" }, { category = \"marketing\", path = \"conf/lists/marketing.txt\" }]\nhtml = { snippets.marketing = [\"px(\"] }\n",
+            false,
+        );
+        assert_eq!(lists(&c), want);
+        let html = c.sites[0].html_snippets.as_ref().unwrap();
+        assert!(html.contains(&(Category::Marketing, "px(".to_string())));
+    }
+
+    #[test]
+    fn a_bad_key_in_a_table_without_header_is_reported_on_its_line() {
+        let text = format!("{EXAMPLE}\n[site.html.snippets]\nanalytcs = [\"x\"]\n");
+        let e = errs(&text);
+        let at = text[..text.find("analytcs").unwrap()].matches('\n').count() + 1;
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with(&format!("t.toml:{at}: unknown key `analytcs`")));
+        let text = EXAMPLE.replace("[site.consent]", "html.enabld = false\n[site.consent]");
+        let e = errs(&text);
+        let at = text[..text.find("html.enabld").unwrap()]
+            .matches('\n')
+            .count()
+            + 1;
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with(&format!("t.toml:{at}: unknown key `enabld`")));
+        // A format table named only by its sub-table, left out of `sources`: on that line.
+        let text = format!(
+            "{}\n[site.consent.cookiebot.map]\nstatistics = \"marketing\"\n",
+            EXAMPLE.replace("cookie = \"consent\"", "sources = [\"tcf\"]")
+        );
+        let e = errs(&text);
+        let at = text[..text.find("[site.consent.cookiebot.map]").unwrap()]
+            .matches('\n')
+            .count()
+            + 1;
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with(&format!(
+                "t.toml:{at}: [site.consent.cookiebot] is configured"
+            )),
+            "{e:?}"
+        );
     }
 }

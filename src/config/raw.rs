@@ -1,6 +1,7 @@
 //! The file as written: serde structs that mirror the TOML, with spans kept for line numbers.
 //! Defaults live here, once; `docs/CONFIG.md` and `conf/consentgate.toml` document them.
 
+use crate::config::located::Located;
 use crate::config::{ConfigErrorKind, Mode};
 use crate::consent::gpc::GpcPolicy;
 use crate::consent::registry;
@@ -92,14 +93,14 @@ pub struct RawSite {
     #[serde(default)]
     pub blocklist: Vec<RawBlocklist>,
     #[serde(default)]
-    pub block_responses: Option<Spanned<crate::trackers::respond::BlockResponses>>,
+    pub block_responses: Option<Located<crate::trackers::respond::BlockResponses>>,
     #[serde(default)]
-    pub csp: Option<Spanned<crate::trackers::csp::CspConfig>>,
+    pub csp: Option<Located<crate::trackers::csp::CspConfig>>,
     #[serde(default)]
-    pub html: Option<Spanned<RawHtml>>,
+    pub html: Option<Located<RawHtml>>,
     /// `[site.timeouts]`: origin connect/read/write/idle timeouts (config::connections).
     #[serde(default)]
-    pub timeouts: Option<Spanned<crate::config::connections::RawSiteTimeouts>>,
+    pub timeouts: Option<Located<crate::config::connections::RawSiteTimeouts>>,
 }
 
 /// `[site.html]`: HTML neutralization.
@@ -141,11 +142,11 @@ pub struct RawConsent {
     /// `None` = not written: first-party plus every format whose table is present.
     pub sources: Option<Spanned<Vec<Spanned<String>>>>,
     /// Format name -> its table, each key with its span (a bad key is reported on its line).
-    pub tables: BTreeMap<String, Spanned<FormatTable>>,
+    pub tables: BTreeMap<String, Located<FormatTable>>,
 }
 
 /// One `[site.consent.NAME]` table as written.
-pub type FormatTable = BTreeMap<String, Spanned<toml::Value>>;
+pub type FormatTable = BTreeMap<String, Located<toml::Value>>;
 
 impl Default for RawConsent {
     fn default() -> Self {

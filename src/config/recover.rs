@@ -25,7 +25,7 @@ fn find(text: &str, table: &Table, offset: usize, out: &mut Vec<Range<usize>>) -
                 let (Some(k), Some(v)) = (key, v.span()) else {
                     continue;
                 };
-                let whole = k.start.min(v.start)..k.end.max(v.end);
+                let whole = pair(text, k, v);
                 if whole.contains(&offset) {
                     out.push(whole);
                     return true;
@@ -33,7 +33,7 @@ fn find(text: &str, table: &Table, offset: usize, out: &mut Vec<Range<usize>>) -
             }
             Item::Table(t) => {
                 if in_header(text, t, key.as_ref(), offset) {
-                    whole_table(t, out);
+                    whole_table(text, t, out);
                     return true;
                 }
                 if find(text, t, offset, out) {
@@ -43,7 +43,7 @@ fn find(text: &str, table: &Table, offset: usize, out: &mut Vec<Range<usize>>) -
             Item::ArrayOfTables(a) => {
                 for t in a.iter() {
                     if in_header(text, t, None, offset) {
-                        whole_table(t, out);
+                        whole_table(text, t, out);
                         return true;
                     }
                     if find(text, t, offset, out) {
@@ -70,7 +70,7 @@ fn header_line(text: &str, start: usize) -> Range<usize> {
     start..end
 }
 
-fn whole_table(t: &Table, out: &mut Vec<Range<usize>>) {
+fn whole_table(text: &str, t: &Table, out: &mut Vec<Range<usize>>) {
     out.extend(t.span());
     // (The span covers the header and the keys under it; sub-tables may sit elsewhere.)
     for (name, item) in t.iter() {
@@ -78,14 +78,30 @@ fn whole_table(t: &Table, out: &mut Vec<Range<usize>>) {
         match item {
             Item::Value(v) => {
                 if let (Some(k), Some(v)) = (key, v.span()) {
-                    out.push(k.start.min(v.start)..k.end.max(v.end));
+                    out.push(pair(text, k, v));
                 }
             }
-            Item::Table(sub) => whole_table(sub, out),
-            Item::ArrayOfTables(a) => a.iter().for_each(|sub| whole_table(sub, out)),
+            Item::Table(sub) => whole_table(text, sub, out),
+            Item::ArrayOfTables(a) => a.iter().for_each(|sub| whole_table(text, sub, out)),
             Item::None => {}
         }
     }
+}
+
+/// A key-value pair from its key's and value's spans. The key's span is its last part only:
+/// for a dotted key (`html.enabled = false`) the parts before it, on the same line, are
+/// taken too, else blanking leaves `html.` behind, which does not parse.
+fn pair(text: &str, key: Range<usize>, value: Range<usize>) -> Range<usize> {
+    let mut start = key.start.min(value.start);
+    let line_start = text[..start.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let before = &text[line_start..start.min(text.len())];
+    let key_chars = |c: char| c.is_ascii_alphanumeric() || "_-.\"' \t".contains(c);
+    if before.trim_end().ends_with('.') && before.chars().all(key_chars) {
+        start = line_start + (before.len() - before.trim_start().len());
+    }
+    start..key.end.max(value.end)
 }
 
 /// The key a blanked range starts with: `listen` for `listen = [...]`, `cookeis` for

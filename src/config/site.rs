@@ -1,6 +1,7 @@
 //! `[[site]]`: one function per part of a site's table, each reporting its own problems.
 
 use super::error::{ConfigErrorKind as K, ListKey};
+use super::located::Located;
 use super::raw::{RawBlocklist, RawCookies, RawHtml, RawSite};
 use super::{is_host_name, ConsentConfig, SiteConfig, Validator};
 use crate::consent::Category;
@@ -234,7 +235,7 @@ impl Validator<'_> {
         Blocklists::new(lists)
     }
 
-    fn block_responses(&mut self, raw: &Option<Spanned<BlockResponses>>) -> BlockResponses {
+    fn block_responses(&mut self, raw: &Option<Located<BlockResponses>>) -> BlockResponses {
         let Some(r) = raw else {
             return BlockResponses::default();
         };
@@ -244,7 +245,7 @@ impl Validator<'_> {
         r.get_ref().clone()
     }
 
-    fn csp(&mut self, raw: &Option<Spanned<crate::trackers::csp::CspConfig>>) -> Option<Csp> {
+    fn csp(&mut self, raw: &Option<Located<crate::trackers::csp::CspConfig>>) -> Option<Csp> {
         let c = raw.as_ref()?;
         match Csp::build(c.get_ref()) {
             Ok(csp) => Some(csp),
@@ -257,7 +258,7 @@ impl Validator<'_> {
 }
 
 /// The inline-script snippets for HTML neutralization; `None` = neutralization off.
-fn html_snippets(raw: &Option<Spanned<RawHtml>>) -> Option<Vec<(Category, String)>> {
+fn html_snippets(raw: &Option<Located<RawHtml>>) -> Option<Vec<(Category, String)>> {
     let Some(h) = raw else {
         return Some(crate::html::default_snippets());
     };
