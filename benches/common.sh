@@ -21,3 +21,48 @@ bench_config() {
       -e "s|^mode = .*|mode = \"$4\"|" \
       "$example" > "$1"
 }
+
+# bench_peers: sets $peers to the benchmark peers directory (its absolute path), or exits saying
+# what to set. The benchmark origin and nginx peers are not part of this repository: they come
+# with the benchmark host's shared tooling (../shared/bench beside the checkout) or
+# BENCH_PEERS_DIR.
+bench_peers() {
+  peers=${BENCH_PEERS_DIR:-../shared/bench}
+  [ -x "$peers/peers.sh" ] || {
+    echo "no benchmark peers in $peers (set BENCH_PEERS_DIR to a directory with peers.sh, origin.conf, nginx-proxy.conf, nginx-lua-gate.conf, cpu-per-request.sh)" >&2
+    exit 1
+  }
+  peers=$(cd "$peers" && pwd)
+}
+
+# bench_peers_start: (re)starts the peers; bench_cleanup stops them.
+bench_peers_start() {
+  "$peers/peers.sh" stop >/dev/null 2>&1 || true
+  "$peers/peers.sh" start >/dev/null
+  peers_started=1
+}
+
+# bench_workdir NAME: a new directory $work (/tmp/NAME-XXXX), and bench_cleanup on exit.
+# Processes the script starts go in bench_pids so the cleanup ends them.
+bench_pids=()
+bench_workdir() {
+  work=$(mktemp -d "/tmp/$1-XXXX")
+  trap bench_cleanup EXIT
+}
+
+# bench_cleanup: ends bench_pids, stops the peers if started, removes $work (KEEP=1 keeps it).
+bench_cleanup() {
+  local p
+  for p in ${bench_pids[@]+"${bench_pids[@]}"}; do kill "$p" 2>/dev/null || true; done
+  if [ -n "${peers_started:-}" ]; then "$peers/peers.sh" stop >/dev/null 2>&1 || true; fi
+  if [ -z "${KEEP:-}" ]; then rm -rf "$work"; fi
+}
+
+# wait_http URL [SECONDS (default 10)]: until URL answers (any status), polling every 0.1 s.
+wait_http() {
+  local _
+  for _ in $(seq "$(( ${2:-10} * 10 ))"); do
+    curl -s -o /dev/null "$1" && return 0
+    sleep 0.1
+  done
+}

@@ -13,23 +13,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/common.sh
 rounds=${1:-5}
-# The benchmark origin and nginx peers are not part of this repository: they come with the
-# benchmark host's shared tooling (../shared/bench beside the checkout) or BENCH_PEERS_DIR.
-peers=${BENCH_PEERS_DIR:-../shared/bench}
-[ -x "$peers/peers.sh" ] || { echo "no benchmark peers in $peers (set BENCH_PEERS_DIR to a directory with peers.sh, origin.conf, nginx-proxy.conf, nginx-lua-gate.conf, cpu-per-request.sh)" >&2; exit 1; }
-peers=$(cd "$peers" && pwd)
+bench_peers
 scripts/setup wrk nginx-light libnginx-mod-http-lua
 cargo build --release --quiet --bin consentgate
-work=$(mktemp -d /tmp/cg-bench-XXXX)
-cleanup() {
-  [ -n "${off_pid:-}" ] && kill "$off_pid" 2>/dev/null || true
-  [ -n "${gate_pid:-}" ] && kill "$gate_pid" 2>/dev/null || true
-  "$peers/peers.sh" stop >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-"$peers/peers.sh" stop >/dev/null 2>&1 || true
-"$peers/peers.sh" start >/dev/null
+bench_workdir cg-bench
+bench_peers_start
 
 bench_config "$work/off.toml" 18084 18094 off
 bench_config "$work/gate.toml" 18085 18095 enforce
@@ -37,9 +25,8 @@ target/release/consentgate run --config "$work/off.toml" --upgrade-sock "$work/o
 off_pid=$!
 target/release/consentgate run --config "$work/gate.toml" --upgrade-sock "$work/gate.sock" >/dev/null 2>&1 &
 gate_pid=$!
-for port in 18084 18085 18082 18083; do
-  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
-done
+bench_pids=("$off_pid" "$gate_pid")
+for port in 18084 18085 18082 18083; do wait_http "http://127.0.0.1:$port/"; done
 
 noconsent="Cookie: $noconsent"
 consent="Cookie: $consent"

@@ -13,24 +13,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/common.sh
 n=${1:-2000}
-# The benchmark origin and nginx peers are not part of this repository: they come with the
-# benchmark host's shared tooling (../shared/bench beside the checkout) or BENCH_PEERS_DIR.
-peers=${BENCH_PEERS_DIR:-../shared/bench}
-[ -x "$peers/peers.sh" ] || { echo "no benchmark peers in $peers (set BENCH_PEERS_DIR to a directory with peers.sh, origin.conf, nginx-proxy.conf, nginx-lua-gate.conf, cpu-per-request.sh)" >&2; exit 1; }
-peers=$(cd "$peers" && pwd)
+bench_peers
 scripts/setup valgrind nginx-light libnginx-mod-http-lua
 cargo build --release --quiet --bin consentgate
-work=$(mktemp -d /tmp/cg-instr-XXXX)
+bench_workdir cg-instr
 # KEEP=1 keeps the callgrind dumps (for callgrind_annotate) and says where.
-[ -n "${KEEP:-}" ] && echo "dumps in $work" >&2
-cleanup() {
-  [ -n "${vg_pid:-}" ] && kill "$vg_pid" 2>/dev/null || true
-  "$peers/peers.sh" stop >/dev/null 2>&1 || true
-  [ -n "${KEEP:-}" ] || rm -rf "$work"
-}
-trap cleanup EXIT
-"$peers/peers.sh" stop >/dev/null 2>&1 || true
-"$peers/peers.sh" start >/dev/null
+if [ -n "${KEEP:-}" ]; then echo "dumps in $work" >&2; fi
+bench_peers_start
 
 cat > "$work/client.py" <<'PY'
 import http.client, sys
@@ -48,14 +37,15 @@ measure() { # target mode cookie
   valgrind --tool=callgrind --callgrind-out-file="$work/$1.out" \
     target/release/consentgate run --config "$work/$1.toml" >"$work/$1.log" 2>&1 &
   vg_pid=$!
-  for _ in $(seq 200); do curl -s -o /dev/null http://127.0.0.1:18186/ && break; sleep 0.2; done
+  bench_pids=("$vg_pid")
+  wait_http http://127.0.0.1:18186/ 40
   python3 "$work/client.py" 18186 200 "$3"
   callgrind_control -z "$vg_pid" >/dev/null
   python3 "$work/client.py" 18186 "$n" "$3"
   callgrind_control -d "$vg_pid" >/dev/null
   kill "$vg_pid"
   wait "$vg_pid" 2>/dev/null || true
-  vg_pid=
+  bench_pids=()
   # The dump after zeroing is the file with the highest suffix.
   local dump
   dump=$(ls -v "$work/$1.out".* | tail -1)

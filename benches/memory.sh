@@ -5,16 +5,17 @@
 # `scripts/fetch-lists` puts them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/common.sh
 data=${CONSENTGATE_LISTS_DIR:-conf/lists}
 for f in easylist.txt easyprivacy.txt; do
   [ -f "$data/$f" ] || { echo "memory.sh: $data/$f is missing; run scripts/fetch-lists $data (or set CONSENTGATE_LISTS_DIR)" >&2; exit 1; }
 done
 data=$(cd "$data" && pwd)
 cargo build --release --quiet --bin consentgate
-work=$(mktemp -d /tmp/cg-mem-XXXX)
-trap 'kill $pid $opid 2>/dev/null || true; rm -rf "$work"' EXIT
+bench_workdir cg-mem
 python3 -m http.server 18481 --bind 127.0.0.1 --directory "$work" >/dev/null 2>&1 &
 opid=$!
+bench_pids=("$opid")
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 for lists in none both; do
   cat > "$work/c.toml" <<TOML
@@ -32,7 +33,8 @@ TOML
   fi
   target/release/consentgate run --config "$work/c.toml" --upgrade-sock "$work/u.sock" >/dev/null 2>&1 &
   pid=$!
-  for _ in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:18480/ && break; sleep 0.1; done
+  bench_pids=("$opid" "$pid")
+  wait_http http://127.0.0.1:18480/
   start=$(rss $pid)
   for i in $(seq 2000); do printf 'url = "http://127.0.0.1:18480/p%s?utm=1"\noutput = "/dev/null"\n' "$i"; done > "$work/urls"
   curl -s -K "$work/urls" >/dev/null || true

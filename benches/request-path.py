@@ -106,34 +106,36 @@ def metric(admin, name):
     return total
 
 
+def site_config(port, admin, origin):
+    """The example site (conf/example.toml, as benches/common.sh starts from it) on these ports,
+    one worker thread, access log off, with PROXY_EXTRA and the shipped blocklists."""
+    with open(os.path.join(ROOT, "conf/example.toml")) as f:
+        text = f.read()
+    proxy = (
+        "threads = 1\naccess_log = false\nshutdown_timeout_seconds = 1\n" + PROXY_EXTRA
+    ).rstrip("\n")
+    for key, line in [
+        ("listen", f'listen = ["127.0.0.1:{port}"]'),
+        ("admin", f'admin = "127.0.0.1:{admin}"'),
+        ("threads", proxy),
+        ("name", 'name = "shop"'),
+        ("upstreams", f'upstreams = ["127.0.0.1:{origin}"]'),
+    ]:
+        text, n = re.subn(rf"^{key} = .*$", lambda _: line, text, count=1, flags=re.M)
+        assert n == 1, f"conf/example.toml has no `{key} =` line"
+    for category in ["analytics", "marketing"]:
+        text += (
+            f'\n[[site.blocklist]]\ncategory = "{category}"\n'
+            f'path = "{ROOT}/conf/lists/{category}.txt"\n'
+        )
+    return text
+
+
 def start_proxy(binary, work, origin):
     port, admin = free_port(), free_port()
     conf = os.path.join(work, "c.toml")
     with open(conf, "w") as f:
-        f.write(f"""[proxy]
-listen = ["127.0.0.1:{port}"]
-admin = "127.0.0.1:{admin}"
-threads = 1
-access_log = false
-shutdown_timeout_seconds = 1
-{PROXY_EXTRA}
-
-[[site]]
-name = "shop"
-hosts = ["*"]
-upstreams = ["127.0.0.1:{origin}"]
-unknown_cookies = "strip"
-[site.cookies]
-necessary = ["SESSIONID"]
-analytics = ["_ga", "_ga_*", "_gid"]
-marketing = ["_fbp", "_gcl_*"]
-[[site.blocklist]]
-category = "analytics"
-path = "{ROOT}/conf/lists/analytics.txt"
-[[site.blocklist]]
-category = "marketing"
-path = "{ROOT}/conf/lists/marketing.txt"
-""")
+        f.write(site_config(port, admin, origin))
     proc = subprocess.Popen(
         [binary, "run", "--config", conf, "--upgrade-sock", os.path.join(work, "u.sock")],
         stdout=subprocess.DEVNULL,

@@ -6,16 +6,17 @@
 # Usage: benches/slowloris.sh [CONNS]   (builds target/release/consentgate if missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/common.sh
 want=${1:-20000}
 command -v slowhttptest >/dev/null || { apt-get update -qq && apt-get install -y -qq slowhttptest >/dev/null; }
 [ -x target/release/consentgate ] || cargo build --release --quiet --bin consentgate
 ulimit -n "$(ulimit -Hn)"
 limit=$(ulimit -n)
 conns=$(( want < limit - 100 ? want : limit - 100 ))
-work=$(mktemp -d /tmp/cg-slowloris-XXXX)
-trap 'kill $pid $opid 2>/dev/null || true; rm -rf "$work"' EXIT
+bench_workdir cg-slowloris
 python3 -m http.server 18581 --bind 127.0.0.1 --directory "$work" >/dev/null 2>&1 &
 opid=$!
+bench_pids=("$opid")
 cat > "$work/c.toml" <<TOML
 [proxy]
 listen = ["127.0.0.1:18580"]
@@ -30,7 +31,8 @@ mode = "off"
 TOML
 target/release/consentgate run --config "$work/c.toml" --upgrade-sock "$work/u.sock" >"$work/proxy.log" 2>&1 &
 pid=$!
-for _ in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:18580/ && break; sleep 0.1; done
+bench_pids=("$opid" "$pid")
+wait_http http://127.0.0.1:18580/
 echo "open_files_limit $limit slowloris_connections $conns"
 echo "rss_start_kib $(awk '/VmRSS/ {print $2}' /proc/$pid/status)"
 # -H slowloris, -c connections, -r per second, -i seconds between header lines, -l test length.
