@@ -18,16 +18,9 @@ opid=$!
 bench_pids=("$opid")
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 for lists in none both; do
-  cat > "$work/c.toml" <<TOML
-[proxy]
-listen = ["127.0.0.1:18480"]
-threads = 2
-access_log = false
-[[site]]
-name = "mem"
-hosts = ["*"]
-upstreams = ["127.0.0.1:18481"]
-TOML
+  # The example site on 2 worker threads, in front of a static file server.
+  bench_config "$work/c.toml" 18480 18490 enforce 127.0.0.1:18481
+  sed -i 's|^threads = 1$|threads = 2|' "$work/c.toml"
   if [ "$lists" = both ]; then
     printf '[[site.blocklist]]\ncategory = "analytics"\npath = "%s/easyprivacy.txt"\n[[site.blocklist]]\ncategory = "marketing"\npath = "%s/easylist.txt"\n' "$data" "$data" >> "$work/c.toml"
   fi

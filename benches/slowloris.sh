@@ -17,18 +17,7 @@ bench_workdir cg-slowloris
 python3 -m http.server 18581 --bind 127.0.0.1 --directory "$work" >/dev/null 2>&1 &
 opid=$!
 bench_pids=("$opid")
-cat > "$work/c.toml" <<TOML
-[proxy]
-listen = ["127.0.0.1:18580"]
-admin = "127.0.0.1:18590"
-threads = 1
-access_log = false
-[[site]]
-name = "slowloris"
-hosts = ["*"]
-upstreams = ["127.0.0.1:18581"]
-mode = "off"
-TOML
+bench_config "$work/c.toml" 18580 18590 off 127.0.0.1:18581
 target/release/consentgate run --config "$work/c.toml" --upgrade-sock "$work/u.sock" >"$work/proxy.log" 2>&1 &
 pid=$!
 bench_pids=("$opid" "$pid")

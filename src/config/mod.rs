@@ -356,10 +356,15 @@ mod tests {
 
     /// The example's line holding `text` (1-based), so the tests follow edits of the file.
     fn line(text: &str) -> usize {
-        let at = EXAMPLE
+        line_in(EXAMPLE, text)
+    }
+
+    /// The line of `file` holding `text` (1-based).
+    fn line_in(file: &str, text: &str) -> usize {
+        let at = file
             .find(text)
-            .unwrap_or_else(|| panic!("{text} not in the example"));
-        EXAMPLE[..at].matches('\n').count() + 1
+            .unwrap_or_else(|| panic!("{text} not in {file}"));
+        file[..at].matches('\n').count() + 1
     }
 
     fn errs(text: &str) -> Vec<String> {
@@ -567,15 +572,12 @@ mod tests {
     fn a_bad_key_in_a_table_without_header_is_reported_on_its_line() {
         let text = format!("{EXAMPLE}\n[site.html.snippets]\nanalytcs = [\"x\"]\n");
         let e = errs(&text);
-        let at = text[..text.find("analytcs").unwrap()].matches('\n').count() + 1;
+        let at = line_in(&text, "analytcs");
         assert_eq!(e.len(), 1, "{e:?}");
         assert!(e[0].starts_with(&format!("t.toml:{at}: unknown key `analytcs`")));
         let text = EXAMPLE.replace("[site.consent]", "html.enabld = false\n[site.consent]");
         let e = errs(&text);
-        let at = text[..text.find("html.enabld").unwrap()]
-            .matches('\n')
-            .count()
-            + 1;
+        let at = line_in(&text, "html.enabld");
         assert_eq!(e.len(), 1, "{e:?}");
         assert!(e[0].starts_with(&format!("t.toml:{at}: unknown key `enabld`")));
         // A format table named only by its sub-table, left out of `sources`: on that line.
@@ -584,16 +586,9 @@ mod tests {
             EXAMPLE.replace("cookie = \"consent\"", "sources = [\"tcf\"]")
         );
         let e = errs(&text);
-        let at = text[..text.find("[site.consent.cookiebot.map]").unwrap()]
-            .matches('\n')
-            .count()
-            + 1;
+        let at = line_in(&text, "[site.consent.cookiebot.map]");
         assert_eq!(e.len(), 1, "{e:?}");
-        assert!(
-            e[0].starts_with(&format!(
-                "t.toml:{at}: [site.consent.cookiebot] is configured"
-            )),
-            "{e:?}"
-        );
+        let want = format!("t.toml:{at}: [site.consent.cookiebot] is configured");
+        assert!(e[0].starts_with(&want), "{e:?}");
     }
 }
