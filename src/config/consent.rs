@@ -160,7 +160,7 @@ impl Validator<'_> {
 }
 
 /// The offset of the line `key = ...` in the table whose body starts at `from` (up to the next
-/// table header), for a key written bare or quoted.
+/// table header), for a key written bare, quoted or as the last part of a dotted key.
 fn key_in_table(text: &str, from: usize, key: &str) -> Option<usize> {
     let body = text.get(from..)?;
     let mut offset = from;
@@ -171,17 +171,25 @@ fn key_in_table(text: &str, from: usize, key: &str) -> Option<usize> {
         }
         // An inline table (`map = { statistics = "ads" }`) is on the value's own line.
         let inline = i == 0 && t.contains('{');
-        let rest = t.strip_prefix(key).or_else(|| {
-            t.strip_prefix('"')
-                .and_then(|r| r.strip_prefix(key))
-                .and_then(|r| r.strip_prefix('"'))
-        });
-        if inline || rest.is_some_and(|r| r.trim_start().starts_with('=')) {
+        if inline
+            || t.split_once('=')
+                .is_some_and(|(lhs, _)| names(lhs.trim(), key))
+        {
             return Some(offset);
         }
         offset += line.len();
     }
     None
+}
+
+/// Whether the left side of `key = ...` names `key`: written bare or quoted, alone or as the
+/// last part of a dotted key (`map.statistics = ...`, a sub-table written with dotted keys).
+fn names(lhs: &str, key: &str) -> bool {
+    let is = |part: &str| {
+        let part = part.trim();
+        part == key || part.strip_prefix('"').and_then(|p| p.strip_suffix('"')) == Some(key)
+    };
+    is(lhs) || lhs.rsplit_once('.').is_some_and(|(_, last)| is(last))
 }
 
 /// `sources` when it is not written: first-party plus every format with a table, in registry
@@ -254,6 +262,17 @@ mod tests {
             e[0].starts_with("t.toml:10: unknown category `ads`"),
             "{e:?}"
         );
+        // The same sub-table written with dotted keys, and with no `[site.consent.cookiebot]`.
+        for table in [
+            "[site.consent.cookiebot]\nmap.preferences = \"preferences\"\nmap.statistics = \"ads\"\n",
+            "cookiebot.map.preferences = \"preferences\"\ncookiebot.map.statistics = \"ads\"\n",
+        ] {
+            let e = sources(table).unwrap_err();
+            let at = 7 + table.lines().position(|l| l.contains("ads")).unwrap();
+            assert_eq!(e.len(), 1, "{e:?}");
+            let want = format!("t.toml:{at}: unknown category `ads`");
+            assert!(e[0].starts_with(&want), "{table}: {e:?}");
+        }
     }
 
     #[test]
