@@ -35,6 +35,19 @@ bench_peers() {
   peers=$(cd "$peers" && pwd)
 }
 
+# bench_with_peers NAME PACKAGE...: what a benchmark against the peers starts with: the peers
+# found (else exit), the packages installed, the release binary built, $work made
+# (bench_workdir NAME) and the peers started.
+bench_with_peers() {
+  local name=$1
+  shift
+  bench_peers
+  scripts/setup "$@"
+  cargo build --release --quiet --bin consentgate
+  bench_workdir "$name"
+  bench_peers_start
+}
+
 # bench_peers_start: (re)starts the peers; bench_cleanup stops them.
 bench_peers_start() {
   "$peers/peers.sh" stop >/dev/null 2>&1 || true

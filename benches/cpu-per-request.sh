@@ -13,11 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/common.sh
 rounds=${1:-5}
-bench_peers
-scripts/setup wrk nginx-light libnginx-mod-http-lua
-cargo build --release --quiet --bin consentgate
-bench_workdir cg-bench
-bench_peers_start
+bench_with_peers cg-bench wrk nginx-light libnginx-mod-http-lua
 
 bench_config "$work/off.toml" 18084 18094 off
 bench_config "$work/gate.toml" 18085 18095 enforce

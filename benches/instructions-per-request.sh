@@ -13,13 +13,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/common.sh
 n=${1:-2000}
-bench_peers
-scripts/setup valgrind nginx-light libnginx-mod-http-lua
-cargo build --release --quiet --bin consentgate
-bench_workdir cg-instr
+bench_with_peers cg-instr valgrind nginx-light libnginx-mod-http-lua
 # KEEP=1 keeps the callgrind dumps (for callgrind_annotate) and says where.
 if [ -n "${KEEP:-}" ]; then echo "dumps in $work" >&2; fi
-bench_peers_start
 
 cat > "$work/client.py" <<'PY'
 import http.client, sys
