@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Resident memory of the real proxy process with EasyList + EasyPrivacy loaded as blocklists
-# (one site), after start and after serving requests. Usage: benches/memory.sh
+# (the example site, 2 worker threads), after start and after serving requests.
+# Usage: benches/memory.sh
 # The full lists are read from CONSENTGATE_LISTS_DIR (default conf/lists, where
 # `scripts/fetch-lists` puts them).
 set -euo pipefail
