@@ -4,7 +4,7 @@
 use crate::admin::AdminApp;
 use crate::connections::{connections_that_fit, GuardedProxy, WaitForSlot};
 use crate::proxy::ConsentGate;
-use crate::runtime::{reload, Runtime};
+use crate::runtime::Runtime;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
@@ -104,7 +104,8 @@ pub fn run(
     server.run_forever()
 }
 
-/// Reloads the configuration on SIGHUP.
+/// Reloads the configuration on SIGHUP. The task only waits: the work runs on the blocking
+/// pool ([`crate::reload`]).
 struct SighupReload {
     runtime: Arc<ArcSwap<Runtime>>,
 }
@@ -119,7 +120,8 @@ impl BackgroundService for SighupReload {
         };
         loop {
             tokio::select! {
-                _ = hup.recv() => { let _ = reload(&self.runtime); }
+                // The outcome is logged and counted by `reload`; no one to answer here.
+                _ = hup.recv() => { let _ = crate::reload::reload(&self.runtime).await; }
                 _ = shutdown.changed() => return,
             }
         }

@@ -4,7 +4,8 @@
 
 pub mod access;
 
-use crate::runtime::{reload, Runtime};
+use crate::reload::{reload, ReloadError};
+use crate::runtime::Runtime;
 use access::AdminRequest;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -82,13 +83,25 @@ impl ServeHttp for AdminApp {
                     serde_json::to_vec_pretty(&body).unwrap_or_default(),
                 )
             }
-            (_, "POST", "/reload") => match reload(&self.runtime) {
+            (_, "POST", "/reload") => match reload(&self.runtime).await {
                 Ok(msg) => reply(StatusCode::OK, "text/plain", format!("{msg}\n")),
-                Err(e) => reply(
+                Err(ReloadError::Refused(e)) => reply(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "text/plain",
                     format!("reload refused, the previous configuration stays in force:\n{e}\n"),
                 ),
+                Err(busy @ ReloadError::Busy) => {
+                    let mut r = reply(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "text/plain",
+                        format!("{busy}; nothing changed, try again later\n"),
+                    );
+                    r.headers_mut().insert(
+                        http::header::RETRY_AFTER,
+                        http::HeaderValue::from_static("5"),
+                    );
+                    r
+                }
             },
             (_, _, "/metrics" | "/healthz" | "/status" | "/reload") => {
                 let allow = if path == "/reload" {
