@@ -1,22 +1,24 @@
 //! Reloading the configuration without a restart (SIGHUP and the admin `POST /reload`).
 //!
 //! Building a [`Runtime`] reads files, resolves upstream names and compiles the adblock engines:
-//! with EasyList and EasyPrivacy that is hundreds of milliseconds of CPU (docs/BENCHMARKS.md,
-//! "Reload"). It runs on tokio's blocking pool (`spawn_blocking`), never on an async worker, so
-//! the runtime that asked (the admin listener or the SIGHUP task) keeps serving meanwhile. The
-//! new runtime is then swapped in whole (arc-swap): a request sees the old configuration or the
-//! new one, never a mix.
+//! with EasyList and EasyPrivacy that is a few hundred milliseconds of CPU (docs/BENCHMARKS.md,
+//! "Reload"). It runs on a thread started for that reload, at a lower CPU priority, never on an
+//! async worker: the runtime that asked (the admin listener, one thread of its own, or the
+//! SIGHUP task) keeps serving meanwhile, and where the reload and a proxy worker compete for a
+//! core the worker wins. The new runtime is then swapped in whole (arc-swap): a request sees the
+//! old configuration or the new one, never a mix.
 //!
 //! **Two reloads never race.** They take turns: a reload asked for while another one is in
 //! progress waits for it, then reads the file itself. It is not coalesced into the running one,
 //! because it may have been sent for an edit made after that one read the file. The wait is
 //! bounded ([`WAIT_FOR_TURN`]); past it the caller hears "busy" and nothing changes.
 //!
-//! **The old runtime is dropped here too, not on a proxy worker.** A request in flight holds
-//! its site (`Arc<Site>`); whoever lets go of the last reference frees the site's adblock
-//! engines, which takes milliseconds with large lists. So after the swap a blocking task waits
-//! (polling, at most [`RETIRE_WAIT`]) until the old runtime and each of its sites are no longer
-//! shared, and drops them itself. Past the bound the last request to finish frees what is left.
+//! **The old runtime is freed on the reload thread too, not on a proxy worker.** A request in
+//! flight holds its site (`Arc<Site>`); whoever lets go of the last reference frees the site's
+//! adblock engines, which takes milliseconds with large lists. So after the swap and the answer
+//! the reload thread waits (polling, at most [`RETIRE_WAIT`]) until the old runtime and each of
+//! its sites are no longer shared, and drops them itself. Past the bound the last request to
+//! finish frees what is left.
 
 use crate::runtime::Runtime;
 use arc_swap::ArcSwap;
@@ -30,7 +32,10 @@ pub const WAIT_FOR_TURN: Duration = Duration::from_secs(60);
 /// freed off the proxy workers.
 pub const RETIRE_WAIT: Duration = Duration::from_secs(30);
 
-/// How often the retiring task looks whether requests have let go of the old runtime.
+/// How much lower the reload thread's CPU priority is than the workers' (nice increment).
+const RELOAD_NICE: libc::c_int = 10;
+
+/// How often the retiring thread looks whether requests have let go of the old runtime.
 const RETIRE_POLL: Duration = Duration::from_millis(20);
 
 /// One reload at a time, across the admin and SIGHUP runtimes (a tokio mutex works across
@@ -62,32 +67,57 @@ impl std::fmt::Display for ReloadError {
 /// Re-reads the configuration file and swaps it in whole, or keeps the current one and says why.
 /// Listen addresses, the admin address, threads and max_connections are fixed at start; a
 /// change to them is reported as needing a restart (or a graceful upgrade) and the rest is
-/// applied. The work runs on the blocking pool; this only waits for it.
+/// applied. The work runs on a thread of its own; this only waits for its answer.
 pub async fn reload(current: &Arc<ArcSwap<Runtime>>) -> Result<String, ReloadError> {
     let Ok(_turn) = tokio::time::timeout(WAIT_FOR_TURN, TURN.lock()).await else {
         tracing::warn!("configuration reload not started: another one is still in progress");
         return Err(ReloadError::Busy);
     };
+    let (answer, answered) = tokio::sync::oneshot::channel();
     let current = current.clone();
-    let built = tokio::task::spawn_blocking(move || swap_in(&current)).await;
-    let (message, old) = match built {
-        Ok(done) => done?,
-        // A panic while building: availability first, the running configuration stays.
-        Err(e) => {
-            crate::metrics::RELOADS.with_label_values(&["error"]).inc();
-            tracing::error!(error = %e, "configuration reload failed; keeping the current one");
-            return Err(ReloadError::Refused(format!(
-                "building the new configuration failed: {e}"
-            )));
-        }
+    let thread = std::thread::Builder::new()
+        .name("consentgate-reload".to_string())
+        .spawn(move || {
+            lower_priority();
+            match swap_in(&current) {
+                Ok((message, old)) => {
+                    let _ = answer.send(Ok(message));
+                    // After answering: nobody waits for requests still holding the old one.
+                    retire(old, RETIRE_WAIT);
+                }
+                Err(e) => {
+                    let _ = answer.send(Err(e));
+                }
+            }
+        });
+    let failed = match thread {
+        Ok(_) => match answered.await {
+            Ok(result) => return result,
+            // The thread ended without answering: a panic while building (its message is on
+            // stderr). Availability first: the running configuration stays.
+            Err(_) => "building the new configuration failed (panic)".to_string(),
+        },
+        Err(e) => format!("cannot start the reload thread: {e}"),
     };
-    // Detached: the answer does not wait for requests still holding the old runtime.
-    tokio::task::spawn_blocking(move || retire(old, RETIRE_WAIT));
-    Ok(message)
+    crate::metrics::RELOADS.with_label_values(&["error"]).inc();
+    tracing::error!(error = %failed, "configuration reload failed; keeping the current one");
+    Err(ReloadError::Refused(failed))
+}
+
+/// Lowers the calling thread's CPU priority (nice +10): where the reload and a proxy worker
+/// compete for a core, the worker wins, and the reload takes the idle time. On Linux the nice
+/// value belongs to the thread, and this thread exists only for one reload.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: nice() only changes the calling thread's nice value; a failure (already at the
+    // floor) changes nothing and is harmless.
+    unsafe {
+        libc::nice(RELOAD_NICE);
+    }
 }
 
 /// Loads the file, swaps the new runtime in and returns the message and the old runtime.
-/// Blocking: runs on the blocking pool.
+/// Blocking: runs on the reload thread.
 fn swap_in(current: &ArcSwap<Runtime>) -> Result<(String, Arc<Runtime>), ReloadError> {
     let path = current.load().config_path.clone();
     let new = match Runtime::load(&path) {
@@ -126,19 +156,28 @@ fn restart_note(old: &Runtime, new: &Runtime) -> &'static str {
     }
 }
 
-/// Drops the old runtime on this (blocking) thread once no request shares it or its sites any
-/// more, waiting at most `wait`. `Arc::try_unwrap` makes "no longer shared" and taking it one
-/// step, so a request cannot pick it up in between (the swap already hides it from new ones).
+/// Drops the old runtime on this thread once no request shares it or its sites any more,
+/// waiting at most `wait`. `Arc::try_unwrap` makes "no longer shared" and taking it one step,
+/// so a request cannot pick it up in between (the swap already hides it from new ones).
 fn retire(old: Arc<Runtime>, wait: Duration) {
-    let deadline = Instant::now() + wait;
-    let Some(runtime) = sole_owner(old, deadline) else {
+    let started = Instant::now();
+    let deadline = started + wait;
+    let Some(mut runtime) = sole_owner(old, deadline) else {
+        tracing::debug!("previous configuration still in use; the last request frees it");
         return;
     };
-    for site in runtime.sites {
-        if let Some(site) = sole_owner(site, deadline) {
-            drop(site);
-        }
-    }
+    let sites: Vec<_> = std::mem::take(&mut runtime.sites)
+        .into_iter()
+        .filter_map(|site| sole_owner(site, deadline))
+        .collect();
+    let waited = started.elapsed();
+    drop(sites);
+    drop(runtime);
+    tracing::debug!(
+        waited_ms = waited.as_millis() as u64,
+        freed_us = (started.elapsed() - waited).as_micros() as u64,
+        "previous configuration freed"
+    );
 }
 
 /// `Some(value)` once `shared` is the last reference to it; `None` (letting go of it) when the

@@ -75,6 +75,8 @@ pub fn run(
     }
     server.add_service(proxy);
 
+    // pingora gives every service a runtime of its own: the admin listener runs on one thread,
+    // the SIGHUP task on another, neither of them a proxy worker.
     if let Some(addr) = &proxy_conf.admin {
         let mut admin = Service::new(
             "consentgate admin".to_string(),
@@ -104,8 +106,8 @@ pub fn run(
     server.run_forever()
 }
 
-/// Reloads the configuration on SIGHUP. The task only waits: the work runs on the blocking
-/// pool ([`crate::reload`]).
+/// Reloads the configuration on SIGHUP. The task only waits: the work runs on a reload thread
+/// ([`crate::reload`]).
 struct SighupReload {
     runtime: Arc<ArcSwap<Runtime>>,
 }
