@@ -173,8 +173,9 @@ def reloader(admin, every, active, stop, record):
 
 
 def freeing_times(log):
-    """Microseconds the reload thread spent freeing each previous configuration (builds that
-    log it at debug: `previous configuration freed`)."""
+    """Microseconds the reload thread spent dropping each previous configuration, from builds
+    that log it at debug (`previous configuration released`). Sites still held by a request
+    in flight are freed by that request instead, so they are not in this figure."""
     out = []
     with open(log) as f:
         for line in f:
@@ -182,7 +183,7 @@ def freeing_times(log):
                 fields = json.loads(line).get("fields", {})
             except ValueError:
                 continue
-            if fields.get("message") == "previous configuration freed":
+            if fields.get("message") == "previous configuration released":
                 out.append(fields["freed_us"])
     return out
 
@@ -250,7 +251,7 @@ def main():
         print(f"reloads: {len(r)}, each answered in p50 {pct(r, 0.5) * 1000:.0f} ms, max {r[-1] * 1000:.0f} ms")
     if freed:
         f = sorted(freed)
-        print(f"previous configuration freed on the reload thread: {len(f)} times, p50 {pct(f, 0.5) / 1000:.1f} ms, max {f[-1] / 1000:.1f} ms")
+        print(f"previous configuration released on the reload thread: {len(f)} times, p50 {pct(f, 0.5) / 1000:.1f} ms, max {f[-1] / 1000:.1f} ms")
 
 
 if __name__ == "__main__":

@@ -13,34 +13,27 @@
 //! because it may have been sent for an edit made after that one read the file. The wait is
 //! bounded ([`WAIT_FOR_TURN`]); past it the caller hears "busy" and nothing changes.
 //!
-//! **The old runtime is freed on the reload thread too, not on a proxy worker.** A request in
-//! flight holds its site (`Arc<Site>`); whoever lets go of the last reference frees the site's
-//! adblock engines, which takes milliseconds with large lists. So after the swap and the answer
-//! the reload thread waits (polling, at most [`RETIRE_WAIT`]) until the old runtime and each of
-//! its sites are no longer shared, and drops them itself. Past the bound the last request to
-//! finish frees what is left.
+//! The previous runtime is dropped on the reload thread after the swap, unless a request still
+//! holds one of its sites: then that request frees the site when it ends. Freeing a site with
+//! both EasyList lists measured 0.1 ms (median) to 1.3 ms (docs/BENCHMARKS.md, "Reload"), too
+//! little to make requests' ends wait for.
 
 use crate::runtime::Runtime;
 use arc_swap::ArcSwap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 /// How long a reload waits for the one in progress to finish.
 pub const WAIT_FOR_TURN: Duration = Duration::from_secs(60);
 
-/// How long the old runtime is kept for requests still using it to finish, so that it is
-/// freed off the proxy workers.
-pub const RETIRE_WAIT: Duration = Duration::from_secs(30);
-
 /// How much lower the reload thread's CPU priority is than the workers' (nice increment).
+#[cfg(target_os = "linux")]
 const RELOAD_NICE: libc::c_int = 10;
 
-/// How often the retiring thread looks whether requests have let go of the old runtime.
-const RETIRE_POLL: Duration = Duration::from_millis(20);
-
 /// One reload at a time, across the admin and SIGHUP runtimes (a tokio mutex works across
-/// runtimes: it needs no driver).
-static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// runtimes: it needs no driver). The reload thread holds the turn until it has swapped, so
+/// that a caller that stops waiting (its client went away) does not let a second build race it.
+static TURN: LazyLock<Arc<tokio::sync::Mutex<()>>> = LazyLock::new(Default::default);
 
 /// Why a reload changed nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,7 +62,7 @@ impl std::fmt::Display for ReloadError {
 /// change to them is reported as needing a restart (or a graceful upgrade) and the rest is
 /// applied. The work runs on a thread of its own; this only waits for its answer.
 pub async fn reload(current: &Arc<ArcSwap<Runtime>>) -> Result<String, ReloadError> {
-    let Ok(_turn) = tokio::time::timeout(WAIT_FOR_TURN, TURN.lock()).await else {
+    let Ok(turn) = tokio::time::timeout(WAIT_FOR_TURN, TURN.clone().lock_owned()).await else {
         tracing::warn!("configuration reload not started: another one is still in progress");
         return Err(ReloadError::Busy);
     };
@@ -79,11 +72,18 @@ pub async fn reload(current: &Arc<ArcSwap<Runtime>>) -> Result<String, ReloadErr
         .name("consentgate-reload".to_string())
         .spawn(move || {
             lower_priority();
-            match swap_in(&current) {
+            let swapped = swap_in(&current);
+            drop(turn);
+            match swapped {
                 Ok((message, old)) => {
                     let _ = answer.send(Ok(message));
-                    // After answering: nobody waits for requests still holding the old one.
-                    retire(old, RETIRE_WAIT);
+                    // After answering, so that the answer does not wait for it.
+                    let started = Instant::now();
+                    drop(old);
+                    tracing::debug!(
+                        freed_us = started.elapsed().as_micros() as u64,
+                        "previous configuration released"
+                    );
                 }
                 Err(e) => {
                     let _ = answer.send(Err(e));
@@ -156,79 +156,23 @@ fn restart_note(old: &Runtime, new: &Runtime) -> &'static str {
     }
 }
 
-/// Drops the old runtime on this thread once no request shares it or its sites any more,
-/// waiting at most `wait`. `Arc::try_unwrap` makes "no longer shared" and taking it one step,
-/// so a request cannot pick it up in between (the swap already hides it from new ones).
-fn retire(old: Arc<Runtime>, wait: Duration) {
-    let started = Instant::now();
-    let deadline = started + wait;
-    let Some(mut runtime) = sole_owner(old, deadline) else {
-        tracing::debug!("previous configuration still in use; the last request frees it");
-        return;
-    };
-    let sites: Vec<_> = std::mem::take(&mut runtime.sites)
-        .into_iter()
-        .filter_map(|site| sole_owner(site, deadline))
-        .collect();
-    let waited = started.elapsed();
-    drop(sites);
-    drop(runtime);
-    tracing::debug!(
-        waited_ms = waited.as_millis() as u64,
-        freed_us = (started.elapsed() - waited).as_micros() as u64,
-        "previous configuration freed"
-    );
-}
-
-/// `Some(value)` once `shared` is the last reference to it; `None` (letting go of it) when the
-/// deadline passes first.
-fn sole_owner<T>(mut shared: Arc<T>, deadline: Instant) -> Option<T> {
-    loop {
-        match Arc::try_unwrap(shared) {
-            Ok(value) => return Some(value),
-            Err(still) if Instant::now() < deadline => {
-                shared = still;
-                std::thread::sleep(RETIRE_POLL);
-            }
-            Err(_) => return None,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn retiring_waits_for_the_last_user_and_frees_on_its_own_thread() {
-        struct Marks(Arc<std::sync::Mutex<Option<std::thread::ThreadId>>>);
-        impl Drop for Marks {
-            fn drop(&mut self) {
-                *self.0.lock().unwrap() = Some(std::thread::current().id());
-            }
-        }
-        let dropped_on = Arc::new(std::sync::Mutex::new(None));
-        let value = Arc::new(Marks(dropped_on.clone()));
-        let user = value.clone();
-        let retiring = std::thread::spawn(move || {
-            if let Some(v) = sole_owner(value, Instant::now() + Duration::from_secs(10)) {
-                drop(v);
-            }
-            std::thread::current().id()
-        });
-        // A "request" still holds it for a while, then lets go.
-        std::thread::sleep(RETIRE_POLL * 3);
-        assert!(dropped_on.lock().unwrap().is_none(), "freed while in use");
-        drop(user);
-        let retiring_thread = retiring.join().unwrap();
-        assert_eq!(*dropped_on.lock().unwrap(), Some(retiring_thread));
+    fn runtime(listen: &str, threads: usize) -> Runtime {
+        let text = format!(
+            "[proxy]\nlisten = [\"{listen}\"]\nthreads = {threads}\n[[site]]\nname = \"a\"\nhosts = [\"*\"]\nupstreams = [\"127.0.0.1:2\"]\n"
+        );
+        Runtime::build(crate::config::parse(&text, "t".as_ref()).unwrap()).unwrap()
     }
 
     #[test]
-    fn retiring_gives_up_at_the_deadline() {
-        let value = Arc::new(1);
-        let user = value.clone();
-        assert_eq!(sole_owner(value, Instant::now()), None);
-        assert_eq!(Arc::strong_count(&user), 1, "the retiring side let go");
+    fn settings_fixed_at_start_are_reported_as_needing_a_restart() {
+        let before = runtime("127.0.0.1:1", 1);
+        assert_eq!(restart_note(&before, &runtime("127.0.0.1:1", 1)), "");
+        for after in [runtime("127.0.0.1:3", 1), runtime("127.0.0.1:1", 2)] {
+            assert!(restart_note(&before, &after).contains("after a restart"));
+        }
     }
 }
