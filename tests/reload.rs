@@ -84,7 +84,11 @@ fn start_reload(admin: SocketAddr) -> (Arc<AtomicBool>, std::thread::JoinHandle<
 
 /// Sends `request` one after the other while the reload runs; returns how many were answered
 /// (status 200) before the reload's answer had arrived, and the reload's answer.
-fn answers_while_reloading(p: &Proxy, request: impl Fn() -> RawResponse) -> (usize, RawResponse) {
+fn answers_while_reloading(
+    p: &Proxy,
+    what: &str,
+    request: impl Fn() -> RawResponse,
+) -> (usize, RawResponse) {
     let (reload_answered, reload) = start_reload(p.admin);
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut before = 0;
@@ -97,7 +101,7 @@ fn answers_while_reloading(p: &Proxy, request: impl Fn() -> RawResponse) -> (usi
         }
     }
     let reload = reload.join().unwrap();
-    eprintln!("{before} answered before the reload was");
+    eprintln!("{before} {what} answered before the reload was");
     (before, reload)
 }
 
@@ -128,7 +132,7 @@ fn proxy_answers_while_a_reload_builds_a_large_blocklist() {
     let origin = Origin::start(|_| response("200 OK", &[], b"ok"));
     let dir = TempDir::new("reload-proxy");
     let p = proxy_before_a_big_reload(&origin, &dir);
-    let (before, reload) = answers_while_reloading(&p, || p.get("/", &[]));
+    let (before, reload) = answers_while_reloading(&p, "proxy requests", || p.get("/", &[]));
     check_reloaded(&p, &reload);
     assert!(
         before >= ANSWERS_DURING_RELOAD,
@@ -143,7 +147,8 @@ fn admin_answers_while_a_reload_builds_a_large_blocklist() {
     let origin = Origin::start(|_| response("200 OK", &[], b"ok"));
     let dir = TempDir::new("reload-admin");
     let p = proxy_before_a_big_reload(&origin, &dir);
-    let (before, reload) = answers_while_reloading(&p, || admin_get(p.admin, "/healthz"));
+    let (before, reload) =
+        answers_while_reloading(&p, "/healthz requests", || admin_get(p.admin, "/healthz"));
     check_reloaded(&p, &reload);
     assert!(
         before >= ANSWERS_DURING_RELOAD,
