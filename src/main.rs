@@ -89,6 +89,19 @@ enum Command {
         /// inferred from the URL's extension.
         #[arg(long)]
         dest: Option<String>,
+        /// The response's status (default 200). With any of the response options (this one,
+        /// the three below, --set-cookie) the response plan is printed too, under "response".
+        #[arg(long)]
+        status: Option<u16>,
+        /// The response's Content-Type, e.g. 'text/html; charset=utf-8'.
+        #[arg(long)]
+        content_type: Option<String>,
+        /// The response's Content-Encoding (gzip, br, deflate, ...).
+        #[arg(long)]
+        content_encoding: Option<String>,
+        /// The response's Cache-Control.
+        #[arg(long)]
+        cache_control: Option<String>,
     },
     /// Start a built-in example origin behind the proxy and print what to try.
     Demo {
@@ -123,6 +136,10 @@ fn main() -> ExitCode {
             url,
             referer,
             dest,
+            status,
+            content_type,
+            content_encoding,
+            cache_control,
         } => {
             let rt = match Runtime::load(&config) {
                 Ok(rt) => rt,
@@ -140,7 +157,18 @@ fn main() -> ExitCode {
                 referer: referer.as_deref(),
                 dest: dest.as_deref(),
             };
-            match consentgate::explain::explain(&rt, &req) {
+            let given = status.is_some()
+                || content_type.is_some()
+                || content_encoding.is_some()
+                || cache_control.is_some()
+                || !set_cookie.is_empty();
+            let head = consentgate::decide::ResponseHead {
+                status: status.unwrap_or(200),
+                content_type: content_type.as_deref(),
+                content_encoding: content_encoding.as_deref(),
+                cache_control: cache_control.as_deref(),
+            };
+            match consentgate::explain::explain_with_response(&rt, &req, given.then_some(&head)) {
                 Ok(v) => {
                     println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
                     ExitCode::SUCCESS
