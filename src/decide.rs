@@ -59,15 +59,15 @@ pub struct CookieReport {
 /// itself, if it comes after the limit, is not read either: no consent (fail closed). Real
 /// browsers hold far fewer cookies per site than the default limit.
 pub fn plan_request<'a>(
-    site: &SitePolicy,
+    policy: &SitePolicy,
     cookie_lines: impl IntoIterator<Item = &'a [u8]>,
     gpc: bool,
     detail: bool,
 ) -> (RequestPlan, Vec<CookieReport>) {
-    let limits = site.limits;
+    let limits = policy.limits;
     let jar = CookieJar::from_headers_limited(cookie_lines, limits.max_request_cookies);
-    let consent = read_consent(&site.readers, &jar, gpc, site.gpc, detail);
-    let gate = site.gate();
+    let consent = read_consent(&policy.readers, &jar, gpc, policy.gpc, detail);
+    let gate = policy.gate();
     let mut plan = RequestPlan {
         cookies_over_limit: u32::try_from(jar.overflow()).unwrap_or(u32::MAX),
         ..RequestPlan::default()
@@ -97,7 +97,7 @@ pub fn plan_request<'a>(
                 if let (RequestAction::Expire, Some(cat)) = (action, verdict.category) {
                     // A name no browser can hold gets no expiry line (and is not counted as
                     // expired); a repeated name is expired once.
-                    let lines = site.expiry_line_count(name);
+                    let lines = policy.expiry_line_count(name);
                     if lines > 0 && expiring.insert(name) {
                         if expiry_lines + lines <= limits.max_expiry_lines {
                             expiry_lines += lines;
@@ -158,19 +158,19 @@ impl<'a> SeenNames<'a> {
 /// The cookie name of a `Set-Cookie` line and the verdict on it. A name that is not UTF-8 reads
 /// as empty, which no rule matches: it is unknown.
 pub fn judge_set_cookie<'l>(
-    site: &SitePolicy,
+    policy: &SitePolicy,
     consent: &ConsentState,
     line: &'l [u8],
 ) -> (&'l str, Verdict) {
     let name = std::str::from_utf8(set_cookie_name(line)).unwrap_or("");
-    (name, site.gate().verdict(name, consent))
+    (name, policy.gate().verdict(name, consent))
 }
 
 /// The `Set-Cookie` lines that delete the plan's withdrawn cookies.
-pub fn expiry_set_cookies(site: &SitePolicy, plan: &RequestPlan) -> Vec<String> {
+pub fn expiry_set_cookies(policy: &SitePolicy, plan: &RequestPlan) -> Vec<String> {
     plan.expire
         .iter()
-        .flat_map(|(name, _)| expiry_lines(name, &site.cookie_paths, &site.cookie_domains))
+        .flat_map(|(name, _)| expiry_lines(name, &policy.cookie_paths, &policy.cookie_domains))
         .collect()
 }
 
@@ -235,11 +235,11 @@ pub struct TrackerRequest<'a> {
 /// Checks a request against the site's blocklists for the categories without consent.
 /// Returns the match and the inferred request type; `None` when allowed (or nothing to check).
 pub fn check_tracker(
-    site: &SitePolicy,
+    policy: &SitePolicy,
     consent: &ConsentState,
     req: &TrackerRequest<'_>,
 ) -> Option<(crate::trackers::BlockMatch, crate::trackers::RequestKind)> {
-    if !site.blocklists.needed(consent.grants) {
+    if !policy.blocklists.needed(consent.grants) {
         return None;
     }
     let target = &req.target;
@@ -252,12 +252,13 @@ pub fn check_tracker(
     let kind = crate::trackers::infer_kind(req.sec_fetch_dest, req.accept, typed_path);
     // Without a Referer the request is taken as first-party (its own page).
     let source = req.referer.unwrap_or(&url);
-    if let Some(m) = site.blocklists.check(&url, source, kind, consent.grants) {
+    if let Some(m) = policy.blocklists.check(&url, source, kind, consent.grants) {
         return Some((m, kind));
     }
     forms.iter().find_map(|form| {
         let url = target.url_with(target.host.unwrap_or(""), form);
-        site.blocklists
+        policy
+            .blocklists
             .check(&url, source, kind, consent.grants)
             .map(|m| (m, kind))
     })

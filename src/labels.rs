@@ -20,6 +20,15 @@ macro_rules! label_enum {
             /// How many values there are (the length of arrays indexed by this label).
             pub const COUNT: usize = $name::ALL.len();
 
+            /// Every value, comma-separated (for metric help texts).
+            pub fn list() -> String {
+                $name::ALL
+                    .iter()
+                    .map(|l| l.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+
             /// The label value as exported.
             pub const fn as_str(self) -> &'static str {
                 match self {

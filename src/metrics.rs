@@ -1,13 +1,16 @@
 //! Every metric consentgate exports, in one place: the whole observable surface at a glance.
 //! All are Prometheus counters in the default registry, served on the admin listener's `/metrics`.
 //!
-//! Label values are bounded: `site` comes from configuration, `category` is one of the four
-//! categories or `unknown`, `consent` is `none|partial|all|invalid|off`, and cookie names seen
-//! unclassified are admitted as labels only up to [`UNKNOWN_NAME_LABELS`] distinct names per
-//! site, at most [`UNKNOWN_LABELS_PER_REQUEST`] new ones per request, reset on every reload
-//! (see [`count_unknown_cookie`]).
+//! Label values are bounded: `site` comes from configuration, every other fixed label value is
+//! one of an enum of [`crate::labels`] (category, consent state, action, stage, reason), and
+//! cookie names seen unclassified are admitted as labels only up to [`UNKNOWN_NAME_LABELS`]
+//! distinct names per site, at most [`UNKNOWN_LABELS_PER_REQUEST`] new ones per request, reset
+//! on every reload (see [`count_unknown_cookie`]).
 
-use crate::labels::{CategoryLabel, ConsentLabel, SetCookieAction, StripAction};
+use crate::labels::{
+    BlockAction, CategoryLabel, ConsentLabel, FilterStage, RewriteFailure, SetCookieAction,
+    StripAction,
+};
 use prometheus::{
     register_int_counter_vec, register_int_gauge_vec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec,
@@ -30,7 +33,10 @@ pub mod name {
 pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         name::REQUESTS,
-        "Requests by site and consent state (none, partial, all, invalid, off)",
+        format!(
+            "Requests by site and consent state ({})",
+            ConsentLabel::list()
+        ),
         &["site", "consent"]
     )
     .unwrap()
@@ -40,7 +46,11 @@ pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 pub static SET_COOKIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         name::SET_COOKIES,
-        "Set-Cookie lines by site, category and action (kept, stripped, would_strip in report-only)",
+        format!(
+            "Set-Cookie lines by site, category ({}) and action ({}; would_strip in report-only)",
+            CategoryLabel::list(),
+            SetCookieAction::list()
+        ),
         &["site", "category", "action"]
     )
     .unwrap()
@@ -50,7 +60,10 @@ pub static SET_COOKIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
 pub static REQUEST_COOKIES_STRIPPED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         name::REQUEST_COOKIES_STRIPPED,
-        "Request cookies removed before the origin, by site, category and action (stripped, would_strip)",
+        format!(
+            "Request cookies removed before the origin, by site, category and action ({})",
+            StripAction::list()
+        ),
         &["site", "category", "action"]
     )
     .unwrap()
@@ -100,7 +113,10 @@ pub static UPSTREAM_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 pub static FILTER_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "consentgate_filter_errors_total",
-        "Filter failures passed through unchanged (fail open), by site and stage",
+        format!(
+            "Filter failures and their failure policy, by site and stage ({})",
+            FilterStage::list()
+        ),
         &["site", "stage"]
     )
     .unwrap()
@@ -120,7 +136,10 @@ pub static GPC_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 pub static BLOCKED_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "consentgate_blocked_requests_total",
-        "Tracker requests answered without contacting the origin, by site, category, list and action (blocked, would_block)",
+        format!(
+            "Tracker requests answered without contacting the origin, by site, category, list and action ({})",
+            BlockAction::list()
+        ),
         &["site", "category", "list", "action"]
     )
     .unwrap()
@@ -140,7 +159,10 @@ pub static NEUTRALIZED: LazyLock<IntCounterVec> = LazyLock::new(|| {
 pub static REWRITE_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "consentgate_rewrite_failures_total",
-        "HTML rewrites that failed and passed the rest of the body through unchanged, by site and reason",
+        format!(
+            "HTML rewrites that failed and passed the rest of the body through unchanged, by site and reason ({})",
+            RewriteFailure::list()
+        ),
         &["site", "reason"]
     )
     .unwrap()
