@@ -11,6 +11,35 @@ use crate::policy::SitePolicy;
 use crate::runtime::{Runtime, Site};
 use serde_json::{json, Value};
 
+/// The origin's response to plan for (`explain --status/--content-type/...`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExplainResponse<'a> {
+    pub status: u16,
+    pub content_type: Option<&'a str>,
+    pub content_encoding: Option<&'a str>,
+    pub cache_control: Option<&'a str>,
+}
+
+impl ExplainResponse<'_> {
+    /// The header map an origin would have sent.
+    pub fn headers(&self) -> Result<http::HeaderMap, String> {
+        use http::header::{CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE};
+        let mut map = http::HeaderMap::new();
+        for (name, value) in [
+            (CONTENT_TYPE, self.content_type),
+            (CONTENT_ENCODING, self.content_encoding),
+            (CACHE_CONTROL, self.cache_control),
+        ] {
+            if let Some(v) = value {
+                let v = http::HeaderValue::from_str(v)
+                    .map_err(|_| format!("{name} `{v}` is not a valid header value"))?;
+                map.insert(name, v);
+            }
+        }
+        Ok(map)
+    }
+}
+
 /// One request to explain.
 pub struct ExplainRequest<'a> {
     pub host: Option<&'a str>,
@@ -36,7 +65,7 @@ pub fn explain(rt: &Runtime, req: &ExplainRequest<'_>) -> Result<Value, String> 
 pub fn explain_with_response(
     rt: &Runtime,
     req: &ExplainRequest<'_>,
-    response: Option<&ResponseHead<'_>>,
+    response: Option<&ExplainResponse<'_>>,
 ) -> Result<Value, String> {
     let site = site_for(rt, req)?;
     let policy = &site.policy;
@@ -65,8 +94,13 @@ pub fn explain_with_response(
         "upstream_cookie_header": upstream_cookie,
         "expire_set_cookie": expiry_set_cookies(policy, &plan),
     });
-    if let Some(head) = response {
-        out["response"] = explain_response(policy, &plan, head, req.set_cookies);
+    if let Some(response) = response {
+        let headers = response.headers()?;
+        let head = ResponseHead {
+            status: response.status,
+            headers: &headers,
+        };
+        out["response"] = explain_response(policy, &plan, &head, req.set_cookies);
     }
     Ok(out)
 }

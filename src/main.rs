@@ -162,13 +162,14 @@ fn main() -> ExitCode {
                 || content_encoding.is_some()
                 || cache_control.is_some()
                 || !set_cookie.is_empty();
-            let head = consentgate::decide::ResponseHead {
+            let response = consentgate::explain::ExplainResponse {
                 status: status.unwrap_or(200),
                 content_type: content_type.as_deref(),
                 content_encoding: content_encoding.as_deref(),
                 cache_control: cache_control.as_deref(),
             };
-            match consentgate::explain::explain_with_response(&rt, &req, given.then_some(&head)) {
+            match consentgate::explain::explain_with_response(&rt, &req, given.then_some(&response))
+            {
                 Ok(v) => {
                     println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
                     ExitCode::SUCCESS

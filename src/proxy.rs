@@ -388,8 +388,10 @@ impl ProxyHttp for ConsentGate {
             .cloned()
             .collect();
         let planned = catch_unwind(AssertUnwindSafe(|| {
-            let status = upstream_response.status.as_u16();
-            let head = ResponseHead::from_headers(status, &upstream_response.headers);
+            let head = ResponseHead {
+                status: upstream_response.status.as_u16(),
+                headers: &upstream_response.headers,
+            };
             let lines = originals.iter().map(HeaderValue::as_bytes);
             plan_response(&site.policy, &ctx.plan, &head, lines)
         }));

@@ -14,32 +14,27 @@ use http::header::{CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE
 use http::{HeaderName, HeaderValue};
 use smallvec::SmallVec;
 
-/// What the plan reads of the origin's response head (header values that are not visible
-/// ASCII read as absent, except `Content-Encoding`, see [`ResponseHead::from_headers`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// The origin's response head as the plan reads it. Of the headers only `Content-Type`,
+/// `Content-Encoding` and `Cache-Control` are read, and only when the body may be rewritten:
+/// the common path looks none of them up.
+#[derive(Clone, Copy, Debug)]
 pub struct ResponseHead<'a> {
     pub status: u16,
-    pub content_type: Option<&'a str>,
-    pub content_encoding: Option<&'a str>,
-    pub cache_control: Option<&'a str>,
+    pub headers: &'a http::HeaderMap,
 }
 
-/// Stands for a `Content-Encoding` value that is not text: no coding the rewriter knows.
-const UNREADABLE_CODING: &str = "(not visible ASCII)";
-
 impl<'a> ResponseHead<'a> {
-    pub fn from_headers(status: u16, headers: &'a http::HeaderMap) -> ResponseHead<'a> {
-        let text = |name: HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
-        ResponseHead {
-            status,
-            content_type: text(CONTENT_TYPE),
-            // A coding that cannot be read is not taken as identity: the body is passed
-            // through rather than parsed as HTML while it may be compressed.
-            content_encoding: headers
-                .get(CONTENT_ENCODING)
-                .map(|v| v.to_str().unwrap_or(UNREADABLE_CODING)),
-            cache_control: text(CACHE_CONTROL),
-        }
+    /// A header's value as text; absent when it is not visible ASCII.
+    fn text(&self, name: HeaderName) -> Option<&'a str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// `Content-Encoding`. One that is not text is not taken as identity: it reads as a coding
+    /// no codec knows, so the body is passed through rather than parsed as HTML while it may
+    /// be compressed.
+    fn content_encoding(&self) -> Option<&'a str> {
+        let value = self.headers.get(CONTENT_ENCODING)?;
+        Some(value.to_str().unwrap_or("(not visible ASCII)"))
     }
 }
 
@@ -166,7 +161,8 @@ impl ResponsePlan<'_> {
     }
 }
 
-/// Plans a response. `set_cookies` are the response's `Set-Cookie` values in order. In
+/// Plans a response. `set_cookies` are the response's `Set-Cookie` values in order (the proxy
+/// passes them apart from `head` so the plan can borrow their names while it edits the head). In
 /// report-only mode lines are judged (`would_strip`) but nothing changes; in off mode every
 /// line is kept (the proxy does not even ask: it applies no plan in off mode).
 pub fn plan_response<'a>(
@@ -224,13 +220,17 @@ fn plan_html(policy: &SitePolicy, grants: Grants, head: &ResponseHead<'_>) -> Ht
     if matches!(head.status, 100..=199 | 204 | 304) {
         return HtmlPlan::Skip(RewriteSkip::NoBody);
     }
-    let Some(media) = head.content_type.and_then(media_type) else {
+    let Some(media) = head
+        .text(CONTENT_TYPE)
+        .filter(|ct| may_be_html(ct))
+        .and_then(media_type)
+    else {
         return HtmlPlan::Skip(RewriteSkip::NotHtml);
     };
-    if !matches!(media.essence_str(), "text/html" | "application/xhtml+xml") {
+    if !HTML_TYPES.contains(&media.essence_str()) {
         return HtmlPlan::Skip(RewriteSkip::NotHtml);
     }
-    let Some(coding) = Coding::parse(head.content_encoding) else {
+    let Some(coding) = Coding::parse(head.content_encoding()) else {
         return HtmlPlan::Skip(RewriteSkip::Encoding);
     };
     // An unknown label reads as UTF-8, as before there was a charset parameter at all.
@@ -244,7 +244,21 @@ fn plan_html(policy: &SitePolicy, grants: Grants, head: &ResponseHead<'_>) -> Ht
     HtmlPlan::Rewrite(HtmlRewrite {
         charset,
         coding,
-        cache_control: private_cache_control(head.cache_control),
+        cache_control: private_cache_control(head.text(CACHE_CONTROL)),
+    })
+}
+
+/// The HTML media types.
+const HTML_TYPES: [&str; 2] = ["text/html", "application/xhtml+xml"];
+
+/// Whether a `Content-Type` starts like an HTML one. Most responses a visitor without consent
+/// fetches are not HTML (images, scripts, JSON); this rules them out without parsing, as
+/// `mime` allocates a lower-cased copy of every value it parses. `mime` decides the rest.
+fn may_be_html(content_type: &str) -> bool {
+    let ct = content_type.trim_start().as_bytes();
+    HTML_TYPES.iter().any(|t| {
+        ct.get(..t.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(t.as_bytes()))
     })
 }
 

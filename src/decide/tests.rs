@@ -2,6 +2,7 @@
 //! [`SitePolicy`] from configuration text, as a site's operator writes it: no runtime, no proxy.
 
 use super::*;
+use crate::explain::ExplainResponse;
 use crate::html::codec::Coding;
 use crate::labels::{RewriteFailure, SetCookieAction};
 
@@ -39,11 +40,11 @@ fn request(policy: &SitePolicy, cookie: &str) -> RequestPlan {
 }
 
 /// A 200 HTML response in UTF-8 (RFC 9110 8.3.1 writes `text/html;charset=utf-8`).
-fn html() -> ResponseHead<'static> {
-    ResponseHead {
+fn html() -> ExplainResponse<'static> {
+    ExplainResponse {
         status: 200,
         content_type: Some("text/html;charset=utf-8"),
-        ..ResponseHead::default()
+        ..ExplainResponse::default()
     }
 }
 
@@ -51,14 +52,29 @@ fn lines(list: &[&'static str]) -> Vec<&'static [u8]> {
     list.iter().map(|l| l.as_bytes()).collect()
 }
 
-/// The response plan for a visitor with `cookie`, `head` and `set_cookies`.
+/// The response plan for `request` and a response with `head` and `set_cookies`.
+fn respond<'a>(
+    p: &'a SitePolicy,
+    request: &RequestPlan,
+    head: &ExplainResponse<'_>,
+    set_cookies: &[&'static str],
+) -> ResponsePlan<'a> {
+    let headers = head.headers().unwrap();
+    let head = ResponseHead {
+        status: head.status,
+        headers: &headers,
+    };
+    plan_response(p, request, &head, lines(set_cookies))
+}
+
+/// The response plan for a visitor with `cookie`.
 fn plan<'a>(
     p: &'a SitePolicy,
     cookie: &str,
-    head: &ResponseHead<'_>,
+    head: &ExplainResponse<'_>,
     set_cookies: &[&'static str],
 ) -> ResponsePlan<'a> {
-    plan_response(p, &request(p, cookie), head, lines(set_cookies))
+    respond(p, &request(p, cookie), head, set_cookies)
 }
 
 const ORIGIN_LINES: [&str; 4] = [
@@ -81,7 +97,7 @@ fn enforce_keeps_consented_lines_and_strips_the_rest() {
     let rp = plan(
         &p,
         "consent=analytics",
-        &ResponseHead::default(),
+        &ExplainResponse::default(),
         &ORIGIN_LINES,
     );
     use SetCookieAction::{Kept, Stripped};
@@ -103,7 +119,7 @@ fn enforce_keeps_consented_lines_and_strips_the_rest() {
 fn withdrawn_cookies_get_expiry_lines_in_enforce_mode() {
     let p = policy("enforce", "");
     let req = request(&p, "consent=analytics; _fbp=fb.1.1.1; _ga=GA1.1.1.1");
-    let rp = plan_response(&p, &req, &ResponseHead::default(), lines(&[]));
+    let rp = respond(&p, &req, &ExplainResponse::default(), &[]);
     assert!(rp.expires);
     let got: Vec<&[u8]> = rp.expiry_lines.iter().map(|v| v.as_bytes()).collect();
     let want = expiry_set_cookies(&p, &req);
@@ -119,7 +135,7 @@ fn report_only_judges_but_changes_nothing() {
     let p = policy("report-only", CSP);
     let req = request(&p, "_fbp=fb.1.1.1");
     assert!(!req.expire.is_empty(), "the request plan still names it");
-    let rp = plan_response(&p, &req, &html(), lines(&ORIGIN_LINES));
+    let rp = respond(&p, &req, &html(), &ORIGIN_LINES);
     use SetCookieAction::{Kept, WouldStrip};
     let got: Vec<SetCookieAction> = rp.set_cookies.iter().map(|d| d.action).collect();
     assert_eq!(got, [Kept, WouldStrip, WouldStrip, WouldStrip]);
@@ -165,7 +181,7 @@ fn csp_and_html_rewrite_vary_once() {
         [http::header::CONTENT_LENGTH, http::header::ETAG]
     );
     // CSP alone (not HTML) still varies; the body and its headers stay.
-    let json = ResponseHead {
+    let json = ExplainResponse {
         content_type: Some("application/json"),
         ..html()
     };
@@ -187,13 +203,13 @@ fn full_consent_rewrites_nothing() {
 fn statuses_without_a_body_are_not_rewritten() {
     let p = policy("enforce", CSP);
     for status in [100, 101, 103, 204, 304] {
-        let rp = plan(&p, "", &ResponseHead { status, ..html() }, &[]);
+        let rp = plan(&p, "", &ExplainResponse { status, ..html() }, &[]);
         assert_eq!(rp.html, HtmlPlan::Skip(RewriteSkip::NoBody), "{status}");
         assert_eq!(rp.cache_control(), None, "{status}");
         assert!(rp.csp.is_some(), "{status}: the CSP header still applies");
     }
     for status in [200, 203, 404, 500] {
-        let rp = plan(&p, "", &ResponseHead { status, ..html() }, &[]);
+        let rp = plan(&p, "", &ExplainResponse { status, ..html() }, &[]);
         assert!(matches!(rp.html, HtmlPlan::Rewrite(_)), "{status}");
     }
 }
@@ -202,7 +218,7 @@ fn statuses_without_a_body_are_not_rewritten() {
 fn only_html_media_types_are_rewritten() {
     let p = policy("enforce", "");
     let rewrites = |ct: Option<&'static str>| {
-        let head = ResponseHead {
+        let head = ExplainResponse {
             content_type: ct,
             ..html()
         };
@@ -243,7 +259,7 @@ fn only_html_media_types_are_rewritten() {
 fn charset_comes_from_content_type() {
     let p = policy("enforce", "");
     let rewrite = |ct: &'static str| {
-        let head = ResponseHead {
+        let head = ExplainResponse {
             content_type: Some(ct),
             ..html()
         };
@@ -271,7 +287,7 @@ fn charset_comes_from_content_type() {
 fn content_encoding_decides_the_codec() {
     let p = policy("enforce", "");
     let with = |enc: Option<&'static str>| {
-        let head = ResponseHead {
+        let head = ExplainResponse {
             content_encoding: enc,
             ..html()
         };
@@ -308,9 +324,12 @@ fn content_encoding_decides_the_codec() {
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("text/html"),
     );
-    let head = ResponseHead::from_headers(200, &headers);
+    let head = ResponseHead {
+        status: 200,
+        headers: &headers,
+    };
     assert_eq!(
-        plan(&p, "", &head, &[]).html,
+        plan_response(&p, &request(&p, ""), &head, lines(&[])).html,
         HtmlPlan::Skip(RewriteSkip::Encoding)
     );
 }
@@ -319,7 +338,7 @@ fn content_encoding_decides_the_codec() {
 fn cache_control_becomes_private() {
     let p = policy("enforce", "");
     let cc = |origin: Option<&'static str>| {
-        let head = ResponseHead {
+        let head = ExplainResponse {
             cache_control: origin,
             ..html()
         };
@@ -340,7 +359,7 @@ fn cache_control_becomes_private() {
 #[test]
 fn nothing_to_do_allocates_nothing() {
     let p = policy("enforce", "");
-    let head = ResponseHead {
+    let head = ExplainResponse {
         content_type: Some("image/png"),
         ..html()
     };
