@@ -35,11 +35,15 @@ impl Received {
         values_named(&self.headers, name)
     }
     pub fn header_strings(&self, name: &str) -> Vec<String> {
-        self.header_all(name)
-            .into_iter()
-            .map(|v| String::from_utf8(v).unwrap())
-            .collect()
+        utf8_values(self.header_all(name))
     }
+}
+
+fn utf8_values(values: Vec<Vec<u8>>) -> Vec<String> {
+    values
+        .into_iter()
+        .map(|v| String::from_utf8(v).unwrap())
+        .collect()
 }
 
 pub type Handler = Arc<dyn Fn(&Received) -> Vec<u8> + Send + Sync>;
@@ -325,11 +329,12 @@ impl RawResponse {
     pub fn header_all(&self, name: &str) -> Vec<Vec<u8>> {
         values_named(&self.headers, name)
     }
+    /// The values of every header line named `name`, as text.
+    pub fn header_strings(&self, name: &str) -> Vec<String> {
+        utf8_values(self.header_all(name))
+    }
     pub fn set_cookies(&self) -> Vec<String> {
-        self.header_all("set-cookie")
-            .into_iter()
-            .map(|v| String::from_utf8(v).unwrap())
-            .collect()
+        self.header_strings("set-cookie")
     }
     /// Names of the cookies set.
     pub fn set_cookie_names(&self) -> Vec<String> {
