@@ -271,62 +271,54 @@ impl Bits<'_> {
     }
 }
 
-/// base64url digit values (the standard alphabet's `+` and `/` accepted too); 0xFF = invalid.
-const B64: [u8; 256] = {
-    let mut t = [0xFFu8; 256];
-    let mut i = 0;
-    while i < 26 {
-        t[b'A' as usize + i] = i as u8;
-        t[b'a' as usize + i] = 26 + i as u8;
-        i += 1;
-    }
-    let mut d = 0;
-    while d < 10 {
-        t[b'0' as usize + d] = 52 + d as u8;
-        d += 1;
-    }
-    t[b'-' as usize] = 62;
-    t[b'+' as usize] = 62;
-    t[b'_' as usize] = 63;
-    t[b'/' as usize] = 63;
-    t
-};
+/// The `base64` crate's engine for TC strings: the URL-safe alphabet, `=` padding optional.
+/// Trailing bits are allowed because a TC string is a bit string cut into 6-bit characters: the
+/// bits after its last field are whatever the encoder left there.
+const TC_BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
 
-/// Decodes base64url (padding optional): a table lookup per character, four characters to
-/// three bytes, no intermediate copies. Returns the bytes (the last one zero-filled) and the
-/// number of bits the characters carry (six each): a TC string is a bit string cut into 6-bit
-/// characters, so its last field may end in the bits of a 1-, 2- or 3-character tail.
+/// Decodes base64url (padding optional, any number of trailing `=`; the standard alphabet's `+`
+/// and `/` accepted too, as some CMPs write them). Returns the bytes (the last one zero-filled)
+/// and the number of bits the characters carry (six each): a TC string's last field may end in
+/// the bits of a 1-, 2- or 3-character tail.
 fn base64url(s: &str) -> Result<(Vec<u8>, usize), ConsentError> {
-    let bytes = s.trim_end_matches('=').as_bytes();
+    use base64::Engine;
     let bad = || ConsentError::new("TC string is not base64url");
-    let mut out = Vec::with_capacity(bytes.len() / 4 * 3 + 3);
-    let mut chunks = bytes.chunks_exact(4);
-    for c in &mut chunks {
-        let (a, b, x, y) = (
-            B64[c[0] as usize],
-            B64[c[1] as usize],
-            B64[c[2] as usize],
-            B64[c[3] as usize],
-        );
-        if (a | b | x | y) == 0xFF || (a | b | x | y) & 0xC0 != 0 {
-            return Err(bad());
-        }
-        let n = (u32::from(a) << 18) | (u32::from(b) << 12) | (u32::from(x) << 6) | u32::from(y);
-        out.extend_from_slice(&[(n >> 16) as u8, (n >> 8) as u8, n as u8]);
+    let s = s.trim_end_matches('=').as_bytes();
+    let standard;
+    let s = if memchr::memchr2(b'+', b'/', s).is_some() {
+        standard = s
+            .iter()
+            .map(|b| match b {
+                b'+' => b'-',
+                b'/' => b'_',
+                b => *b,
+            })
+            .collect::<Vec<u8>>();
+        &standard[..]
+    } else {
+        s
+    };
+    // The crate decodes to whole bytes and so drops the last 2 or 4 bits of a 2- or 3-character
+    // tail (and refuses a 1-character one): the tail is decoded on its own, filled with `A`
+    // (six zero bits) to four characters, so every bit of every character is kept.
+    let (body, tail) = s.split_at(s.len() - s.len() % 4);
+    let mut out = Vec::with_capacity(body.len() / 4 * 3 + 3);
+    TC_BASE64.decode_vec(body, &mut out).map_err(|_| bad())?;
+    if !tail.is_empty() {
+        let mut quad = *b"AAAA";
+        quad[..tail.len()].copy_from_slice(tail);
+        let mut bytes = [0u8; 3];
+        TC_BASE64
+            .decode_slice(quad, &mut bytes)
+            .map_err(|_| bad())?;
+        out.extend_from_slice(&bytes[..(tail.len() * 6).div_ceil(8)]);
     }
-    let rest = chunks.remainder();
-    let mut n = 0u32;
-    for (i, ch) in rest.iter().enumerate() {
-        let v = B64[*ch as usize];
-        if v & 0xC0 != 0 {
-            return Err(bad());
-        }
-        n |= u32::from(v) << (18 - 6 * i);
-    }
-    // 6, 12 or 18 tail bits take 1, 2 or 3 bytes.
-    let tail = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-    out.extend_from_slice(&tail[..(rest.len() * 6).div_ceil(8)]);
-    Ok((out, bytes.len() * 6))
+    Ok((out, s.len() * 6))
 }
 
 /// Decodes a TC string (the cookie value, URL-decoded).
@@ -714,6 +706,23 @@ pub(crate) mod tests {
         });
         // Optional segments after the core are tolerated.
         assert!(decode(&format!("{v2}.YAAAAAAAAAAA")).is_ok());
+    }
+
+    #[test]
+    fn base64url_keeps_every_bit_of_every_character() {
+        // Six bits a character, whatever the length: a 2- or 3-character tail keeps the bits a
+        // byte-wise decoder would drop ("AB" = 000000 000001: the 1 is in the 12th bit).
+        assert_eq!(base64url("AB").unwrap(), (vec![0x00, 0x10], 12));
+        assert_eq!(base64url("Q").unwrap(), (vec![0x40], 6));
+        assert_eq!(base64url("QUI").unwrap(), (vec![0x41, 0x42, 0x00], 18));
+        assert_eq!(base64url("QUJD").unwrap(), (b"ABC".to_vec(), 24));
+        // Padding optional (RFC 4648 base64 of "AB" is "QUI="), the standard alphabet too.
+        assert_eq!(base64url("QUI=").unwrap(), base64url("QUI").unwrap());
+        assert_eq!(base64url("QUI==").unwrap(), base64url("QUI").unwrap());
+        assert_eq!(base64url("A/+_-").unwrap(), base64url("A_-_-").unwrap());
+        for bad in ["QU=I", "QU I", "QU.I", "Q\u{e9}"] {
+            assert!(base64url(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
