@@ -544,117 +544,44 @@ impl ConsentReader for TcfReader {
     }
 }
 
+/// The test TC string encoder, shared with the integration tests and the benches.
 #[cfg(test)]
-pub(crate) mod tests {
+#[path = "../../tests/support/tc_encoder.rs"]
+mod tc_encoder;
+
+#[cfg(test)]
+mod tests {
     use super::*;
 
-    /// A TC string encoder for the tests (bit writer + base64url), so range and bitfield
-    /// vendor encodings are checked by round trip.
-    #[derive(Default)]
-    pub struct BitWriter {
-        bits: Vec<bool>,
-    }
+    use super::tc_encoder::{TcSpec, Vendors};
 
-    impl BitWriter {
-        pub fn put(&mut self, v: u64, n: usize) {
-            for i in (0..n).rev() {
-                self.bits.push((v >> i) & 1 == 1);
-            }
+    /// A string with these purposes consented (and legitimate interests) and these vendors.
+    fn encode(purposes: &[u16], li: &[u16], vendors: &[u16], how: Vendors) -> String {
+        TcSpec {
+            purposes: purposes.to_vec(),
+            purposes_li: li.to_vec(),
+            vendors: vendors.to_vec(),
+            vendors_as: how,
+            ..TcSpec::default()
         }
-        pub fn letters(&mut self, s: &str) {
-            for c in s.bytes() {
-                self.put(u64::from(c - b'A'), 6);
-            }
-        }
-        pub fn finish(&self) -> String {
-            let mut bytes = vec![0u8; self.bits.len().div_ceil(8)];
-            for (i, b) in self.bits.iter().enumerate() {
-                if *b {
-                    bytes[i / 8] |= 1 << (7 - i % 8);
-                }
-            }
-            use base64::Engine;
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-        }
-    }
-
-    pub struct Spec {
-        pub purposes: Vec<u8>,
-        pub li: Vec<u8>,
-        pub vendors: Vec<u16>,
-        pub range: bool,
-    }
-
-    fn vendor_section(w: &mut BitWriter, vendors: &[u16], range: bool) {
-        let max = vendors.iter().copied().max().unwrap_or(0);
-        w.put(u64::from(max), 16);
-        if !range {
-            w.put(0, 1);
-            for id in 1..=max {
-                w.put(u64::from(vendors.contains(&id)), 1);
-            }
-        } else {
-            w.put(1, 1);
-            // Group consecutive ids into ranges.
-            let mut sorted = vendors.to_vec();
-            sorted.sort_unstable();
-            let mut groups: Vec<(u16, u16)> = Vec::new();
-            for id in sorted {
-                match groups.last_mut() {
-                    Some((_, end)) if *end + 1 == id => *end = id,
-                    _ => groups.push((id, id)),
-                }
-            }
-            w.put(groups.len() as u64, 12);
-            for (s, e) in groups {
-                if s == e {
-                    w.put(0, 1);
-                    w.put(u64::from(s), 16);
-                } else {
-                    w.put(1, 1);
-                    w.put(u64::from(s), 16);
-                    w.put(u64::from(e), 16);
-                }
-            }
-        }
-    }
-
-    pub fn encode(spec: &Spec) -> String {
-        let mut w = BitWriter::default();
-        w.put(2, 6); // version
-        w.put(16_000_000_000, 36); // created (deciseconds)
-        w.put(16_000_000_500, 36);
-        w.put(300, 12); // cmp id
-        w.put(5, 12);
-        w.put(1, 6);
-        w.letters("EN");
-        w.put(150, 12); // vendor list version
-        w.put(4, 6); // policy version (TCF 2.2)
-        w.put(1, 1);
-        w.put(0, 1);
-        w.put(1 << 11, 12); // special feature 1: the first bit written
-                            // Bit 1 (the first written) is id 1 (TCF v2 core string table).
-        let mask = |ids: &[u8]| ids.iter().fold(0u64, |m, p| m | 1 << (24 - p));
-        w.put(mask(&spec.purposes), 24);
-        w.put(mask(&spec.li), 24);
-        w.put(0, 1);
-        w.letters("DE");
-        vendor_section(&mut w, &spec.vendors, spec.range);
-        vendor_section(&mut w, &[2, 3], false); // vendor LI
-        w.put(0, 12); // no publisher restrictions
-        w.finish()
+        .encode()
     }
 
     #[test]
     fn round_trip_bitfield_and_range() {
-        for range in [false, true] {
+        for how in [Vendors::Bitfield, Vendors::Ranges, Vendors::SingleIds] {
             let vendors: Vec<u16> = (1..=1200).filter(|v| v % 3 != 0).chain([755]).collect();
-            let s = encode(&Spec {
+            let s = TcSpec {
+                cmp_id: 300,
+                vendor_list_version: 150,
                 purposes: vec![1, 2, 3, 4, 7, 8, 9],
-                li: vec![2, 7],
+                purposes_li: vec![2, 7],
                 vendors: vendors.clone(),
-                range,
-            });
+                vendors_as: how,
+                vendor_li: vec![2, 3],
+                ..TcSpec::default()
+            }
+            .encode();
             let tc = decode(&s).unwrap();
             assert_eq!(tc.cmp_id, 300);
             assert_eq!(tc.vendor_list_version, 150);
@@ -664,7 +591,7 @@ pub(crate) mod tests {
             let mut expected = vendors.clone();
             expected.sort_unstable();
             expected.dedup();
-            assert_eq!(tc.vendor_consents.to_vec(), expected, "range={range}");
+            assert_eq!(tc.vendor_consents.to_vec(), expected, "{how:?}");
             assert_eq!(tc.vendor_li.to_vec(), vec![2, 3]);
             let g = grants(&tc, &TcfConfig::default());
             assert!(g.allows(Category::Analytics) && g.allows(Category::Marketing));
@@ -698,12 +625,7 @@ pub(crate) mod tests {
             .unwrap_err()
             .0
             .contains("version 1"));
-        let v2 = encode(&Spec {
-            purposes: vec![1],
-            li: vec![],
-            vendors: vec![1, 2],
-            range: false,
-        });
+        let v2 = encode(&[1], &[], &[1, 2], Vendors::Bitfield);
         // Optional segments after the core are tolerated.
         assert!(decode(&format!("{v2}.YAAAAAAAAAAA")).is_ok());
     }
@@ -730,12 +652,7 @@ pub(crate) mod tests {
         assert!(decode("").is_err());
         assert!(decode("!!!").is_err());
         assert!(decode("CAAAAA").is_err(), "truncated");
-        let good = encode(&Spec {
-            purposes: vec![1],
-            li: vec![],
-            vendors: vec![5],
-            range: true,
-        });
+        let good = encode(&[1], &[], &[5], Vendors::Ranges);
         assert!(
             decode(&good[..good.len() - 6]).is_err(),
             "truncated vendor section"
@@ -749,18 +666,13 @@ pub(crate) mod tests {
 
     #[test]
     fn duplicate_cookies_intersect_every_field() {
-        let with = encode(&Spec {
-            purposes: (1..=11).collect(),
-            li: vec![],
-            vendors: vec![7, 755],
-            range: false,
-        });
-        let without = encode(&Spec {
-            purposes: (1..=11).collect(),
-            li: vec![],
-            vendors: vec![7],
-            range: true,
-        });
+        let with = encode(
+            &(1..=11).collect::<Vec<_>>(),
+            &[],
+            &[7, 755],
+            Vendors::Bitfield,
+        );
+        let without = encode(&(1..=11).collect::<Vec<_>>(), &[], &[7], Vendors::Ranges);
         let reader = TcfReader::new(&TcfConfig::default()).unwrap();
         for header in [
             format!("euconsent-v2={with}; euconsent-v2={without}"),
@@ -777,12 +689,12 @@ pub(crate) mod tests {
 
     #[test]
     fn onetrust_cookie_name_is_read_by_default() {
-        let all = encode(&Spec {
-            purposes: (1..=11).collect(),
-            li: vec![],
-            vendors: vec![755],
-            range: false,
-        });
+        let all = encode(
+            &(1..=11).collect::<Vec<_>>(),
+            &[],
+            &[755],
+            Vendors::Bitfield,
+        );
         let reader = TcfReader::new(&TcfConfig::default()).unwrap();
         let header = format!("eupubconsent-v2={all}");
         let o = reader
@@ -791,12 +703,7 @@ pub(crate) mod tests {
         assert_eq!(&*o.cookie, "eupubconsent-v2");
         assert!(o.granted.is_all());
         // Both present: combined, the refusal in one wins.
-        let none = encode(&Spec {
-            purposes: vec![],
-            li: vec![],
-            vendors: vec![],
-            range: false,
-        });
+        let none = encode(&[], &[], &[], Vendors::Bitfield);
         let header = format!("eupubconsent-v2={all}; euconsent-v2={none}");
         let o = reader
             .read(&CookieJar::from_headers([header.as_bytes()]), false)
@@ -806,12 +713,7 @@ pub(crate) mod tests {
 
     #[test]
     fn purposes_missing_deny_the_category() {
-        let s = encode(&Spec {
-            purposes: vec![1, 8],
-            li: vec![9],
-            vendors: vec![],
-            range: false,
-        });
+        let s = encode(&[1, 8], &[9], &[], Vendors::Bitfield);
         let g = grants(&decode(&s).unwrap(), &TcfConfig::default());
         assert!(
             !g.allows(Category::Analytics),
