@@ -121,6 +121,8 @@ pub type Neutralized = (Category, &'static str);
 struct State {
     grants: Grants,
     page_url: String,
+    /// `page_url` parsed, the base of relative URLs (`None` when it does not parse).
+    base: Option<url::Url>,
     rules: Arc<PageRules>,
     out: Vec<u8>,
     neutralized: Vec<Neutralized>,
@@ -153,7 +155,7 @@ impl State {
         if let Some(hit) = self.checked.get(&key) {
             return *hit;
         }
-        let found = resolve_url(&self.page_url, raw_url.trim()).and_then(|url| {
+        let found = resolve_url(self.base.as_ref(), raw_url.trim()).and_then(|url| {
             self.rules
                 .blocklists
                 .check(&url, &self.page_url, kind, self.grants)
@@ -214,6 +216,7 @@ impl Neutralizer {
         let state = Arc::new(Mutex::new(State {
             grants,
             page_url: page_url.to_string(),
+            base: url::Url::parse(page_url).ok(),
             rules,
             out: Vec::new(),
             neutralized: Vec::new(),
@@ -602,36 +605,28 @@ fn find_src(tag: &str) -> Option<(usize, usize, &str)> {
     None
 }
 
-/// Resolves a URL from a page against the page's URL: absolute, scheme-relative (`//host/x`),
-/// root-relative (`/x`) and relative (`x`) forms. `None` for non-fetchable schemes.
-pub fn resolve_url(page: &str, raw: &str) -> Option<String> {
+/// Resolves a URL from a page against the page's URL (`page`; `None` when it does not parse)
+/// as a browser does (the `url` crate: WHATWG URL joining). `None` for what is not fetched over
+/// HTTP (`data:`, `javascript:`, `blob:`, `mailto:` ...), for what does not parse, and for an
+/// empty URL. An absolute http(s) URL is returned as written (the blocklist engine parses it
+/// itself).
+pub fn resolve_url(page: Option<&url::Url>, raw: &str) -> Option<String> {
     if raw.is_empty() {
         return None;
     }
-    let lower = raw.get(..11).unwrap_or(raw).to_ascii_lowercase();
-    if lower.starts_with("http://") || lower.starts_with("https://") {
-        return Some(raw.to_string());
+    let url = match page {
+        Some(base) => base.join(raw),
+        None => url::Url::parse(raw),
     }
-    if lower.starts_with("data:") || lower.starts_with("javascript:") || lower.starts_with("blob:")
-    {
+    .ok()?;
+    if !matches!(url.scheme(), "http" | "https") {
         return None;
     }
-    let (scheme, rest) = page.split_once("://")?;
-    if let Some(r) = raw.strip_prefix("//") {
-        return Some(format!("{scheme}://{r}"));
+    let scheme = raw.get(..8).unwrap_or(raw).to_ascii_lowercase();
+    if scheme.starts_with("http://") || scheme.starts_with("https://") {
+        return Some(raw.to_string());
     }
-    let host_end = rest.find('/').unwrap_or(rest.len());
-    let origin = &page[..scheme.len() + 3 + host_end];
-    if raw.starts_with('/') {
-        return Some(format!("{origin}{raw}"));
-    }
-    let path = &rest[host_end..];
-    let path = path.split(['?', '#']).next().unwrap_or("/");
-    let dir = match path.rfind('/') {
-        Some(i) => &path[..=i],
-        None => "/",
-    };
-    Some(format!("{origin}{dir}{raw}"))
+    Some(url.into())
 }
 
 #[cfg(test)]
