@@ -495,9 +495,15 @@ pub fn read_response(r: &mut impl BufRead, head_only: bool) -> std::io::Result<R
 
 /// Runs the binary with arguments; returns (exit code, stdout, stderr).
 pub fn run_cli(args: &[&str]) -> (i32, String, String) {
+    run_cli_with_env(args, &[])
+}
+
+/// [`run_cli`] with extra environment variables.
+pub fn run_cli_with_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let out = Command::new(BIN)
         .args(args)
         .env_remove("CONSENTGATE_ADMIN_TOKEN")
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     (
