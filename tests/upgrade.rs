@@ -33,6 +33,8 @@ struct Load {
     tally: Mutex<Tally>,
     stop: AtomicBool,
     old_exited: AtomicBool,
+    /// Failures say when they happened, to place them in the upgrade's timeline.
+    started: Instant,
 }
 
 impl Load {
@@ -45,7 +47,12 @@ impl Load {
     }
 
     fn failed(&self, what: String) {
-        self.tally.lock().unwrap().failures.push(what);
+        let at = self.started.elapsed().as_millis();
+        self.tally
+            .lock()
+            .unwrap()
+            .failures
+            .push(format!("{what} (at {at} ms)"));
     }
 }
 
@@ -205,6 +212,7 @@ fn an_upgrade_under_load_loses_no_request() {
         tally: Mutex::new(Tally::default()),
         stop: AtomicBool::new(false),
         old_exited: AtomicBool::new(false),
+        started: Instant::now(),
     });
     let mut clients = Vec::new();
     for id in 0..3 {
@@ -223,7 +231,7 @@ fn an_upgrade_under_load_loses_no_request() {
     }
     let answered = || load.tally.lock().unwrap().answered;
     wait_for("load on the old process", Duration::from_secs(20), || {
-        answered() >= 50
+        answered() >= 200
     });
 
     // The upgrade: the new process waits on the upgrade socket, the old one sends its listening
@@ -234,6 +242,7 @@ fn an_upgrade_under_load_loses_no_request() {
         Duration::from_secs(20),
         || old.upgrade_sock().exists(),
     );
+    let quit_at = load.started.elapsed().as_millis();
     // SAFETY: kill(2) on our own child's pid.
     assert_eq!(
         unsafe { libc::kill(old.child.id() as i32, libc::SIGQUIT) },
@@ -253,6 +262,7 @@ fn an_upgrade_under_load_loses_no_request() {
         std::thread::sleep(Duration::from_millis(50));
     }
     load.old_exited.store(true, Ordering::SeqCst);
+    let exit_at = load.started.elapsed().as_millis();
     let after = || load.tally.lock().unwrap().answered_after_exit;
     wait_for(
         "answers after the old process exited",
@@ -268,7 +278,8 @@ fn an_upgrade_under_load_loses_no_request() {
 
     let t = load.tally.lock().unwrap();
     println!(
-        "upgrade under load: {} answered ({} after the old process exited), {} retried after a \
+        "SIGQUIT at {quit_at} ms, old process exited at {exit_at} ms; \
+         upgrade under load: {} answered ({} after the old process exited), {} retried after a \
          kept-alive connection closed unanswered, {} failed",
         t.answered,
         t.answered_after_exit,
