@@ -72,8 +72,9 @@ pub static RECLAIM: Notify = Notify::const_new();
 /// How long a connection must have waited to be reclaimed.
 pub const RECLAIM_AFTER: Duration = Duration::from_secs(1);
 
-/// Set when the server stops listening: every waiting connection closes (rung through
-/// [`RECLAIM`]), as pingora's own loop closes idle kept-alive connections then.
+/// Set when the server stops listening: connections idle between two requests close (rung
+/// through [`RECLAIM`]), as pingora's own loop closes idle kept-alive connections then; a new
+/// connection's first request is still served (`GuardedStream::closes_at_shutdown`).
 pub static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
 
 impl std::fmt::Debug for GuardedStream {
