@@ -34,7 +34,15 @@ pub fn run(
     let proxy_conf = runtime.proxy.clone();
     let mut conf = ServerConf {
         threads: proxy_conf.threads,
-        grace_period_seconds: Some(proxy_conf.grace_period_seconds),
+        // After SIGTERM or SIGQUIT pingora stops accepting, sleeps its grace period, then shuts
+        // the tokio runtimes down, which drops every task at its next await: an in-flight
+        // request is finished only within the grace period (`graceful_shutdown_timeout_seconds`
+        // waits for blocking threads, not for tasks). So in-flight requests get their
+        // `shutdown_timeout_seconds` inside the grace period; without it an upgrade lost the
+        // requests in flight at the handover (tests/upgrade.rs).
+        grace_period_seconds: Some(
+            proxy_conf.grace_period_seconds + proxy_conf.shutdown_timeout_seconds,
+        ),
         graceful_shutdown_timeout_seconds: Some(proxy_conf.shutdown_timeout_seconds),
         // Measured cheaper per request on this machine kind (docs/BENCHMARKS.md).
         work_stealing: false,

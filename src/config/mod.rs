@@ -13,6 +13,7 @@ mod raw;
 mod recover;
 mod request_path;
 mod site;
+mod warnings;
 
 use crate::consent::gpc::GpcPolicy;
 use crate::consent::{Category, ConsentReader};
@@ -28,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
+pub use warnings::{warnings, warnings_for_file, ConfigWarning};
 
 /// What the proxy does with its decisions for a site.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, Default)]

@@ -105,6 +105,7 @@ impl ServerApp for GuardedProxy {
             settings.client_header_timeout,
         ));
         let mut persistent: Option<HttpPersistentSettings> = None;
+        let mut first = true;
         loop {
             // Read per request, so a reload applies to the next request.
             let settings = self.runtime.load().proxy.connections;
@@ -114,10 +115,13 @@ impl ServerApp for GuardedProxy {
                 head_limits(&settings),
             );
             // An idle connection waits here, small, for its next request (or its deadline, a
-            // reclaim, or the server's shutdown: see `stream::SHUTTING_DOWN`).
-            if *shutdown.borrow() || !guarded.wait_for_header().await {
+            // reclaim, or the server's shutdown: see `stream::SHUTTING_DOWN`). A new connection's
+            // first request is served even after the shutdown began (see
+            // `GuardedStream::closes_at_shutdown`).
+            if (*shutdown.borrow() && !first) || !guarded.wait_for_header().await {
                 return None;
             }
+            first = false;
             let mut session = ServerSession::new_http1(guarded);
             match persistent.take() {
                 Some(p) => p.apply_to_session(&mut session),

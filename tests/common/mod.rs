@@ -209,7 +209,7 @@ impl Proxy {
             .args(["run", "--config"])
             .arg(&config)
             .arg("--upgrade-sock")
-            .arg(dir.0.join("upgrade.sock"))
+            .arg(upgrade_sock(&dir.0))
             // Hermetic: an admin token in the developer's environment would change answers.
             .env_remove("CONSENTGATE_ADMIN_TOKEN")
             .envs(env.iter().copied())
@@ -282,6 +282,56 @@ impl Proxy {
     pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         metric_value(&self.metrics(), name, labels)
     }
+}
+
+/// A second consentgate started with `--upgrade` on a running [`Proxy`]'s configuration and
+/// upgrade socket: it waits there for the listening sockets, which the old process sends on
+/// SIGQUIT (graceful upgrade). Killed on drop.
+pub struct Upgraded {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Upgraded {
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Upgraded {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proxy {
+    /// Where this proxy's process exchanges listening sockets during an upgrade.
+    pub fn upgrade_sock(&self) -> PathBuf {
+        upgrade_sock(self.config.parent().unwrap())
+    }
+
+    /// Starts `consentgate run --upgrade` on the same configuration and upgrade socket.
+    pub fn start_upgrade(&self) -> Upgraded {
+        let log = self.config.with_file_name("upgraded.log");
+        let child = Command::new(BIN)
+            .args(["run", "--upgrade", "--config"])
+            .arg(&self.config)
+            .arg("--upgrade-sock")
+            .arg(self.upgrade_sock())
+            .env_remove("CONSENTGATE_ADMIN_TOKEN")
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::from(
+                std::fs::OpenOptions::new().append(true).open(&log).unwrap(),
+            ))
+            .spawn()
+            .unwrap();
+        Upgraded { child, log }
+    }
+}
+
+fn upgrade_sock(dir: &std::path::Path) -> PathBuf {
+    dir.join("upgrade.sock")
 }
 
 impl Drop for Proxy {
@@ -500,9 +550,15 @@ pub fn read_response(r: &mut impl BufRead, head_only: bool) -> std::io::Result<R
 
 /// Runs the binary with arguments; returns (exit code, stdout, stderr).
 pub fn run_cli(args: &[&str]) -> (i32, String, String) {
+    run_cli_with_env(args, &[])
+}
+
+/// [`run_cli`] with extra environment variables.
+pub fn run_cli_with_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let out = Command::new(BIN)
         .args(args)
         .env_remove("CONSENTGATE_ADMIN_TOKEN")
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     (
