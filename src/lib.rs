@@ -7,6 +7,7 @@
 //! - [`proxy`]: the pingora `ProxyHttp` phases
 //! - [`connections`]: what one client connection may cost (timeouts, header limits, a cap on
 //!   connections) and the RFC 9112 request checks
+//! - [`tls`]: the certificates of the TLS listeners and the SNI resolver
 //! - [`metrics`]: every metric name; [`admin`]: the admin listener
 //! - [`explain`]: the dry-run decision for one request; [`demo`]: the built-in example origin
 
@@ -23,4 +24,5 @@ pub mod metrics;
 pub mod proxy;
 pub mod runtime;
 pub mod server;
+pub mod tls;
 pub mod trackers;

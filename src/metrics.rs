@@ -246,6 +246,16 @@ pub static CLIENT_TIMEOUTS: Lazy<IntCounterVec> = Lazy::new(|| {
     .unwrap()
 });
 
+/// TLS handshakes on the `listen_tls` listeners that did not complete.
+pub static TLS_HANDSHAKE_FAILURES: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "consentgate_tls_handshake_failures_total",
+        "TLS handshakes that did not complete, by reason (timeout: not done within client_header_timeout_ms, error: refused by the client or the server, e.g. no shared version or cipher; no_certificate: listen_tls without a certificate)",
+        &["reason"]
+    )
+    .unwrap()
+});
+
 /// Origin connections that timed out, by site, upstream and phase.
 pub static UPSTREAM_TIMEOUTS: Lazy<IntCounterVec> = Lazy::new(|| {
     register_int_counter_vec!(
@@ -372,6 +382,7 @@ pub fn init() {
     Lazy::force(&CONNECTIONS_RECLAIMED);
     Lazy::force(&CLIENT_REFUSALS);
     Lazy::force(&CLIENT_TIMEOUTS);
+    Lazy::force(&TLS_HANDSHAKE_FAILURES);
     Lazy::force(&UPSTREAM_TIMEOUTS);
 }
 

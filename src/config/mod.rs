@@ -13,6 +13,7 @@ mod raw;
 mod recover;
 mod request_path;
 mod site;
+pub mod tls;
 
 use crate::consent::gpc::GpcPolicy;
 use crate::consent::{Category, ConsentReader};
@@ -78,6 +79,8 @@ pub struct ProxyConfig {
     // --- end of request-path fields ---
     /// Client connection timeouts and request limits.
     pub connections: connections::ConnectionSettings,
+    /// `listen_tls`, the certificates (loaded) and `h2c`.
+    pub tls: tls::TlsConfig,
 }
 
 /// One validated `[[site]]`.
@@ -293,14 +296,13 @@ impl Validator<'_> {
     fn proxy(&mut self, raw: &RawConfig) -> ProxyConfig {
         let p = &raw.proxy;
         let mut listen = Vec::new();
-        if p.listen.get_ref().is_empty() {
-            self.error_at(p.listen.span(), ConfigErrorKind::EmptyList(ListKey::Listen));
-        }
-        for a in p.listen.get_ref() {
+        for a in p.listen.iter().flat_map(|l| l.get_ref()) {
             if let Some(a) = self.address("listen address", a) {
                 listen.push(a);
             }
         }
+        let plain_listeners = p.listen.as_ref().is_some_and(|l| !l.get_ref().is_empty());
+        let tls = self.tls(p, plain_listeners);
         let admin = p
             .admin
             .as_ref()
@@ -323,6 +325,7 @@ impl Validator<'_> {
             request_limits: self.request_limits(p),
             admin_access: self.admin_access(p),
             connections: self.connection_settings(p.connection_keys()),
+            tls,
         }
     }
 
