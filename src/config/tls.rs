@@ -51,12 +51,11 @@ impl Validator<'_> {
             .as_ref()
             .is_some_and(|l| !l.get_ref().is_empty());
         if !plain_listeners && !tls_listeners {
-            let span = p
-                .listen
-                .as_ref()
-                .or(p.listen_tls.as_ref())
-                .map_or(0..0, |l| l.span());
-            self.error_at(span, ConfigErrorKind::NoListener);
+            match p.listen.as_ref().or(p.listen_tls.as_ref()) {
+                Some(l) => self.error_at(l.span(), ConfigErrorKind::NoListener),
+                // Neither key is written: no line to point at.
+                None => self.error(0, ConfigErrorKind::NoListener),
+            }
         }
         if tls_listeners && p.certificate.is_empty() {
             let span = p.listen_tls.as_ref().map_or(0..0, |l| l.span());
