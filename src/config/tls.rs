@@ -71,15 +71,16 @@ impl Validator<'_> {
             match Certificate::load(&cert, &key, now) {
                 Ok(loaded) => certificates.push(loaded),
                 Err(e) => {
-                    // On the line of the file at fault.
+                    // On the line of the file at fault (a key that is not the certificate's:
+                    // the key's line).
+                    use crate::tls::CertificateError::*;
                     let span = match &e {
-                        crate::tls::CertificateError::Unreadable { file, .. }
-                        | crate::tls::CertificateError::NoKey { file, .. }
-                        | crate::tls::CertificateError::BadKey { file, .. }
+                        Unreadable { file, .. } | NoKey { file, .. } | BadKey { file, .. }
                             if *file == key =>
                         {
                             c.key.span()
                         }
+                        KeyMismatch { .. } => c.key.span(),
                         _ => c.cert.span(),
                     };
                     self.error_at(span, ConfigErrorKind::Certificate(e));
