@@ -8,6 +8,7 @@
 //! (`pingora::apps::HttpServerApp` for `ALPN::H2`): one session per stream, each served by
 //! `process_new_http` on a task of its own, GOAWAY on shutdown.
 
+use super::stream;
 use crate::config::connections::ConnectionSettings;
 use crate::metrics;
 use crate::proxy::ConsentGate;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 /// What an HTTP/2 client connection must start with (RFC 9113 3.4).
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -144,6 +146,8 @@ pub async fn serve(
     let mut shutdown = shutdown.clone();
     let mut shutting_down = false;
     let mut streams = JoinSet::new();
+    let mut idle_since = Instant::now();
+    let idle_deadline = |since: Instant| since + settings.keepalive_timeout;
     loop {
         let idle = streams.is_empty();
         let accepted = tokio::select! {
@@ -154,16 +158,30 @@ pub async fn serve(
                 continue;
             }
             // A stream finished: look at idleness again.
-            Some(_) = streams.join_next(), if !idle => continue,
-            _ = tokio::time::sleep(settings.keepalive_timeout), if idle && !shutting_down => {
+            Some(_) = streams.join_next(), if !idle => {
+                idle_since = Instant::now();
+                continue;
+            }
+            _ = tokio::time::sleep_until(idle_deadline(idle_since)), if idle && !shutting_down => {
                 metrics::CLIENT_TIMEOUTS.with_label_values(&["keepalive"]).inc();
                 return;
+            }
+            // Every slot is taken: an idle connection gives its slot up, as HTTP/1 ones do.
+            _ = stream::RECLAIM.notified(), if idle => {
+                if idle_since.elapsed() >= stream::RECLAIM_AFTER {
+                    metrics::CONNECTIONS_RECLAIMED
+                        .with_label_values(&["keepalive"])
+                        .inc();
+                    return;
+                }
+                continue;
             }
             // Polling accept is also what drives the connection's I/O for every stream.
             accepted = HttpSession::from_h2_conn(&mut conn, digest.clone()) => accepted,
         };
         match accepted {
             Ok(Some(H2Accept::Session(h2))) => {
+                idle_since = Instant::now();
                 let proxy = proxy.clone();
                 let shutdown = shutdown.clone();
                 let send_timeout = settings.send_timeout;
