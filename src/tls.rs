@@ -131,21 +131,6 @@ impl Certificate {
             .ok_or_else(|| no_cert("no CERTIFICATE block".into()))?;
         let (names, not_before, not_after) =
             leaf_facts(leaf).map_err(|e| no_cert(format!("not an X.509 certificate: {e}")))?;
-        let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| CertificateError::NoKey {
-            file: key_file.to_string(),
-            reason: e.to_string(),
-        })?;
-        let provider = rustls::crypto::ring::default_provider();
-        let certified = CertifiedKey::from_der(chain, key, &provider).map_err(|e| match e {
-            rustls::Error::InconsistentKeys(_) => CertificateError::KeyMismatch {
-                cert: cert_file.to_string(),
-                key: key_file.to_string(),
-            },
-            other => CertificateError::BadKey {
-                file: key_file.to_string(),
-                reason: other.to_string(),
-            },
-        })?;
         if now > not_after.0 || now < not_before.0 {
             return Err(CertificateError::NotValidNow {
                 file: cert_file.to_string(),
@@ -157,6 +142,23 @@ impl Certificate {
                 },
             });
         }
+        let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| CertificateError::NoKey {
+            file: key_file.to_string(),
+            reason: e.to_string(),
+        })?;
+        let provider = rustls::crypto::ring::default_provider();
+        let certified = CertifiedKey::from_der(chain, key, &provider).map_err(|e| match e {
+            rustls::Error::InconsistentKeys(_) => CertificateError::KeyMismatch {
+                cert: cert_file.to_string(),
+                key: key_file.to_string(),
+            },
+            // Comparing the keys parses the certificate as webpki does (X.509 v3 only).
+            rustls::Error::InvalidCertificate(e) => no_cert(format!("{e:?}")),
+            other => CertificateError::BadKey {
+                file: key_file.to_string(),
+                reason: other.to_string(),
+            },
+        })?;
         Ok(Certificate {
             cert_file: cert_file.to_string(),
             key_file: key_file.to_string(),

@@ -139,6 +139,62 @@ impl Pki {
     }
 }
 
+impl Pki {
+    /// A self-signed certificate for `old.test` that was valid for one day in January 2020
+    /// (`openssl ca` is what sets dates in the past).
+    fn expired(&self) -> (String, String) {
+        let dir = &self.dir.0;
+        std::fs::write(dir.join("index.txt"), "").unwrap();
+        std::fs::write(dir.join("serial"), "01\n").unwrap();
+        std::fs::write(
+            dir.join("ca.cnf"),
+            "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\nnew_certs_dir = .\nserial = serial\ndefault_md = sha256\npolicy = p\nx509_extensions = v3\n[p]\ncommonName = supplied\n[v3]\nsubjectAltName = DNS:old.test\n",
+        )
+        .unwrap();
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                "old.key",
+                "-out",
+                "old.csr",
+                "-subj",
+                "/CN=old.test",
+            ],
+        );
+        openssl(
+            dir,
+            &[
+                "ca",
+                "-batch",
+                "-config",
+                "ca.cnf",
+                "-selfsign",
+                "-keyfile",
+                "old.key",
+                "-in",
+                "old.csr",
+                "-startdate",
+                "20200101000000Z",
+                "-enddate",
+                "20200102000000Z",
+                "-out",
+                "old.pem",
+            ],
+        );
+        (
+            self.path("old.pem").display().to_string(),
+            self.path("old.key").display().to_string(),
+        )
+    }
+}
+
 /// `[proxy]` keys for a TLS listener on `port` with the given (cert, key) pairs.
 fn tls_keys(port: u16, certs: &[(String, String)], extra: &str) -> String {
     let mut s = format!("listen_tls = [\"127.0.0.1:{port}\"]\n{extra}\n");
@@ -660,4 +716,80 @@ fn h2c_prior_knowledge_when_enabled() {
     let resolve = format!("a.test:{}:127.0.0.1", p.addr.port());
     let r = curl(&["--http2-prior-knowledge", "--resolve", &resolve], &url);
     assert_ne!(r.version, "HTTP/2", "{}", r.trace);
+}
+
+#[test]
+fn check_refuses_an_expired_certificate_naming_it() {
+    let pki = Pki::new();
+    let old = pki.expired();
+    let good = pki.issue("a", "/CN=a.test", &["a.test"]);
+    let dir = TempDir::new("expired");
+    let config = dir.0.join("c.toml");
+    let text = format!(
+        "[proxy]\n{}{}",
+        tls_keys(free_port(), &[good, old.clone()], ""),
+        shop_site("127.0.0.1:1".parse().unwrap(), "")
+    );
+    std::fs::write(&config, &text).unwrap();
+    let (code, _, err) = run_cli(&["check", "--config", &config.display().to_string()]);
+    assert_eq!(code, 1, "{err}");
+    let line = text
+        .lines()
+        .position(|l| l == format!("cert = \"{}\"", old.0))
+        .unwrap()
+        + 1;
+    let want = format!(
+        "{}:{line}: certificate: the certificate in `{}` expired on Jan  2 00:00:00 2020",
+        config.display(),
+        old.0
+    );
+    assert!(err.contains(&want), "{err}");
+}
+
+#[test]
+fn http2_connections_that_stall_or_idle_are_closed() {
+    let o = hello_origin();
+    let p = Proxy::start_with(
+        &shop_site(o.addr, ""),
+        "h2c = true\nclient_header_timeout_ms = 1000\nkeepalive_timeout_ms = 1000",
+    );
+    // Reads until the server closes; panics past 15 s.
+    let closed_after = |mut s: TcpStream| {
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let start = Instant::now();
+        let mut buf = [0u8; 1024];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => return start.elapsed(),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    return start.elapsed()
+                }
+                Err(e) => panic!("not closed: {e}"),
+            }
+        }
+    };
+    // Half the preface, then nothing: closed at the header timeout.
+    let mut s = TcpStream::connect(p.addr).unwrap();
+    std::io::Write::write_all(&mut s, b"PRI * HTTP/2.0\r\n").unwrap();
+    assert!(closed_after(s) < Duration::from_secs(10));
+    p.expect_metric(
+        "consentgate_client_timeouts_total",
+        &[("phase", "header")],
+        1.0,
+    );
+    // The whole preface and an empty SETTINGS frame (RFC 9113 3.4, 6.5), then no stream:
+    // closed at the keep-alive timeout.
+    let mut s = TcpStream::connect(p.addr).unwrap();
+    std::io::Write::write_all(
+        &mut s,
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0",
+    )
+    .unwrap();
+    assert!(closed_after(s) < Duration::from_secs(10));
+    p.expect_metric(
+        "consentgate_client_timeouts_total",
+        &[("phase", "keepalive")],
+        1.0,
+    );
 }
