@@ -793,3 +793,38 @@ fn http2_connections_that_stall_or_idle_are_closed() {
         1.0,
     );
 }
+
+#[test]
+fn at_max_connections_stalled_handshakes_give_their_slots_to_a_normal_request() {
+    // Slowloris on TLS, scaled down: every slot held by a connection that never says hello.
+    let pki = Pki::new();
+    let a = pki.issue("a", "/CN=a.test", &["a.test"]);
+    let o = hello_origin();
+    let port = free_port();
+    let p = Proxy::start_with(
+        &shop_site(o.addr, ""),
+        &tls_keys(port, &[a], "max_connections = 3"),
+    );
+    wait_for_port(port);
+    let stalled: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let r = https(&pki, port, "a.test", "/normal", &[]);
+    assert_eq!(r.status, 200, "{}", r.trace);
+    // Reclaiming takes a stalled connection that is at least a second old (the header
+    // timeout is the default 60 s).
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        p.metric(
+            "consentgate_connections_reclaimed_total",
+            &[("phase", "header")]
+        ) >= 1.0
+    );
+    drop(stalled);
+}

@@ -33,6 +33,43 @@ const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// and pingora's default).
 const MAX_CONCURRENT_STREAMS: u32 = 128;
 
+/// How a wait before the first request ended early.
+enum Cut {
+    /// Past the header timeout.
+    Timeout,
+    /// Every slot was taken and this connection had waited a second or more (or the server
+    /// is shutting down): its slot goes to a new connection, as a stalled HTTP/1 header's does.
+    Reclaimed,
+}
+
+/// Waits for `work` (a handshake, a preface) within `timeout`, giving the slot up when asked
+/// to (see [`stream::RECLAIM`]). Counted as a header timeout or a reclaimed header.
+async fn before_first_request<T>(
+    work: impl std::future::Future<Output = T>,
+    timeout: Duration,
+) -> Result<T, Cut> {
+    let start = Instant::now();
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(work, deadline);
+    loop {
+        tokio::select! {
+            done = &mut work => return Ok(done),
+            _ = &mut deadline => {
+                metrics::CLIENT_TIMEOUTS.with_label_values(&["header"]).inc();
+                return Err(Cut::Timeout);
+            }
+            _ = stream::RECLAIM.notified() => {
+                if start.elapsed() >= stream::RECLAIM_AFTER
+                    || stream::SHUTTING_DOWN.load(std::sync::atomic::Ordering::Relaxed)
+                {
+                    metrics::CONNECTIONS_RECLAIMED.with_label_values(&["header"]).inc();
+                    return Err(Cut::Reclaimed);
+                }
+            }
+        }
+    }
+}
+
 /// The TLS handshake of an accepted connection, within `timeout` (a client that opens the
 /// connection and never finishes its handshake is dropped). `None`: the handshake failed.
 pub async fn tls_handshake(
@@ -48,7 +85,7 @@ pub async fn tls_handshake(
             return None;
         }
     };
-    match tokio::time::timeout(timeout, acceptor.tls_handshake(l4)).await {
+    match before_first_request(acceptor.tls_handshake(l4), timeout).await {
         Ok(Ok(tls)) => Some(Box::new(tls)),
         Ok(Err(e)) => {
             metrics::TLS_HANDSHAKE_FAILURES
@@ -57,12 +94,13 @@ pub async fn tls_handshake(
             tracing::debug!(error = %e, "TLS handshake failed");
             None
         }
-        Err(_) => {
+        Err(Cut::Timeout) => {
             metrics::TLS_HANDSHAKE_FAILURES
                 .with_label_values(&["timeout"])
                 .inc();
             None
         }
+        Err(Cut::Reclaimed) => None,
     }
 }
 
@@ -89,15 +127,9 @@ pub async fn starts_with_preface(stream: Stream, timeout: Duration) -> Option<(S
         }
         Ok::<_, std::io::Error>(())
     };
-    match tokio::time::timeout(timeout, read).await {
+    match before_first_request(read, timeout).await {
         Ok(Ok(())) if n > 0 => {}
-        Ok(_) => return None,
-        Err(_) => {
-            metrics::CLIENT_TIMEOUTS
-                .with_label_values(&["header"])
-                .inc();
-            return None;
-        }
+        _ => return None,
     }
     l4.rewind(&buf[..n]);
     let h2 = buf[..n] == H2_PREFACE[..];
@@ -130,18 +162,13 @@ pub async fn serve(
     });
     // The client preface and SETTINGS must come within the header timeout.
     let handshake = h2server::handshake(stream, Some(options(&settings)));
-    let mut conn = match tokio::time::timeout(settings.client_header_timeout, handshake).await {
+    let mut conn = match before_first_request(handshake, settings.client_header_timeout).await {
         Ok(Ok(conn)) => conn,
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "HTTP/2 handshake failed");
             return;
         }
-        Err(_) => {
-            metrics::CLIENT_TIMEOUTS
-                .with_label_values(&["header"])
-                .inc();
-            return;
-        }
+        Err(_) => return,
     };
     let mut shutdown = shutdown.clone();
     let mut shutting_down = false;
