@@ -20,15 +20,12 @@ use std::sync::Arc;
 
 /// One loaded `[[proxy.certificate]]`.
 pub struct Certificate {
-    /// The PEM files as configured (for messages).
+    /// The certificate's PEM file, as configured (for messages).
     pub cert_file: String,
-    pub key_file: String,
     /// The chain and the signing key, as rustls serves them.
     pub key: Arc<CertifiedKey>,
     /// The DNS names of the leaf's subjectAltName, lower case (`*.example.com` kept as is).
     pub names: Vec<String>,
-    /// The leaf's notAfter, seconds since the Unix epoch.
-    pub not_after: i64,
 }
 
 /// Why a certificate or its key cannot be used. Each names the file.
@@ -161,10 +158,8 @@ impl Certificate {
         })?;
         Ok(Certificate {
             cert_file: cert_file.to_string(),
-            key_file: key_file.to_string(),
             key: Arc::new(certified),
             names,
-            not_after: not_after.0,
         })
     }
 }

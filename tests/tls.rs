@@ -291,10 +291,11 @@ fn hello_origin() -> Origin {
 fn https_picks_the_certificate_by_sni_and_the_first_is_the_default() {
     let pki = Pki::new();
     let a = pki.issue("a", "/CN=a.test", &["a.test", "*.a.test"]);
-    let b = pki.issue("b", "/CN=b.test", &["b.test"]);
+    let wild_b = pki.issue("wild-b", "/CN=wildcard.b.test", &["*.b.test"]);
+    let b = pki.issue("b", "/CN=b.test", &["b.test", "www.b.test"]);
     let o = hello_origin();
     let port = free_port();
-    let p = Proxy::start_with(&shop_site(o.addr, ""), &tls_keys(port, &[a, b], ""));
+    let p = Proxy::start_with(&shop_site(o.addr, ""), &tls_keys(port, &[a, wild_b, b], ""));
     wait_for_port(port);
 
     let r = https(&pki, port, "a.test", "/x", &[]);
@@ -312,6 +313,13 @@ fn https_picks_the_certificate_by_sni_and_the_first_is_the_default() {
     let r = https(&pki, port, "www.a.test", "/", &[]);
     assert!(r.ok, "{}", r.trace);
     assert_eq!(r.subject(), "CN=a.test");
+    let r = https(&pki, port, "shop.b.test", "/", &[]);
+    assert!(r.ok, "{}", r.trace);
+    assert_eq!(r.subject(), "CN=wildcard.b.test");
+    // An exact name wins over a wildcard configured before it.
+    let r = https(&pki, port, "www.b.test", "/", &[]);
+    assert!(r.ok, "{}", r.trace);
+    assert_eq!(r.subject(), "CN=b.test");
 
     // An unknown name gets the first certificate (which then fails curl's name check).
     let r = https(&pki, port, "unknown.test", "/", &[]);
