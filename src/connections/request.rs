@@ -7,7 +7,7 @@
 //!
 //! An HTTP/2 request names its host in `:authority` (RFC 9113 8.3.1), which pingora puts in
 //! the request's URI; `Host` may be absent then, and pingora writes it from the authority for
-//! the HTTP/1.1 origin. Its cookies may come in several `cookie` fields (RFC 9113 8.2.3), which
+//! the HTTP/1.1 origin (pingora refuses a `Host` that differs from `:authority`). Its cookies may come in several `cookie` fields (RFC 9113 8.2.3), which
 //! are joined into one before the request is read or forwarded.
 
 use super::framing::{BodyFraming, FramingBuilder, FramingError, FramingField};
