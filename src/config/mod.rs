@@ -151,6 +151,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
         base: path.parent().map(Path::to_path_buf).unwrap_or_default(),
         errors: Vec::new(),
         read_error_lines: Vec::new(),
+        blanked_keys: Vec::new(),
         reading: false,
     };
     let Some(raw) = v.read_raw() else {
@@ -201,6 +202,9 @@ struct Validator<'a> {
     errors: Vec<ConfigError>,
     /// Lines whose key was reported while reading the TOML (and blanked or replaced).
     read_error_lines: Vec<usize>,
+    /// Names of the keys blanked out while reading (their error is reported already; an
+    /// optional one then reads as absent).
+    blanked_keys: Vec<String>,
     reading: bool,
 }
 
@@ -243,7 +247,9 @@ impl Validator<'_> {
                 _ => Vec::new(),
             };
             let first = ranges.first()?.clone();
-            blanked.push((recover::key_name(&text[first.clone()]), first));
+            let key = recover::key_name(&text[first.clone()]);
+            self.blanked_keys.push(key.clone());
+            blanked.push((key, first));
             text = recover::blank(&text, &ranges);
         }
         None

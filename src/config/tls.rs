@@ -50,7 +50,10 @@ impl Validator<'_> {
             .listen_tls
             .as_ref()
             .is_some_and(|l| !l.get_ref().is_empty());
-        if !plain_listeners && !tls_listeners {
+        // A listener list with a wrong value was blanked out and reported on its own line.
+        let blanked = |key: &str| self.blanked_keys.iter().any(|k| k == key);
+        let reported = blanked("listen") || blanked("listen_tls");
+        if !plain_listeners && !tls_listeners && !reported {
             match p.listen.as_ref().or(p.listen_tls.as_ref()) {
                 Some(l) => self.error_at(l.span(), ConfigErrorKind::NoListener),
                 // Neither key is written: no line to point at.
@@ -120,6 +123,22 @@ mod tests {
         assert!(e[0].starts_with("t.toml:2: no listener"), "{e:?}");
         let e = errs("[proxy]\nthreads = 1\n");
         assert!(e[0].starts_with("t.toml: no listener"), "{e:?}");
+    }
+
+    #[test]
+    fn a_listener_list_with_a_wrong_value_is_reported_once() {
+        let e = errs("[proxy]\nlisten = [\"127.0.0.1:1\", 5]\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("t.toml:2: this value is integer `5`"),
+            "{e:?}"
+        );
+        let e = errs("[proxy]\nlisten_tls = [5]\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("t.toml:2: this value is integer `5`"),
+            "{e:?}"
+        );
     }
 
     #[test]
