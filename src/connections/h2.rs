@@ -147,7 +147,8 @@ fn options(settings: &ConnectionSettings) -> h2server::H2Options {
 }
 
 /// Serves one HTTP/2 connection until the client closes it, it stays idle past the keep-alive
-/// timeout, or the server shuts down (GOAWAY, then the streams in flight finish).
+/// timeout, or the server shuts down (GOAWAY, then the streams in flight finish). The client's
+/// preface must come within `settings.client_header_timeout` (what is left of it).
 pub async fn serve(
     proxy: &Arc<HttpProxy<ConsentGate>>,
     stream: Stream,

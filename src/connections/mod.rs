@@ -123,6 +123,9 @@ impl ServerApp for GuardedProxy {
             let rt = self.runtime.load();
             (rt.proxy.connections, rt.proxy.tls.h2c)
         };
+        // The first request header's deadline counts from the accept (as nginx's does), the
+        // TLS handshake and the h2c preface included.
+        let accepted = tokio::time::Instant::now();
         let h2 = match &self.tls {
             Some(acceptor) => {
                 let tls =
@@ -133,8 +136,15 @@ impl ServerApp for GuardedProxy {
             None if h2c => h2::starts_with_preface(stream, settings.client_header_timeout).await?,
             None => (stream, false),
         };
+        let first_header_timeout = settings
+            .client_header_timeout
+            .saturating_sub(accepted.elapsed());
         let stream = match h2 {
             (stream, true) => {
+                let settings = ConnectionSettings {
+                    client_header_timeout: first_header_timeout,
+                    ..settings
+                };
                 h2::serve(&self.proxy, stream, settings, shutdown).await;
                 return None;
             }
@@ -143,7 +153,7 @@ impl ServerApp for GuardedProxy {
         let mut guarded = Box::new(GuardedStream::new(
             stream,
             Tracker::new(head_limits(&settings)),
-            settings.client_header_timeout,
+            first_header_timeout,
         ));
         let mut persistent: Option<HttpPersistentSettings> = None;
         loop {
