@@ -4,7 +4,7 @@
 //! the options set here), so its bytes do not go through the HTTP/1 [`super::GuardedStream`];
 //! what the guard adds is the same as for HTTP/1: deadlines on a connection that sends
 //! nothing (the TLS handshake, the HTTP/2 preface, an idle connection), and the connection's
-//! slot, held until its last stream is done. The accept loop follows pingora's own
+//! slot, held until the connection closes. The accept loop follows pingora's own
 //! (`pingora::apps::HttpServerApp` for `ALPN::H2`): one session per stream, each served by
 //! `process_new_http` on a task of its own, GOAWAY on shutdown.
 
@@ -30,7 +30,7 @@ use tokio::time::Instant;
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Streams one HTTP/2 connection may have open at once (nginx's `http2_max_concurrent_streams`
-/// and pingora's default).
+/// default; pingora's is 100).
 const MAX_CONCURRENT_STREAMS: u32 = 128;
 
 /// How a wait before the first request ended early.
