@@ -8,7 +8,8 @@
 //! - [`connections`]: what one client connection may cost (timeouts, header limits, a cap on
 //!   connections) and the RFC 9112 request checks
 //! - [`tls`]: the certificates of the TLS listeners and the SNI resolver
-//! - [`metrics`]: every metric name; [`admin`]: the admin listener
+//! - [`metrics`]: every metric name; [`admin`]: the admin listener; [`reload`]: configuration
+//!   reloads, built off the async workers and swapped in whole
 //! - [`explain`]: the dry-run decision for one request; [`demo`]: the built-in example origin
 
 pub mod admin;
@@ -22,6 +23,7 @@ pub mod explain;
 pub mod html;
 pub mod metrics;
 pub mod proxy;
+pub mod reload;
 pub mod runtime;
 pub mod server;
 pub mod tls;

@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use consentgate::runtime::Runtime;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[global_allocator]
@@ -103,17 +103,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Check { config } => match consentgate::config::load(&config) {
-            Ok(c) => {
-                println!("{}: ok ({} sites)", config.display(), c.sites.len());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::FAILURE
-            }
-        },
+    let done = match cli.command {
+        Command::Check { config } => check(&config),
         Command::Explain {
             config,
             host,
@@ -124,13 +115,6 @@ fn main() -> ExitCode {
             referer,
             dest,
         } => {
-            let rt = match Runtime::load(&config) {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::FAILURE;
-                }
-            };
             let req = consentgate::explain::ExplainRequest {
                 host: host.as_deref(),
                 cookies: &cookie,
@@ -140,77 +124,76 @@ fn main() -> ExitCode {
                 referer: referer.as_deref(),
                 dest: dest.as_deref(),
             };
-            match consentgate::explain::explain(&rt, &req) {
-                Ok(v) => {
-                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("{e}");
-                    ExitCode::FAILURE
-                }
-            }
+            explain(&config, &req)
         }
         Command::Run {
             config,
             upgrade,
             upgrade_sock,
-        } => {
-            consentgate::server::init_logging();
-            let rt = match Runtime::load(&config) {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let opts = consentgate::server::RunOptions {
+        } => run(
+            &config,
+            consentgate::server::RunOptions {
                 upgrade,
                 upgrade_sock: Some(upgrade_sock),
-            };
-            consentgate::server::run(rt, opts, Vec::new())
-        }
+            },
+        ),
         Command::Demo {
             listen,
             admin,
             origin,
-        } => {
-            consentgate::server::init_logging();
-            let lists = match consentgate::demo::write_lists() {
-                Ok(dir) => dir,
-                Err(e) => {
-                    eprintln!("cannot write the demo's blocklists to the temp folder: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let text = consentgate::demo::config_text(&listen, &admin, &origin, &lists);
-            let config = match consentgate::config::parse(&text, "demo.toml".as_ref()) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let rt = match Runtime::build(config) {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let mut origin_svc = pingora::services::listening::Service::new(
-                "demo origin".to_string(),
-                consentgate::demo::DemoOrigin::default(),
-            );
-            origin_svc.add_tcp(&origin);
-            print_demo_help(&listen, &admin, &origin);
-            consentgate::server::run(
-                rt,
-                consentgate::server::RunOptions::default(),
-                vec![Box::new(origin_svc)],
-            )
+        } => demo(&listen, &admin, &origin),
+    };
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
         }
     }
+}
+
+/// `check`: every problem as FILE:LINE: ..., or a one-line summary.
+fn check(config: &Path) -> Result<(), String> {
+    let c = consentgate::config::load(config).map_err(|e| e.to_string())?;
+    println!("{}: ok ({} sites)", config.display(), c.sites.len());
+    Ok(())
+}
+
+/// `explain`: the decision for one request, as pretty JSON on stdout.
+fn explain(config: &Path, req: &consentgate::explain::ExplainRequest<'_>) -> Result<(), String> {
+    let rt = Runtime::load(config).map_err(|e| e.to_string())?;
+    let v = consentgate::explain::explain(&rt, req)?;
+    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    Ok(())
+}
+
+/// `run`: serves until stopped; returns only when the configuration does not load.
+fn run(config: &Path, opts: consentgate::server::RunOptions) -> Result<(), String> {
+    consentgate::server::init_logging();
+    let rt = Runtime::load(config).map_err(|e| e.to_string())?;
+    consentgate::server::run(rt, opts, Vec::new())
+}
+
+/// `demo`: the example configuration and origin, in this process.
+fn demo(listen: &str, admin: &str, origin: &str) -> Result<(), String> {
+    consentgate::server::init_logging();
+    let lists = consentgate::demo::write_lists()
+        .map_err(|e| format!("cannot write the demo's blocklists to the temp folder: {e}"))?;
+    let text = consentgate::demo::config_text(listen, admin, origin, &lists);
+    let config =
+        consentgate::config::parse(&text, "demo.toml".as_ref()).map_err(|e| e.to_string())?;
+    let rt = Runtime::build(config).map_err(|e| e.to_string())?;
+    let mut origin_svc = pingora::services::listening::Service::new(
+        "demo origin".to_string(),
+        consentgate::demo::DemoOrigin::default(),
+    );
+    origin_svc.add_tcp(origin);
+    print_demo_help(listen, admin, origin);
+    consentgate::server::run(
+        rt,
+        consentgate::server::RunOptions::default(),
+        vec![Box::new(origin_svc)],
+    )
 }
 
 fn print_demo_help(listen: &str, admin: &str, origin: &str) {

@@ -213,42 +213,6 @@ fn strip_port(host: &str) -> &str {
     }
 }
 
-/// Re-reads the configuration file and swaps it in whole, or keeps the current one and says why.
-/// Listen addresses, the admin address and threads are fixed at start; a change to them is
-/// reported as needing a restart (or a graceful upgrade) and the rest is applied.
-pub fn reload(current: &arc_swap::ArcSwap<Runtime>) -> Result<String, String> {
-    let old = current.load();
-    let result = Runtime::load(&old.config_path);
-    match result {
-        Ok(new) => {
-            let mut note = String::new();
-            if new.proxy.listen != old.proxy.listen
-                || new.proxy.admin != old.proxy.admin
-                || new.proxy.threads != old.proxy.threads
-                || new.proxy.connections.max_connections != old.proxy.connections.max_connections
-            {
-                note = "; listen/admin/threads/max_connections changes take effect after a restart"
-                    .to_string();
-            }
-            let sites = new.sites.len();
-            current.store(Arc::new(new));
-            // Unknown-cookie labels admitted under the old configuration go with it.
-            crate::metrics::reset_unknown_cookie_labels();
-            crate::metrics::RELOADS.with_label_values(&["ok"]).inc();
-            tracing::info!(path = %old.config_path.display(), sites, "configuration reloaded");
-            Ok(format!(
-                "reloaded {} ({sites} sites){note}",
-                old.config_path.display()
-            ))
-        }
-        Err(e) => {
-            crate::metrics::RELOADS.with_label_values(&["error"]).inc();
-            tracing::error!(error = %e, "configuration reload failed; keeping the current one");
-            Err(e)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

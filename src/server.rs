@@ -4,7 +4,7 @@
 use crate::admin::AdminApp;
 use crate::connections::{connections_that_fit, GuardedProxy, WaitForSlot};
 use crate::proxy::ConsentGate;
-use crate::runtime::{reload, Runtime};
+use crate::runtime::Runtime;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::listeners::tls::Acceptor;
@@ -95,6 +95,8 @@ pub fn run(
         server.add_service(proxy);
     }
 
+    // pingora gives every service a runtime of its own: the admin listener runs on one thread,
+    // the SIGHUP task on another, neither of them a proxy worker.
     if let Some(addr) = &proxy_conf.admin {
         let mut admin = Service::new(
             "consentgate admin".to_string(),
@@ -125,7 +127,8 @@ pub fn run(
     server.run_forever()
 }
 
-/// Reloads the configuration on SIGHUP.
+/// Reloads the configuration on SIGHUP. The task only waits: the work runs on a reload thread
+/// ([`crate::reload`]).
 struct SighupReload {
     runtime: Arc<ArcSwap<Runtime>>,
 }
@@ -140,7 +143,8 @@ impl BackgroundService for SighupReload {
         };
         loop {
             tokio::select! {
-                _ = hup.recv() => { let _ = reload(&self.runtime); }
+                // The outcome is logged and counted by `reload`; no one to answer here.
+                _ = hup.recv() => { let _ = crate::reload::reload(&self.runtime).await; }
                 _ = shutdown.changed() => return,
             }
         }

@@ -4,7 +4,8 @@
 
 pub mod access;
 
-use crate::runtime::{reload, Runtime};
+use crate::reload::{reload, ReloadError};
+use crate::runtime::Runtime;
 use access::AdminRequest;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -82,13 +83,25 @@ impl ServeHttp for AdminApp {
                     serde_json::to_vec_pretty(&body).unwrap_or_default(),
                 )
             }
-            (_, "POST", "/reload") => match reload(&self.runtime) {
+            (_, "POST", "/reload") => match reload(&self.runtime).await {
                 Ok(msg) => reply(StatusCode::OK, "text/plain", format!("{msg}\n")),
-                Err(e) => reply(
+                Err(ReloadError::Refused(e)) => reply(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "text/plain",
                     format!("reload refused, the previous configuration stays in force:\n{e}\n"),
                 ),
+                Err(busy @ ReloadError::Busy) => {
+                    let mut r = reply(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "text/plain",
+                        format!("{busy}; nothing changed, try again later\n"),
+                    );
+                    r.headers_mut().insert(
+                        http::header::RETRY_AFTER,
+                        http::HeaderValue::from_static("5"),
+                    );
+                    r
+                }
             },
             (_, _, "/metrics" | "/healthz" | "/status" | "/reload") => {
                 let allow = if path == "/reload" {
@@ -211,25 +224,13 @@ pub fn status_json(rt: &Runtime) -> serde_json::Value {
     })
 }
 
-/// UTC `YYYY-MM-DDTHH:MM:SSZ` from Unix seconds (Howard Hinnant's days-to-civil algorithm).
+/// UTC `YYYY-MM-DDTHH:MM:SSZ` from Unix seconds.
 fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    i64::try_from(secs)
+        .ok()
+        .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 #[cfg(test)]
@@ -237,6 +238,9 @@ mod tests {
     #[test]
     fn rfc3339_dates() {
         assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        // Expected values from GNU `date -u -d @SECS +%Y-%m-%dT%H:%M:%SZ`.
         assert_eq!(super::rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
+        assert_eq!(super::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(super::rfc3339(4_102_444_799), "2099-12-31T23:59:59Z");
     }
 }
