@@ -3,15 +3,17 @@
 //! Run: cargo bench --bench cookies
 
 use consentgate::decide::{judge_set_cookie, plan_request};
-use consentgate::runtime::Runtime;
+use consentgate::policy::SitePolicy;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 
 const CONFIG: &str = include_str!("../conf/example.toml");
 
 fn bench(c: &mut Criterion) {
-    let rt =
-        Runtime::build(consentgate::config::parse(CONFIG, "bench.toml".as_ref()).unwrap()).unwrap();
-    let site = &rt.sites[0];
+    // The policy alone: no runtime, no load balancer.
+    let mut config = consentgate::config::parse(CONFIG, "bench.toml".as_ref()).unwrap();
+    let gauge = prometheus::IntGauge::new("bench_expiry_cache_bytes", "unused").unwrap();
+    let site =
+        &SitePolicy::build(config.sites.remove(0), config.proxy.request_limits, gauge).unwrap();
     let typical: &[u8] = b"consent=analytics; SESSIONID=abc123; _ga=GA1.2.111.222; _ga_XYZ=GS1.1.1; _gid=GA1.2.3; _fbp=fb.1.123.456; _gcl_au=1.1.1; AWSALB=xyz";
     c.bench_function("plan_request typical 8-cookie header", |b| {
         b.iter(|| plan_request(site, [black_box(typical)], false, false))

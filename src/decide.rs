@@ -1,11 +1,23 @@
-//! The decisions for one request, shared by the proxy and `consentgate explain` so a dry run
-//! shows exactly what serving would do. Pure: headers in, a plan out.
+//! The decisions for one request and its response, shared by the proxy and `consentgate
+//! explain` so a dry run shows exactly what serving would do. Pure: a [`SitePolicy`] and
+//! headers in, a plan out ([`RequestPlan`], [`ResponsePlan`]); the proxy only applies plans and
+//! counts.
+
+mod response;
+#[cfg(test)]
+mod tests;
+
+pub use response::{
+    plan_response, HtmlPlan, HtmlRewrite, ResponseHead, ResponsePlan, RewriteSkip,
+    SetCookieDecision,
+};
 
 use crate::consent::{read_consent, Category, ConsentState};
 use crate::cookies::gate::{expiry_lines, request_action, set_cookie_name, RequestAction, Verdict};
 use crate::cookies::header::CookieJar;
-use crate::metrics::{self, category_index};
-use crate::runtime::Site;
+use crate::labels::CategoryLabel;
+use crate::metrics;
+use crate::policy::SitePolicy;
 
 /// What the proxy will do with the request's cookies.
 #[derive(Debug, Default)]
@@ -17,8 +29,8 @@ pub struct RequestPlan {
     /// Cookies to delete in the browser (their category lacks consent), deduplicated, at most
     /// `max_expiry_lines` lines' worth.
     pub expire: Vec<(String, Category)>,
-    /// Request cookies withheld from the origin, per category index (4 = unknown).
-    pub stripped: [u32; 5],
+    /// Request cookies withheld from the origin, per category.
+    pub stripped: [u32; CategoryLabel::COUNT],
     /// Unclassified cookie names seen (for the metric; empty on the common path). Names that
     /// cannot become a label are kept as the empty string, not copied.
     pub unknown_names: Vec<String>,
@@ -47,15 +59,15 @@ pub struct CookieReport {
 /// itself, if it comes after the limit, is not read either: no consent (fail closed). Real
 /// browsers hold far fewer cookies per site than the default limit.
 pub fn plan_request<'a>(
-    site: &Site,
+    policy: &SitePolicy,
     cookie_lines: impl IntoIterator<Item = &'a [u8]>,
     gpc: bool,
     detail: bool,
 ) -> (RequestPlan, Vec<CookieReport>) {
-    let limits = site.limits;
+    let limits = policy.limits;
     let jar = CookieJar::from_headers_limited(cookie_lines, limits.max_request_cookies);
-    let consent = read_consent(&site.readers, &jar, gpc, site.gpc, detail);
-    let gate = site.gate();
+    let consent = read_consent(&policy.readers, &jar, gpc, policy.gpc, detail);
+    let gate = policy.gate();
     let mut plan = RequestPlan {
         cookies_over_limit: u32::try_from(jar.overflow()).unwrap_or(u32::MAX),
         ..RequestPlan::default()
@@ -81,11 +93,11 @@ pub fn plan_request<'a>(
             RequestAction::Forward => kept.push(c.pair),
             RequestAction::Strip | RequestAction::Expire => {
                 changed = true;
-                plan.stripped[category_index(verdict.category)] += 1;
+                plan.stripped[CategoryLabel::from(verdict.category)] += 1;
                 if let (RequestAction::Expire, Some(cat)) = (action, verdict.category) {
                     // A name no browser can hold gets no expiry line (and is not counted as
                     // expired); a repeated name is expired once.
-                    let lines = site.expiry_line_count(name);
+                    let lines = policy.expiry_line_count(name);
                     if lines > 0 && expiring.insert(name) {
                         if expiry_lines + lines <= limits.max_expiry_lines {
                             expiry_lines += lines;
@@ -146,29 +158,75 @@ impl<'a> SeenNames<'a> {
 /// The cookie name of a `Set-Cookie` line and the verdict on it. A name that is not UTF-8 reads
 /// as empty, which no rule matches: it is unknown.
 pub fn judge_set_cookie<'l>(
-    site: &Site,
+    policy: &SitePolicy,
     consent: &ConsentState,
     line: &'l [u8],
 ) -> (&'l str, Verdict) {
     let name = std::str::from_utf8(set_cookie_name(line)).unwrap_or("");
-    (name, site.gate().verdict(name, consent))
+    (name, policy.gate().verdict(name, consent))
 }
 
 /// The `Set-Cookie` lines that delete the plan's withdrawn cookies.
-pub fn expiry_set_cookies(site: &Site, plan: &RequestPlan) -> Vec<String> {
+pub fn expiry_set_cookies(policy: &SitePolicy, plan: &RequestPlan) -> Vec<String> {
     plan.expire
         .iter()
-        .flat_map(|(name, _)| expiry_lines(name, &site.cookie_paths, &site.cookie_domains))
+        .flat_map(|(name, _)| expiry_lines(name, &policy.cookie_paths, &policy.cookie_domains))
         .collect()
+}
+
+/// Where a request goes, as its client addressed it: derived once here for the tracker check,
+/// the HTML rewriter's base URL and `explain`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestTarget<'a> {
+    /// `http` or `https` (from `X-Forwarded-Proto` when a TLS terminator sits in front).
+    pub scheme: &'a str,
+    /// The `Host` header, else the host of an absolute-form request target; `None` without
+    /// either (an HTTP/1.0 request may name none).
+    pub host: Option<&'a str>,
+    /// Path and query, as sent.
+    pub path_and_query: &'a str,
+}
+
+impl<'a> RequestTarget<'a> {
+    /// The target of a request received by the proxy.
+    pub fn from_request(headers: &'a http::HeaderMap, uri: &'a http::Uri) -> RequestTarget<'a> {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        RequestTarget {
+            scheme: header("x-forwarded-proto").unwrap_or("http"),
+            host: header("host").or_else(|| uri.host()),
+            path_and_query: uri.path_and_query().map_or("/", |p| p.as_str()),
+        }
+    }
+
+    /// The target of an absolute URL (`explain --url`); `https` when it names no scheme.
+    pub fn from_url(uri: &'a http::Uri) -> RequestTarget<'a> {
+        RequestTarget {
+            scheme: uri.scheme_str().unwrap_or("https"),
+            host: uri.authority().map(|a| a.as_str()),
+            path_and_query: uri.path_and_query().map_or("/", |p| p.as_str()),
+        }
+    }
+
+    /// `scheme://host/path?query` as the blocklists see it (an absent host stays empty: no
+    /// host rule can match a host the request did not name).
+    pub fn url(&self) -> String {
+        self.url_with(self.host.unwrap_or(""), self.path_and_query)
+    }
+
+    /// The page's URL for resolving the relative URLs in its HTML (which needs some host:
+    /// `localhost` when the request named none).
+    pub fn page_url(&self) -> String {
+        self.url_with(self.host.unwrap_or("localhost"), self.path_and_query)
+    }
+
+    fn url_with(&self, host: &str, path_and_query: &str) -> String {
+        format!("{}://{host}{path_and_query}", self.scheme)
+    }
 }
 
 /// The request as a tracker blocklist sees it.
 pub struct TrackerRequest<'a> {
-    /// `http` or `https` (from `X-Forwarded-Proto` when a TLS terminator sits in front).
-    pub scheme: &'a str,
-    pub host: &'a str,
-    /// Path and query, as sent.
-    pub path_and_query: &'a str,
+    pub target: RequestTarget<'a>,
     pub referer: Option<&'a str>,
     pub sec_fetch_dest: Option<&'a str>,
     pub accept: Option<&'a str>,
@@ -177,28 +235,30 @@ pub struct TrackerRequest<'a> {
 /// Checks a request against the site's blocklists for the categories without consent.
 /// Returns the match and the inferred request type; `None` when allowed (or nothing to check).
 pub fn check_tracker(
-    site: &Site,
+    policy: &SitePolicy,
     consent: &ConsentState,
     req: &TrackerRequest<'_>,
 ) -> Option<(crate::trackers::BlockMatch, crate::trackers::RequestKind)> {
-    if !site.blocklists.needed(consent.grants) {
+    if !policy.blocklists.needed(consent.grants) {
         return None;
     }
-    let url = format!("{}://{}{}", req.scheme, req.host, req.path_and_query);
+    let target = &req.target;
+    let url = target.url();
     // The path as sent and as the origin's router may read it (decoded, dot segments
     // resolved, ...): a match on any form blocks, so an encoded variant cannot slip through.
-    let forms = crate::trackers::normalize::router_forms(req.path_and_query);
+    let forms = crate::trackers::normalize::router_forms(target.path_and_query);
     // The type from the most normalised form (a `.js` written `.j%73` is still a script).
-    let typed_path = forms.last().map_or(req.path_and_query, String::as_str);
+    let typed_path = forms.last().map_or(target.path_and_query, String::as_str);
     let kind = crate::trackers::infer_kind(req.sec_fetch_dest, req.accept, typed_path);
     // Without a Referer the request is taken as first-party (its own page).
     let source = req.referer.unwrap_or(&url);
-    if let Some(m) = site.blocklists.check(&url, source, kind, consent.grants) {
+    if let Some(m) = policy.blocklists.check(&url, source, kind, consent.grants) {
         return Some((m, kind));
     }
     forms.iter().find_map(|form| {
-        let url = format!("{}://{}{}", req.scheme, req.host, form);
-        site.blocklists
+        let url = target.url_with(target.host.unwrap_or(""), form);
+        policy
+            .blocklists
             .check(&url, source, kind, consent.grants)
             .map(|m| (m, kind))
     })

@@ -2,11 +2,43 @@
 //! the proxy runs ([`crate::decide`]).
 
 use crate::config::Mode;
+use crate::consent::ConsentState;
 use crate::decide::{
-    check_tracker, expiry_set_cookies, judge_set_cookie, plan_request, TrackerRequest,
+    check_tracker, expiry_set_cookies, judge_set_cookie, plan_request, plan_response, HtmlPlan,
+    RequestPlan, RequestTarget, ResponseHead, TrackerRequest,
 };
-use crate::runtime::Runtime;
+use crate::policy::SitePolicy;
+use crate::runtime::{Runtime, Site};
 use serde_json::{json, Value};
+
+/// The origin's response to plan for (`explain --status/--content-type/...`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExplainResponse<'a> {
+    pub status: u16,
+    pub content_type: Option<&'a str>,
+    pub content_encoding: Option<&'a str>,
+    pub cache_control: Option<&'a str>,
+}
+
+impl ExplainResponse<'_> {
+    /// The header map an origin would have sent.
+    pub fn headers(&self) -> Result<http::HeaderMap, String> {
+        use http::header::{CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE};
+        let mut map = http::HeaderMap::new();
+        for (name, value) in [
+            (CONTENT_TYPE, self.content_type),
+            (CONTENT_ENCODING, self.content_encoding),
+            (CACHE_CONTROL, self.cache_control),
+        ] {
+            if let Some(v) = value {
+                let v = http::HeaderValue::from_str(v)
+                    .map_err(|_| format!("{name} `{v}` is not a valid header value"))?;
+                map.insert(name, v);
+            }
+        }
+        Ok(map)
+    }
+}
 
 /// One request to explain.
 pub struct ExplainRequest<'a> {
@@ -23,29 +55,75 @@ pub struct ExplainRequest<'a> {
     pub dest: Option<&'a str>,
 }
 
+/// The decision for one request, without a response plan.
 pub fn explain(rt: &Runtime, req: &ExplainRequest<'_>) -> Result<Value, String> {
-    let host = req.host.map(str::to_string).or_else(|| {
-        req.url
-            .and_then(|u| u.parse::<http::Uri>().ok())
-            .and_then(|u| u.host().map(str::to_string))
-    });
-    let site = rt
-        .site_for_host(host.as_deref().map(str::as_bytes))
-        .ok_or_else(|| {
-            format!(
-                "no site matches host {:?}; add it to a site's `hosts` or add a site with hosts = [\"*\"]",
-                host.unwrap_or_default()
-            )
-        })?;
+    explain_with_response(rt, req, None)
+}
+
+/// The decision for one request and, when `response` is given (its `Set-Cookie` lines are
+/// `req.set_cookies`), the plan for that response under the `"response"` key.
+pub fn explain_with_response(
+    rt: &Runtime,
+    req: &ExplainRequest<'_>,
+    response: Option<&ExplainResponse<'_>>,
+) -> Result<Value, String> {
+    let site = site_for(rt, req)?;
+    let policy = &site.policy;
     let (plan, reports) = plan_request(
-        site,
+        policy,
         req.cookies.iter().map(|c| c.as_bytes()),
         req.gpc,
         true,
     );
     let consent = &plan.consent;
-    let enforce = site.mode == Mode::Enforce;
-    let sources: Vec<Value> = consent
+    let upstream_cookie = match &plan.upstream_cookie {
+        None => Value::Null,
+        Some(v) => Value::String(String::from_utf8_lossy(v).into_owned()),
+    };
+    let mut out = json!({
+        "url": explain_url(policy, consent, req)?,
+        "site": site.name,
+        "mode": policy.mode.as_str(),
+        "applied": policy.mode == Mode::Enforce,
+        "gpc": consent.gpc,
+        "categories": consent.grants,
+        "consent_state": consent.label(),
+        "sources": explain_sources(consent),
+        "set_cookie": explain_set_cookies(policy, consent, req.set_cookies),
+        "request_cookies": reports,
+        "upstream_cookie_header": upstream_cookie,
+        "expire_set_cookie": expiry_set_cookies(policy, &plan),
+    });
+    if let Some(response) = response {
+        let headers = response.headers()?;
+        let head = ResponseHead {
+            status: response.status,
+            headers: &headers,
+        };
+        out["response"] = explain_response(policy, &plan, &head, req.set_cookies);
+    }
+    Ok(out)
+}
+
+/// The site for the request's Host (or its URL's host).
+fn site_for<'r>(rt: &'r Runtime, req: &ExplainRequest<'_>) -> Result<&'r Site, String> {
+    let host = req.host.map(str::to_string).or_else(|| {
+        req.url
+            .and_then(|u| u.parse::<http::Uri>().ok())
+            .and_then(|u| u.host().map(str::to_string))
+    });
+    rt.site_for_host(host.as_deref().map(str::as_bytes))
+        .map(|s| &**s)
+        .ok_or_else(|| {
+            format!(
+                "no site matches host {:?}; add it to a site's `hosts` or add a site with hosts = [\"*\"]",
+                host.unwrap_or_default()
+            )
+        })
+}
+
+fn explain_sources(consent: &ConsentState) -> Vec<Value> {
+    consent
         .sources
         .iter()
         .map(|s| {
@@ -60,74 +138,106 @@ pub fn explain(rt: &Runtime, req: &ExplainRequest<'_>) -> Result<Value, String> 
                 "details": s.details,
             })
         })
-        .collect();
-    let set_cookie: Vec<Value> = req
-        .set_cookies
+        .collect()
+}
+
+fn explain_set_cookies(policy: &SitePolicy, consent: &ConsentState, lines: &[String]) -> Value {
+    lines
         .iter()
         .map(|line| {
-            let (name, v) = judge_set_cookie(site, consent, line.as_bytes());
+            let (name, v) = judge_set_cookie(policy, consent, line.as_bytes());
             json!({
                 "name": name,
                 "category": v.category_label(),
                 "origin": v.origin,
-                "action": if v.allowed || site.mode == Mode::Off { "keep" } else { "strip" },
+                "action": if v.allowed || policy.mode == Mode::Off { "keep" } else { "strip" },
+            })
+        })
+        .collect()
+}
+
+/// Whether the blocklists block `--url` (`null` without one).
+fn explain_url(
+    policy: &SitePolicy,
+    consent: &ConsentState,
+    req: &ExplainRequest<'_>,
+) -> Result<Value, String> {
+    let Some(u) = req.url else {
+        return Ok(Value::Null);
+    };
+    let uri: http::Uri = u
+        .parse()
+        .map_err(|e| format!("--url `{u}` is not a URL: {e}"))?;
+    let treq = TrackerRequest {
+        target: RequestTarget::from_url(&uri),
+        referer: req.referer,
+        sec_fetch_dest: req.dest,
+        accept: None,
+    };
+    let kind = crate::trackers::infer_kind(req.dest, None, treq.target.path_and_query);
+    Ok(match check_tracker(policy, consent, &treq) {
+        Some((m, kind)) => json!({
+            "url": u,
+            "kind": kind,
+            "blocked": policy.mode == Mode::Enforce,
+            "would_block": true,
+            "category": m.category,
+            "list": m.list,
+            "rule": m.rule,
+        }),
+        None => json!({
+            "url": u,
+            "kind": kind,
+            "blocked": false,
+            "would_block": false,
+            "category": null,
+            "list": null,
+            "rule": null,
+        }),
+    })
+}
+
+/// The response plan, as the proxy would apply it.
+fn explain_response(
+    policy: &SitePolicy,
+    plan: &RequestPlan,
+    head: &ResponseHead<'_>,
+    set_cookies: &[String],
+) -> Value {
+    let lines = set_cookies.iter().map(|l| l.as_bytes());
+    let rp = plan_response(policy, plan, head, lines);
+    let set_cookie: Vec<Value> = rp
+        .set_cookies
+        .iter()
+        .map(|d| {
+            json!({
+                "name": d.name,
+                "category": crate::labels::CategoryLabel::from(d.category),
+                "action": d.action,
             })
         })
         .collect();
-    let upstream_cookie = match &plan.upstream_cookie {
-        None => Value::Null,
-        Some(v) => Value::String(String::from_utf8_lossy(v).into_owned()),
+    let expiry: Vec<String> = rp
+        .expiry_lines
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect();
+    let html = match &rp.html {
+        HtmlPlan::Rewrite(r) => json!({
+            "rewrite": true,
+            "charset": r.charset.name(),
+            "encoding": r.coding.as_str(),
+        }),
+        HtmlPlan::Skip(reason) => json!({ "rewrite": false, "reason": reason.as_str() }),
     };
-    let url = match req.url {
-        None => Value::Null,
-        Some(u) => {
-            let uri: http::Uri = u
-                .parse()
-                .map_err(|e| format!("--url `{u}` is not a URL: {e}"))?;
-            let host = uri.authority().map_or("", |a| a.as_str());
-            let treq = TrackerRequest {
-                scheme: uri.scheme_str().unwrap_or("https"),
-                host,
-                path_and_query: uri.path_and_query().map_or("/", |p| p.as_str()),
-                referer: req.referer,
-                sec_fetch_dest: req.dest,
-                accept: None,
-            };
-            let kind = crate::trackers::infer_kind(req.dest, None, treq.path_and_query);
-            match check_tracker(site, consent, &treq) {
-                Some((m, kind)) => json!({
-                    "url": u,
-                    "kind": kind,
-                    "blocked": site.mode == Mode::Enforce,
-                    "would_block": true,
-                    "category": m.category,
-                    "list": m.list,
-                    "rule": m.rule,
-                }),
-                None => json!({
-                    "url": u,
-                    "kind": kind,
-                    "blocked": false,
-                    "would_block": false,
-                    "category": null,
-                    "list": null,
-                    "rule": null,
-                }),
-            }
-        }
-    };
-    Ok(json!({
-        "url": url,
-        "site": site.name,
-        "mode": site.mode.as_str(),
-        "applied": enforce,
-        "gpc": consent.gpc,
-        "categories": consent.grants,
-        "consent_state": consent.label(),
-        "sources": sources,
+    json!({
+        "status": head.status,
         "set_cookie": set_cookie,
-        "request_cookies": reports,
-        "upstream_cookie_header": upstream_cookie,
-        "expire_set_cookie": expiry_set_cookies(site, &plan),
-    }))
+        "expiry_lines": expiry,
+        "csp": rp.csp.map(|(name, value)| json!({ "name": name, "value": value })),
+        "vary_cookie": rp.vary_cookie(),
+        "html_rewrite": html,
+        "cache_control": rp.cache_control(),
+        "removed_headers": rp.removed_headers().iter().map(|h| h.as_str()).collect::<Vec<_>>(),
+    })
 }

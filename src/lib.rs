@@ -3,14 +3,23 @@
 //! Layout (one module per concern; decisions are pure and separate from the pingora glue):
 //! - [`consent`]: consent formats and GPC -> [`consent::ConsentState`]
 //! - [`cookies`]: cookie classification, request `Cookie` and response `Set-Cookie` gating
-//! - [`config`]: the TOML file -> validated [`config::Config`] -> runtime [`runtime::Runtime`]
-//! - [`proxy`]: the pingora `ProxyHttp` phases
+//! - [`trackers`]: blocklists, block responses, CSP; [`html`]: neutralizing tracker tags
+//! - [`config`]: the TOML file -> validated [`config::Config`]
+//! - [`policy`]: one site's compiled [`policy::SitePolicy`], everything the decisions read
+//!   (no pingora type)
+//! - [`decide`]: the pure decisions for one request and its response
+//!   ([`decide::RequestPlan`], [`decide::ResponsePlan`]), shared by the proxy and `explain`
+//! - [`runtime`]: the served [`runtime::Runtime`] (per site: policy + balancer + metrics) and
+//!   Host routing, swapped whole on reload
+//! - [`proxy`]: the pingora `ProxyHttp` phases, which apply the plans and count
 //! - [`connections`]: what one client connection may cost (timeouts, header limits, a cap on
 //!   connections) and the RFC 9112 request checks
 //! - [`tls`]: the certificates of the TLS listeners and the SNI resolver
-//! - [`metrics`]: every metric name; [`admin`]: the admin listener; [`reload`]: configuration
-//!   reloads, built off the async workers and swapped in whole
+//! - [`metrics`]: every metric name; [`labels`]: their fixed label values as enums;
+//!   [`admin`]: the admin listener; [`reload`]: configuration reloads, built off the async
+//!   workers and swapped in whole
 //! - [`explain`]: the dry-run decision for one request; [`demo`]: the built-in example origin
+//! - [`server`]: the pingora server, listeners and signals
 
 pub mod admin;
 pub mod config;
@@ -21,7 +30,9 @@ pub mod decide;
 pub mod demo;
 pub mod explain;
 pub mod html;
+pub mod labels;
 pub mod metrics;
+pub mod policy;
 pub mod proxy;
 pub mod reload;
 pub mod runtime;

@@ -89,6 +89,19 @@ enum Command {
         /// inferred from the URL's extension.
         #[arg(long)]
         dest: Option<String>,
+        /// The response's status (default 200). With any of the response options (this one,
+        /// the three below, --set-cookie) the response plan is printed too, under "response".
+        #[arg(long)]
+        status: Option<u16>,
+        /// The response's Content-Type, e.g. 'text/html; charset=utf-8'.
+        #[arg(long)]
+        content_type: Option<String>,
+        /// The response's Content-Encoding (gzip, br, deflate, ...).
+        #[arg(long)]
+        content_encoding: Option<String>,
+        /// The response's Cache-Control.
+        #[arg(long)]
+        cache_control: Option<String>,
     },
     /// Start a built-in example origin behind the proxy and print what to try.
     Demo {
@@ -114,6 +127,10 @@ fn main() -> ExitCode {
             url,
             referer,
             dest,
+            status,
+            content_type,
+            content_encoding,
+            cache_control,
         } => {
             let req = consentgate::explain::ExplainRequest {
                 host: host.as_deref(),
@@ -124,7 +141,18 @@ fn main() -> ExitCode {
                 referer: referer.as_deref(),
                 dest: dest.as_deref(),
             };
-            explain(&config, &req)
+            let given = status.is_some()
+                || content_type.is_some()
+                || content_encoding.is_some()
+                || cache_control.is_some()
+                || !set_cookie.is_empty();
+            let response = consentgate::explain::ExplainResponse {
+                status: status.unwrap_or(200),
+                content_type: content_type.as_deref(),
+                content_encoding: content_encoding.as_deref(),
+                cache_control: cache_control.as_deref(),
+            };
+            explain(&config, &req, given.then_some(&response))
         }
         Command::Run {
             config,
@@ -160,9 +188,13 @@ fn check(config: &Path) -> Result<(), String> {
 }
 
 /// `explain`: the decision for one request, as pretty JSON on stdout.
-fn explain(config: &Path, req: &consentgate::explain::ExplainRequest<'_>) -> Result<(), String> {
+fn explain(
+    config: &Path,
+    req: &consentgate::explain::ExplainRequest<'_>,
+    response: Option<&consentgate::explain::ExplainResponse<'_>>,
+) -> Result<(), String> {
     let rt = Runtime::load(config).map_err(|e| e.to_string())?;
-    let v = consentgate::explain::explain(&rt, req)?;
+    let v = consentgate::explain::explain_with_response(&rt, req, response)?;
     println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     Ok(())
 }

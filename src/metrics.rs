@@ -1,54 +1,78 @@
 //! Every metric consentgate exports, in one place: the whole observable surface at a glance.
 //! All are Prometheus counters in the default registry, served on the admin listener's `/metrics`.
 //!
-//! Label values are bounded: `site` comes from configuration, `category` is one of the four
-//! categories or `unknown`, `consent` is `none|partial|all|invalid|off`, and cookie names seen
-//! unclassified are admitted as labels only up to [`UNKNOWN_NAME_LABELS`] distinct names per
-//! site, at most [`UNKNOWN_LABELS_PER_REQUEST`] new ones per request, reset on every reload
-//! (see [`count_unknown_cookie`]).
+//! Label values are bounded: `site` comes from configuration, every other fixed label value is
+//! one of an enum of [`crate::labels`] (category, consent state, action, stage, reason), and
+//! cookie names seen unclassified are admitted as labels only up to [`UNKNOWN_NAME_LABELS`]
+//! distinct names per site, at most [`UNKNOWN_LABELS_PER_REQUEST`] new ones per request, reset
+//! on every reload (see [`count_unknown_cookie`]).
 
-use once_cell::sync::Lazy;
+use crate::labels::{
+    BlockAction, CategoryLabel, ConsentLabel, FilterStage, RewriteFailure, SetCookieAction,
+    StripAction,
+};
 use prometheus::{
     register_int_counter_vec, register_int_gauge_vec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec,
 };
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{LazyLock, RwLock};
+
+/// Names of the metrics other modules read back by name (the admin `/status` totals sum them
+/// from the registry), so each name is written once.
+pub mod name {
+    pub const REQUESTS: &str = "consentgate_requests_total";
+    pub const SET_COOKIES: &str = "consentgate_set_cookie_total";
+    pub const REQUEST_COOKIES_STRIPPED: &str = "consentgate_request_cookies_stripped_total";
+    pub const COOKIES_EXPIRED: &str = "consentgate_cookies_expired_total";
+    pub const CONSENT_ERRORS: &str = "consentgate_consent_errors_total";
+    pub const UPSTREAM_ERRORS: &str = "consentgate_upstream_errors_total";
+}
 
 /// Requests by site and the visitor's consent state.
-pub static REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
+pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
-        "consentgate_requests_total",
-        "Requests by site and consent state (none, partial, all, invalid, off)",
+        name::REQUESTS,
+        format!(
+            "Requests by site and consent state ({})",
+            ConsentLabel::list()
+        ),
         &["site", "consent"]
     )
     .unwrap()
 });
 
 /// Response `Set-Cookie` lines by site, category and action.
-pub static SET_COOKIES: Lazy<IntCounterVec> = Lazy::new(|| {
+pub static SET_COOKIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
-        "consentgate_set_cookie_total",
-        "Set-Cookie lines by site, category and action (kept, stripped, would_strip in report-only)",
+        name::SET_COOKIES,
+        format!(
+            "Set-Cookie lines by site, category ({}) and action ({}; would_strip in report-only)",
+            CategoryLabel::list(),
+            SetCookieAction::list()
+        ),
         &["site", "category", "action"]
     )
     .unwrap()
 });
 
 /// Request cookies withheld from the origin.
-pub static REQUEST_COOKIES_STRIPPED: Lazy<IntCounterVec> = Lazy::new(|| {
+pub static REQUEST_COOKIES_STRIPPED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
-        "consentgate_request_cookies_stripped_total",
-        "Request cookies removed before the origin, by site, category and action (stripped, would_strip)",
+        name::REQUEST_COOKIES_STRIPPED,
+        format!(
+            "Request cookies removed before the origin, by site, category and action ({})",
+            StripAction::list()
+        ),
         &["site", "category", "action"]
     )
     .unwrap()
 });
 
 /// Cookies deleted in the browser because their category has no consent (withdrawal).
-pub static COOKIES_EXPIRED: Lazy<IntCounterVec> = Lazy::new(|| {
+pub static COOKIES_EXPIRED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
-        "consentgate_cookies_expired_total",
+        name::COOKIES_EXPIRED,
         "Cookies expired in the browser because consent for their category is absent or withdrawn",
         &["site", "category"]
     )
@@ -56,7 +80,7 @@ pub static COOKIES_EXPIRED: Lazy<IntCounterVec> = Lazy::new(|| {
 });
 
 /// Cookie names no rule, catalogue entry or database row classifies.
-pub static UNKNOWN_COOKIES: Lazy<IntCounterVec> = Lazy::new(|| {
+pub static UNKNOWN_COOKIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "consentgate_unknown_cookies_total",
         "Unclassified cookie names seen (request or response), by site and name; names past the label limit count as _other",
@@ -66,9 +90,9 @@ pub static UNKNOWN_COOKIES: Lazy<IntCounterVec> = Lazy::new(|| {
 });
 
 /// Consent sources present but unreadable (they granted nothing).
-pub static CONSENT_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
+pub static CONSENT_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
-        "consentgate_consent_errors_total",
+        name::CONSENT_ERRORS,
         "Consent sources that could not be read (fail closed: they grant nothing), by site and format",
         &["site", "format"]
     )
@@ -76,9 +100,9 @@ pub static CONSENT_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
 });
 
 /// Requests whose upstream failed.
-pub static UPSTREAM_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
+pub static UPSTREAM_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
-        "consentgate_upstream_errors_total",
+        name::UPSTREAM_ERRORS,
         "Requests that failed on the upstream side, by site and pingora error type",
         &["site", "error"]
     )
@@ -86,17 +110,20 @@ pub static UPSTREAM_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
 });
 
 /// Filter failures that were passed through (availability fails open).
-pub static FILTER_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
+pub static FILTER_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "consentgate_filter_errors_total",
-        "Filter failures passed through unchanged (fail open), by site and stage",
+        format!(
+            "Filter failures and their failure policy, by site and stage ({})",
+            FilterStage::list()
+        ),
         &["site", "stage"]
     )
     .unwrap()
 });
 
 /// Requests carrying `Sec-GPC: 1`.
-pub static GPC_REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
+pub static GPC_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "consentgate_gpc_requests_total",
         "Requests carrying Sec-GPC: 1, by site",
@@ -106,17 +133,20 @@ pub static GPC_REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
 });
 
 /// Tracker requests answered by the proxy (or that would be, in report-only).
-pub static BLOCKED_REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
+pub static BLOCKED_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "consentgate_blocked_requests_total",
-        "Tracker requests answered without contacting the origin, by site, category, list and action (blocked, would_block)",
+        format!(
+            "Tracker requests answered without contacting the origin, by site, category, list and action ({})",
+            BlockAction::list()
+        ),
         &["site", "category", "list", "action"]
     )
     .unwrap()
 });
 
 /// HTML elements rewritten so the browser does not run them.
-pub static NEUTRALIZED: Lazy<IntCounterVec> = Lazy::new(|| {
+pub static NEUTRALIZED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "consentgate_neutralized_elements_total",
         "HTML elements neutralized (tracker scripts, iframes, pixels, preloads), by site, category and tag",
@@ -126,17 +156,20 @@ pub static NEUTRALIZED: Lazy<IntCounterVec> = Lazy::new(|| {
 });
 
 /// HTML rewrites that failed; the rest of the body was passed through.
-pub static REWRITE_FAILURES: Lazy<IntCounterVec> = Lazy::new(|| {
+pub static REWRITE_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "consentgate_rewrite_failures_total",
-        "HTML rewrites that failed and passed the rest of the body through unchanged, by site and reason",
+        format!(
+            "HTML rewrites that failed and passed the rest of the body through unchanged, by site and reason ({})",
+            RewriteFailure::list()
+        ),
         &["site", "reason"]
     )
     .unwrap()
 });
 
 /// Requests no site was configured for.
-pub static UNROUTED: Lazy<IntCounter> = Lazy::new(|| {
+pub static UNROUTED: LazyLock<IntCounter> = LazyLock::new(|| {
     prometheus::register_int_counter!(
         "consentgate_unrouted_requests_total",
         "Requests whose Host matched no site (answered 421)"
@@ -145,7 +178,7 @@ pub static UNROUTED: Lazy<IntCounter> = Lazy::new(|| {
 });
 
 /// Configuration reloads by result.
-pub static RELOADS: Lazy<IntCounterVec> = Lazy::new(|| {
+pub static RELOADS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "consentgate_config_reloads_total",
         "Configuration reloads by result (ok, error)",
@@ -157,7 +190,7 @@ pub static RELOADS: Lazy<IntCounterVec> = Lazy::new(|| {
 // --- Request-path limits and bounded state (issue 8) ---
 
 /// Request cookies past `[proxy] max_request_cookies`.
-pub static COOKIES_OVER_LIMIT: Lazy<IntCounterVec> = Lazy::new(|| {
+pub static COOKIES_OVER_LIMIT: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "consentgate_request_cookies_over_limit_total",
         "Request cookies past max_request_cookies: not read, and in enforce mode not forwarded to the origin, by site",
@@ -167,7 +200,7 @@ pub static COOKIES_OVER_LIMIT: Lazy<IntCounterVec> = Lazy::new(|| {
 });
 
 /// Expiry `Set-Cookie` lines not sent because of `[proxy] max_expiry_lines`.
-pub static EXPIRY_LINES_OVER_LIMIT: Lazy<IntCounterVec> = Lazy::new(|| {
+pub static EXPIRY_LINES_OVER_LIMIT: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "consentgate_expiry_lines_over_limit_total",
         "Expiry Set-Cookie lines left out of a response because of max_expiry_lines, by site",
@@ -177,7 +210,7 @@ pub static EXPIRY_LINES_OVER_LIMIT: Lazy<IntCounterVec> = Lazy::new(|| {
 });
 
 /// Bytes held by each site's expiry-line cache (names, lines, per-entry overhead).
-pub static EXPIRY_CACHE_BYTES: Lazy<IntGaugeVec> = Lazy::new(|| {
+pub static EXPIRY_CACHE_BYTES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     register_int_gauge_vec!(
         "consentgate_expiry_cache_bytes",
         "Bytes held by the site's cache of expiry Set-Cookie lines (bounded; emptied on reload)",
@@ -187,7 +220,7 @@ pub static EXPIRY_CACHE_BYTES: Lazy<IntGaugeVec> = Lazy::new(|| {
 });
 
 /// Admin requests refused.
-pub static ADMIN_REFUSED: Lazy<IntCounterVec> = Lazy::new(|| {
+pub static ADMIN_REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "consentgate_admin_refused_total",
         "Admin requests refused, by reason (host, cross_site, token)",
@@ -199,7 +232,7 @@ pub static ADMIN_REFUSED: Lazy<IntCounterVec> = Lazy::new(|| {
 // --- Connections: timeouts, limits, refusals (src/connections) ---
 
 /// Client connections open now.
-pub static CONNECTIONS_OPEN: Lazy<IntGauge> = Lazy::new(|| {
+pub static CONNECTIONS_OPEN: LazyLock<IntGauge> = LazyLock::new(|| {
     prometheus::register_int_gauge!(
         "consentgate_connections_open",
         "Client connections open now (each holds one of max_connections slots)"
@@ -208,7 +241,7 @@ pub static CONNECTIONS_OPEN: Lazy<IntGauge> = Lazy::new(|| {
 });
 
 /// Times the accept loop waited for a free connection slot.
-pub static CONNECTION_LIMIT_WAITS: Lazy<IntCounter> = Lazy::new(|| {
+pub static CONNECTION_LIMIT_WAITS: LazyLock<IntCounter> = LazyLock::new(|| {
     prometheus::register_int_counter!(
         "consentgate_connection_limit_waits_total",
         "New connections that waited in the accept queue because max_connections were open"
@@ -217,7 +250,7 @@ pub static CONNECTION_LIMIT_WAITS: Lazy<IntCounter> = Lazy::new(|| {
 });
 
 /// Waiting connections closed to make room for new ones at the connection limit.
-pub static CONNECTIONS_RECLAIMED: Lazy<IntCounterVec> = Lazy::new(|| {
+pub static CONNECTIONS_RECLAIMED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "consentgate_connections_reclaimed_total",
         "Connections closed to free a slot for a new one while max_connections were open, by what they were waiting for (header: a request's first byte or the rest of its header, 408; keepalive: an idle kept-alive connection)",
@@ -227,7 +260,7 @@ pub static CONNECTIONS_RECLAIMED: Lazy<IntCounterVec> = Lazy::new(|| {
 });
 
 /// Requests refused before any site saw them.
-pub static CLIENT_REFUSALS: Lazy<IntCounterVec> = Lazy::new(|| {
+pub static CLIENT_REFUSALS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "consentgate_client_refusals_total",
         "Requests refused for their form, by reason (uri_too_long 414, header_too_large and too_many_headers 431, bad_chunk, missing_host, invalid_host, bad_target, ambiguous_framing, bad_content_length, bad_transfer_encoding 400, unsupported_transfer_coding 501)",
@@ -237,7 +270,7 @@ pub static CLIENT_REFUSALS: Lazy<IntCounterVec> = Lazy::new(|| {
 });
 
 /// Client connections cut by a timeout.
-pub static CLIENT_TIMEOUTS: Lazy<IntCounterVec> = Lazy::new(|| {
+pub static CLIENT_TIMEOUTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "consentgate_client_timeouts_total",
         "Client connections ended by a timeout, by phase (header: 408 or closed before any byte, keepalive: idle between requests, body: between two body reads, send: between two writes)",
@@ -247,7 +280,7 @@ pub static CLIENT_TIMEOUTS: Lazy<IntCounterVec> = Lazy::new(|| {
 });
 
 /// TLS handshakes on the `listen_tls` listeners that did not complete.
-pub static TLS_HANDSHAKE_FAILURES: Lazy<IntCounterVec> = Lazy::new(|| {
+pub static TLS_HANDSHAKE_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "consentgate_tls_handshake_failures_total",
         "TLS handshakes that did not complete, by reason (timeout: not done within client_header_timeout_ms, error: refused by the client or the server, e.g. no shared version or cipher; no_certificate: listen_tls without a certificate)",
@@ -257,7 +290,7 @@ pub static TLS_HANDSHAKE_FAILURES: Lazy<IntCounterVec> = Lazy::new(|| {
 });
 
 /// Origin connections that timed out, by site, upstream and phase.
-pub static UPSTREAM_TIMEOUTS: Lazy<IntCounterVec> = Lazy::new(|| {
+pub static UPSTREAM_TIMEOUTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "consentgate_upstream_timeouts_total",
         "Requests whose origin timed out (answered 504), by site, upstream address and phase (connect, read, write)",
@@ -283,7 +316,8 @@ pub const OTHER_NAME: &str = "_other";
 /// cookies seen later still get their own label. Emptied on every reload
 /// ([`reset_unknown_cookie_labels`]), together with the series: every series is created under
 /// this lock, so a reset cannot race with an admission.
-static UNKNOWN_LABELS: Lazy<RwLock<HashMap<String, SiteNameLabels>>> = Lazy::new(Default::default);
+static UNKNOWN_LABELS: LazyLock<RwLock<HashMap<String, SiteNameLabels>>> =
+    LazyLock::new(Default::default);
 
 struct SiteNameLabels {
     /// Admitted name -> its counter (resolved once).
@@ -359,31 +393,31 @@ pub fn reset_unknown_cookie_labels() {
 
 /// Forces every metric into existence so `/metrics` lists them from the start.
 pub fn init() {
-    Lazy::force(&REQUESTS);
-    Lazy::force(&SET_COOKIES);
-    Lazy::force(&REQUEST_COOKIES_STRIPPED);
-    Lazy::force(&COOKIES_EXPIRED);
-    Lazy::force(&UNKNOWN_COOKIES);
-    Lazy::force(&CONSENT_ERRORS);
-    Lazy::force(&UPSTREAM_ERRORS);
-    Lazy::force(&FILTER_ERRORS);
-    Lazy::force(&GPC_REQUESTS);
-    Lazy::force(&BLOCKED_REQUESTS);
-    Lazy::force(&NEUTRALIZED);
-    Lazy::force(&REWRITE_FAILURES);
-    Lazy::force(&UNROUTED);
-    Lazy::force(&RELOADS);
-    Lazy::force(&COOKIES_OVER_LIMIT);
-    Lazy::force(&EXPIRY_LINES_OVER_LIMIT);
-    Lazy::force(&EXPIRY_CACHE_BYTES);
-    Lazy::force(&ADMIN_REFUSED);
-    Lazy::force(&CONNECTIONS_OPEN);
-    Lazy::force(&CONNECTION_LIMIT_WAITS);
-    Lazy::force(&CONNECTIONS_RECLAIMED);
-    Lazy::force(&CLIENT_REFUSALS);
-    Lazy::force(&CLIENT_TIMEOUTS);
-    Lazy::force(&TLS_HANDSHAKE_FAILURES);
-    Lazy::force(&UPSTREAM_TIMEOUTS);
+    LazyLock::force(&REQUESTS);
+    LazyLock::force(&SET_COOKIES);
+    LazyLock::force(&REQUEST_COOKIES_STRIPPED);
+    LazyLock::force(&COOKIES_EXPIRED);
+    LazyLock::force(&UNKNOWN_COOKIES);
+    LazyLock::force(&CONSENT_ERRORS);
+    LazyLock::force(&UPSTREAM_ERRORS);
+    LazyLock::force(&FILTER_ERRORS);
+    LazyLock::force(&GPC_REQUESTS);
+    LazyLock::force(&BLOCKED_REQUESTS);
+    LazyLock::force(&NEUTRALIZED);
+    LazyLock::force(&REWRITE_FAILURES);
+    LazyLock::force(&UNROUTED);
+    LazyLock::force(&RELOADS);
+    LazyLock::force(&COOKIES_OVER_LIMIT);
+    LazyLock::force(&EXPIRY_LINES_OVER_LIMIT);
+    LazyLock::force(&EXPIRY_CACHE_BYTES);
+    LazyLock::force(&ADMIN_REFUSED);
+    LazyLock::force(&CONNECTIONS_OPEN);
+    LazyLock::force(&CONNECTION_LIMIT_WAITS);
+    LazyLock::force(&CONNECTIONS_RECLAIMED);
+    LazyLock::force(&CLIENT_REFUSALS);
+    LazyLock::force(&CLIENT_TIMEOUTS);
+    LazyLock::force(&TLS_HANDSHAKE_FAILURES);
+    LazyLock::force(&UPSTREAM_TIMEOUTS);
 }
 
 /// Prometheus text exposition of everything registered.
@@ -395,58 +429,43 @@ pub fn render() -> String {
 }
 
 /// Pre-resolved counters for one site, so the request path does not hash label values.
+/// Arrays are indexed by the label enums of [`crate::labels`].
 pub struct SiteMetrics {
-    /// Indexed by [`consent_index`].
-    pub requests: [IntCounter; 5],
-    /// `[category][0 kept, 1 stripped, 2 would_strip]`; category index 4 = unknown.
-    pub set_cookies: [[IntCounter; 3]; 5],
-    /// `[category][0 stripped, 1 would_strip]`.
-    pub request_stripped: [[IntCounter; 2]; 5],
-    pub expired: [IntCounter; 5],
+    pub requests: [IntCounter; ConsentLabel::COUNT],
+    pub set_cookies: [[IntCounter; SetCookieAction::COUNT]; CategoryLabel::COUNT],
+    pub request_stripped: [[IntCounter; StripAction::COUNT]; CategoryLabel::COUNT],
+    pub expired: [IntCounter; CategoryLabel::COUNT],
     pub gpc: IntCounter,
     pub cookies_over_limit: IntCounter,
     pub expiry_lines_over_limit: IntCounter,
     pub expiry_cache_bytes: IntGauge,
 }
 
-/// Label values in the order the arrays above use.
-pub const CATEGORY_LABELS: [&str; 5] = [
-    "necessary",
-    "preferences",
-    "analytics",
-    "marketing",
-    "unknown",
-];
-pub const CONSENT_LABELS: [&str; 5] = ["none", "partial", "all", "invalid", "off"];
-
-pub fn consent_index(label: &str) -> usize {
-    CONSENT_LABELS.iter().position(|l| *l == label).unwrap_or(0)
-}
-
-/// Index into the per-category arrays: the category, or 4 for unknown.
-pub fn category_index(c: Option<crate::consent::Category>) -> usize {
-    c.map_or(4, |c| c as usize)
+/// One value per label of `L`, in `L::ALL` order.
+fn per_label<L: Copy, T, const N: usize>(all: &[L], f: impl Fn(L) -> T) -> [T; N] {
+    std::array::from_fn(|i| f(all[i]))
 }
 
 impl SiteMetrics {
     pub fn new(site: &str) -> Self {
-        let by_cat = |f: &dyn Fn(&str) -> IntCounter| -> [IntCounter; 5] {
-            std::array::from_fn(|i| f(CATEGORY_LABELS[i]))
-        };
+        let cats = CategoryLabel::ALL;
         SiteMetrics {
-            requests: std::array::from_fn(|i| {
-                REQUESTS.with_label_values(&[site, CONSENT_LABELS[i]])
+            requests: per_label(ConsentLabel::ALL, |c| {
+                REQUESTS.with_label_values(&[site, c.as_str()])
             }),
-            set_cookies: std::array::from_fn(|c| {
-                ["kept", "stripped", "would_strip"]
-                    .map(|a| SET_COOKIES.with_label_values(&[site, CATEGORY_LABELS[c], a]))
-            }),
-            request_stripped: std::array::from_fn(|c| {
-                ["stripped", "would_strip"].map(|a| {
-                    REQUEST_COOKIES_STRIPPED.with_label_values(&[site, CATEGORY_LABELS[c], a])
+            set_cookies: per_label(cats, |c| {
+                per_label(SetCookieAction::ALL, |a| {
+                    SET_COOKIES.with_label_values(&[site, c.as_str(), a.as_str()])
                 })
             }),
-            expired: by_cat(&|c| COOKIES_EXPIRED.with_label_values(&[site, c])),
+            request_stripped: per_label(cats, |c| {
+                per_label(StripAction::ALL, |a| {
+                    REQUEST_COOKIES_STRIPPED.with_label_values(&[site, c.as_str(), a.as_str()])
+                })
+            }),
+            expired: per_label(cats, |c| {
+                COOKIES_EXPIRED.with_label_values(&[site, c.as_str()])
+            }),
             gpc: GPC_REQUESTS.with_label_values(&[site]),
             cookies_over_limit: COOKIES_OVER_LIMIT.with_label_values(&[site]),
             expiry_lines_over_limit: EXPIRY_LINES_OVER_LIMIT.with_label_values(&[site]),

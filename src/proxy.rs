@@ -6,15 +6,23 @@
 //! response side every `Set-Cookie` is withheld (privacy fails closed); both are counted.
 
 use crate::config::Mode;
-use crate::decide::{check_tracker, judge_set_cookie, plan_request, RequestPlan, TrackerRequest};
+use crate::consent::Grants;
+use crate::decide::{
+    check_tracker, plan_request, plan_response, HtmlPlan, HtmlRewrite, RequestPlan, RequestTarget,
+    ResponseHead, ResponsePlan, RewriteSkip, TrackerRequest,
+};
 use crate::html::body::BodyRewrite;
-use crate::metrics::{self, category_index, consent_index};
+use crate::labels::{
+    BlockAction, CategoryLabel, ConsentLabel, FilterStage, RewriteFailure, SetCookieAction,
+    StripAction,
+};
+use crate::metrics;
 use crate::runtime::{Runtime, Site};
 use crate::trackers::respond::block_response;
 use crate::trackers::BlockMatch;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
-use http::header::{COOKIE, HOST, SET_COOKIE};
+use http::header::{CACHE_CONTROL, COOKIE, HOST, SET_COOKIE};
 use http::{HeaderName, HeaderValue};
 use pingora::prelude::*;
 use pingora::proxy::{ProxyHttp, Session};
@@ -38,22 +46,29 @@ pub struct RequestCtx {
     plan: RequestPlan,
     /// The `Cookie` header for the origin: `None` = unchanged, `Some(None)` = no cookie at all.
     upstream_cookie: Option<Option<HeaderValue>>,
-    set_cookie_kept: u32,
-    set_cookie_stripped: u32,
-    expired: u32,
+    /// What this request's response did, for the access log.
+    counts: ResponseCounts,
     access_log: bool,
     /// The tracker match, when the request was blocked (or would be, in report-only).
     blocked: Option<BlockMatch>,
     /// The HTML body rewrite in progress (in a Mutex only because pingora needs the context to
     /// be `Sync`; one task uses it at a time).
     body: Option<std::sync::Mutex<BodyRewrite>>,
-    neutralized: u32,
     /// New unknown-cookie-name labels this request may still admit.
     label_admissions: u32,
     /// The origin chosen for this request (for the timeout metric's label).
     upstream: Option<pingora::protocols::l4::socket::SocketAddr>,
     /// Failed connection attempts (retries stop when every origin of the site was tried).
     connect_failures: usize,
+}
+
+/// Per-response tallies for the access log (the metrics are counted as they happen).
+#[derive(Default)]
+struct ResponseCounts {
+    set_cookie_kept: u32,
+    set_cookie_stripped: u32,
+    expired: u32,
+    neutralized: u32,
 }
 
 impl ConsentGate {
@@ -73,44 +88,38 @@ impl ConsentGate {
     ) -> Result<Option<bool>> {
         let req = session.req_header();
         let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
-        let host = header("host").or_else(|| req.uri.host()).unwrap_or("");
-        let path_and_query = req.uri.path_and_query().map_or("/", |p| p.as_str());
         let treq = TrackerRequest {
-            scheme: header("x-forwarded-proto").unwrap_or("http"),
-            host,
-            path_and_query,
+            target: RequestTarget::from_request(&req.headers, &req.uri),
             referer: header("referer"),
             sec_fetch_dest: header("sec-fetch-dest"),
             accept: header("accept"),
         };
         let checked = catch_unwind(AssertUnwindSafe(|| {
-            check_tracker(site, &ctx.plan.consent, &treq)
+            check_tracker(&site.policy, &ctx.plan.consent, &treq)
         }));
         let (m, kind) = match checked {
             Ok(Some(found)) => found,
             Ok(None) => return Ok(None),
             Err(_) => {
                 // Availability fails open: the request goes on to the origin, counted.
-                metrics::FILTER_ERRORS
-                    .with_label_values(&[&site.name, "blocklist"])
-                    .inc();
+                count_filter_error(site, FilterStage::Blocklist);
                 return Ok(None);
             }
         };
-        let enforce = site.mode == Mode::Enforce;
+        let enforce = site.policy.mode == Mode::Enforce;
         metrics::BLOCKED_REQUESTS
             .with_label_values(&[
                 &site.name,
                 m.category.as_str(),
                 &m.list,
-                if enforce { "blocked" } else { "would_block" },
+                BlockAction::for_enforce(enforce).as_str(),
             ])
             .inc();
         ctx.blocked = Some(m.clone());
         if !enforce {
             return Ok(None);
         }
-        let r = block_response(kind, &site.block_responses, &m);
+        let r = block_response(kind, &site.policy.block_responses, &m);
         let mut resp = ResponseHeader::build(r.status, Some(4))?;
         if r.status != 204 {
             // RFC 9110 8.6: a 204 carries no Content-Length (nor a body to type).
@@ -141,13 +150,10 @@ impl ProxyHttp for ConsentGate {
             site: None,
             plan: RequestPlan::default(),
             upstream_cookie: None,
-            set_cookie_kept: 0,
-            set_cookie_stripped: 0,
-            expired: 0,
+            counts: ResponseCounts::default(),
             access_log: false,
             blocked: None,
             body: None,
-            neutralized: 0,
             label_admissions: metrics::UNKNOWN_LABELS_PER_REQUEST,
             upstream: None,
             connect_failures: 0,
@@ -176,7 +182,8 @@ impl ProxyHttp for ConsentGate {
             session.respond_error(421).await?;
             return Ok(true);
         };
-        if site.mode != Mode::Off {
+        let mode = site.policy.mode;
+        if mode != Mode::Off {
             let gpc = crate::consent::gpc::is_gpc_signal(
                 req.headers
                     .get_all(&SEC_GPC)
@@ -185,7 +192,13 @@ impl ProxyHttp for ConsentGate {
             );
             let lines = req.headers.get_all(COOKIE);
             match catch_unwind(AssertUnwindSafe(|| {
-                plan_request(&site, lines.iter().map(HeaderValue::as_bytes), gpc, false).0
+                plan_request(
+                    &site.policy,
+                    lines.iter().map(HeaderValue::as_bytes),
+                    gpc,
+                    false,
+                )
+                .0
             })) {
                 Ok(mut plan) => {
                     // Kept pairs are copied byte-for-byte; joined with "; " they are valid
@@ -201,14 +214,12 @@ impl ProxyHttp for ConsentGate {
                     ctx.plan = plan;
                 }
                 Err(_) => {
-                    metrics::FILTER_ERRORS
-                        .with_label_values(&[&site.name, "request_cookies"])
-                        .inc();
+                    count_filter_error(&site, FilterStage::RequestCookies);
                     ctx.plan = RequestPlan::default();
                 }
             }
         }
-        if site.mode != Mode::Off && !site.blocklists.is_empty() {
+        if mode != Mode::Off && !site.policy.blocklists.is_empty() {
             if let Some(done) = self.block_tracker(session, ctx, &site).await? {
                 ctx.site = Some(site);
                 return Ok(done);
@@ -336,7 +347,7 @@ impl ProxyHttp for ConsentGate {
                 .unwrap_or_default();
             upstream_request.insert_header(HOST, host)?;
         }
-        if site.mode != Mode::Enforce {
+        if site.policy.mode != Mode::Enforce {
             return Ok(());
         }
         // Applied on every upstream attempt (pingora rebuilds the request for a retry).
@@ -365,37 +376,48 @@ impl ProxyHttp for ConsentGate {
         let Some(site) = ctx.site.clone() else {
             return Ok(());
         };
-        if site.mode == Mode::Off {
+        if site.policy.mode == Mode::Off {
             return Ok(());
         }
-        if site.mode == Mode::Enforce {
-            if let Some(csp) = &site.csp {
-                let value = csp.header_value(ctx.plan.consent.grants);
-                upstream_response.append_header(csp.header_name, value)?;
-                // The policy differs per visitor's consent: a shared cache must not reuse it.
-                upstream_response.append_header("Vary", "Cookie")?;
+        // The origin's lines (cloned: cheap, reference-counted bytes; inline for up to 8): the
+        // plan reads their names while the header map is edited.
+        let originals: SmallVec<[HeaderValue; 8]> = upstream_response
+            .headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .cloned()
+            .collect();
+        let planned = catch_unwind(AssertUnwindSafe(|| {
+            let head = ResponseHead {
+                status: upstream_response.status.as_u16(),
+                headers: &upstream_response.headers,
+            };
+            let lines = originals.iter().map(HeaderValue::as_bytes);
+            plan_response(&site.policy, &ctx.plan, &head, lines)
+        }));
+        let Ok(mut plan) = planned else {
+            withhold_set_cookies(&site, upstream_response);
+            return Ok(());
+        };
+        if let HtmlPlan::Rewrite(rw) = &plan.html {
+            let grants = ctx.plan.consent.grants;
+            match start_body_rewrite(&site, grants, rw, session.req_header()) {
+                Some(body) => ctx.body = Some(std::sync::Mutex::new(body)),
+                None => plan.html = HtmlPlan::Skip(RewriteSkip::Charset),
             }
         }
-        if site.mode == Mode::Enforce
-            && site
-                .page_rules
-                .as_ref()
-                .is_some_and(|r| r.needed(ctx.plan.consent.grants))
-        {
-            start_html_rewrite(&site, ctx, upstream_response, session.req_header())?;
+        if let HtmlPlan::Skip(skip) = plan.html {
+            if let Some(failure) = skip.failure() {
+                count_rewrite_failure(&site, failure);
+            }
         }
-        let has_set_cookie = upstream_response.headers.contains_key(SET_COOKIE);
-        if !has_set_cookie && ctx.plan.expire.is_empty() {
-            return Ok(());
-        }
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            gate_set_cookies(&site, ctx, upstream_response)
+        apply_response_headers(upstream_response, &plan)?;
+        let gated = catch_unwind(AssertUnwindSafe(|| {
+            count_set_cookies(&site, &plan, ctx);
+            apply_set_cookies(upstream_response, &originals, &plan);
         }));
-        if outcome.is_err() {
-            metrics::FILTER_ERRORS
-                .with_label_values(&[&site.name, "set_cookie"])
-                .inc();
-            upstream_response.remove_header(&SET_COOKIE);
+        if gated.is_err() {
+            withhold_set_cookies(&site, upstream_response);
         }
         Ok(())
     }
@@ -418,9 +440,7 @@ impl ProxyHttp for ConsentGate {
                 // A panic inside the rewriter: the rest of this response is lost to rewriting;
                 // pass what arrived (and any compressed body still held) and stop (availability
                 // fails open).
-                metrics::REWRITE_FAILURES
-                    .with_label_values(&[&site.name, "panic"])
-                    .inc();
+                count_rewrite_failure(site, RewriteFailure::Panic);
                 let rest = rw.recover_after_panic(&input);
                 ctx.body = None;
                 *body = Some(bytes::Bytes::from(rest));
@@ -429,16 +449,14 @@ impl ProxyHttp for ConsentGate {
         };
         if let Some(reason) = &out.failure {
             tracing::warn!(site = %site.name, error = %reason, "HTML rewrite failed; passing the rest through");
-            metrics::REWRITE_FAILURES
-                .with_label_values(&[&site.name, "rewriter"])
-                .inc();
+            count_rewrite_failure(site, RewriteFailure::Rewriter);
         }
         for (cat, tag) in &out.neutralized {
             metrics::NEUTRALIZED
                 .with_label_values(&[&site.name, cat.as_str(), tag])
                 .inc();
         }
-        ctx.neutralized += out.neutralized.len() as u32;
+        ctx.counts.neutralized += out.neutralized.len() as u32;
         *body = Some(bytes::Bytes::from(out.bytes));
         Ok(None)
     }
@@ -447,42 +465,13 @@ impl ProxyHttp for ConsentGate {
         if let Some(phase) = e.and_then(crate::connections::client_timeout_phase) {
             metrics::CLIENT_TIMEOUTS.with_label_values(&[phase]).inc();
         }
-        let Some(site) = &ctx.site else { return };
-        let consent_label = if site.mode == Mode::Off {
-            "off"
+        let Some(site) = ctx.site.clone() else { return };
+        let consent = if site.policy.mode == Mode::Off {
+            ConsentLabel::Off
         } else {
             ctx.plan.consent.label()
         };
-        site.metrics.requests[consent_index(consent_label)].inc();
-        if ctx.plan.consent.gpc {
-            site.metrics.gpc.inc();
-        }
-        for s in &ctx.plan.consent.sources {
-            if s.error.is_some() {
-                metrics::CONSENT_ERRORS
-                    .with_label_values(&[&site.name, s.format])
-                    .inc();
-            }
-        }
-        let action = if site.mode == Mode::Enforce { 0 } else { 1 };
-        for (i, n) in ctx.plan.stripped.iter().enumerate() {
-            if *n > 0 {
-                site.metrics.request_stripped[i][action].inc_by(u64::from(*n));
-            }
-        }
-        for name in &ctx.plan.unknown_names {
-            metrics::count_unknown_cookie(&site.name, name, &mut ctx.label_admissions);
-        }
-        if ctx.plan.cookies_over_limit > 0 {
-            site.metrics
-                .cookies_over_limit
-                .inc_by(u64::from(ctx.plan.cookies_over_limit));
-        }
-        if ctx.plan.expiry_lines_over_limit > 0 {
-            site.metrics
-                .expiry_lines_over_limit
-                .inc_by(u64::from(ctx.plan.expiry_lines_over_limit));
-        }
+        count_request(&site, ctx, consent);
         let upstream_error = e.filter(|e| *e.esource() == pingora::ErrorSource::Upstream);
         if let Some(err) = upstream_error {
             metrics::UPSTREAM_ERRORS
@@ -490,202 +479,190 @@ impl ProxyHttp for ConsentGate {
                 .inc();
         }
         if ctx.access_log {
-            let req = session.req_header();
-            let status = session.response_written().map_or(0, |r| r.status.as_u16());
-            let errors: Vec<&str> = ctx
-                .plan
-                .consent
-                .sources
-                .iter()
-                .filter(|s| s.error.is_some())
-                .map(|s| s.format)
-                .collect();
-            tracing::info!(
-                target: "access",
-                site = %site.name,
-                mode = site.mode.as_str(),
-                method = %req.method,
-                path = req.uri.path(),
-                status,
-                consent = consent_label,
-                gpc = ctx.plan.consent.gpc,
-                consent_errors = ?errors,
-                set_cookie_kept = ctx.set_cookie_kept,
-                set_cookie_stripped = ctx.set_cookie_stripped,
-                request_cookies_stripped = ctx.plan.stripped.iter().sum::<u32>(),
-                cookies_expired = ctx.expired,
-                neutralized = ctx.neutralized,
-                blocked_category = ctx.blocked.as_ref().map(|m| m.category.as_str()),
-                blocked_list = ctx.blocked.as_ref().map(|m| m.list.as_str()),
-                upstream_error = upstream_error.map(|e| e.etype().as_str()),
-                duration_us = ctx.started.elapsed().as_micros() as u64,
-            );
+            access_log(session, &site, ctx, consent, upstream_error);
         }
     }
 }
 
-/// Keeps or strips each `Set-Cookie` line and, in enforce mode, appends the expiry lines for
-/// withdrawn cookies. Kept lines are the origin's own `HeaderValue`s, re-appended unchanged, one
-/// header line each (never folded).
-fn gate_set_cookies(site: &Site, ctx: &mut RequestCtx, resp: &mut ResponseHeader) {
-    let enforce = site.mode == Mode::Enforce;
-    // First pass: decide and count, without touching the headers (the common case keeps all).
-    let mut allowed: SmallVec<[bool; 8]> = SmallVec::new();
-    for value in resp.headers.get_all(SET_COOKIE) {
-        let (name, verdict) = judge_set_cookie(site, &ctx.plan.consent, value.as_bytes());
-        let cat = category_index(verdict.category);
-        if verdict.category.is_none() {
-            metrics::count_unknown_cookie(&site.name, name, &mut ctx.label_admissions);
-        }
-        if verdict.allowed {
-            ctx.set_cookie_kept += 1;
-            site.metrics.set_cookies[cat][0].inc();
-        } else if enforce {
-            ctx.set_cookie_stripped += 1;
-            site.metrics.set_cookies[cat][1].inc();
-        } else {
-            site.metrics.set_cookies[cat][2].inc();
-        }
-        allowed.push(verdict.allowed);
+/// The request's metrics, once it is done: consent state, GPC, unreadable consent, request
+/// cookies withheld (or that would be), unknown names, limits reached.
+fn count_request(site: &Site, ctx: &mut RequestCtx, consent: ConsentLabel) {
+    site.metrics.requests[consent].inc();
+    let plan = &ctx.plan;
+    if plan.consent.gpc {
+        site.metrics.gpc.inc();
     }
-    if !enforce {
+    for s in &plan.consent.sources {
+        if s.error.is_some() {
+            metrics::CONSENT_ERRORS
+                .with_label_values(&[&site.name, s.format])
+                .inc();
+        }
+    }
+    let action = StripAction::for_enforce(site.policy.mode == Mode::Enforce);
+    for &cat in CategoryLabel::ALL {
+        let n = plan.stripped[cat];
+        if n > 0 {
+            site.metrics.request_stripped[cat][action].inc_by(u64::from(n));
+        }
+    }
+    for name in &plan.unknown_names {
+        metrics::count_unknown_cookie(&site.name, name, &mut ctx.label_admissions);
+    }
+    if plan.cookies_over_limit > 0 {
+        site.metrics
+            .cookies_over_limit
+            .inc_by(u64::from(plan.cookies_over_limit));
+    }
+    if plan.expiry_lines_over_limit > 0 {
+        site.metrics
+            .expiry_lines_over_limit
+            .inc_by(u64::from(plan.expiry_lines_over_limit));
+    }
+}
+
+/// One JSON line per request (target `access`).
+fn access_log(
+    session: &Session,
+    site: &Site,
+    ctx: &RequestCtx,
+    consent: ConsentLabel,
+    upstream_error: Option<&Error>,
+) {
+    let req = session.req_header();
+    let status = session.response_written().map_or(0, |r| r.status.as_u16());
+    let errors: Vec<&str> = ctx
+        .plan
+        .consent
+        .sources
+        .iter()
+        .filter(|s| s.error.is_some())
+        .map(|s| s.format)
+        .collect();
+    tracing::info!(
+        target: "access",
+        site = %site.name,
+        mode = site.policy.mode.as_str(),
+        method = %req.method,
+        path = req.uri.path(),
+        status,
+        consent = consent.as_str(),
+        gpc = ctx.plan.consent.gpc,
+        consent_errors = ?errors,
+        set_cookie_kept = ctx.counts.set_cookie_kept,
+        set_cookie_stripped = ctx.counts.set_cookie_stripped,
+        request_cookies_stripped = ctx.plan.stripped.iter().sum::<u32>(),
+        cookies_expired = ctx.counts.expired,
+        neutralized = ctx.counts.neutralized,
+        blocked_category = ctx.blocked.as_ref().map(|m| m.category.as_str()),
+        blocked_list = ctx.blocked.as_ref().map(|m| m.list.as_str()),
+        upstream_error = upstream_error.map(|e| e.etype().as_str()),
+        duration_us = ctx.started.elapsed().as_micros() as u64,
+    );
+}
+
+fn count_filter_error(site: &Site, stage: FilterStage) {
+    metrics::FILTER_ERRORS
+        .with_label_values(&[&site.name, stage.as_str()])
+        .inc();
+}
+
+fn count_rewrite_failure(site: &Site, failure: RewriteFailure) {
+    metrics::REWRITE_FAILURES
+        .with_label_values(&[&site.name, failure.as_str()])
+        .inc();
+}
+
+/// A panic while gating `Set-Cookie`: every line is withheld (privacy fails closed), counted.
+fn withhold_set_cookies(site: &Site, resp: &mut ResponseHeader) {
+    count_filter_error(site, FilterStage::SetCookie);
+    resp.remove_header(&SET_COOKIE);
+}
+
+/// Counts the planned `Set-Cookie` decisions and the cookies expired.
+fn count_set_cookies(site: &Site, plan: &ResponsePlan<'_>, ctx: &mut RequestCtx) {
+    for d in &plan.set_cookies {
+        if d.category.is_none() {
+            metrics::count_unknown_cookie(&site.name, d.name, &mut ctx.label_admissions);
+        }
+        match d.action {
+            SetCookieAction::Kept => ctx.counts.set_cookie_kept += 1,
+            SetCookieAction::Stripped => ctx.counts.set_cookie_stripped += 1,
+            SetCookieAction::WouldStrip => {}
+        }
+        site.metrics.set_cookies[CategoryLabel::from(d.category)][d.action].inc();
+    }
+    if plan.expires {
+        for (_, cat) in &ctx.plan.expire {
+            ctx.counts.expired += 1;
+            site.metrics.expired[CategoryLabel::from(*cat)].inc();
+        }
+    }
+}
+
+/// Edits the `Set-Cookie` lines as planned. Kept lines are the origin's own `HeaderValue`s,
+/// re-added unchanged, one header line each (never folded), then the expiry lines.
+/// `SET_COOKIE` (not a string) so pingora writes the canonical `Set-Cookie` case.
+fn apply_set_cookies(resp: &mut ResponseHeader, originals: &[HeaderValue], plan: &ResponsePlan) {
+    if !plan.strips_any() {
+        // The common case keeps every line: only the expiry lines (if any) are appended.
+        for v in &plan.expiry_lines {
+            let _ = resp.append_header(SET_COOKIE, v.clone());
+        }
         return;
     }
-    for (_, cat) in &ctx.plan.expire {
-        ctx.expired += 1;
-        site.metrics.expired[*cat as usize].inc();
-    }
-    let mut expiry: SmallVec<[HeaderValue; 4]> = SmallVec::new();
-    for (name, _) in &ctx.plan.expire {
-        expiry.extend(site.expiry_values(name).iter().cloned());
-    }
-    // `SET_COOKIE` (not a string) so pingora writes the canonical `Set-Cookie` case.
-    if allowed.contains(&false) {
-        // The kept lines (cloned: cheap, reference-counted bytes) and then the expiry lines
-        // replace every Set-Cookie line: one insert and the appends, no separate remove.
-        let mut lines = resp
-            .headers
-            .get_all(SET_COOKIE)
-            .iter()
-            .zip(&allowed)
-            .filter(|(_, keep)| **keep)
-            .map(|(v, _)| v.clone())
-            .collect::<SmallVec<[HeaderValue; 8]>>()
-            .into_iter()
-            .chain(expiry);
-        match lines.next() {
-            Some(first) => {
-                let _ = resp.insert_header(SET_COOKIE, first);
-                for v in lines {
-                    let _ = resp.append_header(SET_COOKIE, v);
-                }
-            }
-            None => {
-                resp.remove_header(&SET_COOKIE);
+    // The kept lines and then the expiry lines replace every Set-Cookie line: one insert and
+    // the appends, no separate remove.
+    let mut lines = originals
+        .iter()
+        .zip(&plan.set_cookies)
+        .filter(|(_, d)| d.keeps())
+        .map(|(v, _)| v)
+        .chain(&plan.expiry_lines)
+        .cloned();
+    match lines.next() {
+        Some(first) => {
+            let _ = resp.insert_header(SET_COOKIE, first);
+            for v in lines {
+                let _ = resp.append_header(SET_COOKIE, v);
             }
         }
-    } else {
-        for v in expiry {
-            let _ = resp.append_header(SET_COOKIE, v);
+        None => {
+            resp.remove_header(&SET_COOKIE);
         }
     }
 }
 
-/// `scheme://host/path?query` of the request, for resolving URLs in its HTML.
-fn page_url(req: &RequestHeader) -> String {
-    let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
-    let scheme = header("x-forwarded-proto").unwrap_or("http");
-    let host = header("host")
-        .or_else(|| req.uri.host())
-        .unwrap_or("localhost");
-    let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
-    format!("{scheme}://{host}{pq}")
-}
-
-/// Starts rewriting an HTML response for a visitor who lacks consent for some category:
-/// the body will change, so `Content-Length` goes, and the response is marked private and
-/// varying by `Cookie` so no shared cache serves it to a visitor with other consent.
-fn start_html_rewrite(
-    site: &Site,
-    ctx: &mut RequestCtx,
-    resp: &mut ResponseHeader,
-    req: &RequestHeader,
-) -> Result<()> {
-    let Some(rules) = &site.page_rules else {
-        return Ok(());
-    };
-    let content_type = resp
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let media = content_type.split(';').next().unwrap_or("").trim();
-    let is_html = media.eq_ignore_ascii_case("text/html")
-        || media.eq_ignore_ascii_case("application/xhtml+xml");
-    let status = resp.status.as_u16();
-    if !is_html || status == 204 || status == 304 || (100..200).contains(&status) {
-        return Ok(());
+/// The planned CSP, the headers a rewritten body makes wrong, `Cache-Control` and (once)
+/// `Vary: Cookie`.
+fn apply_response_headers(resp: &mut ResponseHeader, plan: &ResponsePlan) -> Result<()> {
+    if let Some((name, value)) = plan.csp {
+        resp.append_header(name, value)?;
     }
-    let charset = content_type
-        .split(';')
-        .filter_map(|p| p.trim().strip_prefix("charset="))
-        .next()
-        .map(|c| c.trim_matches('"').to_string());
-    let encoding = resp
-        .headers
-        .get(http::header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let Some(codec) = crate::html::codec::Codec::for_encoding(encoding.as_deref()) else {
-        // An encoding we cannot read (e.g. zstd): pass through unchanged, counted.
-        metrics::REWRITE_FAILURES
-            .with_label_values(&[&site.name, "encoding"])
-            .inc();
-        return Ok(());
-    };
-    let neutralizer = match crate::html::Neutralizer::new(
-        ctx.plan.consent.grants,
-        &page_url(req),
-        rules.clone(),
-        charset.as_deref(),
-    ) {
-        Ok(n) => n,
-        Err(_) => {
-            metrics::REWRITE_FAILURES
-                .with_label_values(&[&site.name, "charset"])
-                .inc();
-            return Ok(());
-        }
-    };
-    ctx.body = Some(std::sync::Mutex::new(BodyRewrite::new(codec, neutralizer)));
-    resp.remove_header(&http::header::CONTENT_LENGTH);
-    resp.remove_header(&http::header::ETAG);
-    let cache_control = resp
-        .headers
-        .get(http::header::CACHE_CONTROL)
-        .and_then(|v| v.to_str().ok())
-        .map(private_cache_control)
-        .unwrap_or_else(|| "private".to_string());
-    resp.insert_header(http::header::CACHE_CONTROL, cache_control)?;
-    resp.append_header("Vary", "Cookie")?;
+    for name in plan.removed_headers() {
+        resp.remove_header(name);
+    }
+    if let Some(cache_control) = plan.cache_control() {
+        resp.insert_header(CACHE_CONTROL, cache_control)?;
+    }
+    if plan.vary_cookie() {
+        resp.append_header("Vary", "Cookie")?;
+    }
     Ok(())
 }
 
-/// `Cache-Control` with `public` and `s-maxage` removed and `private` added.
-fn private_cache_control(v: &str) -> String {
-    let mut parts: Vec<&str> = v
-        .split(',')
-        .map(str::trim)
-        .filter(|d| {
-            let name = d
-                .split('=')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
-            !d.is_empty() && name != "public" && name != "s-maxage" && name != "private"
-        })
-        .collect();
-    parts.insert(0, "private");
-    parts.join(", ")
+/// The body rewriter for a planned HTML rewrite; `None` (the page goes out unchanged) when the
+/// rewriter refuses the charset.
+fn start_body_rewrite(
+    site: &Site,
+    grants: Grants,
+    rw: &HtmlRewrite,
+    req: &RequestHeader,
+) -> Option<BodyRewrite> {
+    let rules = site.policy.page_rules.clone()?;
+    let page_url = RequestTarget::from_request(&req.headers, &req.uri).page_url();
+    let charset = Some(rw.charset.name());
+    let neutralizer = crate::html::Neutralizer::new(grants, &page_url, rules, charset).ok()?;
+    let codec = crate::html::codec::Codec::new(rw.coding);
+    Some(BodyRewrite::new(codec, neutralizer))
 }

@@ -1,16 +1,10 @@
-//! The configuration compiled for serving: sites with their classifiers, consent readers, load
-//! balancers and metric handles, and the Host -> site routing table. Built once per load and
+//! The configuration compiled for serving: sites (each a [`SitePolicy`] with its load balancer,
+//! timeouts and metric handles) and the Host -> site routing table. Built once per load and
 //! swapped atomically on reload (arc-swap), so a request sees one consistent configuration.
 
-use crate::config::{Config, Mode, ProxyConfig, RequestLimits, SiteConfig};
-use crate::consent::gpc::GpcPolicy;
-use crate::consent::{Category, ConsentReader};
-use crate::cookies::classify::{Classifier, RuleSet};
-use crate::cookies::expiry_cache::{Admission, ExpiryCache};
-use crate::cookies::gate::{Gate, UnknownPolicy};
+use crate::config::{Config, ProxyConfig, RequestLimits, SiteConfig};
 use crate::metrics::SiteMetrics;
-use crate::trackers::respond::BlockResponses;
-use crate::trackers::Blocklists;
+use crate::policy::SitePolicy;
 use pingora::lb::selection::RoundRobin;
 use pingora::lb::LoadBalancer;
 use std::collections::HashMap;
@@ -18,113 +12,37 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+/// One site as the proxy serves it: its policy (every decision's input) plus what only the
+/// proxy needs, the origins and their balancer, the timeouts and the metric handles.
 pub struct Site {
     pub name: String,
     pub hosts: Vec<String>,
     pub upstreams: Vec<String>,
-    pub mode: Mode,
-    pub unknown_cookies: UnknownPolicy,
-    pub gpc: GpcPolicy,
-    pub cookie_domains: Vec<String>,
-    pub cookie_paths: Vec<String>,
-    pub classifier: Classifier,
-    pub vendor_rules: Vec<(RuleSet, u16)>,
-    pub readers: Vec<Box<dyn ConsentReader>>,
-    pub blocklists: Arc<Blocklists>,
-    pub block_responses: BlockResponses,
-    /// HTML neutralization rules; `None` when `[site.html] enabled = false`.
-    pub page_rules: Option<Arc<crate::html::PageRules>>,
-    pub csp: Option<crate::trackers::csp::Csp>,
+    pub policy: SitePolicy,
     pub balancer: LoadBalancer<RoundRobin>,
     pub metrics: SiteMetrics,
-    /// `[proxy]` limits on what one request may cost (the same for every site).
-    pub limits: RequestLimits,
-    /// Expiry `Set-Cookie` values per cookie name, bounded in bytes (see the module).
-    expiry_cache: ExpiryCache,
     /// Origin connect/read/write/idle timeouts.
     pub timeouts: crate::config::connections::UpstreamTimeouts,
 }
 
 impl Site {
-    /// The header values that delete cookie `name` in the browser (see
-    /// [`crate::cookies::gate::expiry_lines`]).
-    pub fn expiry_values(&self, name: &str) -> Arc<[http::HeaderValue]> {
-        let admission = || Admission::of(name, self.classifier.is_listed(name));
-        self.expiry_cache.get_or_build(name, admission, || {
-            crate::cookies::gate::expiry_lines(name, &self.cookie_paths, &self.cookie_domains)
-                .into_iter()
-                .filter_map(|line| {
-                    http::HeaderValue::from_maybe_shared(bytes::Bytes::from(line)).ok()
-                })
-                .collect()
-        })
-    }
-
-    /// How many expiry lines [`Site::expiry_values`] gives for `name`, without building them.
-    pub fn expiry_line_count(&self, name: &str) -> usize {
-        crate::cookies::gate::expiry_line_count(
-            name,
-            self.cookie_paths.len(),
-            self.cookie_domains.len(),
-        )
-    }
-
-    /// Bytes held by the expiry-line cache.
-    pub fn expiry_cache_bytes(&self) -> usize {
-        self.expiry_cache.bytes()
-    }
-
-    pub fn gate(&self) -> Gate<'_> {
-        Gate {
-            classifier: &self.classifier,
-            unknown: self.unknown_cookies,
-            vendor_rules: &self.vendor_rules,
-        }
-    }
-
-    fn build(cfg: SiteConfig, limits: RequestLimits) -> Result<Site, String> {
-        let readers = cfg.readers;
-        // The consent cookies themselves are strictly necessary: they record the refusal too.
-        let mut consent_cookies = RuleSet::default();
-        for r in &readers {
-            for p in r.cookie_patterns() {
-                consent_cookies
-                    .add(&p, Category::Necessary)
-                    .map_err(|e| format!("consent cookie `{p}`: {e}"))?;
-            }
-        }
-        let blocklists = Arc::new(cfg.blocklists);
-        let page_rules = match cfg.html_snippets {
-            None => None,
-            Some(list) => Some(Arc::new(crate::html::PageRules {
-                blocklists: blocklists.clone(),
-                snippets: crate::html::Snippets::new(list)?,
-            })),
-        };
+    fn build(mut cfg: SiteConfig, limits: RequestLimits) -> Result<Site, String> {
         let balancer = LoadBalancer::try_from_iter(cfg.upstreams.iter().map(String::as_str))
             .map_err(|e| format!("site `{}` upstreams: {e}", cfg.name))?;
         let metrics = SiteMetrics::new(&cfg.name);
+        let name = std::mem::take(&mut cfg.name);
+        let hosts = std::mem::take(&mut cfg.hosts);
+        let upstreams = std::mem::take(&mut cfg.upstreams);
+        let timeouts = cfg.timeouts;
+        let policy = SitePolicy::build(cfg, limits, metrics.expiry_cache_bytes.clone())?;
         Ok(Site {
-            expiry_cache: ExpiryCache::new(metrics.expiry_cache_bytes.clone()),
-            limits,
-            metrics,
-            classifier: Classifier::new(consent_cookies, cfg.rules, cfg.database),
-            name: cfg.name,
-            hosts: cfg.hosts,
-            upstreams: cfg.upstreams,
-            mode: cfg.mode,
-            unknown_cookies: cfg.unknown_cookies,
-            gpc: cfg.gpc,
-            cookie_domains: cfg.cookie_domains,
-            cookie_paths: cfg.cookie_paths,
-            vendor_rules: cfg.vendor_rules,
-            readers,
-            page_rules,
-            blocklists,
-            block_responses: cfg.block_responses,
-            csp: cfg.csp,
+            name,
+            hosts,
+            upstreams,
+            policy,
             balancer,
-            timeouts: cfg.timeouts,
+            metrics,
+            timeouts,
         })
     }
 }

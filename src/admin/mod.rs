@@ -159,22 +159,23 @@ fn label_is(m: &prometheus::proto::Metric, name: &str, value: &str) -> bool {
 }
 
 pub fn status_json(rt: &Runtime) -> serde_json::Value {
+    use crate::labels::{SetCookieAction, StripAction};
+    use crate::metrics::name;
     let families = prometheus::gather();
-    let requests = sums_by_site(&families, "consentgate_requests_total");
-    let kept = sums_by_site_where(&families, "consentgate_set_cookie_total", |m| {
-        label_is(m, "action", "kept")
+    let requests = sums_by_site(&families, name::REQUESTS);
+    let set_cookies = |action: SetCookieAction| {
+        sums_by_site_where(&families, name::SET_COOKIES, |m| {
+            label_is(m, "action", action.as_str())
+        })
+    };
+    let kept = set_cookies(SetCookieAction::Kept);
+    let stripped = set_cookies(SetCookieAction::Stripped);
+    let req_stripped = sums_by_site_where(&families, name::REQUEST_COOKIES_STRIPPED, |m| {
+        label_is(m, "action", StripAction::Stripped.as_str())
     });
-    let stripped = sums_by_site_where(&families, "consentgate_set_cookie_total", |m| {
-        label_is(m, "action", "stripped")
-    });
-    let req_stripped = sums_by_site_where(
-        &families,
-        "consentgate_request_cookies_stripped_total",
-        |m| label_is(m, "action", "stripped"),
-    );
-    let expired = sums_by_site(&families, "consentgate_cookies_expired_total");
-    let consent_errors = sums_by_site(&families, "consentgate_consent_errors_total");
-    let upstream_errors = sums_by_site(&families, "consentgate_upstream_errors_total");
+    let expired = sums_by_site(&families, name::COOKIES_EXPIRED);
+    let consent_errors = sums_by_site(&families, name::CONSENT_ERRORS);
+    let upstream_errors = sums_by_site(&families, name::UPSTREAM_ERRORS);
     let get = |m: &HashMap<String, u64>, s: &str| m.get(s).copied().unwrap_or(0);
     let sites: Vec<_> = rt
         .sites
@@ -184,10 +185,10 @@ pub fn status_json(rt: &Runtime) -> serde_json::Value {
                 "name": s.name,
                 "hosts": s.hosts,
                 "upstreams": s.upstreams,
-                "mode": s.mode.as_str(),
-                "unknown_cookies": s.unknown_cookies,
-                "gpc": s.gpc.as_str(),
-                "consent_sources": s.readers.iter().map(|r| r.format()).collect::<Vec<_>>(),
+                "mode": s.policy.mode.as_str(),
+                "unknown_cookies": s.policy.unknown_cookies,
+                "gpc": s.policy.gpc.as_str(),
+                "consent_sources": s.policy.readers.iter().map(|r| r.format()).collect::<Vec<_>>(),
                 "totals": {
                     "requests": get(&requests, &s.name),
                     "set_cookie_kept": get(&kept, &s.name),

@@ -493,15 +493,16 @@ impl ConsentState {
     }
 
     /// A small fixed label for metrics: `none`, `partial`, `all` or `invalid`.
-    pub fn label(&self) -> &'static str {
+    pub fn label(&self) -> crate::labels::ConsentLabel {
+        use crate::labels::ConsentLabel;
         if self.has_error() {
-            "invalid"
+            ConsentLabel::Invalid
         } else if self.grants.is_all() {
-            "all"
+            ConsentLabel::All
         } else if self.grants.is_none() {
-            "none"
+            ConsentLabel::None
         } else {
-            "partial"
+            ConsentLabel::Partial
         }
     }
 }

@@ -27,7 +27,7 @@ pub struct Verdict {
 
 impl Verdict {
     pub fn category_label(&self) -> &'static str {
-        self.category.map_or("unknown", Category::as_str)
+        crate::labels::CategoryLabel::from(self.category).as_str()
     }
 }
 

@@ -63,6 +63,44 @@ impl Stage {
     }
 }
 
+/// A `Content-Encoding` this module reads and writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Coding {
+    Identity,
+    Gzip,
+    Deflate,
+    Brotli,
+}
+
+impl Coding {
+    /// The coding of a `Content-Encoding` value (none = identity); `None` for one this module
+    /// cannot handle (the caller passes the body through).
+    pub fn parse(content_encoding: Option<&str>) -> Option<Coding> {
+        const NAMES: [(&str, Coding); 6] = [
+            ("", Coding::Identity),
+            ("identity", Coding::Identity),
+            ("gzip", Coding::Gzip),
+            ("x-gzip", Coding::Gzip),
+            ("deflate", Coding::Deflate),
+            ("br", Coding::Brotli),
+        ];
+        let e = content_encoding.map_or("", str::trim);
+        NAMES
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(e))
+            .map(|(_, c)| *c)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Coding::Identity => "identity",
+            Coding::Gzip => "gzip",
+            Coding::Deflate => "deflate",
+            Coding::Brotli => "br",
+        }
+    }
+}
+
 /// Decoder and encoder for one `Content-Encoding`.
 pub struct Codec {
     decode: Stage,
@@ -72,24 +110,27 @@ pub struct Codec {
 impl Codec {
     /// `None` for an encoding this module cannot handle (the caller passes the body through).
     pub fn for_encoding(content_encoding: Option<&str>) -> Option<Codec> {
-        let enc = content_encoding.map(|e| e.trim().to_ascii_lowercase());
-        let (decode, encode) = match enc.as_deref() {
-            None | Some("" | "identity") => (Stage::Identity, Stage::Identity),
-            Some("gzip" | "x-gzip") => (
+        Coding::parse(content_encoding).map(Codec::new)
+    }
+
+    pub fn new(coding: Coding) -> Codec {
+        let (decode, encode) = match coding {
+            Coding::Identity => (Stage::Identity, Stage::Identity),
+            Coding::Gzip => (
                 Stage::GzipDecode(flate2::write::GzDecoder::new(Vec::new())),
                 Stage::GzipEncode(flate2::write::GzEncoder::new(
                     Vec::new(),
                     flate2::Compression::fast(),
                 )),
             ),
-            Some("deflate") => (
+            Coding::Deflate => (
                 Stage::DeflateDecode(flate2::write::ZlibDecoder::new(Vec::new())),
                 Stage::DeflateEncode(flate2::write::ZlibEncoder::new(
                     Vec::new(),
                     flate2::Compression::fast(),
                 )),
             ),
-            Some("br") => (
+            Coding::Brotli => (
                 Stage::BrotliDecode(Box::new(brotli::DecompressorWriter::new(Vec::new(), 4096))),
                 Stage::BrotliEncode(Box::new(brotli::CompressorWriter::new(
                     Vec::new(),
@@ -98,9 +139,8 @@ impl Codec {
                     22,
                 ))),
             ),
-            _ => return None,
         };
-        Some(Codec { decode, encode })
+        Codec { decode, encode }
     }
 
     pub fn is_identity(&self) -> bool {

@@ -1,0 +1,122 @@
+//! One site's policy: everything the decisions in [`crate::decide`] read (classifier, consent
+//! readers, blocklists, CSP, page rules, mode, cookie paths and domains, request limits), and
+//! nothing of the proxy's (no pingora type, no load balancer). Benchmarks, fuzz targets and
+//! `explain` build one from a validated [`SiteConfig`] without a runtime; the proxy's
+//! [`crate::runtime::Site`] holds one beside its balancer and metric handles.
+
+use crate::config::{Mode, RequestLimits, SiteConfig};
+use crate::consent::gpc::GpcPolicy;
+use crate::consent::{Category, ConsentReader};
+use crate::cookies::classify::{Classifier, RuleSet};
+use crate::cookies::expiry_cache::{Admission, ExpiryCache};
+use crate::cookies::gate::{Gate, UnknownPolicy};
+use crate::html::PageRules;
+use crate::trackers::csp::Csp;
+use crate::trackers::respond::BlockResponses;
+use crate::trackers::Blocklists;
+use http::HeaderValue;
+use std::sync::Arc;
+
+pub struct SitePolicy {
+    pub mode: Mode,
+    pub unknown_cookies: UnknownPolicy,
+    pub gpc: GpcPolicy,
+    /// Domain attributes the site sets cookies with (expiry lines are sent for each).
+    pub cookie_domains: Vec<String>,
+    /// Paths the site sets cookies on.
+    pub cookie_paths: Vec<String>,
+    pub classifier: Classifier,
+    /// Cookie-name rules that also need an IAB TCF vendor's consent.
+    pub vendor_rules: Vec<(RuleSet, u16)>,
+    pub readers: Vec<Box<dyn ConsentReader>>,
+    pub blocklists: Arc<Blocklists>,
+    pub block_responses: BlockResponses,
+    /// HTML neutralization rules; `None` when `[site.html] enabled = false`.
+    pub page_rules: Option<Arc<PageRules>>,
+    pub csp: Option<Csp>,
+    /// `[proxy]` limits on what one request may cost (the same for every site).
+    pub limits: RequestLimits,
+    /// Expiry `Set-Cookie` values per cookie name, bounded in bytes (see the module).
+    expiry_cache: ExpiryCache,
+}
+
+impl SitePolicy {
+    /// Compiles a site's validated configuration. Its name, hosts, upstreams and timeouts are
+    /// the proxy's business and are not read here. `expiry_cache_bytes` is the gauge the
+    /// expiry-line cache reports its size to (a plain `IntGauge::new` where nothing exports it).
+    pub fn build(
+        cfg: SiteConfig,
+        limits: RequestLimits,
+        expiry_cache_bytes: prometheus::IntGauge,
+    ) -> Result<SitePolicy, String> {
+        // The consent cookies themselves are strictly necessary: they record the refusal too.
+        let mut consent_cookies = RuleSet::default();
+        for r in &cfg.readers {
+            for p in r.cookie_patterns() {
+                consent_cookies
+                    .add(&p, Category::Necessary)
+                    .map_err(|e| format!("consent cookie `{p}`: {e}"))?;
+            }
+        }
+        let blocklists = Arc::new(cfg.blocklists);
+        let page_rules = match cfg.html_snippets {
+            None => None,
+            Some(list) => Some(Arc::new(PageRules {
+                blocklists: blocklists.clone(),
+                snippets: crate::html::Snippets::new(list)?,
+            })),
+        };
+        Ok(SitePolicy {
+            mode: cfg.mode,
+            unknown_cookies: cfg.unknown_cookies,
+            gpc: cfg.gpc,
+            cookie_domains: cfg.cookie_domains,
+            cookie_paths: cfg.cookie_paths,
+            classifier: Classifier::new(consent_cookies, cfg.rules, cfg.database),
+            vendor_rules: cfg.vendor_rules,
+            readers: cfg.readers,
+            blocklists,
+            block_responses: cfg.block_responses,
+            page_rules,
+            csp: cfg.csp,
+            limits,
+            expiry_cache: ExpiryCache::new(expiry_cache_bytes),
+        })
+    }
+
+    /// The per-cookie decision inputs.
+    pub fn gate(&self) -> Gate<'_> {
+        Gate {
+            classifier: &self.classifier,
+            unknown: self.unknown_cookies,
+            vendor_rules: &self.vendor_rules,
+        }
+    }
+
+    /// The header values that delete cookie `name` in the browser (see
+    /// [`crate::cookies::gate::expiry_lines`]), from the bounded cache when it holds them.
+    pub fn expiry_values(&self, name: &str) -> Arc<[HeaderValue]> {
+        let admission = || Admission::of(name, self.classifier.is_listed(name));
+        self.expiry_cache.get_or_build(name, admission, || {
+            crate::cookies::gate::expiry_lines(name, &self.cookie_paths, &self.cookie_domains)
+                .into_iter()
+                .filter_map(|line| HeaderValue::from_maybe_shared(bytes::Bytes::from(line)).ok())
+                .collect()
+        })
+    }
+
+    /// How many expiry lines [`SitePolicy::expiry_values`] gives for `name`, without building
+    /// them.
+    pub fn expiry_line_count(&self, name: &str) -> usize {
+        crate::cookies::gate::expiry_line_count(
+            name,
+            self.cookie_paths.len(),
+            self.cookie_domains.len(),
+        )
+    }
+
+    /// Bytes held by the expiry-line cache.
+    pub fn expiry_cache_bytes(&self) -> usize {
+        self.expiry_cache.bytes()
+    }
+}
