@@ -198,6 +198,26 @@ fn explain_url(
 }
 
 /// The response plan, as the proxy would apply it.
+/// The attributes of a `Set-Cookie` line, as a browser would read them (`cookie` crate; off the
+/// request path, where only the name is read). `null` when the crate cannot read the line.
+fn set_cookie_attributes(line: &str) -> Value {
+    let Ok(c) = cookie::Cookie::parse(line) else {
+        return Value::Null;
+    };
+    json!({
+        "domain": c.domain(),
+        "path": c.path(),
+        "max_age_seconds": c.max_age().map(|d| d.whole_seconds()),
+        "expires": c.expires_datetime().map(|t| t.unix_timestamp()),
+        // A cookie with neither lives until the browser closes.
+        "persistent": c.max_age().is_some() || c.expires_datetime().is_some(),
+        "secure": c.secure().unwrap_or(false),
+        "http_only": c.http_only().unwrap_or(false),
+        "same_site": c.same_site().map(|s| s.to_string()),
+        "partitioned": c.partitioned().unwrap_or(false),
+    })
+}
+
 fn explain_response(
     policy: &SitePolicy,
     plan: &RequestPlan,
@@ -209,11 +229,13 @@ fn explain_response(
     let set_cookie: Vec<Value> = rp
         .set_cookies
         .iter()
-        .map(|d| {
+        .zip(set_cookies)
+        .map(|(d, line)| {
             json!({
                 "name": d.name,
                 "category": crate::labels::CategoryLabel::from(d.category),
                 "action": d.action,
+                "attributes": set_cookie_attributes(line),
             })
         })
         .collect();

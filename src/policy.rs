@@ -13,7 +13,7 @@ use crate::cookies::gate::{Gate, UnknownPolicy};
 use crate::html::PageRules;
 use crate::trackers::csp::Csp;
 use crate::trackers::respond::BlockResponses;
-use crate::trackers::Blocklists;
+use crate::trackers::{Blocklists, ListSource};
 use http::HeaderValue;
 use std::sync::Arc;
 
@@ -40,6 +40,36 @@ pub struct SitePolicy {
     expiry_cache: ExpiryCache,
 }
 
+/// Why a validated site did not compile. Validation rejects both first (consent cookie names
+/// are checked with the format, snippets are plain strings), so these mean a bug, not a bad file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyError {
+    /// A consent reader's cookie pattern is not a valid rule.
+    ConsentCookie { pattern: String, reason: String },
+    /// The HTML snippet matcher could not be built.
+    Snippets(String),
+}
+
+impl std::fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PolicyError::ConsentCookie { pattern, reason } => {
+                write!(f, "consent cookie `{pattern}`: {reason}")
+            }
+            PolicyError::Snippets(reason) => f.write_str(reason),
+        }
+    }
+}
+
+impl std::error::Error for PolicyError {}
+
+/// The runtime reports load errors as text (`reload`, `run`, `/reload`).
+impl From<PolicyError> for String {
+    fn from(e: PolicyError) -> String {
+        e.to_string()
+    }
+}
+
 impl SitePolicy {
     /// Compiles a site's validated configuration. Its name, hosts, upstreams and timeouts are
     /// the proxy's business and are not read here. `expiry_cache_bytes` is the gauge the
@@ -48,22 +78,32 @@ impl SitePolicy {
         cfg: SiteConfig,
         limits: RequestLimits,
         expiry_cache_bytes: prometheus::IntGauge,
-    ) -> Result<SitePolicy, String> {
+    ) -> Result<SitePolicy, PolicyError> {
         // The consent cookies themselves are strictly necessary: they record the refusal too.
         let mut consent_cookies = RuleSet::default();
         for r in &cfg.readers {
             for p in r.cookie_patterns() {
                 consent_cookies
                     .add(&p, Category::Necessary)
-                    .map_err(|e| format!("consent cookie `{p}`: {e}"))?;
+                    .map_err(|reason| PolicyError::ConsentCookie {
+                        pattern: p.clone(),
+                        reason: reason.to_string(),
+                    })?;
             }
         }
-        let blocklists = Arc::new(cfg.blocklists);
+        // Building the adblock engines is the costly part of a load (reloads run it off the
+        // proxy's workers, src/reload.rs).
+        let blocklists = Arc::new(Blocklists::new(
+            cfg.blocklists
+                .into_iter()
+                .map(ListSource::compile)
+                .collect(),
+        ));
         let page_rules = match cfg.html_snippets {
             None => None,
             Some(list) => Some(Arc::new(PageRules {
                 blocklists: blocklists.clone(),
-                snippets: crate::html::Snippets::new(list)?,
+                snippets: crate::html::Snippets::new(list).map_err(PolicyError::Snippets)?,
             })),
         };
         Ok(SitePolicy {

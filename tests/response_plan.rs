@@ -96,13 +96,25 @@ fn explain_prints_the_response_plan_when_given_a_response() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let resp = &v["response"];
     assert_eq!(resp["status"], 200);
+    let decided: Vec<serde_json::Value> = resp["set_cookie"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| serde_json::json!({"name": d["name"], "category": d["category"], "action": d["action"]}))
+        .collect();
     assert_eq!(
-        resp["set_cookie"],
-        serde_json::json!([
-            {"name": "_fbp", "category": "marketing", "action": "stripped"},
-            {"name": "SESSIONID", "category": "necessary", "action": "kept"},
-        ])
+        decided,
+        vec![
+            serde_json::json!({"name": "_fbp", "category": "marketing", "action": "stripped"}),
+            serde_json::json!({"name": "SESSIONID", "category": "necessary", "action": "kept"}),
+        ]
     );
+    // Each line's attributes as a browser reads them: a session cookie without Max-Age or
+    // Expires is not persistent.
+    let attrs = &resp["set_cookie"][1]["attributes"];
+    assert_eq!(attrs["http_only"], true);
+    assert_eq!(attrs["persistent"], false);
+    assert_eq!(resp["set_cookie"][0]["attributes"]["path"], "/");
     let expiry = resp["expiry_lines"].as_array().unwrap();
     assert_eq!(expiry.len(), 1);
     assert!(

@@ -13,8 +13,8 @@ mod raw;
 mod recover;
 mod request_path;
 mod site;
-mod warnings;
 pub mod tls;
+mod warnings;
 
 use crate::consent::gpc::GpcPolicy;
 use crate::consent::{Category, ConsentReader};
@@ -22,7 +22,7 @@ use crate::cookies::classify::RuleSet;
 use crate::cookies::gate::UnknownPolicy;
 use crate::trackers::csp::Csp;
 use crate::trackers::respond::BlockResponses;
-use crate::trackers::Blocklists;
+use crate::trackers::ListSource;
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, ListKey};
 use raw::RawConfig;
 pub use request_path::{AdminAccess, RequestLimits, ADMIN_TOKEN_ENV};
@@ -87,11 +87,12 @@ pub struct ProxyConfig {
 
 /// One validated `[[site]]`.
 ///
-/// Most fields are plain values. A few are compiled here because compiling them is how their
-/// errors are found, with a line to report them on: `readers` (each format's table is
-/// deserialized and checked by its reader's constructor, see `consent::registry`), `rules`,
-/// `database` and `vendor_rules` (`RuleSet::add` is what rejects a bad pattern), `blocklists`
-/// (a list that does not compile is found only by compiling it) and `csp`.
+/// Most fields are plain values, compiled by the runtime ([`crate::policy::SitePolicy::build`]):
+/// the blocklists are read and checked here and their engines built there (the costly part of a
+/// load). A few small ones are built here because building them is how their errors are found,
+/// with a line to report them on: `readers` (each format's table is deserialized and checked by
+/// its reader's constructor, see `consent::registry`), `rules`, `database` and `vendor_rules`
+/// (`RuleSet::add` is what rejects a bad pattern) and `csp`.
 #[derive(Debug)]
 pub struct SiteConfig {
     pub name: String,
@@ -113,8 +114,8 @@ pub struct SiteConfig {
     pub database: RuleSet,
     /// Cookie-name patterns that also need a TCF vendor's consent.
     pub vendor_rules: Vec<(RuleSet, u16)>,
-    /// Tracker blocklists, compiled.
-    pub blocklists: Blocklists,
+    /// Tracker blocklists, read and checked; the runtime compiles them.
+    pub blocklists: Vec<ListSource>,
     pub block_responses: BlockResponses,
     /// The Content-Security-Policy added per consent, if `[site.csp]` is configured.
     pub csp: Option<Csp>,
@@ -555,8 +556,8 @@ mod tests {
     #[test]
     fn arrays_of_tables_and_inline_tables_under_a_site_are_read() {
         let lists = |c: &Config| -> Vec<(Category, String)> {
-            let b = &c.sites[0].blocklists;
-            b.lists()
+            c.sites[0]
+                .blocklists
                 .iter()
                 .map(|l| (l.category, l.name.clone()))
                 .collect()

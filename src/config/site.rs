@@ -9,7 +9,7 @@ use crate::cookies::classify::{check_pattern, RuleSet};
 use crate::cookies::ocd;
 use crate::trackers::csp::Csp;
 use crate::trackers::respond::BlockResponses;
-use crate::trackers::{Blocklist, Blocklists};
+use crate::trackers::ListSource;
 use std::net::ToSocketAddrs;
 use toml::Spanned;
 
@@ -209,9 +209,9 @@ impl Validator<'_> {
         database
     }
 
-    /// `[[site.blocklist]]`, compiled: compiling is how a bad list is found, so a list that
-    /// does not compile is reported here, with its line, rather than at start-up.
-    fn blocklists(&mut self, raw: &[RawBlocklist]) -> Blocklists {
+    /// `[[site.blocklist]]`, read and checked (a file that cannot be read or holds no rule is
+    /// reported with its line); the runtime compiles them.
+    fn blocklists(&mut self, raw: &[RawBlocklist]) -> Vec<ListSource> {
         let mut lists = Vec::new();
         for b in raw {
             let Some(category) = Category::parse(b.category.get_ref()) else {
@@ -224,7 +224,7 @@ impl Validator<'_> {
                 continue;
             }
             let path = self.resolve(b.path.get_ref());
-            match Blocklist::load(category, &path, b.path.get_ref()) {
+            match ListSource::read(category, &path, b.path.get_ref()) {
                 Ok(l) => lists.push(l),
                 Err(reason) => {
                     let path = path.display().to_string();
@@ -232,7 +232,7 @@ impl Validator<'_> {
                 }
             }
         }
-        Blocklists::new(lists)
+        lists
     }
 
     fn block_responses(&mut self, raw: &Option<Located<BlockResponses>>) -> BlockResponses {

@@ -144,10 +144,30 @@ impl std::fmt::Debug for Blocklists {
     }
 }
 
-impl Blocklist {
-    /// Compiles list text (network rules only: a proxy cannot hide page elements).
-    pub fn from_text(category: Category, name: &str, text: &str) -> Blocklist {
-        let mut set = FilterSet::new(true);
+/// A list as configuration validation leaves it: read and its rules counted, not yet compiled.
+/// Compiling (building the adblock engine, the costly part) is the runtime's work
+/// ([`crate::policy::SitePolicy::build`]); `consentgate check` stops before it.
+pub struct ListSource {
+    pub category: Category,
+    /// The path as configured (shown in `explain`, metrics, logs).
+    pub name: String,
+    /// Network rules counted in the text.
+    pub rules: usize,
+    text: String,
+}
+
+impl std::fmt::Debug for ListSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ListSource({}, {:?}, {} rules)",
+            self.name, self.category, self.rules
+        )
+    }
+}
+
+impl ListSource {
+    pub fn from_text(category: Category, name: &str, text: String) -> ListSource {
         let rules = text
             .lines()
             .filter(|l| {
@@ -155,29 +175,52 @@ impl Blocklist {
                 !l.is_empty() && !l.starts_with('!') && !l.starts_with('[') && !l.contains("##")
             })
             .count();
+        ListSource {
+            category,
+            name: name.to_string(),
+            rules,
+            text,
+        }
+    }
+
+    /// Reads a list file; a file with no filter rule is refused (it is not a list).
+    pub fn read(category: Category, path: &Path, name: &str) -> Result<ListSource, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
+        let list = ListSource::from_text(category, name, text);
+        if list.rules == 0 {
+            return Err("contains no filter rules; is this an EasyList/Adblock Plus list?".into());
+        }
+        Ok(list)
+    }
+
+    /// Compiles the list (network rules only: a proxy cannot hide page elements).
+    pub fn compile(self) -> Blocklist {
+        let mut set = FilterSet::new(true);
         set.add_filter_list(
-            text.to_string(),
+            self.text,
             ParseOptions {
                 rule_types: RuleTypes::NetworkOnly,
                 ..ParseOptions::default()
             },
         );
         Blocklist {
-            category,
-            name: name.to_string(),
-            rules,
+            category: self.category,
+            name: self.name,
+            rules: self.rules,
             engine: Engine::new_with_filter_set(set),
         }
+    }
+}
+
+impl Blocklist {
+    /// Compiles list text.
+    pub fn from_text(category: Category, name: &str, text: &str) -> Blocklist {
+        ListSource::from_text(category, name, text.to_string()).compile()
     }
 
     /// Reads and compiles a list file.
     pub fn load(category: Category, path: &Path, name: &str) -> Result<Blocklist, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
-        let list = Blocklist::from_text(category, name, &text);
-        if list.rules == 0 {
-            return Err("contains no filter rules; is this an EasyList/Adblock Plus list?".into());
-        }
-        Ok(list)
+        ListSource::read(category, path, name).map(ListSource::compile)
     }
 }
 
