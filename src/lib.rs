@@ -37,3 +37,4 @@ pub mod reload;
 pub mod runtime;
 pub mod server;
 pub mod trackers;
+pub mod upstreams;

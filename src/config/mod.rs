@@ -13,6 +13,7 @@ mod raw;
 mod recover;
 mod request_path;
 mod site;
+pub mod upstreams;
 
 use crate::consent::gpc::GpcPolicy;
 use crate::consent::{Category, ConsentReader};
@@ -117,6 +118,8 @@ pub struct SiteConfig {
     pub html_snippets: Option<Vec<(Category, String)>>,
     /// Origin connect/read/write/idle timeouts.
     pub timeouts: connections::UpstreamTimeouts,
+    /// The origins with their weights, balancing, TLS and health checks.
+    pub upstream: upstreams::UpstreamsConfig,
 }
 
 #[derive(Debug, Clone)]
