@@ -1,0 +1,294 @@
+//! Upstreams (issue 10): health checks and passive ejection with an origin killed under load,
+//! sticky sessions by consistent hash on the session cookie, weights, the retry of a failed
+//! connect. Real origins on loopback, the real binary, real HTTP clients.
+
+mod common;
+
+use common::{admin_get, eventually, free_port, send, Proxy};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// An HTTP/1.1 origin that can be killed (listener closed, every open connection shut down,
+/// like a crashed process) and restarted on the same port. It answers its own `name`; requests
+/// other than the health check's are counted in `hits`.
+struct KillableOrigin {
+    addr: SocketAddr,
+    name: &'static str,
+    hits: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl KillableOrigin {
+    fn start(name: &'static str) -> KillableOrigin {
+        Self::start_on("127.0.0.1:0".parse().unwrap(), name, Arc::default())
+    }
+
+    fn start_on(addr: SocketAddr, name: &'static str, hits: Arc<AtomicUsize>) -> KillableOrigin {
+        let listener = TcpListener::bind(addr).unwrap();
+        let addr = listener.local_addr().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (s, c, h) = (stop.clone(), conns.clone(), hits.clone());
+        let accept = std::thread::spawn(move || {
+            while !s.load(SeqCst) {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        conn.set_nonblocking(false).unwrap();
+                        c.lock().unwrap().push(conn.try_clone().unwrap());
+                        let h = h.clone();
+                        std::thread::spawn(move || serve(conn, name, h));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+        KillableOrigin {
+            addr,
+            name,
+            hits,
+            stop,
+            conns,
+            accept: Some(accept),
+        }
+    }
+
+    fn kill(&mut self) {
+        self.stop.store(true, SeqCst);
+        if let Some(t) = self.accept.take() {
+            t.join().unwrap();
+        }
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(Shutdown::Both);
+        }
+    }
+
+    fn restart(&mut self) {
+        let again = KillableOrigin::start_on(self.addr, self.name, self.hits.clone());
+        *self = again;
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(SeqCst)
+    }
+}
+
+impl Drop for KillableOrigin {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn serve(conn: TcpStream, name: &str, hits: Arc<AtomicUsize>) {
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut writer = conn;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+        let mut len = 0;
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            if h == "\r\n" {
+                break;
+            }
+            if let Some((n, v)) = h.split_once(':') {
+                if n.eq_ignore_ascii_case("content-length") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        let mut body = vec![0; len];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        if path != "/healthz" {
+            hits.fetch_add(1, SeqCst);
+        }
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{name}",
+            name.len()
+        );
+        if writer.write_all(resp.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+fn site(upstreams: &str, extra: &str) -> String {
+    format!("[[site]]\nname = \"app\"\nhosts = [\"*\"]\nupstreams = [{upstreams}]\nmode = \"off\"\n{extra}\n")
+}
+
+fn status_upstreams(p: &Proxy) -> Vec<serde_json::Value> {
+    let body = admin_get(p.admin, "/status").body;
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    v["sites"][0]["upstreams"].as_array().unwrap().clone()
+}
+
+fn healthy_in_status(p: &Proxy, addr: SocketAddr) -> bool {
+    status_upstreams(p)
+        .iter()
+        .find(|u| u["address"] == addr.to_string())
+        .unwrap()["healthy"]
+        .as_bool()
+        .unwrap()
+}
+
+/// (a) An origin killed under load costs at most the requests in flight at the kill, none
+/// after the health check noticed it; it gets no requests while dead and takes them again when
+/// restarted on the same port.
+#[test]
+fn killed_upstream_costs_no_request_after_the_health_check_notices() {
+    let a = KillableOrigin::start("a");
+    let mut b = KillableOrigin::start("b");
+    const INTERVAL_MS: u64 = 200;
+    const TIMEOUT_MS: u64 = 200;
+    let p = Proxy::start(&site(
+        &format!("\"{}\", \"{}\"", a.addr, b.addr),
+        &format!("[site.health_check]\npath = \"/healthz\"\ninterval_ms = {INTERVAL_MS}\ntimeout_ms = {TIMEOUT_MS}\nhealthy_threshold = 1\nunhealthy_threshold = 1\n"),
+    ));
+    let stop = Arc::new(AtomicBool::new(false));
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    // (when, ok) of every request.
+    let results: Arc<Mutex<Vec<(Instant, bool)>>> = Arc::default();
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, in_flight, results, addr) =
+                (stop.clone(), in_flight.clone(), results.clone(), p.addr);
+            std::thread::spawn(move || {
+                while !stop.load(SeqCst) {
+                    in_flight.fetch_add(1, SeqCst);
+                    let r = send(addr, "GET", "/page", &[]);
+                    in_flight.fetch_sub(1, SeqCst);
+                    let ok = r.status == 200 && (r.body == b"a" || r.body == b"b");
+                    results.lock().unwrap().push((Instant::now(), ok));
+                }
+            })
+        })
+        .collect();
+    eventually("both origins serve", || a.hits() > 20 && b.hits() > 20);
+    let in_flight_at_kill = in_flight.load(SeqCst);
+    let killed_at = Instant::now();
+    b.kill();
+    // The check notices within one interval plus its timeout; the margin covers scheduling.
+    let noticed = killed_at + Duration::from_millis(INTERVAL_MS + TIMEOUT_MS + 600);
+    std::thread::sleep(noticed - Instant::now());
+    let b_hits_when_noticed = b.hits();
+    assert!(!healthy_in_status(&p, b.addr), "/status shows b unhealthy");
+    assert_eq!(
+        p.metric(
+            "consentgate_upstream_healthy",
+            &[("site", "app"), ("upstream", &b.addr.to_string())]
+        ),
+        0.0
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(b.hits(), b_hits_when_noticed, "the dead origin got requests");
+    b.restart();
+    eventually("the restarted origin takes requests again", || {
+        b.hits() > b_hits_when_noticed + 10
+    });
+    assert!(healthy_in_status(&p, b.addr));
+    stop.store(true, SeqCst);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let results = results.lock().unwrap();
+    let failed_before = results
+        .iter()
+        .filter(|(t, ok)| !ok && *t >= killed_at && *t < noticed)
+        .count();
+    let failed_after = results.iter().filter(|(t, ok)| !ok && *t >= noticed).count();
+    let failed_before_kill = results.iter().filter(|(t, ok)| !ok && *t < killed_at).count();
+    eprintln!(
+        "{} requests; in flight at the kill: {in_flight_at_kill}; failed before the kill: {failed_before_kill}, until noticed: {failed_before}, after: {failed_after}",
+        results.len()
+    );
+    assert_eq!(failed_before_kill, 0);
+    assert!(
+        failed_before <= in_flight_at_kill,
+        "{failed_before} failed requests > {in_flight_at_kill} in flight"
+    );
+    assert_eq!(failed_after, 0, "requests failed after the check noticed");
+}
+
+/// (b) Consistent hash on the session cookie: one SESSIONID always reaches the same origin,
+/// different ones spread over both.
+#[test]
+fn consistent_hash_keeps_sessions_on_one_origin() {
+    let a = KillableOrigin::start("a");
+    let b = KillableOrigin::start("b");
+    let p = Proxy::start(&site(
+        &format!("\"{}\", \"{}\"", a.addr, b.addr),
+        "lb = \"consistent-hash\"\nhash_cookie = \"SESSIONID\"",
+    ));
+    let mut seen = std::collections::HashSet::new();
+    for s in 0..20 {
+        let cookie = format!("theme=dark; SESSIONID=session-{s}; _ga=GA1.2.3");
+        let first = p.get("/", &[("Cookie", &cookie)]).body;
+        for _ in 0..10 {
+            let again = p.get("/cart", &[("Cookie", &cookie)]).body;
+            assert_eq!(again, first, "session-{s} moved to another origin");
+        }
+        seen.insert(first);
+    }
+    assert_eq!(seen.len(), 2, "20 sessions all on one origin");
+}
+
+/// (c) Weights 3:1 give about 3:1 of 400 requests.
+#[test]
+fn weights_split_traffic() {
+    let a = KillableOrigin::start("a");
+    let b = KillableOrigin::start("b");
+    let p = Proxy::start(&site(
+        &format!(
+            "{{ addr = \"{}\", weight = 3 }}, {{ addr = \"{}\", weight = 1 }}",
+            a.addr, b.addr
+        ),
+        "",
+    ));
+    for _ in 0..400 {
+        assert_eq!(p.get("/", &[]).status, 200);
+    }
+    let (ha, hb) = (a.hits(), b.hits());
+    assert_eq!(ha + hb, 400);
+    assert!((260..=340).contains(&ha), "a got {ha} of 400, b {hb}");
+    let st = status_upstreams(&p);
+    assert_eq!(st[0]["weight"], 3);
+    assert_eq!(st[1]["weight"], 1);
+}
+
+/// (d) A dead origin (port closed): a GET is retried on the other origin (no failure), a POST
+/// is not resent (502), and the dead origin is ejected after its failed connect.
+#[test]
+fn failed_connect_is_retried_once_for_idempotent_requests() {
+    let a = KillableOrigin::start("a");
+    let dead: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let p = Proxy::start(&site(&format!("\"{dead}\", \"{}\"", a.addr), ""));
+    // Round-robin sends every other request to the dead origin until it is ejected.
+    for _ in 0..10 {
+        let r = p.get("/", &[]);
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"a"[..]));
+    }
+    assert!(!healthy_in_status(&p, dead), "the dead origin is ejected");
+    // A fresh proxy, so the dead origin is not ejected yet: the POST reaches it first or second.
+    let p = Proxy::start(&site(&format!("\"{dead}\", \"{}\"", a.addr), ""));
+    let statuses: Vec<u16> = (0..2)
+        .map(|_| {
+            send(p.addr, "POST", "/order", &[("Content-Length", "0")]).status
+        })
+        .collect();
+    assert!(statuses.contains(&502), "a POST to the dead origin is not retried: {statuses:?}");
+    assert!(statuses.contains(&200), "{statuses:?}");
+}
