@@ -194,7 +194,11 @@ fn killed_upstream_costs_no_request_after_the_health_check_notices() {
         0.0
     );
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(b.hits(), b_hits_when_noticed, "the dead origin got requests");
+    assert_eq!(
+        b.hits(),
+        b_hits_when_noticed,
+        "the dead origin got requests"
+    );
     b.restart();
     eventually("the restarted origin takes requests again", || {
         b.hits() > b_hits_when_noticed + 10
@@ -209,8 +213,14 @@ fn killed_upstream_costs_no_request_after_the_health_check_notices() {
         .iter()
         .filter(|(t, ok)| !ok && *t >= killed_at && *t < noticed)
         .count();
-    let failed_after = results.iter().filter(|(t, ok)| !ok && *t >= noticed).count();
-    let failed_before_kill = results.iter().filter(|(t, ok)| !ok && *t < killed_at).count();
+    let failed_after = results
+        .iter()
+        .filter(|(t, ok)| !ok && *t >= noticed)
+        .count();
+    let failed_before_kill = results
+        .iter()
+        .filter(|(t, ok)| !ok && *t < killed_at)
+        .count();
     eprintln!(
         "{} requests; in flight at the kill: {in_flight_at_kill}; failed before the kill: {failed_before_kill}, until noticed: {failed_before}, after: {failed_after}",
         results.len()
@@ -285,10 +295,132 @@ fn failed_connect_is_retried_once_for_idempotent_requests() {
     // A fresh proxy, so the dead origin is not ejected yet: the POST reaches it first or second.
     let p = Proxy::start(&site(&format!("\"{dead}\", \"{}\"", a.addr), ""));
     let statuses: Vec<u16> = (0..2)
-        .map(|_| {
-            send(p.addr, "POST", "/order", &[("Content-Length", "0")]).status
-        })
+        .map(|_| send(p.addr, "POST", "/order", &[("Content-Length", "0")]).status)
         .collect();
-    assert!(statuses.contains(&502), "a POST to the dead origin is not retried: {statuses:?}");
+    assert!(
+        statuses.contains(&502),
+        "a POST to the dead origin is not retried: {statuses:?}"
+    );
     assert!(statuses.contains(&200), "{statuses:?}");
+}
+
+/// A TLS origin on loopback (rustls through pingora's re-exports, on a tokio runtime of its
+/// own) with a certificate for `origin.test` signed by a CA generated here. It records the SNI
+/// of each completed handshake.
+struct TlsOrigin {
+    addr: SocketAddr,
+    snis: Arc<Mutex<Vec<String>>>,
+    _rt: tokio::runtime::Runtime,
+}
+
+/// A CA and a leaf certificate for `origin.test`: (CA PEM, leaf DER, leaf key DER).
+fn test_pki() -> (String, Vec<u8>, Vec<u8>) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "consentgate test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["origin.test".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
+    (ca.pem(), leaf.der().to_vec(), leaf_key.serialize_der())
+}
+
+impl TlsOrigin {
+    fn start(cert: Vec<u8>, key: Vec<u8>) -> TlsOrigin {
+        use pingora::tls::{CertificateDer, PrivateKeyDer, ServerConfig, TlsAcceptor};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        pingora::tls::install_default_crypto_provider();
+        let config = ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![CertificateDer::from(cert)],
+                PrivateKeyDer::try_from(key).unwrap(),
+            )
+            .unwrap();
+        let acceptor = TlsAcceptor::from(Arc::new(config));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let snis: Arc<Mutex<Vec<String>>> = Arc::default();
+        let seen = snis.clone();
+        rt.spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (acceptor, seen) = (acceptor.clone(), seen.clone());
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let sni = tls.get_ref().1.server_name().unwrap_or("").to_string();
+                    seen.lock().unwrap().push(sni);
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tls.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let resp =
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\ntls";
+                    let _ = tls.write_all(resp).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        TlsOrigin {
+            addr,
+            snis,
+            _rt: rt,
+        }
+    }
+}
+
+/// (e) `upstream_tls`: the origin is reached over TLS with the configured SNI, its certificate
+/// verified against `upstream_ca`; with the system roots, or another name, it is refused (502).
+#[test]
+fn upstream_tls_verifies_the_origin_certificate() {
+    let (ca_pem, cert, key) = test_pki();
+    let origin = TlsOrigin::start(cert, key);
+    let dir = common::TempDir::new("upstream-tls");
+    let ca = dir.0.join("ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+    let tls_site = |extra: &str| {
+        site(
+            &format!("\"{}\"", origin.addr),
+            &format!("upstream_tls = true\n{extra}"),
+        )
+    };
+    let p = Proxy::start(&tls_site(&format!(
+        "upstream_sni = \"origin.test\"\nupstream_ca = \"{}\"",
+        ca.display()
+    )));
+    let r = p.get("/", &[]);
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"tls"[..]));
+    assert_eq!(origin.snis.lock().unwrap().last().unwrap(), "origin.test");
+    drop(p);
+    // The system roots do not know the test CA.
+    let p = Proxy::start(&tls_site("upstream_sni = \"origin.test\""));
+    assert_eq!(p.get("/", &[]).status, 502);
+    drop(p);
+    // The certificate is for origin.test, not for the name asked.
+    let p = Proxy::start(&tls_site(&format!(
+        "upstream_sni = \"other.test\"\nupstream_ca = \"{}\"",
+        ca.display()
+    )));
+    assert_eq!(p.get("/", &[]).status, 502);
 }
