@@ -210,6 +210,10 @@ impl Upstreams {
         }
     }
 
+    fn due(&self) -> bool {
+        now_ms() >= self.next_check.load(Relaxed) && !self.checking.load(Relaxed)
+    }
+
     /// Runs the active check if it is due (one at a time per site), then clears the ejection
     /// of every origin found healthy by a check that started after its failed connect.
     async fn check_if_due(&self) {
@@ -339,8 +343,10 @@ impl BackgroundService for UpstreamHealthChecks {
             for site in &rt.sites {
                 let site = site.clone();
                 if site.upstreams.health_check.is_some() {
-                    // A slow site's probes must not delay the others'.
-                    tokio::spawn(async move { site.upstreams.check_if_due().await });
+                    if site.upstreams.due() {
+                        // A slow site's probes must not delay the others'.
+                        tokio::spawn(async move { site.upstreams.check_if_due().await });
+                    }
                 } else {
                     site.upstreams.refresh_gauges();
                 }

@@ -19,6 +19,8 @@ struct KillableOrigin {
     addr: SocketAddr,
     name: &'static str,
     hits: Arc<AtomicUsize>,
+    /// The `Host` of each health check request.
+    check_hosts: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
     conns: Arc<Mutex<Vec<TcpStream>>>,
     accept: Option<JoinHandle<()>>,
@@ -26,24 +28,39 @@ struct KillableOrigin {
 
 impl KillableOrigin {
     fn start(name: &'static str) -> KillableOrigin {
-        Self::start_on("127.0.0.1:0".parse().unwrap(), name, Arc::default())
+        Self::start_on(
+            "127.0.0.1:0".parse().unwrap(),
+            name,
+            Arc::default(),
+            Arc::default(),
+        )
     }
 
-    fn start_on(addr: SocketAddr, name: &'static str, hits: Arc<AtomicUsize>) -> KillableOrigin {
+    fn start_on(
+        addr: SocketAddr,
+        name: &'static str,
+        hits: Arc<AtomicUsize>,
+        check_hosts: Arc<Mutex<Vec<String>>>,
+    ) -> KillableOrigin {
         let listener = TcpListener::bind(addr).unwrap();
         let addr = listener.local_addr().unwrap();
         listener.set_nonblocking(true).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-        let (s, c, h) = (stop.clone(), conns.clone(), hits.clone());
+        let (s, c, h, ch) = (
+            stop.clone(),
+            conns.clone(),
+            hits.clone(),
+            check_hosts.clone(),
+        );
         let accept = std::thread::spawn(move || {
             while !s.load(SeqCst) {
                 match listener.accept() {
                     Ok((conn, _)) => {
                         conn.set_nonblocking(false).unwrap();
                         c.lock().unwrap().push(conn.try_clone().unwrap());
-                        let h = h.clone();
-                        std::thread::spawn(move || serve(conn, name, h));
+                        let (h, ch) = (h.clone(), ch.clone());
+                        std::thread::spawn(move || serve(conn, name, h, ch));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(2)),
                 }
@@ -53,6 +70,7 @@ impl KillableOrigin {
             addr,
             name,
             hits,
+            check_hosts,
             stop,
             conns,
             accept: Some(accept),
@@ -70,7 +88,12 @@ impl KillableOrigin {
     }
 
     fn restart(&mut self) {
-        let again = KillableOrigin::start_on(self.addr, self.name, self.hits.clone());
+        let again = KillableOrigin::start_on(
+            self.addr,
+            self.name,
+            self.hits.clone(),
+            self.check_hosts.clone(),
+        );
         *self = again;
     }
 
@@ -85,7 +108,12 @@ impl Drop for KillableOrigin {
     }
 }
 
-fn serve(conn: TcpStream, name: &str, hits: Arc<AtomicUsize>) {
+fn serve(
+    conn: TcpStream,
+    name: &str,
+    hits: Arc<AtomicUsize>,
+    check_hosts: Arc<Mutex<Vec<String>>>,
+) {
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut writer = conn;
     loop {
@@ -95,6 +123,7 @@ fn serve(conn: TcpStream, name: &str, hits: Arc<AtomicUsize>) {
         }
         let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
         let mut len = 0;
+        let mut host = String::new();
         loop {
             let mut h = String::new();
             if reader.read_line(&mut h).unwrap_or(0) == 0 {
@@ -106,6 +135,8 @@ fn serve(conn: TcpStream, name: &str, hits: Arc<AtomicUsize>) {
             if let Some((n, v)) = h.split_once(':') {
                 if n.eq_ignore_ascii_case("content-length") {
                     len = v.trim().parse().unwrap_or(0);
+                } else if n.eq_ignore_ascii_case("host") {
+                    host = v.trim().to_string();
                 }
             }
         }
@@ -113,7 +144,9 @@ fn serve(conn: TcpStream, name: &str, hits: Arc<AtomicUsize>) {
         if reader.read_exact(&mut body).is_err() {
             return;
         }
-        if path != "/healthz" {
+        if path == "/healthz" {
+            check_hosts.lock().unwrap().push(host);
+        } else {
             hits.fetch_add(1, SeqCst);
         }
         let resp = format!(
@@ -127,7 +160,11 @@ fn serve(conn: TcpStream, name: &str, hits: Arc<AtomicUsize>) {
 }
 
 fn site(upstreams: &str, extra: &str) -> String {
-    format!("[[site]]\nname = \"app\"\nhosts = [\"*\"]\nupstreams = [{upstreams}]\nmode = \"off\"\n{extra}\n")
+    site_for("\"*\"", upstreams, extra)
+}
+
+fn site_for(hosts: &str, upstreams: &str, extra: &str) -> String {
+    format!("[[site]]\nname = \"app\"\nhosts = [{hosts}]\nupstreams = [{upstreams}]\nmode = \"off\"\n{extra}\n")
 }
 
 fn status_upstreams(p: &Proxy) -> Vec<serde_json::Value> {
@@ -154,7 +191,8 @@ fn killed_upstream_costs_no_request_after_the_health_check_notices() {
     let mut b = KillableOrigin::start("b");
     const INTERVAL_MS: u64 = 200;
     const TIMEOUT_MS: u64 = 200;
-    let p = Proxy::start(&site(
+    let p = Proxy::start(&site_for(
+        "\"*.app.test\", \"app.test\"",
         &format!("\"{}\", \"{}\"", a.addr, b.addr),
         &format!("[site.health_check]\npath = \"/healthz\"\ninterval_ms = {INTERVAL_MS}\ntimeout_ms = {TIMEOUT_MS}\nhealthy_threshold = 1\nunhealthy_threshold = 1\n"),
     ));
@@ -169,7 +207,7 @@ fn killed_upstream_costs_no_request_after_the_health_check_notices() {
             std::thread::spawn(move || {
                 while !stop.load(SeqCst) {
                     in_flight.fetch_add(1, SeqCst);
-                    let r = send(addr, "GET", "/page", &[]);
+                    let r = send(addr, "GET", "/page", &[("Host", "app.test")]);
                     in_flight.fetch_sub(1, SeqCst);
                     let ok = r.status == 200 && (r.body == b"a" || r.body == b"b");
                     results.lock().unwrap().push((Instant::now(), ok));
@@ -231,6 +269,12 @@ fn killed_upstream_costs_no_request_after_the_health_check_notices() {
         "{failed_before} failed requests > {in_flight_at_kill} in flight"
     );
     assert_eq!(failed_after, 0, "requests failed after the check noticed");
+    // The checks asked for the site's first host name (not a wildcard).
+    let hosts = a.check_hosts.lock().unwrap().clone();
+    assert!(
+        !hosts.is_empty() && hosts.iter().all(|h| h == "app.test"),
+        "{hosts:?}"
+    );
 }
 
 /// (b) Consistent hash on the session cookie: one SESSIONID always reaches the same origin,
