@@ -496,7 +496,7 @@ impl ProxyHttp for ConsentGate {
 }
 
 /// The origin for this request (consistent hash on the session cookie, else round-robin) and
-/// its peer; `None` when every origin was tried.
+/// its peer (`None` only for a site without origins, which the configuration refuses).
 fn pick_upstream(site: &Site, session: &Session, tried: &[usize]) -> Option<(usize, HttpPeer)> {
     let req = session.req_header();
     let client = session

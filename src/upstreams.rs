@@ -142,7 +142,10 @@ impl Upstreams {
     }
 
     /// The origin for a request: a healthy one not in `tried`, by the site's balancing; when
-    /// none is, any not in `tried` (fail open). `key` is [`Upstreams::hash_key`]'s.
+    /// none is, any not in `tried` (fail open); when every origin was tried, any (pingora
+    /// retries a request whose pooled connection turned out closed: with one origin that is
+    /// the same one again). `key` is [`Upstreams::hash_key`]'s. Connect retries are limited
+    /// to other origins by the proxy (`untried_left`).
     pub fn select(&self, key: &[u8], tried: &[usize]) -> Option<usize> {
         let now = now_ms();
         let pick = |accept: &dyn Fn(&Backend, bool) -> bool| {
@@ -152,9 +155,20 @@ impl Upstreams {
             };
             b.and_then(|b| self.index_of(&b))
         };
-        let untried = |b: &Backend| self.index_of(b).filter(|i| !tried.contains(i));
-        pick(&|b, ready| untried(b).is_some_and(|i| ready && !self.ejected(i, now)))
-            .or_else(|| pick(&|b, _| untried(b).is_some()))
+        // One walk of the balancer's order, remembering the first untried origin as the
+        // fail-open choice: a second walk would advance round-robin twice per request and, with
+        // every origin ejected, always land on the same one.
+        let fallback = std::cell::Cell::new(None);
+        let healthy = pick(&|b, ready| {
+            let Some(i) = self.index_of(b).filter(|i| !tried.contains(i)) else {
+                return false;
+            };
+            if fallback.get().is_none() {
+                fallback.set(Some(i));
+            }
+            ready && !self.ejected(i, now)
+        });
+        healthy.or(fallback.get()).or_else(|| pick(&|_, _| true))
     }
 
     /// A connect to origin `i` failed: no requests until the next successful check (or the
@@ -362,7 +376,39 @@ impl BackgroundService for UpstreamHealthChecks {
 
 #[cfg(test)]
 mod tests {
-    use super::cookie_value;
+    use super::{cookie_value, Upstreams};
+
+    fn upstreams(list: &str) -> Upstreams {
+        let text = format!(
+            "[proxy]\nlisten = [\"127.0.0.1:1\"]\n[[site]]\nname = \"u\"\nupstreams = [{list}]\n"
+        );
+        let c = crate::config::parse(&text, "t.toml".as_ref()).unwrap();
+        Upstreams::build(c.sites[0].upstream.clone(), "u-test", "u.test").unwrap()
+    }
+
+    #[test]
+    fn selection_skips_ejected_and_tried_origins_and_fails_open() {
+        let u = upstreams("\"127.0.0.1:2\", \"127.0.0.1:3\"");
+        u.eject(0);
+        assert!(!u.healthy(0) && u.healthy(1));
+        for _ in 0..10 {
+            assert_eq!(u.select(b"", &[]), Some(1));
+        }
+        // The healthy one was tried: fail open to the ejected one rather than to nothing.
+        assert_eq!(u.select(b"", &[1]), Some(0));
+        // Every origin ejected: all of them are tried (fail open).
+        u.eject(1);
+        let picked: std::collections::HashSet<_> =
+            (0..10).filter_map(|_| u.select(b"", &[])).collect();
+        assert_eq!(picked.len(), 2);
+        assert!(!u.untried_left(&[0, 1]) && u.untried_left(&[0]));
+    }
+
+    #[test]
+    fn one_origin_is_asked_again_when_pingora_retries() {
+        let u = upstreams("\"127.0.0.1:2\"");
+        assert_eq!(u.select(b"", &[0]), Some(0));
+    }
 
     #[test]
     fn cookie_value_finds_the_named_cookie() {
