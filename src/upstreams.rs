@@ -247,6 +247,7 @@ impl Upstreams {
                 let _ = u.ejected_at.compare_exchange(at, 0, Relaxed, Relaxed);
             }
         }
+        self.refresh_gauges();
         self.checking.store(false, Relaxed);
     }
 
@@ -348,12 +349,21 @@ impl BackgroundService for UpstreamHealthChecks {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The (site, upstream) gauge series of the runtime last seen: a reload that removes an
+        // origin removes its series (the label set stays that of the configuration).
+        let mut series: Vec<(String, String)> = Vec::new();
+        // Held until the next reload is seen (a pointer alone could be reused by a new one).
+        let mut seen: Option<Arc<Runtime>> = None;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => return,
             }
             let rt = self.runtime.load_full();
+            if !seen.as_ref().is_some_and(|s| Arc::ptr_eq(s, &rt)) {
+                series = forget_removed_series(series, &rt);
+                seen = Some(rt.clone());
+            }
             for site in &rt.sites {
                 let site = site.clone();
                 if site.upstreams.health_check.is_some() {
@@ -372,6 +382,24 @@ impl BackgroundService for UpstreamHealthChecks {
             }
         }
     }
+}
+
+/// Removes the gauge series of origins `rt` no longer has; returns `rt`'s series.
+fn forget_removed_series(old: Vec<(String, String)>, rt: &Runtime) -> Vec<(String, String)> {
+    let current: Vec<(String, String)> = rt
+        .sites
+        .iter()
+        .flat_map(|s| {
+            s.upstreams
+                .list
+                .iter()
+                .map(|u| (s.name.clone(), u.addr.clone()))
+        })
+        .collect();
+    for (site, up) in old.iter().filter(|o| !current.contains(o)) {
+        let _ = crate::metrics::UPSTREAM_HEALTHY.remove_label_values(&[site, up]);
+    }
+    current
 }
 
 #[cfg(test)]

@@ -224,13 +224,13 @@ fn killed_upstream_costs_no_request_after_the_health_check_notices() {
     std::thread::sleep(noticed - Instant::now());
     let b_hits_when_noticed = b.hits();
     assert!(!healthy_in_status(&p, b.addr), "/status shows b unhealthy");
-    assert_eq!(
+    let b_label = b.addr.to_string();
+    eventually("the gauge shows b unhealthy", || {
         p.metric(
             "consentgate_upstream_healthy",
-            &[("site", "app"), ("upstream", &b.addr.to_string())]
-        ),
-        0.0
-    );
+            &[("site", "app"), ("upstream", &b_label)],
+        ) == 0.0
+    });
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(
         b.hits(),
@@ -467,4 +467,49 @@ fn upstream_tls_verifies_the_origin_certificate() {
         ca.display()
     )));
     assert_eq!(p.get("/", &[]).status, 502);
+}
+
+/// Health checks follow a reload: an origin added by the reload is checked and ejected when
+/// dead, one removed loses its `consentgate_upstream_healthy` series.
+#[test]
+fn health_checks_follow_a_reload() {
+    let a = KillableOrigin::start("a");
+    let b = KillableOrigin::start("b");
+    let check = "[site.health_check]\npath = \"/healthz\"\ninterval_ms = 100\ntimeout_ms = 200\n";
+    let p = Proxy::start(&site(&format!("\"{}\", \"{}\"", a.addr, b.addr), check));
+    let dead: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let text = std::fs::read_to_string(&p.config).unwrap().replace(
+        &format!("\"{}\", \"{}\"", a.addr, b.addr),
+        &format!("\"{}\", \"{dead}\"", a.addr),
+    );
+    std::fs::write(&p.config, text).unwrap();
+    let r = send(
+        p.admin,
+        "POST",
+        "/reload",
+        &[("Host", &p.admin.to_string()), ("Content-Length", "0")],
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    eventually("the added dead origin is found unhealthy", || {
+        !healthy_in_status(&p, dead)
+    });
+    let gauge = |addr: SocketAddr| {
+        p.metric(
+            "consentgate_upstream_healthy",
+            &[("site", "app"), ("upstream", &addr.to_string())],
+        )
+    };
+    eventually("the gauge follows", || gauge(dead) == 0.0);
+    let metrics = p.metrics();
+    assert!(
+        !metrics.contains(&format!("upstream=\"{}\"", b.addr)),
+        "the removed origin's series is gone"
+    );
+    assert_eq!(gauge(a.addr), 1.0);
+    let b_hits = b.hits();
+    for _ in 0..20 {
+        let r = p.get("/", &[]);
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"a"[..]));
+    }
+    assert_eq!(b.hits(), b_hits);
 }
