@@ -108,6 +108,9 @@ impl Drop for KillableOrigin {
     }
 }
 
+/// The name of an origin that reads requests and closes without answering.
+const MUTE: &str = "mute";
+
 fn serve(
     conn: TcpStream,
     name: &str,
@@ -153,6 +156,10 @@ fn serve(
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{name}",
             name.len()
         );
+        if name == MUTE {
+            // Accepts and reads, never answers: the proxy's request or check fails.
+            return;
+        }
         if writer.write_all(resp.as_bytes()).is_err() {
             return;
         }
@@ -231,12 +238,16 @@ fn killed_upstream_costs_no_request_after_the_health_check_notices() {
             &[("site", "app"), ("upstream", &b_label)],
         ) == 0.0
     });
+    // Something listens on b's port again but never answers (the health check keeps failing):
+    // it would see any request the proxy still sent to b.
+    let mute = KillableOrigin::start_on(b.addr, MUTE, Arc::default(), Arc::default());
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(
-        b.hits(),
-        b_hits_when_noticed,
-        "the dead origin got requests"
+    assert_eq!(mute.hits(), 0, "the unhealthy origin got requests");
+    assert!(
+        !mute.check_hosts.lock().unwrap().is_empty(),
+        "the health check kept probing it"
     );
+    drop(mute);
     b.restart();
     eventually("the restarted origin takes requests again", || {
         b.hits() > b_hits_when_noticed + 10
