@@ -39,3 +39,4 @@ pub mod runtime;
 pub mod server;
 pub mod tls;
 pub mod trackers;
+pub mod upstreams;

@@ -301,6 +301,20 @@ pub static UPSTREAM_TIMEOUTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 
 // --- end of connection metrics ---
 
+// --- Upstream health (src/upstreams.rs); labels bounded by the configured origins ---
+
+/// 1 while an origin takes requests, 0 while it is ejected (active check or failed connect).
+pub static UPSTREAM_HEALTHY: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "consentgate_upstream_healthy",
+        "1 while the origin is healthy and takes requests, 0 while ejected by its health check or a failed connect, by site and upstream address",
+        &["site", "upstream"]
+    )
+    .unwrap()
+});
+
+// --- end of upstream health metrics ---
+
 /// How many distinct unknown cookie names of one site may become label values.
 pub const UNKNOWN_NAME_LABELS: usize = 200;
 /// How many of those one request may admit: one request cannot fill the set.
@@ -418,6 +432,7 @@ pub fn init() {
     LazyLock::force(&CLIENT_TIMEOUTS);
     LazyLock::force(&TLS_HANDSHAKE_FAILURES);
     LazyLock::force(&UPSTREAM_TIMEOUTS);
+    LazyLock::force(&UPSTREAM_HEALTHY);
 }
 
 /// Prometheus text exposition of everything registered.

@@ -58,8 +58,10 @@ pub struct RequestCtx {
     label_admissions: u32,
     /// The origin chosen for this request (for the timeout metric's label).
     upstream: Option<pingora::protocols::l4::socket::SocketAddr>,
-    /// Failed connection attempts (retries stop when every origin of the site was tried).
+    /// Failed connection attempts (one retry, on another origin).
     connect_failures: usize,
+    /// The site's origins this request was sent to, by index (the last is the current one).
+    tried: SmallVec<[usize; 2]>,
 }
 
 /// Per-response tallies for the access log (the metrics are counted as they happen).
@@ -157,6 +159,7 @@ impl ProxyHttp for ConsentGate {
             label_admissions: metrics::UNKNOWN_LABELS_PER_REQUEST,
             upstream: None,
             connect_failures: 0,
+            tried: SmallVec::new(),
         }
     }
 
@@ -231,44 +234,52 @@ impl ProxyHttp for ConsentGate {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let site = ctx
             .site
             .as_ref()
             .expect("request_filter routes every request");
-        let backend = site.balancer.select(b"", 256).ok_or_else(|| {
+        let (index, mut peer) = pick_upstream(site, session, &ctx.tried).ok_or_else(|| {
             Error::explain(
                 ErrorType::ConnectNoRoute,
                 format!("site `{}` has no upstream to send to", site.name),
             )
         })?;
-        let mut peer = HttpPeer::new(backend.addr.clone(), false, String::new());
         let t = &site.timeouts;
         peer.options.connection_timeout = Some(t.connect);
         peer.options.total_connection_timeout = Some(t.connect);
         peer.options.read_timeout = Some(t.read);
         peer.options.write_timeout = Some(t.write);
         peer.options.idle_timeout = Some(t.idle);
-        ctx.upstream = Some(backend.addr);
+        ctx.upstream = Some(peer._address.clone());
+        ctx.tried.push(index);
         Ok(Box::new(peer))
     }
 
     fn fail_to_connect(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         _peer: &HttpPeer,
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        // Try each of the site's origins once, not pingora's default of up to 16 attempts:
-        // with a connect timeout that would multiply the client's wait.
+        // The origin is ejected (passive health), and the request tried once more on another
+        // origin: only an idempotent one (issue 10; nginx would also resend a POST whose
+        // connect failed, but a TLS handshake failure may come after the origin read it), and
+        // not pingora's default of up to 16 attempts, which a connect timeout would multiply.
         ctx.connect_failures += 1;
-        let origins = ctx.site.as_ref().map_or(1, |s| s.upstreams.len());
-        if ctx.connect_failures >= origins {
-            e.set_retry(false);
-        }
+        let retry = match (&ctx.site, ctx.tried.last()) {
+            (Some(site), Some(&i)) => {
+                site.upstreams.eject(i);
+                session.req_header().method.is_idempotent()
+                    && ctx.connect_failures < 2
+                    && site.upstreams.untried_left(&ctx.tried)
+            }
+            _ => false,
+        };
+        e.set_retry(retry);
         e
     }
 
@@ -482,6 +493,22 @@ impl ProxyHttp for ConsentGate {
             access_log(session, &site, ctx, consent, upstream_error);
         }
     }
+}
+
+/// The origin for this request (consistent hash on the session cookie, else round-robin) and
+/// its peer (`None` only for a site without origins, which the configuration refuses).
+fn pick_upstream(site: &Site, session: &Session, tried: &[usize]) -> Option<(usize, HttpPeer)> {
+    let req = session.req_header();
+    let client = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip());
+    let lines = req.headers.get_all(COOKIE);
+    let key = site
+        .upstreams
+        .hash_key(lines.iter().map(HeaderValue::as_bytes), client);
+    let index = site.upstreams.select(&key, tried)?;
+    Some((index, site.upstreams.peer(index)))
 }
 
 /// The request's metrics, once it is done: consent state, GPC, unreadable consent, request

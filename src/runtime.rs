@@ -5,8 +5,7 @@
 use crate::config::{Config, ProxyConfig, RequestLimits, SiteConfig};
 use crate::metrics::SiteMetrics;
 use crate::policy::SitePolicy;
-use pingora::lb::selection::RoundRobin;
-use pingora::lb::LoadBalancer;
+use crate::upstreams::Upstreams;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,9 +16,9 @@ use std::time::SystemTime;
 pub struct Site {
     pub name: String,
     pub hosts: Vec<String>,
-    pub upstreams: Vec<String>,
     pub policy: SitePolicy,
-    pub balancer: LoadBalancer<RoundRobin>,
+    /// The origins: balancer, health state, TLS (src/upstreams.rs).
+    pub upstreams: Upstreams,
     pub metrics: SiteMetrics,
     /// Origin connect/read/write/idle timeouts.
     pub timeouts: crate::config::connections::UpstreamTimeouts,
@@ -27,20 +26,25 @@ pub struct Site {
 
 impl Site {
     fn build(mut cfg: SiteConfig, limits: RequestLimits) -> Result<Site, String> {
-        let balancer = LoadBalancer::try_from_iter(cfg.upstreams.iter().map(String::as_str))
+        // Health checks send the site's own name as Host (its first non-wildcard host).
+        let check_host = cfg
+            .hosts
+            .iter()
+            .find(|h| !h.contains('*'))
+            .cloned()
+            .unwrap_or_else(|| cfg.upstream.list[0].host.clone());
+        let upstreams = Upstreams::build(cfg.upstream.clone(), &cfg.name, &check_host)
             .map_err(|e| format!("site `{}` upstreams: {e}", cfg.name))?;
         let metrics = SiteMetrics::new(&cfg.name);
         let name = std::mem::take(&mut cfg.name);
         let hosts = std::mem::take(&mut cfg.hosts);
-        let upstreams = std::mem::take(&mut cfg.upstreams);
         let timeouts = cfg.timeouts;
         let policy = SitePolicy::build(cfg, limits, metrics.expiry_cache_bytes.clone())?;
         Ok(Site {
             name,
             hosts,
-            upstreams,
             policy,
-            balancer,
+            upstreams,
             metrics,
             timeouts,
         })

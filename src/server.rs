@@ -122,6 +122,13 @@ pub fn run(
             runtime: runtime.clone(),
         },
     ));
+    // Active health checks and ejection expiry, on a thread of their own (src/upstreams.rs).
+    server.add_service(background_service(
+        "upstream health checks",
+        crate::upstreams::UpstreamHealthChecks {
+            runtime: runtime.clone(),
+        },
+    ));
     for s in extra {
         server.add_boxed_service(s);
     }

@@ -184,7 +184,7 @@ pub fn status_json(rt: &Runtime) -> serde_json::Value {
             json!({
                 "name": s.name,
                 "hosts": s.hosts,
-                "upstreams": s.upstreams,
+                "upstreams": upstreams_json(&s.upstreams),
                 "mode": s.policy.mode.as_str(),
                 "unknown_cookies": s.policy.unknown_cookies,
                 "gpc": s.policy.gpc.as_str(),
@@ -232,6 +232,16 @@ fn rfc3339(secs: u64) -> String {
         .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Each origin of a site for `/status`: address as configured, weight, whether it takes
+/// requests now.
+fn upstreams_json(u: &crate::upstreams::Upstreams) -> Vec<serde_json::Value> {
+    u.list
+        .iter()
+        .enumerate()
+        .map(|(i, o)| json!({"address": o.addr, "weight": o.weight, "healthy": u.healthy(i)}))
+        .collect()
 }
 
 #[cfg(test)]

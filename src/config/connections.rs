@@ -99,7 +99,7 @@ pub struct RawConnectionKeys<'a> {
 const MAX_TIMEOUT_MS: i64 = 3_600_000;
 
 impl Validator<'_> {
-    fn millis(
+    pub(super) fn millis(
         &mut self,
         key: &'static str,
         v: &Option<Spanned<i64>>,
@@ -122,7 +122,7 @@ impl Validator<'_> {
         }
     }
 
-    fn count(
+    pub(super) fn count(
         &mut self,
         key: &'static str,
         v: &Option<Spanned<i64>>,

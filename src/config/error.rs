@@ -136,6 +136,8 @@ pub enum ConfigErrorKind {
     },
     BadHost(String),
     BadUpstream(String),
+    /// `lb`, `hash_cookie`, `upstream_tls`/`_sni`/`_ca`, `[site.health_check]`.
+    Upstream(super::upstreams::UpstreamProblem),
     BadCookieDomain(String),
     BadCookiePath(String),
     BadConsentCookie {
@@ -313,6 +315,7 @@ impl ConfigErrorKind {
                 f,
                 "host pattern `{h}` is not valid; use `example.com`, `*.example.com` or \"*\" (no port, no scheme)"
             ),
+            Upstream(p) => write!(f, "{p}"),
             BadUpstream(u) => write!(
                 f,
                 "upstream `{u}` is not a reachable HOST:PORT; write it like \"127.0.0.1:8081\""
@@ -464,6 +467,7 @@ mod tests {
             },
             BadHost(s()),
             BadUpstream(s()),
+            Upstream(super::super::upstreams::UpstreamProblem::BadSni(s())),
             BadCookieDomain(s()),
             BadCookiePath(s()),
             BadConsentCookie {

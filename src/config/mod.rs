@@ -15,6 +15,7 @@ mod request_path;
 mod site;
 pub mod tls;
 mod warnings;
+pub mod upstreams;
 
 use crate::consent::gpc::GpcPolicy;
 use crate::consent::{Category, ConsentReader};
@@ -123,6 +124,8 @@ pub struct SiteConfig {
     pub html_snippets: Option<Vec<(Category, String)>>,
     /// Origin connect/read/write/idle timeouts.
     pub timeouts: connections::UpstreamTimeouts,
+    /// The origins with their weights, balancing, TLS and health checks.
+    pub upstream: upstreams::UpstreamsConfig,
 }
 
 #[derive(Debug, Clone)]

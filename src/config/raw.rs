@@ -84,7 +84,7 @@ pub struct RawSite {
     pub name: Spanned<String>,
     #[serde(default = "any_host")]
     pub hosts: Spanned<Vec<Spanned<String>>>,
-    pub upstreams: Spanned<Vec<Spanned<String>>>,
+    pub upstreams: Spanned<Vec<Spanned<crate::config::upstreams::RawUpstream>>>,
     #[serde(default)]
     pub mode: Mode,
     #[serde(default)]
@@ -111,6 +111,29 @@ pub struct RawSite {
     /// `[site.timeouts]`: origin connect/read/write/idle timeouts (config::connections).
     #[serde(default)]
     pub timeouts: Option<Located<crate::config::connections::RawSiteTimeouts>>,
+    // --- Upstream keys (config::upstreams) ---
+    pub lb: Option<Spanned<crate::config::upstreams::Lb>>,
+    pub hash_cookie: Option<Spanned<String>>,
+    pub upstream_tls: Option<Spanned<bool>>,
+    pub upstream_sni: Option<Spanned<String>>,
+    pub upstream_ca: Option<Spanned<String>>,
+    /// `[site.health_check]`.
+    pub health_check: Option<Located<crate::config::upstreams::RawHealthCheck>>,
+    // --- end of upstream keys ---
+}
+
+impl RawSite {
+    pub fn upstream_keys(&self) -> crate::config::upstreams::RawUpstreamKeys<'_> {
+        crate::config::upstreams::RawUpstreamKeys {
+            upstreams: &self.upstreams,
+            lb: &self.lb,
+            hash_cookie: &self.hash_cookie,
+            upstream_tls: &self.upstream_tls,
+            upstream_sni: &self.upstream_sni,
+            upstream_ca: &self.upstream_ca,
+            health_check: &self.health_check,
+        }
+    }
 }
 
 /// `[site.html]`: HTML neutralization.

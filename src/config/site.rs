@@ -10,7 +10,6 @@ use crate::cookies::ocd;
 use crate::trackers::csp::Csp;
 use crate::trackers::respond::BlockResponses;
 use crate::trackers::ListSource;
-use std::net::ToSocketAddrs;
 use toml::Spanned;
 
 /// A site's cookie rules, compiled.
@@ -29,7 +28,8 @@ impl Validator<'_> {
             self.error_at(s.name.span(), K::EmptySiteName);
         }
         let hosts = self.site_hosts(&s.hosts);
-        let upstreams = self.site_upstreams(&s.upstreams);
+        let upstream = self.site_upstreams(s.upstream_keys());
+        let upstreams = upstream.list.iter().map(|u| u.addr.clone()).collect();
         let cookie_domains = self.cookie_domains(&s.cookie_domains);
         let cookie_paths = self.cookie_paths(&s.cookie_paths);
         let consent_cookie = s.consent.cookie.get_ref().trim().to_string();
@@ -75,6 +75,7 @@ impl Validator<'_> {
             csp,
             html_snippets,
             timeouts,
+            upstream,
         })
     }
 
@@ -93,20 +94,6 @@ impl Validator<'_> {
             }
         }
         hosts
-    }
-
-    fn site_upstreams(&mut self, list: &Spanned<Vec<Spanned<String>>>) -> Vec<String> {
-        if list.get_ref().is_empty() {
-            self.error_at(list.span(), K::EmptyList(ListKey::Upstreams));
-        }
-        let mut upstreams = Vec::new();
-        for u in list.get_ref() {
-            match u.get_ref().to_socket_addrs() {
-                Ok(addrs) if addrs.len() > 0 => upstreams.push(u.get_ref().clone()),
-                _ => self.error_at(u.span(), K::BadUpstream(u.get_ref().clone())),
-            }
-        }
-        upstreams
     }
 
     fn cookie_domains(&mut self, list: &[Spanned<String>]) -> Vec<String> {
