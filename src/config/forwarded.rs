@@ -103,6 +103,45 @@ impl Validator<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::parse;
+    use std::path::Path;
+
+    const BASE: &str = "[proxy]\nlisten = [\"127.0.0.1:1\"]\n";
+    const SITE: &str = "[[site]]\nname = \"a\"\nupstreams = [\"127.0.0.1:2\"]\n";
+
+    #[test]
+    fn defaults_trust_nobody() {
+        let c = parse(&format!("{BASE}{SITE}"), Path::new("t.toml")).unwrap();
+        assert_eq!(c.proxy.forwarded, ForwardedSettings::default());
+        assert_eq!(c.proxy.forwarded.headers, ForwardedHeaders::XForwarded);
+        assert!(!c.proxy.forwarded.via);
+    }
+
+    #[test]
+    fn keys_are_read_and_bad_values_named_with_their_line() {
+        let good = format!(
+            "{BASE}trusted_proxies = [\"10.0.0.0/8\", \"2001:db8::/32\", \"192.0.2.1\"]\nforwarded_headers = \"both\"\nvia = true\n{SITE}"
+        );
+        let c = parse(&good, Path::new("t.toml")).unwrap();
+        let f = &c.proxy.forwarded;
+        assert_eq!(f.trusted_proxies.len(), 3);
+        assert_eq!((f.headers, f.via), (ForwardedHeaders::Both, true));
+
+        let bad = format!(
+            "{BASE}trusted_proxies = [\n  \"10.0.0.0/8\",\n  \"10.1.0.0/8\",\n  \"cdn.example\",\n]\nforwarded_headers = \"x-real-ip\"\n{SITE}"
+        );
+        let e = parse(&bad, Path::new("t.toml")).unwrap_err().to_string();
+        assert!(
+            e.contains("t.toml:5: trusted_proxies entry \"10.1.0.0/8\""),
+            "{e}"
+        );
+        assert!(e.contains("did you mean \"10.0.0.0/8\""), "{e}");
+        assert!(
+            e.contains("t.toml:6: trusted_proxies entry \"cdn.example\""),
+            "{e}"
+        );
+        assert!(e.contains("t.toml:8:") && e.contains("x-real-ip"), "{e}");
+    }
 
     #[test]
     fn cidrs_and_single_addresses() {
