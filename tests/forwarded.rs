@@ -147,3 +147,51 @@ fn a_trusted_x_forwarded_proto_is_the_scheme() {
         "a blocked request never reaches the origin"
     );
 }
+
+#[test]
+fn explain_shows_the_forwarding_decision() {
+    let dir = TempDir::new("fwd-explain");
+    let config = dir.0.join("c.toml");
+    std::fs::write(
+        &config,
+        "[proxy]\nlisten = [\"127.0.0.1:1\"]\ntrusted_proxies = [\"10.0.0.0/8\"]\n[[site]]\nname = \"a\"\nupstreams = [\"127.0.0.1:2\"]\n",
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let args = |peer: &'static str| {
+        let c = config.clone();
+        move || {
+            run_cli(&[
+                "explain",
+                "--config",
+                &c,
+                "--host",
+                "shop.test",
+                "--peer",
+                peer,
+                "--header",
+                "X-Forwarded-For: 203.0.113.9, 10.0.0.7",
+                "--header",
+                "X-Forwarded-Proto: https",
+            ])
+        }
+    };
+    let (code, out, err) = args("10.1.1.1")();
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let f = &v["forwarded"];
+    assert_eq!(f["trusted_peer"], true);
+    assert_eq!(f["client"], "203.0.113.9");
+    assert_eq!(f["scheme"], "https");
+    let (_, out, _) = args("127.0.0.1")();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let f = &v["forwarded"];
+    assert_eq!(
+        (&f["client"], &f["scheme"]),
+        (&"127.0.0.1".into(), &"http".into())
+    );
+    assert_eq!(
+        f["set"][0],
+        serde_json::json!(["x-forwarded-for", "127.0.0.1"])
+    );
+}
