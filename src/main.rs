@@ -44,6 +44,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of its largest variant (explain's options) costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Serve: proxy to the configured origins, gating cookies on consent.
