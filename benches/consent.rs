@@ -2,19 +2,13 @@
 //! same reader + CookieJar path the proxy runs; and decoding a TC string with 1,000+ vendors in
 //! both vendor encodings. Run: cargo bench --bench consent
 
-use base64::Engine;
 use consentgate::consent::{self, ConsentReader};
 use consentgate::cookies::header::CookieJar;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 
-struct Bits(Vec<bool>);
-impl Bits {
-    fn put(&mut self, v: u64, n: usize) {
-        for i in (0..n).rev() {
-            self.0.push((v >> i) & 1 == 1);
-        }
-    }
-}
+#[path = "../tests/support/tc_encoder.rs"]
+mod tc_encoder;
+use tc_encoder::{TcSpec, Vendors};
 
 /// A TC string with vendors 1..=1200 (every third left out) as a bitfield or as ranges of one
 /// vendor each (the worst case for range encoding; a CMP would pick the bitfield here), or
@@ -24,62 +18,27 @@ fn tc_string(range: bool) -> String {
 }
 
 fn tc_string_with(range: bool, runs: bool) -> String {
-    let mut b = Bits(Vec::new());
-    for (v, n) in [
-        (2u64, 6),
-        (17_000_000_000, 36),
-        (17_000_000_000, 36),
-        (10, 12),
-        (1, 12),
-        (1, 6),
-        (4, 6),
-        (13, 6),
-        (200, 12),
-        (4, 6),
-        (1, 1),
-        (0, 1),
-        (1, 12),
-    ] {
-        b.put(v, n);
-    }
-    b.put(0b11_1111_1111, 24); // purposes 1-10
-    b.put(0b10_0000_0010, 24);
-    b.put(0, 1);
-    b.put(3, 6);
-    b.put(4, 6);
-    let vendors: Vec<u16> = (1..=1200).filter(|v| v % 3 != 0).collect();
-    b.put(1200, 16);
-    if runs {
-        b.put(1, 1);
-        b.put(100, 12);
-        for r in 0..100u64 {
-            b.put(1, 1);
-            b.put(r * 12 + 1, 16);
-            b.put(r * 12 + 11, 16);
-        }
-    } else if range {
-        b.put(1, 1);
-        b.put(vendors.len() as u64, 12);
-        for v in &vendors {
-            b.put(0, 1);
-            b.put(u64::from(*v), 16);
-        }
+    let (vendors, vendors_as) = if runs {
+        let runs = (0..100u16).flat_map(|r| r * 12 + 1..=r * 12 + 11);
+        (runs.collect(), Vendors::Ranges)
     } else {
-        b.put(0, 1);
-        for id in 1..=1200u16 {
-            b.put(u64::from(id % 3 != 0), 1);
-        }
+        let every_third_left_out = (1..=1200u16).filter(|v| v % 3 != 0).collect();
+        let how = if range {
+            Vendors::SingleIds
+        } else {
+            Vendors::Bitfield
+        };
+        (every_third_left_out, how)
+    };
+    TcSpec {
+        special_features: vec![1],
+        purposes: (1..=10).collect(),
+        purposes_li: vec![2, 10],
+        vendors,
+        vendors_as,
+        ..TcSpec::default()
     }
-    b.put(0, 16);
-    b.put(0, 1);
-    b.put(0, 12);
-    let mut bytes = vec![0u8; b.0.len().div_ceil(8)];
-    for (i, bit) in b.0.iter().enumerate() {
-        if *bit {
-            bytes[i / 8] |= 1 << (7 - i % 8);
-        }
-    }
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    .encode()
 }
 
 fn header(consent_cookie: &str) -> String {

@@ -23,7 +23,6 @@ puts them), as benches/memory.sh does.
 import argparse
 import http.client
 import json
-import http.server
 import os
 import signal
 import socket
@@ -32,6 +31,9 @@ import sys
 import tempfile
 import threading
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import free_port, start_origin  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEADLINE = time.monotonic() + 600  # the whole run is bounded
@@ -50,37 +52,6 @@ def list_paths():
             "files, or CONSENTGATE_LISTS_DIR to their folder; scripts/fetch-lists DIR downloads them"
         )
     return paths
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Origin(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive to the proxy
-    # Head and body are two writes: without this, Nagle + delayed ACK add 40 ms to each answer.
-    disable_nagle_algorithm = True
-
-    def do_GET(self):
-        body = b"ok\n"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-def start_origin():
-    port = free_port()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Origin)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return port
 
 
 def write_config(folder, port, admin, origin, lists):

@@ -18,7 +18,6 @@ request is the point of the test).
 """
 
 import argparse
-import http.server
 import os
 import re
 import socket
@@ -28,36 +27,13 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import free_port, rss_kib, start_origin  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Extra `[proxy]` lines, e.g. a request-header size limit large enough for 1 MB requests.
 PROXY_EXTRA = os.environ.get("PROXY_EXTRA", "")
 DEADLINE = time.monotonic() + 600  # the whole run is bounded
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Origin(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = b"ok\n"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-def start_origin():
-    port = free_port()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Origin)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return port
 
 
 def request(port, head_lines, method="GET", path="/", host="shop.test", timeout=60):
@@ -90,11 +66,6 @@ def cpu_ns(pid):
         except OSError:
             pass
     return total
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
 
 
 def metric(admin, name):

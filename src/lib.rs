@@ -14,6 +14,7 @@
 //! - [`proxy`]: the pingora `ProxyHttp` phases, which apply the plans and count
 //! - [`connections`]: what one client connection may cost (timeouts, header limits, a cap on
 //!   connections) and the RFC 9112 request checks
+//! - [`tls`]: the certificates of the TLS listeners and the SNI resolver
 //! - [`metrics`]: every metric name; [`labels`]: their fixed label values as enums;
 //!   [`admin`]: the admin listener; [`reload`]: configuration reloads, built off the async
 //!   workers and swapped in whole
@@ -36,4 +37,5 @@ pub mod proxy;
 pub mod reload;
 pub mod runtime;
 pub mod server;
+pub mod tls;
 pub mod trackers;

@@ -196,6 +196,10 @@ fn main() -> ExitCode {
 /// `check`: every problem as FILE:LINE: ..., or a one-line summary.
 fn check(config: &Path) -> Result<(), String> {
     let c = consentgate::config::load(config).map_err(|e| e.to_string())?;
+    // Warnings do not fail the check: the configuration is valid, only risky.
+    for w in consentgate::config::warnings_for_file(&c.proxy, config) {
+        eprintln!("{w}");
+    }
     println!("{}: ok ({} sites)", config.display(), c.sites.len());
     Ok(())
 }
@@ -221,6 +225,9 @@ fn explain(
 fn run(config: &Path, opts: consentgate::server::RunOptions) -> Result<(), String> {
     consentgate::server::init_logging();
     let rt = Runtime::load(config).map_err(|e| e.to_string())?;
+    for w in consentgate::config::warnings_for_file(&rt.proxy, config) {
+        tracing::warn!("{w}");
+    }
     consentgate::server::run(rt, opts, Vec::new())
 }
 

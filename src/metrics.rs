@@ -279,6 +279,16 @@ pub static CLIENT_TIMEOUTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .unwrap()
 });
 
+/// TLS handshakes on the `listen_tls` listeners that did not complete.
+pub static TLS_HANDSHAKE_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "consentgate_tls_handshake_failures_total",
+        "TLS handshakes that did not complete, by reason (timeout: not done within client_header_timeout_ms, error: refused by the client or the server, e.g. no shared version or cipher; no_certificate: listen_tls without a certificate)",
+        &["reason"]
+    )
+    .unwrap()
+});
+
 /// Origin connections that timed out, by site, upstream and phase.
 pub static UPSTREAM_TIMEOUTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
@@ -406,6 +416,7 @@ pub fn init() {
     LazyLock::force(&CONNECTIONS_RECLAIMED);
     LazyLock::force(&CLIENT_REFUSALS);
     LazyLock::force(&CLIENT_TIMEOUTS);
+    LazyLock::force(&TLS_HANDSHAKE_FAILURES);
     LazyLock::force(&UPSTREAM_TIMEOUTS);
 }
 

@@ -146,11 +146,12 @@ fn swap_in(current: &ArcSwap<Runtime>) -> Result<(String, Arc<Runtime>), ReloadE
 /// What a reload cannot apply: settings the listeners and runtimes were built with.
 fn restart_note(old: &Runtime, new: &Runtime) -> &'static str {
     if new.proxy.listen != old.proxy.listen
+        || new.proxy.tls.listen_tls != old.proxy.tls.listen_tls
         || new.proxy.admin != old.proxy.admin
         || new.proxy.threads != old.proxy.threads
         || new.proxy.connections.max_connections != old.proxy.connections.max_connections
     {
-        "; listen/admin/threads/max_connections changes take effect after a restart"
+        "; listen/listen_tls/admin/threads/max_connections changes take effect after a restart"
     } else {
         ""
     }

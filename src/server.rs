@@ -7,6 +7,7 @@ use crate::proxy::ConsentGate;
 use crate::runtime::Runtime;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use pingora::listeners::tls::Acceptor;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{Server, ShutdownWatch};
@@ -34,7 +35,15 @@ pub fn run(
     let proxy_conf = runtime.proxy.clone();
     let mut conf = ServerConf {
         threads: proxy_conf.threads,
-        grace_period_seconds: Some(proxy_conf.grace_period_seconds),
+        // After SIGTERM or SIGQUIT pingora stops accepting, sleeps its grace period, then shuts
+        // the tokio runtimes down, which drops every task at its next await: an in-flight
+        // request is finished only within the grace period (`graceful_shutdown_timeout_seconds`
+        // waits for blocking threads, not for tasks). So in-flight requests get their
+        // `shutdown_timeout_seconds` inside the grace period; without it an upgrade lost the
+        // requests in flight at the handover (tests/upgrade.rs).
+        grace_period_seconds: Some(
+            proxy_conf.grace_period_seconds + proxy_conf.shutdown_timeout_seconds,
+        ),
         graceful_shutdown_timeout_seconds: Some(proxy_conf.shutdown_timeout_seconds),
         // Measured cheaper per request on this machine kind (docs/BENCHMARKS.md).
         work_stealing: false,
@@ -61,19 +70,38 @@ pub fn run(
         runtime.clone(),
         slots.clone(),
     );
-    let mut proxy = Service::new("consentgate proxy".to_string(), guarded);
-    proxy.set_connection_filter(Arc::new(WaitForSlot { slots }));
-    for addr in &proxy_conf.listen {
-        // No L4 read buffer: pingora reads request headers and bodies into buffers of its own,
-        // and the default 64 KiB one would be most of an idle connection's memory.
-        proxy.add_listener(
-            ListenerConfig::tcp(addr.as_str()).l4_buffer(L4BufferSettings {
-                read: Some(0),
-                write: None,
-            }),
+    // No L4 read buffer: pingora reads request headers and bodies into buffers of its own,
+    // and the default 64 KiB one would be most of an idle connection's memory.
+    let listener = |addr: &str| {
+        ListenerConfig::tcp(addr).l4_buffer(L4BufferSettings {
+            read: Some(0),
+            write: None,
+        })
+    };
+    if !proxy_conf.tls.listen_tls.is_empty() {
+        // The TLS handshake is made by the guard (src/connections/h2.rs), within the header
+        // timeout, with the certificate the SNI resolver picks from the current runtime.
+        let acceptor = Acceptor::from_server_config(crate::tls::server_config(runtime.clone()));
+        let mut tls = Service::new(
+            "consentgate proxy (TLS)".to_string(),
+            guarded.with_tls(acceptor),
         );
+        tls.set_connection_filter(Arc::new(WaitForSlot {
+            slots: slots.clone(),
+        }));
+        for addr in &proxy_conf.tls.listen_tls {
+            tls.add_listener(listener(addr));
+        }
+        server.add_service(tls);
     }
-    server.add_service(proxy);
+    if !proxy_conf.listen.is_empty() {
+        let mut proxy = Service::new("consentgate proxy".to_string(), guarded);
+        proxy.set_connection_filter(Arc::new(WaitForSlot { slots }));
+        for addr in &proxy_conf.listen {
+            proxy.add_listener(listener(addr));
+        }
+        server.add_service(proxy);
+    }
 
     // pingora gives every service a runtime of its own: the admin listener runs on one thread,
     // the SIGHUP task on another, neither of them a proxy worker.
@@ -99,6 +127,7 @@ pub fn run(
     }
     tracing::info!(
         listen = ?proxy_conf.listen,
+        listen_tls = ?proxy_conf.tls.listen_tls,
         admin = ?proxy_conf.admin,
         sites = runtime.load().sites.len(),
         "consentgate starting"

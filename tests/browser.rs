@@ -2,7 +2,8 @@
 //! tests/browser/): a page from a local origin includes a tracker script from a second local
 //! "tracker" host. Without consent the tracker host receives zero requests and
 //! `document.cookie` holds no tracking cookie; after the page's consent banner grants analytics,
-//! the tracker loads on the next navigation. (issue 4, Proof)
+//! the tracker loads on the next navigation. (issue 4, Proof) The same flow runs over HTTPS with
+//! HTTP/2, the certificate made by `openssl` at test time (issue 10).
 //!
 //! `scripts/test` installs chromium and the node package; elsewhere the test is skipped with a
 //! printed reason unless `CI` is set, where a missing browser is a failure.
@@ -43,13 +44,67 @@ fn available() -> Result<(), String> {
 
 #[test]
 fn tracker_never_loads_before_consent_and_loads_after() {
+    if let Some(v) = consent_flow(None) {
+        assert_eq!(v["before"]["protocol"], "http/1.1", "{v}");
+    }
+}
+
+#[test]
+fn over_https_and_http2_too() {
+    let pki = TempDir::new("browser-pki");
+    let sh = |cmd: &str| {
+        let out = Command::new("sh")
+            .current_dir(&pki.0)
+            .args(["-c", cmd])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(
+        Command::new("sh")
+            .args(["-c", "command -v openssl"])
+            .output()
+            .unwrap()
+            .status
+            .success(),
+        "openssl is not installed; run scripts/setup openssl (scripts/test does)"
+    );
+    sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout site.key -out site.pem -days 2 -subj /CN=site.test -addext subjectAltName=DNS:site.test");
+    // What --ignore-certificate-errors-spki-list takes: base64 of the SHA-256 of the SPKI.
+    let spki = sh("openssl x509 -in site.pem -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64");
+    let tls = Tls {
+        cert: pki.0.join("site.pem").display().to_string(),
+        key: pki.0.join("site.key").display().to_string(),
+        spki: spki.trim().to_string(),
+    };
+    if let Some(v) = consent_flow(Some(tls)) {
+        assert_eq!(v["before"]["protocol"], "h2", "{v}");
+    }
+}
+
+/// The TLS side of a run: the proxy's certificate and the hash the browser accepts it by.
+struct Tls {
+    cert: String,
+    key: String,
+    spki: String,
+}
+
+/// Runs the consent flow in the browser, through the proxy's plain listener or (with `tls`) its
+/// TLS listener, asserts what the page saw, and returns the driver's report; `None` when the
+/// browser is not installed outside CI.
+fn consent_flow(tls: Option<Tls>) -> Option<serde_json::Value> {
     if let Err(why) = available() {
         assert!(
             std::env::var_os("CI").is_none(),
             "browser test cannot run in CI: {why}"
         );
         eprintln!("skipped: {why}");
-        return;
+        return None;
     }
     let tracker = Origin::start(|req| {
         if req.path == "/__count" {
@@ -104,21 +159,42 @@ fn tracker_never_loads_before_consent_and_loads_after() {
     let dir = TempDir::new("browser");
     let list = dir.0.join("trackers.txt");
     std::fs::write(&list, "||tracker.test^\n").unwrap();
-    let proxy = Proxy::start(&format!(
-        "[[site]]\nname = \"shop\"\nhosts = [\"*\"]\nupstreams = [\"{}\"]\n[[site.blocklist]]\ncategory = \"analytics\"\npath = \"{}\"\n",
-        site.addr,
-        list.display()
-    ));
+    let tls_port = free_port();
+    let proxy_keys = match &tls {
+        None => String::new(),
+        Some(t) => format!(
+            "listen_tls = [\"127.0.0.1:{tls_port}\"]\n[[proxy.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n",
+            t.cert, t.key
+        ),
+    };
+    let proxy = Proxy::start_with(
+        &format!(
+            "[[site]]\nname = \"shop\"\nhosts = [\"*\"]\nupstreams = [\"{}\"]\n[[site.blocklist]]\ncategory = \"analytics\"\npath = \"{}\"\n",
+            site.addr,
+            list.display()
+        ),
+        &proxy_keys,
+    );
 
-    let out = Command::new("node")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/browser/consent_flow.mjs"
-        ))
-        .arg(proxy.addr.port().to_string())
-        .arg(counting.addr.port().to_string())
-        .output()
-        .expect("node runs");
+    let mut driver = Command::new("node");
+    driver.arg(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/browser/consent_flow.mjs"
+    ));
+    match &tls {
+        None => driver.arg(proxy.addr.port().to_string()),
+        Some(_) => {
+            eventually("the TLS listener", || {
+                std::net::TcpStream::connect(("127.0.0.1", tls_port)).is_ok()
+            });
+            driver.arg(tls_port.to_string())
+        }
+    };
+    driver.arg(counting.addr.port().to_string());
+    if let Some(t) = &tls {
+        driver.args(["https", &t.spki]);
+    }
+    let out = driver.output().expect("node runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -161,4 +237,5 @@ fn tracker_never_loads_before_consent_and_loads_after() {
             .contains("consent=analytics"),
         "{v}"
     );
+    Some(v)
 }

@@ -309,3 +309,57 @@ fn the_open_cookie_database_classifies_what_the_catalogue_does_not() {
     assert_eq!(code, 1);
     assert!(err.contains("bad.toml:7: open_cookie_database"), "{err}");
 }
+
+#[test]
+fn check_warns_about_an_admin_listener_off_loopback_without_a_token() {
+    let dir = TempDir::new("cli");
+    let config = |name: &str, admin: &str, extra: &str| {
+        write(
+            &dir,
+            name,
+            &format!(
+                "[proxy]\nlisten = [\"127.0.0.1:1\"]\nadmin = \"{admin}\"\n{extra}\n[[site]]\nname = \"a\"\nupstreams = [\"127.0.0.1:2\"]\n"
+            ),
+        )
+    };
+    let advice = "set admin_token (or CONSENTGATE_ADMIN_TOKEN) or bind admin to 127.0.0.1";
+    // Off loopback, no token: a warning on the `admin` line, and still exit 0.
+    for (i, admin) in ["0.0.0.0:9090", "[::]:9090", "203.0.113.9:9090"]
+        .iter()
+        .enumerate()
+    {
+        let path = config(&format!("open{i}.toml"), admin, "");
+        let (code, out, err) = run_cli(&["check", "--config", &path]);
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(out.contains("ok"), "{out}");
+        let warning = format!("{path}:3: warning: ");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with(&warning), "{admin}: {err}");
+        assert!(
+            err.contains(admin) && err.trim_end().ends_with(advice),
+            "{err}"
+        );
+    }
+    // A token in the file, a token in the environment, or loopback: no warning.
+    let token = config(
+        "token.toml",
+        "0.0.0.0:9090",
+        "admin_token = \"0123456789abcdef-secret\"",
+    );
+    let open = config("open-env.toml", "0.0.0.0:9090", "");
+    let local = config("local.toml", "127.0.0.1:9090", "");
+    let local6 = config("local6.toml", "[::1]:9090", "");
+    for (path, env) in [
+        (&token, vec![]),
+        (
+            &open,
+            vec![("CONSENTGATE_ADMIN_TOKEN", "0123456789abcdef-from-env")],
+        ),
+        (&local, vec![]),
+        (&local6, vec![]),
+    ] {
+        let (code, out, err) = run_cli_with_env(&["check", "--config", path], &env);
+        assert_eq!(code, 0, "{out}{err}");
+        assert_eq!(err, "", "{path}");
+    }
+}

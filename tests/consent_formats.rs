@@ -48,59 +48,12 @@ fn kept(p: &Proxy, cookie: &str) -> Vec<String> {
         .collect()
 }
 
-// A minimal TC string encoder (IAB TCF v2 core segment).
-struct Bits(Vec<bool>);
-impl Bits {
-    fn put(&mut self, v: u64, n: usize) {
-        for i in (0..n).rev() {
-            self.0.push((v >> i) & 1 == 1);
-        }
-    }
-    fn encode(&self) -> String {
-        let mut bytes = vec![0u8; self.0.len().div_ceil(8)];
-        for (i, b) in self.0.iter().enumerate() {
-            if *b {
-                bytes[i / 8] |= 1 << (7 - i % 8);
-            }
-        }
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    }
-}
+#[path = "support/tc_encoder.rs"]
+mod tc_encoder;
 
-fn tc_string(purposes: &[u8], vendors: &[u16]) -> String {
-    let mut b = Bits(Vec::new());
-    b.put(2, 6);
-    b.put(17_000_000_000, 36);
-    b.put(17_000_000_000, 36);
-    b.put(10, 12); // CMP id
-    b.put(1, 12);
-    b.put(1, 6);
-    b.put(4, 6); // "EN"
-    b.put(13, 6);
-    b.put(200, 12); // vendor list version
-    b.put(4, 6); // policy version
-    b.put(1, 1);
-    b.put(0, 1);
-    b.put(0, 12);
-    // Bit 1 of PurposesConsent (the first written) is purpose 1.
-    b.put(purposes.iter().fold(0, |m, p| m | 1 << (24 - p)), 24);
-    b.put(0, 24);
-    b.put(0, 1);
-    b.put(3, 6); // "DE"
-    b.put(4, 6);
-    // Vendor consents as a range encoding, vendor LI empty bitfield.
-    let max = vendors.iter().copied().max().unwrap_or(0);
-    b.put(u64::from(max), 16);
-    b.put(1, 1);
-    b.put(vendors.len() as u64, 12);
-    for v in vendors {
-        b.put(0, 1);
-        b.put(u64::from(*v), 16);
-    }
-    b.put(0, 16);
-    b.put(0, 1);
-    b.put(0, 12);
-    b.encode()
+/// A TC string with these purposes consented and these vendors (as range entries).
+fn tc_string(purposes: &[u16], vendors: &[u16]) -> String {
+    tc_encoder::TcSpec::with(purposes, vendors).encode()
 }
 
 #[test]

@@ -1,18 +1,10 @@
-//! Arbitrary bytes as the complianz consent cookie: parse directly and through a CookieJar.
+//! Arbitrary bytes as a Complianz consent cookie, `cmplz_statistics` (fuzz/src/lib.rs; the
+//! format exports no parser: the reader's own verdict is checked).
 #![no_main]
-use consentgate::consent::complianz::{ComplianzConfig, ComplianzReader};
-use consentgate::consent::ConsentReader;
-use consentgate::cookies::header::CookieJar;
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|data: &[u8]| {
-    let cfg = ComplianzConfig::default();
-    let reader = ComplianzReader::new(&cfg).unwrap();
-    let name = reader.cookie_patterns()[0].trim_end_matches('*').to_string();
-    let mut header = format!("{name}=").into_bytes();
-    header.extend_from_slice(data);
-    let jar = CookieJar::from_headers([&header[..], data]);
-    let _ = reader.read(&jar, false);
-    let _ = reader.read(&jar, true);
-    
-});
+use consentgate::consent::complianz as format;
+consentgate_fuzz::consent_format_target!(
+    format::ComplianzReader::new(&Default::default()).unwrap(),
+    Some("cmplz_statistics"),
+    AsSent,
+    None
+);

@@ -1,18 +1,9 @@
-//! Arbitrary bytes as the didomi consent cookie: parse directly and through a CookieJar.
+//! Arbitrary bytes as the Didomi (`didomi_token`) consent cookie (fuzz/src/lib.rs).
 #![no_main]
-use consentgate::consent::didomi::{DidomiConfig, DidomiReader};
-use consentgate::consent::ConsentReader;
-use consentgate::cookies::header::CookieJar;
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|data: &[u8]| {
-    let cfg = DidomiConfig::default();
-    let reader = DidomiReader::new(&cfg).unwrap();
-    let name = reader.cookie_patterns()[0].trim_end_matches('*').to_string();
-    let mut header = format!("{name}=").into_bytes();
-    header.extend_from_slice(data);
-    let jar = CookieJar::from_headers([&header[..], data]);
-    let _ = reader.read(&jar, false);
-    let _ = reader.read(&jar, true);
-    let _ = consentgate::consent::didomi::parse(&String::from_utf8_lossy(data), &cfg);
-});
+use consentgate::consent::didomi as format;
+consentgate_fuzz::consent_format_target!(
+    format::DidomiReader::new(&Default::default()).unwrap(),
+    None,
+    UrlEncoded,
+    Some(|t| format::parse(t, &Default::default()).is_err())
+);

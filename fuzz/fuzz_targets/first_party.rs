@@ -1,13 +1,9 @@
-//! Arbitrary bytes as the first-party consent cookie.
+//! Arbitrary bytes as the first-party (`consent`) consent cookie (fuzz/src/lib.rs).
 #![no_main]
-use consentgate::consent::first_party::{parse, FirstPartyReader};
-use consentgate::consent::ConsentReader;
-use consentgate::cookies::header::CookieJar;
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|data: &[u8]| {
-    let _ = parse(&String::from_utf8_lossy(data));
-    let mut header = b"consent=".to_vec();
-    header.extend_from_slice(data);
-    let _ = FirstPartyReader::new("consent").read(&CookieJar::from_headers([&header[..]]), true);
-});
+use consentgate::consent::first_party as format;
+consentgate_fuzz::consent_format_target!(
+    format::FirstPartyReader::new("consent"),
+    None,
+    AsSent,
+    Some(|t| format::parse(t).is_err())
+);

@@ -45,7 +45,6 @@ impl std::error::Error for ConfigErrors {}
 /// A list that may not be empty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ListKey {
-    Listen,
     Hosts,
     Upstreams,
     Sources,
@@ -125,6 +124,12 @@ pub enum ConfigErrorKind {
         from_env: bool,
         reason: String,
     },
+    /// Neither `listen` nor `listen_tls` has an address.
+    NoListener,
+    /// `listen_tls` without any `[[proxy.certificate]]`.
+    NoCertificate,
+    /// A `[[proxy.certificate]]` that cannot be served (names its file).
+    Certificate(crate::tls::CertificateError),
 
     // --- Sites ---
     NoSite,
@@ -231,9 +236,6 @@ impl ConfigErrorKind {
                 f,
                 "{what} `{value}` is not an IP:port address; write it like \"127.0.0.1:8080\" or \"[::1]:8080\""
             ),
-            EmptyList(ListKey::Listen) => f.write_str(
-                "`listen` is empty; give at least one address like \"127.0.0.1:8080\"",
-            ),
             EmptyList(ListKey::Hosts) => f.write_str(
                 "`hosts` is empty; list host names, `*.example.com` patterns, or \"*\" for the default site",
             ),
@@ -243,6 +245,13 @@ impl ConfigErrorKind {
             EmptyList(ListKey::Sources) => f.write_str(
                 "`sources` is empty; list the consent formats to read, e.g. [\"first-party\", \"tcf\"]",
             ),
+            NoListener => f.write_str(
+                "no listener: give `listen` (plain HTTP) or `listen_tls` (HTTPS) at least one address like \"0.0.0.0:80\"",
+            ),
+            NoCertificate => f.write_str(
+                "`listen_tls` is set but no [[proxy.certificate]] is configured; add one with `cert` and `key` (PEM files)",
+            ),
+            Certificate(e) => write!(f, "certificate: {e}"),
             ThreadsOutOfRange(n) => write!(
                 f,
                 "threads = {n} is out of range; use a number from 1 to the machine's cores"
@@ -421,7 +430,6 @@ mod tests {
                 what: "listen address",
                 value: s(),
             },
-            EmptyList(ListKey::Listen),
             EmptyList(ListKey::Hosts),
             EmptyList(ListKey::Upstreams),
             EmptyList(ListKey::Sources),
@@ -454,6 +462,12 @@ mod tests {
                 from_env: true,
                 reason: s(),
             },
+            NoListener,
+            NoCertificate,
+            Certificate(crate::tls::CertificateError::KeyMismatch {
+                cert: s(),
+                key: s(),
+            }),
             NoSite,
             EmptySiteName,
             DuplicateSiteName(s()),

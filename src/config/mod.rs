@@ -14,6 +14,8 @@ mod raw;
 mod recover;
 mod request_path;
 mod site;
+mod warnings;
+pub mod tls;
 
 use crate::consent::gpc::GpcPolicy;
 use crate::consent::{Category, ConsentReader};
@@ -30,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
+pub use warnings::{warnings, warnings_for_file, ConfigWarning};
 
 /// What the proxy does with its decisions for a site.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, Default)]
@@ -82,6 +85,8 @@ pub struct ProxyConfig {
     pub forwarded: ForwardedSettings,
     /// Client connection timeouts and request limits.
     pub connections: connections::ConnectionSettings,
+    /// `listen_tls`, the certificates (loaded) and `h2c`.
+    pub tls: tls::TlsConfig,
 }
 
 /// One validated `[[site]]`.
@@ -152,6 +157,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
         base: path.parent().map(Path::to_path_buf).unwrap_or_default(),
         errors: Vec::new(),
         read_error_lines: Vec::new(),
+        blanked_keys: Vec::new(),
         reading: false,
     };
     let Some(raw) = v.read_raw() else {
@@ -202,6 +208,9 @@ struct Validator<'a> {
     errors: Vec<ConfigError>,
     /// Lines whose key was reported while reading the TOML (and blanked or replaced).
     read_error_lines: Vec<usize>,
+    /// Names of the keys blanked out while reading (their error is reported already; an
+    /// optional one then reads as absent).
+    blanked_keys: Vec<String>,
     reading: bool,
 }
 
@@ -244,7 +253,9 @@ impl Validator<'_> {
                 _ => Vec::new(),
             };
             let first = ranges.first()?.clone();
-            blanked.push((recover::key_name(&text[first.clone()]), first));
+            let key = recover::key_name(&text[first.clone()]);
+            self.blanked_keys.push(key.clone());
+            blanked.push((key, first));
             text = recover::blank(&text, &ranges);
         }
         None
@@ -297,14 +308,13 @@ impl Validator<'_> {
     fn proxy(&mut self, raw: &RawConfig) -> ProxyConfig {
         let p = &raw.proxy;
         let mut listen = Vec::new();
-        if p.listen.get_ref().is_empty() {
-            self.error_at(p.listen.span(), ConfigErrorKind::EmptyList(ListKey::Listen));
-        }
-        for a in p.listen.get_ref() {
+        for a in p.listen.iter().flat_map(|l| l.get_ref()) {
             if let Some(a) = self.address("listen address", a) {
                 listen.push(a);
             }
         }
+        let plain_listeners = p.listen.as_ref().is_some_and(|l| !l.get_ref().is_empty());
+        let tls = self.tls(p, plain_listeners);
         let admin = p
             .admin
             .as_ref()
@@ -328,6 +338,7 @@ impl Validator<'_> {
             admin_access: self.admin_access(p),
             forwarded: self.forwarded_settings(p),
             connections: self.connection_settings(p.connection_keys()),
+            tls,
         }
     }
 

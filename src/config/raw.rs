@@ -23,7 +23,8 @@ pub struct RawConfig {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawProxy {
-    pub listen: Spanned<Vec<Spanned<String>>>,
+    /// Plain HTTP listeners; may be left out when `listen_tls` is given.
+    pub listen: Option<Spanned<Vec<Spanned<String>>>>,
     pub admin: Option<Spanned<String>>,
     pub threads: Option<Spanned<i64>>,
     #[serde(default = "yes")]
@@ -60,6 +61,15 @@ pub struct RawProxy {
     pub max_uri_bytes: Option<Spanned<i64>>,
     pub max_connections: Option<Spanned<i64>>,
     // --- end of connection keys ---
+
+    // --- TLS and HTTP/2 (config::tls) ---
+    pub listen_tls: Option<Spanned<Vec<Spanned<String>>>>,
+    /// `[[proxy.certificate]]` tables.
+    #[serde(default)]
+    pub certificate: Vec<crate::config::tls::RawCertificate>,
+    #[serde(default)]
+    pub h2c: bool,
+    // --- end of TLS keys ---
 }
 
 impl RawProxy {

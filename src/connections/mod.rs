@@ -18,8 +18,14 @@
 //!   a second or more: slowloris) are asked to give their slot up.
 //!
 //! [`request`] checks each parsed request header (Host, target form, transfer codings).
+//!
+//! On a `listen_tls` listener the connection first makes its TLS handshake here (within the
+//! header timeout, holding its slot); a client that chose HTTP/2 by ALPN, or that sends the
+//! HTTP/2 preface on a plain listener when `h2c` is on, is served by [`h2`] instead of the
+//! HTTP/1 loop.
 
 pub mod framing;
+pub mod h2;
 pub mod request;
 pub mod stream;
 
@@ -31,9 +37,10 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use framing::{HeadLimits, Tracker};
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
+use pingora::listeners::tls::Acceptor;
 use pingora::listeners::ConnectionFilter;
 use pingora::protocols::http::ServerSession;
-use pingora::protocols::{Stream, IO};
+use pingora::protocols::{Stream, ALPN, IO};
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
 use std::net::SocketAddr;
@@ -46,6 +53,8 @@ pub struct GuardedProxy {
     proxy: Arc<HttpProxy<ConsentGate>>,
     runtime: Arc<ArcSwap<Runtime>>,
     slots: Arc<Semaphore>,
+    /// Set on the `listen_tls` listeners' handler.
+    tls: Option<Arc<Acceptor>>,
 }
 
 impl GuardedProxy {
@@ -58,6 +67,18 @@ impl GuardedProxy {
             proxy: Arc::new(proxy),
             runtime,
             slots,
+            tls: None,
+        }
+    }
+
+    /// The same proxy, slots and runtime, for TLS listeners: connections make their TLS
+    /// handshake with `acceptor` first.
+    pub fn with_tls(&self, acceptor: Acceptor) -> Self {
+        GuardedProxy {
+            proxy: self.proxy.clone(),
+            runtime: self.runtime.clone(),
+            slots: self.slots.clone(),
+            tls: Some(Arc::new(acceptor)),
         }
     }
 }
@@ -98,13 +119,44 @@ impl ServerApp for GuardedProxy {
         // loop may have taken it in between, and then this one connection waits.
         let _slot = self.slots.clone().acquire_owned().await.ok()?;
         let _open = OpenConnection::new();
-        let settings = self.runtime.load().proxy.connections;
+        let (settings, h2c) = {
+            let rt = self.runtime.load();
+            (rt.proxy.connections, rt.proxy.tls.h2c)
+        };
+        // The first request header's deadline counts from the accept (as nginx's does), the
+        // TLS handshake and the h2c preface included.
+        let accepted = tokio::time::Instant::now();
+        let h2 = match &self.tls {
+            Some(acceptor) => {
+                let tls =
+                    h2::tls_handshake(acceptor, stream, settings.client_header_timeout).await?;
+                let h2 = matches!(tls.selected_alpn_proto(), Some(ALPN::H2));
+                (tls, h2)
+            }
+            None if h2c => h2::starts_with_preface(stream, settings.client_header_timeout).await?,
+            None => (stream, false),
+        };
+        let first_header_timeout = settings
+            .client_header_timeout
+            .saturating_sub(accepted.elapsed());
+        let stream = match h2 {
+            (stream, true) => {
+                let settings = ConnectionSettings {
+                    client_header_timeout: first_header_timeout,
+                    ..settings
+                };
+                h2::serve(&self.proxy, stream, settings, shutdown).await;
+                return None;
+            }
+            (stream, false) => stream,
+        };
         let mut guarded = Box::new(GuardedStream::new(
             stream,
             Tracker::new(head_limits(&settings)),
-            settings.client_header_timeout,
+            first_header_timeout,
         ));
         let mut persistent: Option<HttpPersistentSettings> = None;
+        let mut first = true;
         loop {
             // Read per request, so a reload applies to the next request.
             let settings = self.runtime.load().proxy.connections;
@@ -114,10 +166,13 @@ impl ServerApp for GuardedProxy {
                 head_limits(&settings),
             );
             // An idle connection waits here, small, for its next request (or its deadline, a
-            // reclaim, or the server's shutdown: see `stream::SHUTTING_DOWN`).
-            if *shutdown.borrow() || !guarded.wait_for_header().await {
+            // reclaim, or the server's shutdown: see `stream::SHUTTING_DOWN`). A new connection's
+            // first request is served even after the shutdown began (see
+            // `GuardedStream::closes_at_shutdown`).
+            if (*shutdown.borrow() && !first) || !guarded.wait_for_header().await {
                 return None;
             }
+            first = false;
             let mut session = ServerSession::new_http1(guarded);
             match persistent.take() {
                 Some(p) => p.apply_to_session(&mut session),
@@ -237,6 +292,14 @@ pub fn check_request(session: &mut pingora::proxy::Session) -> pingora::Result<(
                 // which keep-alive does not concern) the connection must not serve another
                 // request it would not follow.
                 session.set_keepalive(None);
+            }
+            if let Some(cookie) = accepted.joined_cookie {
+                // Joined from valid header values with "; ": a valid value (else left as is).
+                if let Ok(v) = http::HeaderValue::from_bytes(&cookie) {
+                    let req = session.req_header_mut();
+                    req.remove_header(&http::header::COOKIE);
+                    req.append_header(http::header::COOKIE, v)?;
+                }
             }
             if let Some((uri, authority)) = accepted.origin_form {
                 let req = session.req_header_mut();

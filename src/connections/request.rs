@@ -4,9 +4,14 @@
 //!
 //! pingora itself already refuses several `Host` fields, userinfo in the authority, and a
 //! `Host` that differs from an absolute-form target's authority.
+//!
+//! An HTTP/2 request names its host in `:authority` (RFC 9113 8.3.1), which pingora puts in
+//! the request's URI; `Host` may be absent then, and pingora writes it from the authority for
+//! the HTTP/1.1 origin (pingora refuses a `Host` that differs from `:authority`). Its cookies may come in several `cookie` fields (RFC 9113 8.2.3), which
+//! are joined into one before the request is read or forwarded.
 
 use super::framing::{BodyFraming, FramingBuilder, FramingError, FramingField};
-use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING, UPGRADE};
+use http::header::{CONTENT_LENGTH, COOKIE, HOST, TRANSFER_ENCODING, UPGRADE};
 use http::{Uri, Version};
 use pingora::http::authority::{raw_target_authority, RawTargetAuthority};
 use pingora::http::RequestHeader;
@@ -51,12 +56,16 @@ pub struct Accepted {
     /// (the wire tracker stops following it).
     pub upgrade: bool,
     pub framing: Option<BodyFraming>,
+    /// An HTTP/2 request's `cookie` fields joined into the one `Cookie` line that replaces them.
+    pub joined_cookie: Option<Vec<u8>>,
 }
 
 /// Checks one request header.
 pub fn check(req: &RequestHeader) -> Result<Accepted, Refusal> {
     // (Several Host fields were refused by pingora already.)
     match req.headers.get(HOST) {
+        // HTTP/2: `:authority` (already parsed into the URI) stands for it.
+        None if req.version == Version::HTTP_2 && req.uri.authority().is_some() => {}
         None if req.version != Version::HTTP_10 && req.version != Version::HTTP_09 => {
             return Err(Refusal::MissingHost)
         }
@@ -74,6 +83,7 @@ pub fn check(req: &RequestHeader) -> Result<Accepted, Refusal> {
     let mut accepted = Accepted {
         upgrade: req.headers.contains_key(UPGRADE),
         framing: Some(framing),
+        joined_cookie: joined_cookie_fields(req),
         ..Accepted::default()
     };
     // pingora keeps an absolute-form target verbatim for the wire and only its path in `uri`.
@@ -91,6 +101,26 @@ pub fn check(req: &RequestHeader) -> Result<Accepted, Refusal> {
         accepted.origin_form = Some((req.uri.clone(), authority.to_string()));
     }
     Ok(accepted)
+}
+
+/// RFC 9113 8.2.3: "If there are multiple Cookie header fields after decompression, these MUST
+/// be concatenated into a single octet string using the two-octet delimiter of 0x3b, 0x20
+/// ("; ") before being passed into a non-HTTP/2 context such as an HTTP/1.1 connection". `None`
+/// unless an HTTP/2 request has more than one. Linear in the header's bytes, which the HTTP/2
+/// header list limit bounds.
+pub fn joined_cookie_fields(req: &RequestHeader) -> Option<Vec<u8>> {
+    if req.version != Version::HTTP_2 {
+        return None;
+    }
+    let mut fields = req.headers.get_all(COOKIE).iter();
+    let first = fields.next()?;
+    let second = fields.next()?;
+    let mut joined = first.as_bytes().to_vec();
+    for v in std::iter::once(second).chain(fields) {
+        joined.extend_from_slice(b"; ");
+        joined.extend_from_slice(v.as_bytes());
+    }
+    Some(joined)
 }
 
 /// RFC 3986 reg-name bytes besides `%`: unreserved and sub-delims.
@@ -223,6 +253,35 @@ mod tests {
         assert_eq!(check(&r), Err(Refusal::InvalidHost));
         let r = req("/", Version::HTTP_10, &[]);
         assert!(check(&r).is_ok());
+    }
+
+    #[test]
+    fn http_2_names_its_host_in_the_authority_and_its_cookie_fields_are_joined() {
+        // RFC 9113 8.2.3's own example: the two fields are one `Cookie: a=b; c=d; e=f`.
+        // As pingora's HTTP/2 session makes it: from the request's parts, `:authority` in
+        // the URI.
+        let h2 = |uri: &str, cookies: &[&str]| {
+            let mut b = http::Request::builder().uri(uri).version(Version::HTTP_2);
+            for c in cookies {
+                b = b.header(COOKIE, *c);
+            }
+            RequestHeader::from(b.body(()).unwrap().into_parts().0)
+        };
+        let r = h2("https://www.example.org/", &["a=b", "c=d", "e=f"]);
+        let a = check(&r).unwrap();
+        assert_eq!(a.joined_cookie.as_deref(), Some(&b"a=b; c=d; e=f"[..]));
+        // One field: nothing to join. HTTP/1.1 is left as it came.
+        let r = h2("https://www.example.org/", &["a=b"]);
+        assert_eq!(check(&r).unwrap().joined_cookie, None);
+        let r = req(
+            "/",
+            Version::HTTP_11,
+            &[("Host", "a"), ("Cookie", "a=b"), ("Cookie", "c=d")],
+        );
+        assert_eq!(check(&r).unwrap().joined_cookie, None);
+        // Without `:authority` (and `Host`), HTTP/2 is refused like HTTP/1.1.
+        let r = h2("/", &[]);
+        assert_eq!(check(&r), Err(Refusal::MissingHost));
     }
 
     #[test]

@@ -72,8 +72,9 @@ pub static RECLAIM: Notify = Notify::const_new();
 /// How long a connection must have waited to be reclaimed.
 pub const RECLAIM_AFTER: Duration = Duration::from_secs(1);
 
-/// Set when the server stops listening: every waiting connection closes (rung through
-/// [`RECLAIM`]), as pingora's own loop closes idle kept-alive connections then.
+/// Set when the server stops listening: connections idle between two requests close (rung
+/// through [`RECLAIM`]), as pingora's own loop closes idle kept-alive connections then; a new
+/// connection's first request is still served (`GuardedStream::closes_at_shutdown`).
 pub static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
 
 impl std::fmt::Debug for GuardedStream {
@@ -194,11 +195,24 @@ impl GuardedStream {
         }
     }
 
+    /// Whether the server shuts down and this connection waits between two requests, with no
+    /// byte of the next one received: the only state in which closing loses nothing (a client
+    /// retries a request on a kept-alive connection that closed without answering, RFC 9112
+    /// section 9.3.1). A new connection was accepted to be answered, and none of its clients
+    /// would retry: its first request (and a header being received) is served, within the header
+    /// deadline, while the listening socket already belongs to the next process (graceful
+    /// upgrade, tests/upgrade.rs).
+    fn closes_at_shutdown(&self) -> bool {
+        SHUTTING_DOWN.load(Ordering::Relaxed)
+            && self.sessions > 1
+            && self.tracker.started() < self.sessions
+    }
+
     /// Whether the connection is asked to give its slot up (it waits and has waited long, or
     /// the server is shutting down). The `Notified` stays registered between polls.
     fn poll_reclaim(&mut self, cx: &mut Context<'_>) -> bool {
         loop {
-            if SHUTTING_DOWN.load(Ordering::Relaxed) {
+            if self.closes_at_shutdown() {
                 return true;
             }
             let n = self
@@ -208,9 +222,7 @@ impl GuardedStream {
                 return false;
             }
             self.reclaim = None;
-            if SHUTTING_DOWN.load(Ordering::Relaxed)
-                || self.waiting_since.elapsed() >= RECLAIM_AFTER
-            {
+            if self.closes_at_shutdown() || self.waiting_since.elapsed() >= RECLAIM_AFTER {
                 return true;
             }
             // Too recent: arm again for the next ring.

@@ -272,62 +272,54 @@ impl Bits<'_> {
     }
 }
 
-/// base64url digit values (the standard alphabet's `+` and `/` accepted too); 0xFF = invalid.
-const B64: [u8; 256] = {
-    let mut t = [0xFFu8; 256];
-    let mut i = 0;
-    while i < 26 {
-        t[b'A' as usize + i] = i as u8;
-        t[b'a' as usize + i] = 26 + i as u8;
-        i += 1;
-    }
-    let mut d = 0;
-    while d < 10 {
-        t[b'0' as usize + d] = 52 + d as u8;
-        d += 1;
-    }
-    t[b'-' as usize] = 62;
-    t[b'+' as usize] = 62;
-    t[b'_' as usize] = 63;
-    t[b'/' as usize] = 63;
-    t
-};
+/// The `base64` crate's engine for TC strings: the URL-safe alphabet, `=` padding optional.
+/// Trailing bits are allowed because a TC string is a bit string cut into 6-bit characters: the
+/// bits after its last field are whatever the encoder left there.
+const TC_BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
 
-/// Decodes base64url (padding optional): a table lookup per character, four characters to
-/// three bytes, no intermediate copies. Returns the bytes (the last one zero-filled) and the
-/// number of bits the characters carry (six each): a TC string is a bit string cut into 6-bit
-/// characters, so its last field may end in the bits of a 1-, 2- or 3-character tail.
+/// Decodes base64url (padding optional, any number of trailing `=`; the standard alphabet's `+`
+/// and `/` accepted too, as some CMPs write them). Returns the bytes (the last one zero-filled)
+/// and the number of bits the characters carry (six each): a TC string's last field may end in
+/// the bits of a 1-, 2- or 3-character tail.
 fn base64url(s: &str) -> Result<(Vec<u8>, usize), ConsentError> {
-    let bytes = s.trim_end_matches('=').as_bytes();
+    use base64::Engine;
     let bad = || ConsentError::new("TC string is not base64url");
-    let mut out = Vec::with_capacity(bytes.len() / 4 * 3 + 3);
-    let mut chunks = bytes.chunks_exact(4);
-    for c in &mut chunks {
-        let (a, b, x, y) = (
-            B64[c[0] as usize],
-            B64[c[1] as usize],
-            B64[c[2] as usize],
-            B64[c[3] as usize],
-        );
-        if (a | b | x | y) == 0xFF || (a | b | x | y) & 0xC0 != 0 {
-            return Err(bad());
-        }
-        let n = (u32::from(a) << 18) | (u32::from(b) << 12) | (u32::from(x) << 6) | u32::from(y);
-        out.extend_from_slice(&[(n >> 16) as u8, (n >> 8) as u8, n as u8]);
+    let s = s.trim_end_matches('=').as_bytes();
+    let standard;
+    let s = if memchr::memchr2(b'+', b'/', s).is_some() {
+        standard = s
+            .iter()
+            .map(|b| match b {
+                b'+' => b'-',
+                b'/' => b'_',
+                b => *b,
+            })
+            .collect::<Vec<u8>>();
+        &standard[..]
+    } else {
+        s
+    };
+    // The crate decodes to whole bytes and so drops the last 2 or 4 bits of a 2- or 3-character
+    // tail (and refuses a 1-character one): the tail is decoded on its own, filled with `A`
+    // (six zero bits) to four characters, so every bit of every character is kept.
+    let (body, tail) = s.split_at(s.len() - s.len() % 4);
+    let mut out = Vec::with_capacity(body.len() / 4 * 3 + 3);
+    TC_BASE64.decode_vec(body, &mut out).map_err(|_| bad())?;
+    if !tail.is_empty() {
+        let mut quad = *b"AAAA";
+        quad[..tail.len()].copy_from_slice(tail);
+        let mut bytes = [0u8; 3];
+        TC_BASE64
+            .decode_slice(quad, &mut bytes)
+            .map_err(|_| bad())?;
+        out.extend_from_slice(&bytes[..(tail.len() * 6).div_ceil(8)]);
     }
-    let rest = chunks.remainder();
-    let mut n = 0u32;
-    for (i, ch) in rest.iter().enumerate() {
-        let v = B64[*ch as usize];
-        if v & 0xC0 != 0 {
-            return Err(bad());
-        }
-        n |= u32::from(v) << (18 - 6 * i);
-    }
-    // 6, 12 or 18 tail bits take 1, 2 or 3 bytes.
-    let tail = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-    out.extend_from_slice(&tail[..(rest.len() * 6).div_ceil(8)]);
-    Ok((out, bytes.len() * 6))
+    Ok((out, s.len() * 6))
 }
 
 /// Decodes a TC string (the cookie value, URL-decoded).
@@ -561,117 +553,44 @@ impl ConsentReader for TcfReader {
     }
 }
 
+/// The test TC string encoder, shared with the integration tests and the benches.
 #[cfg(test)]
-pub(crate) mod tests {
+#[path = "../../tests/support/tc_encoder.rs"]
+mod tc_encoder;
+
+#[cfg(test)]
+mod tests {
     use super::*;
 
-    /// A TC string encoder for the tests (bit writer + base64url), so range and bitfield
-    /// vendor encodings are checked by round trip.
-    #[derive(Default)]
-    pub struct BitWriter {
-        bits: Vec<bool>,
-    }
+    use super::tc_encoder::{TcSpec, Vendors};
 
-    impl BitWriter {
-        pub fn put(&mut self, v: u64, n: usize) {
-            for i in (0..n).rev() {
-                self.bits.push((v >> i) & 1 == 1);
-            }
+    /// A string with these purposes consented (and legitimate interests) and these vendors.
+    fn encode(purposes: &[u16], li: &[u16], vendors: &[u16], how: Vendors) -> String {
+        TcSpec {
+            purposes: purposes.to_vec(),
+            purposes_li: li.to_vec(),
+            vendors: vendors.to_vec(),
+            vendors_as: how,
+            ..TcSpec::default()
         }
-        pub fn letters(&mut self, s: &str) {
-            for c in s.bytes() {
-                self.put(u64::from(c - b'A'), 6);
-            }
-        }
-        pub fn finish(&self) -> String {
-            let mut bytes = vec![0u8; self.bits.len().div_ceil(8)];
-            for (i, b) in self.bits.iter().enumerate() {
-                if *b {
-                    bytes[i / 8] |= 1 << (7 - i % 8);
-                }
-            }
-            use base64::Engine;
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-        }
-    }
-
-    pub struct Spec {
-        pub purposes: Vec<u8>,
-        pub li: Vec<u8>,
-        pub vendors: Vec<u16>,
-        pub range: bool,
-    }
-
-    fn vendor_section(w: &mut BitWriter, vendors: &[u16], range: bool) {
-        let max = vendors.iter().copied().max().unwrap_or(0);
-        w.put(u64::from(max), 16);
-        if !range {
-            w.put(0, 1);
-            for id in 1..=max {
-                w.put(u64::from(vendors.contains(&id)), 1);
-            }
-        } else {
-            w.put(1, 1);
-            // Group consecutive ids into ranges.
-            let mut sorted = vendors.to_vec();
-            sorted.sort_unstable();
-            let mut groups: Vec<(u16, u16)> = Vec::new();
-            for id in sorted {
-                match groups.last_mut() {
-                    Some((_, end)) if *end + 1 == id => *end = id,
-                    _ => groups.push((id, id)),
-                }
-            }
-            w.put(groups.len() as u64, 12);
-            for (s, e) in groups {
-                if s == e {
-                    w.put(0, 1);
-                    w.put(u64::from(s), 16);
-                } else {
-                    w.put(1, 1);
-                    w.put(u64::from(s), 16);
-                    w.put(u64::from(e), 16);
-                }
-            }
-        }
-    }
-
-    pub fn encode(spec: &Spec) -> String {
-        let mut w = BitWriter::default();
-        w.put(2, 6); // version
-        w.put(16_000_000_000, 36); // created (deciseconds)
-        w.put(16_000_000_500, 36);
-        w.put(300, 12); // cmp id
-        w.put(5, 12);
-        w.put(1, 6);
-        w.letters("EN");
-        w.put(150, 12); // vendor list version
-        w.put(4, 6); // policy version (TCF 2.2)
-        w.put(1, 1);
-        w.put(0, 1);
-        w.put(1 << 11, 12); // special feature 1: the first bit written
-                            // Bit 1 (the first written) is id 1 (TCF v2 core string table).
-        let mask = |ids: &[u8]| ids.iter().fold(0u64, |m, p| m | 1 << (24 - p));
-        w.put(mask(&spec.purposes), 24);
-        w.put(mask(&spec.li), 24);
-        w.put(0, 1);
-        w.letters("DE");
-        vendor_section(&mut w, &spec.vendors, spec.range);
-        vendor_section(&mut w, &[2, 3], false); // vendor LI
-        w.put(0, 12); // no publisher restrictions
-        w.finish()
+        .encode()
     }
 
     #[test]
     fn round_trip_bitfield_and_range() {
-        for range in [false, true] {
+        for how in [Vendors::Bitfield, Vendors::Ranges, Vendors::SingleIds] {
             let vendors: Vec<u16> = (1..=1200).filter(|v| v % 3 != 0).chain([755]).collect();
-            let s = encode(&Spec {
+            let s = TcSpec {
+                cmp_id: 300,
+                vendor_list_version: 150,
                 purposes: vec![1, 2, 3, 4, 7, 8, 9],
-                li: vec![2, 7],
+                purposes_li: vec![2, 7],
                 vendors: vendors.clone(),
-                range,
-            });
+                vendors_as: how,
+                vendor_li: vec![2, 3],
+                ..TcSpec::default()
+            }
+            .encode();
             let tc = decode(&s).unwrap();
             assert_eq!(tc.cmp_id, 300);
             assert_eq!(tc.vendor_list_version, 150);
@@ -681,7 +600,7 @@ pub(crate) mod tests {
             let mut expected = vendors.clone();
             expected.sort_unstable();
             expected.dedup();
-            assert_eq!(tc.vendor_consents.to_vec(), expected, "range={range}");
+            assert_eq!(tc.vendor_consents.to_vec(), expected, "{how:?}");
             assert_eq!(tc.vendor_li.to_vec(), vec![2, 3]);
             let g = grants(&tc, &TcfConfig::default());
             assert!(g.allows(Category::Analytics) && g.allows(Category::Marketing));
@@ -715,14 +634,26 @@ pub(crate) mod tests {
             .unwrap_err()
             .0
             .contains("version 1"));
-        let v2 = encode(&Spec {
-            purposes: vec![1],
-            li: vec![],
-            vendors: vec![1, 2],
-            range: false,
-        });
+        let v2 = encode(&[1], &[], &[1, 2], Vendors::Bitfield);
         // Optional segments after the core are tolerated.
         assert!(decode(&format!("{v2}.YAAAAAAAAAAA")).is_ok());
+    }
+
+    #[test]
+    fn base64url_keeps_every_bit_of_every_character() {
+        // Six bits a character, whatever the length: a 2- or 3-character tail keeps the bits a
+        // byte-wise decoder would drop ("AB" = 000000 000001: the 1 is in the 12th bit).
+        assert_eq!(base64url("AB").unwrap(), (vec![0x00, 0x10], 12));
+        assert_eq!(base64url("Q").unwrap(), (vec![0x40], 6));
+        assert_eq!(base64url("QUI").unwrap(), (vec![0x41, 0x42, 0x00], 18));
+        assert_eq!(base64url("QUJD").unwrap(), (b"ABC".to_vec(), 24));
+        // Padding optional (RFC 4648 base64 of "AB" is "QUI="), the standard alphabet too.
+        assert_eq!(base64url("QUI=").unwrap(), base64url("QUI").unwrap());
+        assert_eq!(base64url("QUI==").unwrap(), base64url("QUI").unwrap());
+        assert_eq!(base64url("A/+_-").unwrap(), base64url("A_-_-").unwrap());
+        for bad in ["QU=I", "QU I", "QU.I", "Q\u{e9}"] {
+            assert!(base64url(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -730,12 +661,7 @@ pub(crate) mod tests {
         assert!(decode("").is_err());
         assert!(decode("!!!").is_err());
         assert!(decode("CAAAAA").is_err(), "truncated");
-        let good = encode(&Spec {
-            purposes: vec![1],
-            li: vec![],
-            vendors: vec![5],
-            range: true,
-        });
+        let good = encode(&[1], &[], &[5], Vendors::Ranges);
         assert!(
             decode(&good[..good.len() - 6]).is_err(),
             "truncated vendor section"
@@ -749,18 +675,13 @@ pub(crate) mod tests {
 
     #[test]
     fn duplicate_cookies_intersect_every_field() {
-        let with = encode(&Spec {
-            purposes: (1..=11).collect(),
-            li: vec![],
-            vendors: vec![7, 755],
-            range: false,
-        });
-        let without = encode(&Spec {
-            purposes: (1..=11).collect(),
-            li: vec![],
-            vendors: vec![7],
-            range: true,
-        });
+        let with = encode(
+            &(1..=11).collect::<Vec<_>>(),
+            &[],
+            &[7, 755],
+            Vendors::Bitfield,
+        );
+        let without = encode(&(1..=11).collect::<Vec<_>>(), &[], &[7], Vendors::Ranges);
         let reader = TcfReader::new(&TcfConfig::default()).unwrap();
         for header in [
             format!("euconsent-v2={with}; euconsent-v2={without}"),
@@ -777,12 +698,12 @@ pub(crate) mod tests {
 
     #[test]
     fn onetrust_cookie_name_is_read_by_default() {
-        let all = encode(&Spec {
-            purposes: (1..=11).collect(),
-            li: vec![],
-            vendors: vec![755],
-            range: false,
-        });
+        let all = encode(
+            &(1..=11).collect::<Vec<_>>(),
+            &[],
+            &[755],
+            Vendors::Bitfield,
+        );
         let reader = TcfReader::new(&TcfConfig::default()).unwrap();
         let header = format!("eupubconsent-v2={all}");
         let o = reader
@@ -791,12 +712,7 @@ pub(crate) mod tests {
         assert_eq!(&*o.cookie, "eupubconsent-v2");
         assert!(o.granted.is_all());
         // Both present: combined, the refusal in one wins.
-        let none = encode(&Spec {
-            purposes: vec![],
-            li: vec![],
-            vendors: vec![],
-            range: false,
-        });
+        let none = encode(&[], &[], &[], Vendors::Bitfield);
         let header = format!("eupubconsent-v2={all}; euconsent-v2={none}");
         let o = reader
             .read(&CookieJar::from_headers([header.as_bytes()]), false)
@@ -806,12 +722,7 @@ pub(crate) mod tests {
 
     #[test]
     fn purposes_missing_deny_the_category() {
-        let s = encode(&Spec {
-            purposes: vec![1, 8],
-            li: vec![9],
-            vendors: vec![],
-            range: false,
-        });
+        let s = encode(&[1, 8], &[9], &[], Vendors::Bitfield);
         let g = grants(&decode(&s).unwrap(), &TcfConfig::default());
         assert!(
             !g.allows(Category::Analytics),

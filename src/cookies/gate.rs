@@ -102,6 +102,11 @@ pub fn request_action(v: &Verdict) -> RequestAction {
 /// The cookie name of a `Set-Cookie` line: the bytes before the first `=` of the first
 /// `;`-separated part, trimmed. A line without `=` there names the empty cookie
 /// (RFC 6265bis 5.6, step 3).
+///
+/// Hand-written rather than `cookie::Cookie::parse`: that parser refuses such a line and a line
+/// that is not UTF-8 (both still need a name here, the empty one), and parses every attribute,
+/// `Expires` dates included, for each `Set-Cookie` line of every response, where only the name
+/// is needed. Kept lines go out as the origin's bytes, so nothing else is read.
 pub fn set_cookie_name(line: &[u8]) -> &[u8] {
     let pair = match line.iter().position(|b| *b == b';') {
         Some(i) => &line[..i],
@@ -161,6 +166,14 @@ pub fn expiry_line_count(name: &str, paths: usize, domains: usize) -> usize {
 /// deleted by a line with the same Domain). Cookie-name prefixes are honoured: `__Host-` needs
 /// `Secure; Path=/` and no Domain, `__Secure-` needs `Secure`. None for a name no browser can
 /// hold (not a token, or longer than [`MAX_BROWSER_COOKIE_BYTES`]).
+///
+/// Written by hand rather than with `cookie::Cookie::build(..).to_string()`, measured: the
+/// crate took 6 to 7.4 us per name for three lines against 0.4 to 1.1 us here (release builds,
+/// three runs on a busy 2-core machine; it formats `Expires` into a new string per line), while
+/// names the expiry cache does not admit are built per request, up to `max_expiry_lines` lines.
+/// It also writes `Domain=.example.com` as `Domain=example.com`, so a configured leading-dot
+/// variant would become a copy of the plain line. The crate validates no names either
+/// ([`is_token`] stays).
 pub fn expiry_lines(name: &str, paths: &[String], domains: &[String]) -> Vec<String> {
     if name.len() > MAX_BROWSER_COOKIE_BYTES || !is_token(name) {
         return Vec::new();

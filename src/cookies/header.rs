@@ -1,5 +1,10 @@
 //! Splitting request `Cookie` headers into cookies without copying or re-encoding them, so the
 //! ones that are forwarded go out byte-for-byte as the browser sent them.
+//!
+//! Hand-written rather than `cookie::Cookie::split_parse`: that works on `&str` (a header that
+//! is not UTF-8 would lose every cookie, consent included), gives no slice of the original pair
+//! to forward, refuses a pair without `=` (RFC 6265bis 5.7 reads it as a cookie with an empty
+//! name) and builds a `Cookie` per pair, where this runs on every request without allocating.
 
 /// One `name=value` pair of a request `Cookie` header, as slices of the original bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

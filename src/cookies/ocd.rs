@@ -1,8 +1,8 @@
 //! Loader for the Open Cookie Database CSV (https://github.com/jkwakman/Open-Cookie-Database),
 //! an optional third classification layer after operator rules and the built-in catalogue.
 //! Columns are found by header name; `Wildcard match = 1` rows are prefixes.
-//! A small RFC 4180 reader is written here (quoted fields, doubled quotes, newlines in quotes)
-//! rather than adding a CSV crate for one 2,000-row file read at load time.
+//! The `csv` crate reads the records (RFC 4180: quoted fields, doubled quotes, newlines in
+//! quotes).
 
 use crate::consent::Category;
 use std::fmt;
@@ -48,63 +48,60 @@ pub fn load(path: &Path) -> Result<Vec<OcdRule>, OcdError> {
     parse(&text, &path.display().to_string()).map(|l| l.rules)
 }
 
-/// Splits CSV text into records, each with the line it starts on.
+/// Splits CSV text into records, each with the line it starts on (blank lines are skipped).
 fn records(text: &str, file: &str) -> Result<Vec<(usize, Vec<String>)>, OcdError> {
+    let err = |line: u64, message: String| OcdError {
+        file: file.to_string(),
+        line: line as usize,
+        message,
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(text.as_bytes());
     let mut out = Vec::new();
-    let mut fields = Vec::new();
-    let mut field = String::new();
-    let mut in_quotes = false;
-    let mut line = 1;
-    let mut record_line = 1;
-    let mut quote_line = 0;
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if in_quotes {
-            match c {
-                '"' if chars.peek() == Some(&'"') => {
-                    chars.next();
-                    field.push('"');
-                }
-                '"' => in_quotes = false,
-                '\n' => {
-                    line += 1;
-                    field.push('\n');
-                }
-                _ => field.push(c),
-            }
-            continue;
-        }
-        match c {
-            '"' if field.is_empty() => {
-                in_quotes = true;
-                quote_line = line;
-            }
-            ',' => fields.push(std::mem::take(&mut field)),
-            '\r' if chars.peek() == Some(&'\n') => {}
-            '\n' => {
-                fields.push(std::mem::take(&mut field));
-                if !(fields.len() == 1 && fields[0].is_empty()) {
-                    out.push((record_line, std::mem::take(&mut fields)));
-                }
-                fields.clear();
-                line += 1;
-                record_line = line;
-            }
-            _ => field.push(c),
-        }
+    let mut last_start = None;
+    for record in reader.records() {
+        let record = record.map_err(|e| {
+            let line = e.position().map_or(0, |p| p.line());
+            err(line, e.to_string())
+        })?;
+        let pos = record.position().expect("the csv reader records positions");
+        last_start = Some((pos.line(), pos.byte() as usize));
+        out.push((
+            pos.line() as usize,
+            record.iter().map(String::from).collect(),
+        ));
     }
-    if in_quotes {
-        return Err(OcdError {
-            file: file.to_string(),
-            line: quote_line,
-            message: "a quoted field is never closed; add the missing `\"`".into(),
-        });
-    }
-    if !field.is_empty() || !fields.is_empty() {
-        fields.push(field);
-        out.push((record_line, fields));
+    if let Some((line, byte)) = last_start {
+        if leaves_quote_open(&text.as_bytes()[byte..]) {
+            return Err(err(
+                line,
+                "a quoted field is never closed; add the missing `\"`".into(),
+            ));
+        }
     }
     Ok(out)
+}
+
+/// Whether `tail` (the last record, to the end of the file) leaves a quoted field open: a file
+/// cut short. The `csv` crate reads such a field as running to the end of the file (it prefers
+/// a parse to none), so its own state machine (`csv-core`) is asked: with a line end appended
+/// and the end of input not signalled, a record whose quotes are closed ends; an open one never
+/// does.
+fn leaves_quote_open(tail: &[u8]) -> bool {
+    let mut reader = csv_core::Reader::new();
+    let mut field = [0u8; 1024];
+    for mut input in [tail, b"\n"] {
+        while !input.is_empty() {
+            let (result, read, _) = reader.read_field(input, &mut field);
+            input = &input[read..];
+            if let csv_core::ReadFieldResult::Field { record_end: true } = result {
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// Parses the CSV text; `file` names it in errors.

@@ -9,6 +9,7 @@
 
 use super::codec::Codec;
 use super::{Neutralized, Neutralizer};
+use std::ops::ControlFlow;
 
 /// The most of a compressed body held back while nothing in it has changed.
 pub const HOLD_LIMIT: usize = 256 * 1024;
@@ -70,7 +71,7 @@ impl BodyRewrite {
         }
     }
 
-    /// Feeds one body chunk (`end` on the last one).
+    /// Feeds one body chunk (`end` on the last one): decode, rewrite, hold or release, encode.
     pub fn chunk(&mut self, data: &[u8], end: bool) -> ChunkOutput {
         if self.raw {
             return ChunkOutput {
@@ -82,119 +83,20 @@ impl BodyRewrite {
         if let Some(h) = self.hold.as_mut() {
             h.original.extend_from_slice(data);
         }
-        let mut failure = None;
-        let mut plain = match self.codec.decode(data) {
-            Ok(p) => p,
-            Err(e) => {
-                failure = Some(format!("decode: {e}"));
-                Vec::new()
-            }
+        let plain = match self.decode(data, end) {
+            Ok(plain) => plain,
+            Err(failure) => return self.unreadable(data, failure),
         };
-        if end {
-            match self.codec.decode_finish() {
-                Ok(rest) => plain.extend(rest),
-                Err(e) => failure = failure.or(Some(format!("decode: {e}"))),
-            }
-        }
-        if failure.is_some() {
-            // The encoded stream is unreadable: nothing more can be rewritten; what the
-            // rewriter holds is sent, and the raw remainder follows as it came.
-            self.failed = true;
-            self.raw = true;
-            if let Some(h) = self.hold.take() {
-                // Nothing changed yet: the body so far exactly as it came.
-                return ChunkOutput {
-                    bytes: h.original,
-                    failure,
-                    neutralized: self.neutralizer.take_neutralized(),
-                };
-            }
-            let mut out = self.neutralizer.salvage();
-            out = self.codec.encode(&out).unwrap_or_default();
-            out.extend_from_slice(data);
-            return ChunkOutput {
-                bytes: out,
-                failure,
-                neutralized: self.neutralizer.take_neutralized(),
-            };
-        }
-        let mut rewritten;
-        if self.failed {
-            rewritten = plain;
+        let (rewritten, mut failure) = if self.failed {
+            (plain, None)
         } else {
-            let r = self.neutralizer.write(&plain).and_then(|mut out| {
-                if end {
-                    out.extend(self.neutralizer.finish()?);
-                }
-                Ok(out)
-            });
-            let unchanged = self.exact && !self.neutralizer.changed();
-            // While exact, every input byte is kept until it shows in the output; afterwards
-            // only input that produced no output yet (the common streaming case copies nothing).
-            if self.exact || r.as_ref().map_or(true, Vec::is_empty) {
-                self.lag.extend_from_slice(&plain);
-            }
-            match r {
-                Ok(out) => {
-                    if unchanged && out.len() <= self.lag.len() {
-                        self.lag.drain(..out.len());
-                    } else {
-                        self.exact = false;
-                        if !out.is_empty() {
-                            self.lag.clear();
-                        }
-                    }
-                    rewritten = out;
-                }
-                Err(e) => {
-                    self.failed = true;
-                    failure = Some(e.to_string());
-                    rewritten = self.neutralizer.salvage();
-                    let lag = std::mem::take(&mut self.lag);
-                    let skip = if unchanged {
-                        // What the rewriter emitted before failing is the input's next bytes.
-                        rewritten.len().min(lag.len())
-                    } else {
-                        0
-                    };
-                    rewritten.extend_from_slice(&lag[skip..]);
-                }
-            }
-        }
+            self.rewrite(plain, end)
+        };
         let mut neutralized = self.neutralizer.take_neutralized();
-        if let Some(h) = self.hold.as_mut() {
-            if failure.is_some() {
-                // The rewriter failed before changing anything: the body so far as it came,
-                // and the rest raw.
-                self.raw = true;
-                let original = self.hold.take().map(|h| h.original).unwrap_or_default();
-                return ChunkOutput {
-                    bytes: original,
-                    failure,
-                    neutralized,
-                };
-            }
-            h.output.extend_from_slice(&rewritten);
-            if neutralized.is_empty() {
-                if end {
-                    let original = self.hold.take().map(|h| h.original).unwrap_or_default();
-                    return ChunkOutput {
-                        bytes: original,
-                        failure: None,
-                        neutralized,
-                    };
-                }
-                if h.original.len() <= HOLD_LIMIT && h.output.len() <= HOLD_DECODED_LIMIT {
-                    return ChunkOutput {
-                        bytes: Vec::new(),
-                        failure: None,
-                        neutralized,
-                    };
-                }
-            }
-            // Changed, or too much to hold: everything so far is re-encoded and streams on.
-            rewritten = self.hold.take().map(|h| h.output).unwrap_or_default();
-        }
+        let rewritten = match self.hold_step(rewritten, &mut neutralized, &mut failure, end) {
+            ControlFlow::Break(output) => return output,
+            ControlFlow::Continue(rewritten) => rewritten,
+        };
         let mut bytes = match self.codec.encode(&rewritten) {
             Ok(b) => b,
             Err(e) => {
@@ -211,5 +113,134 @@ impl BodyRewrite {
             failure,
             neutralized,
         }
+    }
+
+    /// The chunk decoded (and the decoder's rest on the last one).
+    fn decode(&mut self, data: &[u8], end: bool) -> Result<Vec<u8>, String> {
+        let plain = self.codec.decode(data).map_err(|e| format!("decode: {e}"));
+        if !end {
+            return plain;
+        }
+        match (plain, self.codec.decode_finish()) {
+            (Ok(mut plain), Ok(rest)) => {
+                plain.extend(rest);
+                Ok(plain)
+            }
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(e)) => Err(format!("decode: {e}")),
+        }
+    }
+
+    /// The encoded stream is unreadable: nothing more can be rewritten; what the rewriter holds
+    /// is sent, and the raw remainder follows as it came.
+    fn unreadable(&mut self, data: &[u8], failure: String) -> ChunkOutput {
+        self.failed = true;
+        self.raw = true;
+        if let Some(h) = self.hold.take() {
+            // Nothing changed yet: the body so far exactly as it came.
+            return ChunkOutput {
+                bytes: h.original,
+                failure: Some(failure),
+                neutralized: self.neutralizer.take_neutralized(),
+            };
+        }
+        let mut out = self.neutralizer.salvage();
+        out = self.codec.encode(&out).unwrap_or_default();
+        out.extend_from_slice(data);
+        ChunkOutput {
+            bytes: out,
+            failure: Some(failure),
+            neutralized: self.neutralizer.take_neutralized(),
+        }
+    }
+
+    /// Decoded input through the neutralizer: its output, or on a rewriter failure what it
+    /// emitted and the input it had not yet emitted, and the failure.
+    fn rewrite(&mut self, plain: Vec<u8>, end: bool) -> (Vec<u8>, Option<String>) {
+        let r = self.neutralizer.write(&plain).and_then(|mut out| {
+            if end {
+                out.extend(self.neutralizer.finish()?);
+            }
+            Ok(out)
+        });
+        let unchanged = self.exact && !self.neutralizer.changed();
+        // While exact, every input byte is kept until it shows in the output; afterwards
+        // only input that produced no output yet (the common streaming case copies nothing).
+        if self.exact || r.as_ref().map_or(true, Vec::is_empty) {
+            self.lag.extend_from_slice(&plain);
+        }
+        match r {
+            Ok(out) => {
+                if unchanged && out.len() <= self.lag.len() {
+                    self.lag.drain(..out.len());
+                } else {
+                    self.exact = false;
+                    if !out.is_empty() {
+                        self.lag.clear();
+                    }
+                }
+                (out, None)
+            }
+            Err(e) => {
+                self.failed = true;
+                let mut rewritten = self.neutralizer.salvage();
+                let lag = std::mem::take(&mut self.lag);
+                let skip = if unchanged {
+                    // What the rewriter emitted before failing is the input's next bytes.
+                    rewritten.len().min(lag.len())
+                } else {
+                    0
+                };
+                rewritten.extend_from_slice(&lag[skip..]);
+                (rewritten, Some(e.to_string()))
+            }
+        }
+    }
+
+    /// A compressed body while nothing has changed: held (`Break` with nothing to send), or
+    /// sent as it came (`Break`: at its end, or when the rewriter failed), or released
+    /// (`Continue` with everything rewritten so far, to encode) on the first change or past the
+    /// hold limits. Without a hold, `Continue(rewritten)`.
+    fn hold_step(
+        &mut self,
+        rewritten: Vec<u8>,
+        neutralized: &mut Vec<Neutralized>,
+        failure: &mut Option<String>,
+        end: bool,
+    ) -> ControlFlow<ChunkOutput, Vec<u8>> {
+        let Some(h) = self.hold.as_mut() else {
+            return ControlFlow::Continue(rewritten);
+        };
+        let as_it_came =
+            |hold: &mut Option<Hold>| hold.take().map(|h| h.original).unwrap_or_default();
+        if failure.is_some() {
+            // The rewriter failed before changing anything: the body so far as it came,
+            // and the rest raw.
+            self.raw = true;
+            return ControlFlow::Break(ChunkOutput {
+                bytes: as_it_came(&mut self.hold),
+                failure: failure.take(),
+                neutralized: std::mem::take(neutralized),
+            });
+        }
+        h.output.extend_from_slice(&rewritten);
+        if neutralized.is_empty() {
+            if end {
+                return ControlFlow::Break(ChunkOutput {
+                    bytes: as_it_came(&mut self.hold),
+                    failure: None,
+                    neutralized: Vec::new(),
+                });
+            }
+            if h.original.len() <= HOLD_LIMIT && h.output.len() <= HOLD_DECODED_LIMIT {
+                return ControlFlow::Break(ChunkOutput {
+                    bytes: Vec::new(),
+                    failure: None,
+                    neutralized: Vec::new(),
+                });
+            }
+        }
+        // Changed, or too much to hold: everything so far is re-encoded and streams on.
+        ControlFlow::Continue(self.hold.take().map(|h| h.output).unwrap_or_default())
     }
 }

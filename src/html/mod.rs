@@ -121,6 +121,8 @@ pub type Neutralized = (Category, &'static str);
 struct State {
     grants: Grants,
     page_url: String,
+    /// `page_url` parsed, the base of relative URLs (`None` when it does not parse).
+    base: Option<url::Url>,
     rules: Arc<PageRules>,
     out: Vec<u8>,
     neutralized: Vec<Neutralized>,
@@ -153,7 +155,7 @@ impl State {
         if let Some(hit) = self.checked.get(&key) {
             return *hit;
         }
-        let found = resolve_url(&self.page_url, raw_url.trim()).and_then(|url| {
+        let found = resolve_url(self.base.as_ref(), raw_url.trim()).and_then(|url| {
             self.rules
                 .blocklists
                 .check(&url, &self.page_url, kind, self.grants)
@@ -203,6 +205,212 @@ fn is_executable_script_type(t: Option<&str>) -> bool {
     }
 }
 
+/// One selector and its handlers, as lol_html takes them.
+type Handler = (
+    std::borrow::Cow<'static, lol_html::Selector>,
+    lol_html::send::ElementContentHandlers<'static>,
+);
+
+/// `<script src=tracker>` -> `type=text/plain` + `data-src` + `data-consent-category`.
+fn script_src(state: Arc<Mutex<State>>) -> Handler {
+    element!("script[src]", move |el| {
+        let src = el.get_attribute("src").unwrap_or_default();
+        let mut st = lock(&state);
+        if !is_executable_script_type(el.get_attribute("type").as_deref()) {
+            return Ok(());
+        }
+        if let Some(cat) = st.tracker_category(&src, RequestKind::Script) {
+            drop(st);
+            if let Some(t) = el.get_attribute("type") {
+                el.set_attribute("data-type", &t)?;
+            }
+            el.remove_attribute("src");
+            el.set_attribute("data-src", &src)?;
+            el.set_attribute("type", "text/plain")?;
+            el.set_attribute("data-consent-category", cat.as_str())?;
+            lock(&state).neutralized.push((cat, "script"));
+        }
+        Ok(())
+    })
+}
+
+/// Inline scripts: the start tag goes out untouched (so a page with no tracker
+/// snippet stays byte-for-byte the same); only the text is held until it is seen
+/// whole ([`inline_script_text`]). A script whose text holds a refused snippet is emptied in
+/// place and its text moved into an inert copy right after it (the original end tag closes the
+/// copy):
+/// ```text
+/// <script nonce=x></script><script type="text/plain" data-consent-category=.. nonce="x">TEXT</script>
+/// ```
+fn inline_script_start(state: Arc<Mutex<State>>) -> Handler {
+    element!("script", move |el| {
+        let inline = !el.has_attribute("src")
+            && is_executable_script_type(el.get_attribute("type").as_deref());
+        let held = inline.then(|| {
+            // Attributes for the inert copy, as written (values keep their entities);
+            // not `type` (replaced) nor `id` (it stays unique on the emptied original).
+            let mut attrs = String::new();
+            for a in el.attributes() {
+                let name = a.name();
+                if name == "type" || name == "id" {
+                    continue;
+                }
+                attrs.push(' ');
+                attrs.push_str(&a.name_preserve_case());
+                attrs.push_str("=\"");
+                attrs.push_str(&a.value().replace('"', "&quot;"));
+                attrs.push('"');
+            }
+            (attrs, String::new())
+        });
+        let mut st = lock(&state);
+        // The text starts right after this start tag: keep the input from there.
+        st.held_from = held.as_ref().map(|_| el.source_location().bytes().end);
+        st.held_script = held;
+        Ok(())
+    })
+}
+
+/// The text of an inline script: held until seen whole, then written unchanged (the input
+/// bytes themselves) or moved into an inert copy.
+fn inline_script_text(state: Arc<Mutex<State>>) -> Handler {
+    text!("script", move |t| {
+        let mut guard = lock(&state);
+        let st = &mut *guard;
+        let Some((_, text)) = st.held_script.as_mut() else {
+            return Ok(());
+        };
+        let here = t.source_location().bytes();
+        let from = st.held_from.unwrap_or(here.start);
+        text.push_str(t.as_str());
+        let over_cap = text.len() > INLINE_SCRIPT_CAP;
+        if !t.last_in_text_node() && !over_cap {
+            t.remove();
+            return Ok(());
+        }
+        let Some((attrs, text)) = st.held_script.take() else {
+            return Ok(());
+        };
+        st.held_from = None;
+        let cats = st.rules.snippets.categories_in(&text);
+        match cats.iter().copied().find(|c| !st.grants.allows(*c)) {
+            Some(cat) if !over_cap => {
+                st.neutralized.push((cat, "inline-script"));
+                let html = format!(
+                    "</script><script type=\"text/plain\" data-consent-category=\"{}\"{attrs}>{text}",
+                    cat.as_str()
+                );
+                drop(guard);
+                t.replace(&html, ContentType::Html);
+            }
+            // Unchanged (or over the cap: the held part goes out as it came, the rest
+            // passes unheld): the input bytes themselves, written where this chunk
+            // stands (everything before it is already out).
+            _ => match st.raw(from..here.end) {
+                Some(raw) => {
+                    st.out.extend_from_slice(&raw);
+                    t.remove();
+                }
+                None => {
+                    drop(guard);
+                    t.replace(&text, ContentType::Html);
+                }
+            },
+        }
+        Ok(())
+    })
+}
+
+/// `<link rel=preload|prefetch|preconnect|dns-prefetch|modulepreload>` of a tracker: removed.
+fn resource_hint(state: Arc<Mutex<State>>) -> Handler {
+    element!("link[href][rel]", move |el| {
+        let rel = el
+            .get_attribute("rel")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let hints = [
+            "preload",
+            "prefetch",
+            "preconnect",
+            "dns-prefetch",
+            "modulepreload",
+        ];
+        if !rel.split_ascii_whitespace().any(|r| hints.contains(&r)) {
+            return Ok(());
+        }
+        let href = el.get_attribute("href").unwrap_or_default();
+        let kind = match el.get_attribute("as").as_deref() {
+            Some("image") => RequestKind::Image,
+            Some("style") => RequestKind::Stylesheet,
+            Some("document") => RequestKind::Subdocument,
+            _ => RequestKind::Script,
+        };
+        let mut st = lock(&state);
+        if let Some(cat) = st.tracker_category(&href, kind) {
+            drop(st);
+            el.remove();
+            lock(&state).neutralized.push((cat, "link"));
+        }
+        Ok(())
+    })
+}
+
+/// `<noscript>` content is raw text to a browser with scripting on, and so to lol_html
+/// (no element handlers fire inside it): mark it here, rewrite its text in [`noscript_text`].
+fn noscript_start(state: Arc<Mutex<State>>) -> Handler {
+    element!("noscript", move |el| {
+        let mut st = lock(&state);
+        st.noscript = Some(String::new());
+        st.held_from = Some(el.source_location().bytes().end);
+        drop(st);
+        let end_state = state.clone();
+        let handler: lol_html::send::EndTagHandler<'static> =
+            Box::new(move |_end: &mut lol_html::html_content::EndTag<'_>| {
+                let mut st = lock(&end_state);
+                st.noscript = None;
+                st.held_from = None;
+                Ok(())
+            });
+        el.on_end_tag(handler)?;
+        Ok(())
+    })
+}
+
+/// The text of a `<noscript>`: held until the node ends, tracker `<img>`/`<iframe>` tags
+/// rewritten in it.
+fn noscript_text(state: Arc<Mutex<State>>) -> Handler {
+    text!("noscript", move |t| {
+        let mut guard = lock(&state);
+        let st = &mut *guard;
+        let Some(held) = st.noscript.as_mut() else {
+            return Ok(());
+        };
+        let here = t.source_location().bytes();
+        let from = st.held_from.unwrap_or(here.start);
+        // Hold the text until the node ends, so a tag split across chunks is seen whole.
+        held.push_str(t.as_str());
+        if !t.last_in_text_node() && held.len() <= INLINE_SCRIPT_CAP {
+            t.remove();
+            return Ok(());
+        }
+        let text = std::mem::take(held);
+        st.held_from = None;
+        let (rewritten, found) =
+            neutralize_noscript_markup(&text, |url, kind| st.tracker_category(url, kind));
+        if found.is_empty() {
+            if let Some(raw) = st.raw(from..here.end) {
+                st.out.extend_from_slice(&raw);
+                t.remove();
+                return Ok(());
+            }
+        }
+        st.neutralized.extend(found);
+        drop(guard);
+        t.replace(&rewritten, ContentType::Html);
+        Ok(())
+    })
+}
+
 impl Neutralizer {
     /// `charset` from the response's Content-Type (default UTF-8).
     pub fn new(
@@ -214,6 +422,7 @@ impl Neutralizer {
         let state = Arc::new(Mutex::new(State {
             grants,
             page_url: page_url.to_string(),
+            base: url::Url::parse(page_url).ok(),
             rules,
             out: Vec::new(),
             neutralized: Vec::new(),
@@ -229,203 +438,23 @@ impl Neutralizer {
             .unwrap_or(encoding_rs::UTF_8);
         let encoding = lol_html::AsciiCompatibleEncoding::new(encoding)
             .ok_or_else(|| RewriteError(format!("charset {charset:?} is not ASCII-compatible")))?;
-
-        let (s1, s2, s3, s4, s5, s6, s7) = (
-            state.clone(),
-            state.clone(),
-            state.clone(),
-            state.clone(),
-            state.clone(),
-            state.clone(),
-            state.clone(),
-        );
-        let sink_state = state.clone();
-        let mut handlers = vec![
-            // <script src=tracker> -> type=text/plain + data-src + data-consent-category.
-            element!("script[src]", move |el| {
-                let src = el.get_attribute("src").unwrap_or_default();
-                let mut st = lock(&s1);
-                if !is_executable_script_type(el.get_attribute("type").as_deref()) {
-                    return Ok(());
-                }
-                if let Some(cat) = st.tracker_category(&src, RequestKind::Script) {
-                    drop(st);
-                    if let Some(t) = el.get_attribute("type") {
-                        el.set_attribute("data-type", &t)?;
-                    }
-                    el.remove_attribute("src");
-                    el.set_attribute("data-src", &src)?;
-                    el.set_attribute("type", "text/plain")?;
-                    el.set_attribute("data-consent-category", cat.as_str())?;
-                    lock(&s1).neutralized.push((cat, "script"));
-                }
-                Ok(())
+        let handlers = vec![
+            script_src(state.clone()),
+            inline_script_start(state.clone()),
+            inline_script_text(state.clone()),
+            element!("iframe[src]", {
+                let state = state.clone();
+                move |el| neutralize_src(el, &state, RequestKind::Subdocument, "iframe")
             }),
-            // Inline scripts: the start tag goes out untouched (so a page with no tracker
-            // snippet stays byte-for-byte the same); only the text is held until it is seen
-            // whole. A script whose text holds a refused snippet is emptied in place and its
-            // text moved into an inert copy right after it:
-            //   <script nonce=x></script><script type="text/plain" data-consent-category=..
-            //   nonce="x">TEXT</script>
-            // (the original end tag closes the copy).
-            element!("script", move |el| {
-                let inline = !el.has_attribute("src")
-                    && is_executable_script_type(el.get_attribute("type").as_deref());
-                let held = inline.then(|| {
-                    // Attributes for the inert copy, as written (values keep their entities);
-                    // not `type` (replaced) nor `id` (it stays unique on the emptied original).
-                    let mut attrs = String::new();
-                    for a in el.attributes() {
-                        let name = a.name();
-                        if name == "type" || name == "id" {
-                            continue;
-                        }
-                        attrs.push(' ');
-                        attrs.push_str(&a.name_preserve_case());
-                        attrs.push_str("=\"");
-                        attrs.push_str(&a.value().replace('"', "&quot;"));
-                        attrs.push('"');
-                    }
-                    (attrs, String::new())
-                });
-                let mut st = lock(&s2);
-                // The text starts right after this start tag: keep the input from there.
-                st.held_from = held.as_ref().map(|_| el.source_location().bytes().end);
-                st.held_script = held;
-                Ok(())
+            element!("img[src]", {
+                let state = state.clone();
+                move |el| neutralize_src(el, &state, RequestKind::Image, "img")
             }),
-            text!("script", move |t| {
-                let mut guard = lock(&s3);
-                let st = &mut *guard;
-                let Some((_, text)) = st.held_script.as_mut() else {
-                    return Ok(());
-                };
-                let here = t.source_location().bytes();
-                let from = st.held_from.unwrap_or(here.start);
-                text.push_str(t.as_str());
-                let over_cap = text.len() > INLINE_SCRIPT_CAP;
-                if !t.last_in_text_node() && !over_cap {
-                    t.remove();
-                    return Ok(());
-                }
-                let Some((attrs, text)) = st.held_script.take() else {
-                    return Ok(());
-                };
-                st.held_from = None;
-                let cats = st.rules.snippets.categories_in(&text);
-                match cats.iter().copied().find(|c| !st.grants.allows(*c)) {
-                    Some(cat) if !over_cap => {
-                        st.neutralized.push((cat, "inline-script"));
-                        let html = format!(
-                            "</script><script type=\"text/plain\" data-consent-category=\"{}\"{attrs}>{text}",
-                            cat.as_str()
-                        );
-                        drop(guard);
-                        t.replace(&html, ContentType::Html);
-                    }
-                    // Unchanged (or over the cap: the held part goes out as it came, the rest
-                    // passes unheld): the input bytes themselves, written where this chunk
-                    // stands (everything before it is already out).
-                    _ => match st.raw(from..here.end) {
-                        Some(raw) => {
-                            st.out.extend_from_slice(&raw);
-                            t.remove();
-                        }
-                        None => {
-                            drop(guard);
-                            t.replace(&text, ContentType::Html);
-                        }
-                    },
-                }
-                Ok(())
-            }),
-            element!("iframe[src]", move |el| {
-                neutralize_src(el, &s4, RequestKind::Subdocument, "iframe")
-            }),
-            element!("img[src]", move |el| {
-                neutralize_src(el, &s5, RequestKind::Image, "img")
-            }),
-            element!("link[href][rel]", move |el| {
-                let rel = el
-                    .get_attribute("rel")
-                    .unwrap_or_default()
-                    .to_ascii_lowercase();
-                let hints = [
-                    "preload",
-                    "prefetch",
-                    "preconnect",
-                    "dns-prefetch",
-                    "modulepreload",
-                ];
-                if !rel.split_ascii_whitespace().any(|r| hints.contains(&r)) {
-                    return Ok(());
-                }
-                let href = el.get_attribute("href").unwrap_or_default();
-                let kind = match el.get_attribute("as").as_deref() {
-                    Some("image") => RequestKind::Image,
-                    Some("style") => RequestKind::Stylesheet,
-                    Some("document") => RequestKind::Subdocument,
-                    _ => RequestKind::Script,
-                };
-                let mut st = lock(&s6);
-                if let Some(cat) = st.tracker_category(&href, kind) {
-                    drop(st);
-                    el.remove();
-                    lock(&s6).neutralized.push((cat, "link"));
-                }
-                Ok(())
-            }),
-            // <noscript> content is raw text to a browser with scripting on, and so to lol_html
-            // (no element handlers fire inside it): mark it here, rewrite its text below.
-            element!("noscript", move |el| {
-                let mut st = lock(&s7);
-                st.noscript = Some(String::new());
-                st.held_from = Some(el.source_location().bytes().end);
-                drop(st);
-                let end_state = s7.clone();
-                let handler: lol_html::send::EndTagHandler<'static> =
-                    Box::new(move |_end: &mut lol_html::html_content::EndTag<'_>| {
-                        let mut st = lock(&end_state);
-                        st.noscript = None;
-                        st.held_from = None;
-                        Ok(())
-                    });
-                el.on_end_tag(handler)?;
-                Ok(())
-            }),
+            resource_hint(state.clone()),
+            noscript_start(state.clone()),
+            noscript_text(state.clone()),
         ];
-        let s8 = state.clone();
-        let noscript_text = text!("noscript", move |t| {
-            let mut guard = lock(&s8);
-            let st = &mut *guard;
-            let Some(held) = st.noscript.as_mut() else {
-                return Ok(());
-            };
-            let here = t.source_location().bytes();
-            let from = st.held_from.unwrap_or(here.start);
-            // Hold the text until the node ends, so a tag split across chunks is seen whole.
-            held.push_str(t.as_str());
-            if !t.last_in_text_node() && held.len() <= INLINE_SCRIPT_CAP {
-                t.remove();
-                return Ok(());
-            }
-            let text = std::mem::take(held);
-            st.held_from = None;
-            let (rewritten, found) =
-                neutralize_noscript_markup(&text, |url, kind| st.tracker_category(url, kind));
-            if found.is_empty() {
-                if let Some(raw) = st.raw(from..here.end) {
-                    st.out.extend_from_slice(&raw);
-                    t.remove();
-                    return Ok(());
-                }
-            }
-            st.neutralized.extend(found);
-            drop(guard);
-            t.replace(&rewritten, ContentType::Html);
-            Ok(())
-        });
-        handlers.push(noscript_text);
+        let sink_state = state.clone();
         let sink: Sink = Box::new(move |c: &[u8]| lock(&sink_state).out.extend_from_slice(c));
         let settings = Settings {
             element_content_handlers: handlers,
@@ -602,36 +631,28 @@ fn find_src(tag: &str) -> Option<(usize, usize, &str)> {
     None
 }
 
-/// Resolves a URL from a page against the page's URL: absolute, scheme-relative (`//host/x`),
-/// root-relative (`/x`) and relative (`x`) forms. `None` for non-fetchable schemes.
-pub fn resolve_url(page: &str, raw: &str) -> Option<String> {
+/// Resolves a URL from a page against the page's URL (`page`; `None` when it does not parse)
+/// as a browser does (the `url` crate: WHATWG URL joining). `None` for what is not fetched over
+/// HTTP (`data:`, `javascript:`, `blob:`, `mailto:` ...), for what does not parse, and for an
+/// empty URL. An absolute http(s) URL is returned as written (the blocklist engine parses it
+/// itself).
+pub fn resolve_url(page: Option<&url::Url>, raw: &str) -> Option<String> {
     if raw.is_empty() {
         return None;
     }
-    let lower = raw.get(..11).unwrap_or(raw).to_ascii_lowercase();
-    if lower.starts_with("http://") || lower.starts_with("https://") {
-        return Some(raw.to_string());
+    let url = match page {
+        Some(base) => base.join(raw),
+        None => url::Url::parse(raw),
     }
-    if lower.starts_with("data:") || lower.starts_with("javascript:") || lower.starts_with("blob:")
-    {
+    .ok()?;
+    if !matches!(url.scheme(), "http" | "https") {
         return None;
     }
-    let (scheme, rest) = page.split_once("://")?;
-    if let Some(r) = raw.strip_prefix("//") {
-        return Some(format!("{scheme}://{r}"));
+    let scheme = raw.get(..8).unwrap_or(raw).to_ascii_lowercase();
+    if scheme.starts_with("http://") || scheme.starts_with("https://") {
+        return Some(raw.to_string());
     }
-    let host_end = rest.find('/').unwrap_or(rest.len());
-    let origin = &page[..scheme.len() + 3 + host_end];
-    if raw.starts_with('/') {
-        return Some(format!("{origin}{raw}"));
-    }
-    let path = &rest[host_end..];
-    let path = path.split(['?', '#']).next().unwrap_or("/");
-    let dir = match path.rfind('/') {
-        Some(i) => &path[..=i],
-        None => "/",
-    };
-    Some(format!("{origin}{dir}{raw}"))
+    Some(url.into())
 }
 
 #[cfg(test)]

@@ -224,7 +224,8 @@ fn compressed_bodies_round_trip() {
 
 #[test]
 fn urls_resolve_against_the_page() {
-    let p = "https://shop.test/a/b.html?q=1";
+    let page = url::Url::parse("https://shop.test/a/b.html?q=1").unwrap();
+    let p = Some(&page);
     assert_eq!(
         resolve_url(p, "//cdn.test/x.js").unwrap(),
         "https://cdn.test/x.js"
@@ -233,6 +234,21 @@ fn urls_resolve_against_the_page() {
     assert_eq!(resolve_url(p, "x.js").unwrap(), "https://shop.test/a/x.js");
     assert_eq!(resolve_url(p, "HTTP://A.test/").unwrap(), "HTTP://A.test/");
     assert!(resolve_url(p, "data:image/gif;base64,xx").is_none());
+    // As a browser resolves them (WHATWG URL standard): dot segments, a query alone, other
+    // schemes.
+    assert_eq!(resolve_url(p, "../x.js").unwrap(), "https://shop.test/x.js");
+    assert_eq!(
+        resolve_url(p, "?v=2").unwrap(),
+        "https://shop.test/a/b.html?v=2"
+    );
+    assert!(resolve_url(p, "mailto:a@shop.test").is_none());
+    assert!(resolve_url(p, "").is_none());
+    // A page URL that does not parse: absolute URLs still resolve, relative ones cannot.
+    assert_eq!(
+        resolve_url(None, "https://a.test/x.js").unwrap(),
+        "https://a.test/x.js"
+    );
+    assert!(resolve_url(None, "x.js").is_none());
 }
 
 fn gz(d: &[u8]) -> Vec<u8> {

@@ -47,18 +47,11 @@ impl RequestKind {
         }
     }
 
+    /// The name in `explain` and logs: adblock's, except `xhr` for `xmlhttprequest`.
     pub fn as_str(self) -> &'static str {
         match self {
-            RequestKind::Document => "document",
-            RequestKind::Subdocument => "subdocument",
-            RequestKind::Script => "script",
-            RequestKind::Image => "image",
-            RequestKind::Stylesheet => "stylesheet",
-            RequestKind::Font => "font",
-            RequestKind::Media => "media",
             RequestKind::Xhr => "xhr",
-            RequestKind::Ping => "ping",
-            RequestKind::Other => "other",
+            other => other.adblock_type(),
         }
     }
 }

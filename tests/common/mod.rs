@@ -35,11 +35,15 @@ impl Received {
         values_named(&self.headers, name)
     }
     pub fn header_strings(&self, name: &str) -> Vec<String> {
-        self.header_all(name)
-            .into_iter()
-            .map(|v| String::from_utf8(v).unwrap())
-            .collect()
+        utf8_values(self.header_all(name))
     }
+}
+
+fn utf8_values(values: Vec<Vec<u8>>) -> Vec<String> {
+    values
+        .into_iter()
+        .map(|v| String::from_utf8(v).unwrap())
+        .collect()
 }
 
 pub type Handler = Arc<dyn Fn(&Received) -> Vec<u8> + Send + Sync>;
@@ -205,7 +209,7 @@ impl Proxy {
             .args(["run", "--config"])
             .arg(&config)
             .arg("--upgrade-sock")
-            .arg(dir.0.join("upgrade.sock"))
+            .arg(upgrade_sock(&dir.0))
             // Hermetic: an admin token in the developer's environment would change answers.
             .env_remove("CONSENTGATE_ADMIN_TOKEN")
             .envs(env.iter().copied())
@@ -280,6 +284,56 @@ impl Proxy {
     }
 }
 
+/// A second consentgate started with `--upgrade` on a running [`Proxy`]'s configuration and
+/// upgrade socket: it waits there for the listening sockets, which the old process sends on
+/// SIGQUIT (graceful upgrade). Killed on drop.
+pub struct Upgraded {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Upgraded {
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Upgraded {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proxy {
+    /// Where this proxy's process exchanges listening sockets during an upgrade.
+    pub fn upgrade_sock(&self) -> PathBuf {
+        upgrade_sock(self.config.parent().unwrap())
+    }
+
+    /// Starts `consentgate run --upgrade` on the same configuration and upgrade socket.
+    pub fn start_upgrade(&self) -> Upgraded {
+        let log = self.config.with_file_name("upgraded.log");
+        let child = Command::new(BIN)
+            .args(["run", "--upgrade", "--config"])
+            .arg(&self.config)
+            .arg("--upgrade-sock")
+            .arg(self.upgrade_sock())
+            .env_remove("CONSENTGATE_ADMIN_TOKEN")
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::from(
+                std::fs::OpenOptions::new().append(true).open(&log).unwrap(),
+            ))
+            .spawn()
+            .unwrap();
+        Upgraded { child, log }
+    }
+}
+
+fn upgrade_sock(dir: &std::path::Path) -> PathBuf {
+    dir.join("upgrade.sock")
+}
+
 impl Drop for Proxy {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -325,11 +379,12 @@ impl RawResponse {
     pub fn header_all(&self, name: &str) -> Vec<Vec<u8>> {
         values_named(&self.headers, name)
     }
+    /// The values of every header line named `name`, as text.
+    pub fn header_strings(&self, name: &str) -> Vec<String> {
+        utf8_values(self.header_all(name))
+    }
     pub fn set_cookies(&self) -> Vec<String> {
-        self.header_all("set-cookie")
-            .into_iter()
-            .map(|v| String::from_utf8(v).unwrap())
-            .collect()
+        self.header_strings("set-cookie")
     }
     /// Names of the cookies set.
     pub fn set_cookie_names(&self) -> Vec<String> {
@@ -495,9 +550,15 @@ pub fn read_response(r: &mut impl BufRead, head_only: bool) -> std::io::Result<R
 
 /// Runs the binary with arguments; returns (exit code, stdout, stderr).
 pub fn run_cli(args: &[&str]) -> (i32, String, String) {
+    run_cli_with_env(args, &[])
+}
+
+/// [`run_cli`] with extra environment variables.
+pub fn run_cli_with_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let out = Command::new(BIN)
         .args(args)
         .env_remove("CONSENTGATE_ADMIN_TOKEN")
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     (
