@@ -592,14 +592,21 @@ fn plan_forwarded_headers(
         .client_addr()
         .and_then(|a| a.as_inet())
         .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
-    // TLS as pingora saw the handshake; the TLS listeners hand over their digest.
+    // TLS as pingora saw the handshake: `listen_tls` connections carry their TLS digest (over
+    // HTTP/1.1 and HTTP/2, tests/tls.rs `forwarding_headers_over_tls_say_https`).
     let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
     let req = session.req_header();
+    // The Host header, else the target's authority (HTTP/2's `:authority`, an absolute-form
+    // request) with its port, as a Host header would carry it (userinfo dropped).
     let host = req
         .headers
         .get(HOST)
         .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri.host());
+        .or_else(|| {
+            req.uri
+                .authority()
+                .and_then(|a| a.as_str().rsplit('@').next())
+        });
     let input = forwarded::ForwardedInput {
         peer,
         tls,

@@ -14,8 +14,8 @@ mod raw;
 mod recover;
 mod request_path;
 mod site;
-mod warnings;
 pub mod tls;
+mod warnings;
 
 use crate::consent::gpc::GpcPolicy;
 use crate::consent::{Category, ConsentReader};
