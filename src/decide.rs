@@ -3,6 +3,7 @@
 //! headers in, a plan out ([`RequestPlan`], [`ResponsePlan`]); the proxy only applies plans and
 //! counts.
 
+pub mod forwarded;
 mod response;
 #[cfg(test)]
 mod tests;
@@ -178,7 +179,7 @@ pub fn expiry_set_cookies(policy: &SitePolicy, plan: &RequestPlan) -> Vec<String
 /// the HTML rewriter's base URL and `explain`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RequestTarget<'a> {
-    /// `http` or `https` (from `X-Forwarded-Proto` when a TLS terminator sits in front).
+    /// `http` or `https`: this connection's, or a trusted proxy's (see `decide::forwarded`).
     pub scheme: &'a str,
     /// The `Host` header, else the host of an absolute-form request target; `None` without
     /// either (an HTTP/1.0 request may name none).
@@ -188,11 +189,16 @@ pub struct RequestTarget<'a> {
 }
 
 impl<'a> RequestTarget<'a> {
-    /// The target of a request received by the proxy.
-    pub fn from_request(headers: &'a http::HeaderMap, uri: &'a http::Uri) -> RequestTarget<'a> {
+    /// The target of a request received by the proxy, with the scheme decided by
+    /// [`forwarded::plan_forwarded`] (never a header any client could set).
+    pub fn from_request(
+        headers: &'a http::HeaderMap,
+        uri: &'a http::Uri,
+        scheme: forwarded::Scheme,
+    ) -> RequestTarget<'a> {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         RequestTarget {
-            scheme: header("x-forwarded-proto").unwrap_or("http"),
+            scheme: scheme.as_str(),
             host: header("host").or_else(|| uri.host()),
             path_and_query: uri.path_and_query().map_or("/", |p| p.as_str()),
         }

@@ -156,6 +156,52 @@ fn explain_set_cookies(policy: &SitePolicy, consent: &ConsentState, lines: &[Str
         .collect()
 }
 
+/// The forwarding decision for a request from `peer` carrying `headers` (`Name: value` lines),
+/// as the proxy would take it on a plain listener (`explain --peer`).
+pub fn explain_forwarded(
+    rt: &Runtime,
+    peer: &str,
+    host: Option<&str>,
+    headers: &[String],
+) -> Result<Value, String> {
+    use crate::decide::forwarded::{plan_forwarded, ForwardedInput};
+    let peer: std::net::IpAddr = peer
+        .parse()
+        .map_err(|_| format!("--peer `{peer}` is not an IP address"))?;
+    let mut map = http::HeaderMap::new();
+    for line in headers {
+        let parsed = line.split_once(':').and_then(|(n, v)| {
+            let name = http::HeaderName::from_bytes(n.trim().as_bytes()).ok()?;
+            let value = http::HeaderValue::from_str(v.trim()).ok()?;
+            Some((name, value))
+        });
+        let (name, value) =
+            parsed.ok_or_else(|| format!("--header `{line}` is not a `Name: value` line"))?;
+        map.append(name, value);
+    }
+    let input = ForwardedInput {
+        peer,
+        tls: false,
+        host,
+        version: http::Version::HTTP_11,
+        headers: &map,
+    };
+    let p = plan_forwarded(&rt.proxy.forwarded, &input);
+    let set: Vec<Value> = p
+        .set
+        .iter()
+        .map(|(n, v)| json!([n.as_str(), String::from_utf8_lossy(v.as_bytes())]))
+        .collect();
+    Ok(json!({
+        "peer": peer.to_string(),
+        "trusted_peer": p.trusted_peer,
+        "client": p.client.to_string(),
+        "scheme": p.scheme.as_str(),
+        "remove": p.remove.iter().map(|n| n.as_str()).collect::<Vec<_>>(),
+        "set": set,
+    }))
+}
+
 /// Whether the blocklists block `--url` (`null` without one).
 fn explain_url(
     policy: &SitePolicy,

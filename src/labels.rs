@@ -161,6 +161,9 @@ label_enum!(
         Blocklist = "blocklist",
         /// `Set-Cookie` gating: every `Set-Cookie` is withheld (privacy fails closed).
         SetCookie = "set_cookie",
+        /// Forwarding headers: every incoming one removed, none added, the scheme this
+        /// connection's (fails closed: no client can speak for another).
+        Forwarded = "forwarded",
     }
 );
 

@@ -44,6 +44,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of its largest variant (explain's options) costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Serve: proxy to the configured origins, gating cookies on consent.
@@ -102,6 +104,14 @@ enum Command {
         /// The response's Cache-Control.
         #[arg(long)]
         cache_control: Option<String>,
+        /// The address the request comes from: prints the forwarding decision (client,
+        /// scheme, header edits for the origin) under "forwarded".
+        #[arg(long)]
+        peer: Option<String>,
+        /// A request header line 'Name: value' for the forwarding decision, e.g.
+        /// 'X-Forwarded-For: 203.0.113.7'. Repeatable.
+        #[arg(long)]
+        header: Vec<String>,
     },
     /// Start a built-in example origin behind the proxy and print what to try.
     Demo {
@@ -131,6 +141,8 @@ fn main() -> ExitCode {
             content_type,
             content_encoding,
             cache_control,
+            peer,
+            header,
         } => {
             let req = consentgate::explain::ExplainRequest {
                 host: host.as_deref(),
@@ -152,7 +164,8 @@ fn main() -> ExitCode {
                 content_encoding: content_encoding.as_deref(),
                 cache_control: cache_control.as_deref(),
             };
-            explain(&config, &req, given.then_some(&response))
+            let forwarded = peer.as_deref().map(|p| (p, header.as_slice()));
+            explain(&config, &req, given.then_some(&response), forwarded)
         }
         Command::Run {
             config,
@@ -196,9 +209,14 @@ fn explain(
     config: &Path,
     req: &consentgate::explain::ExplainRequest<'_>,
     response: Option<&consentgate::explain::ExplainResponse<'_>>,
+    forwarded: Option<(&str, &[String])>,
 ) -> Result<(), String> {
     let rt = Runtime::load(config).map_err(|e| e.to_string())?;
-    let v = consentgate::explain::explain_with_response(&rt, req, response)?;
+    let mut v = consentgate::explain::explain_with_response(&rt, req, response)?;
+    if let Some((peer, headers)) = forwarded {
+        // The request's Host is `--host` (what X-Forwarded-Host and host= would carry).
+        v["forwarded"] = consentgate::explain::explain_forwarded(&rt, peer, req.host, headers)?;
+    }
     println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     Ok(())
 }

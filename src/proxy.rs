@@ -7,6 +7,7 @@
 
 use crate::config::Mode;
 use crate::consent::Grants;
+use crate::decide::forwarded::{self, ForwardedPlan, Scheme};
 use crate::decide::{
     check_tracker, plan_request, plan_response, HtmlPlan, HtmlRewrite, RequestPlan, RequestTarget,
     ResponseHead, ResponsePlan, RewriteSkip, TrackerRequest,
@@ -62,6 +63,16 @@ pub struct RequestCtx {
     connect_failures: usize,
     /// The site's origins this request was sent to, by index (the last is the current one).
     tried: SmallVec<[usize; 2]>,
+    /// The client, scheme and forwarding-header edits (`decide::forwarded`).
+    forwarded: Option<ForwardedPlan>,
+}
+
+impl RequestCtx {
+    /// The scheme URLs are built with: decided per connection and trusted proxies, never read
+    /// from a header any client could set.
+    fn scheme(&self) -> Scheme {
+        self.forwarded.as_ref().map_or(Scheme::Http, |f| f.scheme)
+    }
 }
 
 /// Per-response tallies for the access log (the metrics are counted as they happen).
@@ -91,7 +102,7 @@ impl ConsentGate {
         let req = session.req_header();
         let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
         let treq = TrackerRequest {
-            target: RequestTarget::from_request(&req.headers, &req.uri),
+            target: RequestTarget::from_request(&req.headers, &req.uri, ctx.scheme()),
             referer: header("referer"),
             sec_fetch_dest: header("sec-fetch-dest"),
             accept: header("accept"),
@@ -160,6 +171,7 @@ impl ProxyHttp for ConsentGate {
             upstream: None,
             connect_failures: 0,
             tried: SmallVec::new(),
+            forwarded: None,
         }
     }
 
@@ -185,6 +197,9 @@ impl ProxyHttp for ConsentGate {
             session.respond_error(421).await?;
             return Ok(true);
         };
+        // In every mode: a plain reverse proxy still must not pass on a spoofed client address.
+        ctx.forwarded = Some(plan_forwarded_headers(session, &rt.proxy.forwarded, &site));
+        let req = session.req_header();
         let mode = site.policy.mode;
         if mode != Mode::Off {
             let gpc = crate::consent::gpc::is_gpc_signal(
@@ -346,6 +361,9 @@ impl ProxyHttp for ConsentGate {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let Some(site) = &ctx.site else { return Ok(()) };
+        if let Some(plan) = &ctx.forwarded {
+            apply_forwarded(upstream_request, plan)?;
+        }
         if !upstream_request.headers.contains_key(HOST) {
             // HTTP/1.0 without Host: pingora forwards HTTP/1.1, which needs one (RFC 9112 §3.2).
             // The site's own name if it has one, else the origin's address (nginx's $proxy_host).
@@ -412,7 +430,8 @@ impl ProxyHttp for ConsentGate {
         };
         if let HtmlPlan::Rewrite(rw) = &plan.html {
             let grants = ctx.plan.consent.grants;
-            match start_body_rewrite(&site, grants, rw, session.req_header()) {
+            let scheme = ctx.scheme();
+            match start_body_rewrite(&site, grants, rw, session.req_header(), scheme) {
                 Some(body) => ctx.body = Some(std::sync::Mutex::new(body)),
                 None => plan.html = HtmlPlan::Skip(RewriteSkip::Charset),
             }
@@ -588,6 +607,70 @@ fn access_log(
     );
 }
 
+/// The forwarding decision for this request (`decide::forwarded`). A panic in it fails closed:
+/// every incoming forwarding header is removed, none added, the scheme is this connection's.
+fn plan_forwarded_headers(
+    session: &Session,
+    settings: &crate::config::ForwardedSettings,
+    site: &Site,
+) -> ForwardedPlan {
+    // No TCP peer (not an Inet listener): an address no range but 0.0.0.0/0 trusts.
+    let peer = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+    // TLS as pingora saw the handshake: `listen_tls` connections carry their TLS digest (over
+    // HTTP/1.1 and HTTP/2, tests/tls.rs `forwarding_headers_over_tls_say_https`).
+    let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+    let req = session.req_header();
+    // The Host header, else the target's authority (HTTP/2's `:authority`, an absolute-form
+    // request) with its port, as a Host header would carry it (userinfo dropped).
+    let host = req
+        .headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| {
+            req.uri
+                .authority()
+                .and_then(|a| a.as_str().rsplit('@').next())
+        });
+    let input = forwarded::ForwardedInput {
+        peer,
+        tls,
+        host,
+        version: req.version,
+        headers: &req.headers,
+    };
+    match catch_unwind(AssertUnwindSafe(|| {
+        forwarded::plan_forwarded(settings, &input)
+    })) {
+        Ok(plan) => plan,
+        Err(_) => {
+            count_filter_error(site, FilterStage::Forwarded);
+            ForwardedPlan {
+                client: peer,
+                scheme: if tls { Scheme::Https } else { Scheme::Http },
+                trusted_peer: false,
+                remove: forwarded::ALL.to_vec(),
+                set: Vec::new(),
+            }
+        }
+    }
+}
+
+/// Applies the forwarding edits to the origin's request (on every attempt: pingora rebuilds
+/// the request for a retry). Remove, then append: as for `Cookie`, an insert would reallocate.
+fn apply_forwarded(req: &mut RequestHeader, plan: &ForwardedPlan) -> Result<()> {
+    for name in &plan.remove {
+        req.remove_header(*name);
+    }
+    for (name, value) in &plan.set {
+        req.remove_header(*name);
+        req.append_header((*name).clone(), value.clone())?;
+    }
+    Ok(())
+}
+
 fn count_filter_error(site: &Site, stage: FilterStage) {
     metrics::FILTER_ERRORS
         .with_label_values(&[&site.name, stage.as_str()])
@@ -685,9 +768,10 @@ fn start_body_rewrite(
     grants: Grants,
     rw: &HtmlRewrite,
     req: &RequestHeader,
+    scheme: Scheme,
 ) -> Option<BodyRewrite> {
     let rules = site.policy.page_rules.clone()?;
-    let page_url = RequestTarget::from_request(&req.headers, &req.uri).page_url();
+    let page_url = RequestTarget::from_request(&req.headers, &req.uri, scheme).page_url();
     let charset = Some(rw.charset.name());
     let neutralizer = crate::html::Neutralizer::new(grants, &page_url, rules, charset).ok()?;
     let codec = crate::html::codec::Codec::new(rw.coding);

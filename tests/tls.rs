@@ -836,3 +836,50 @@ fn at_max_connections_stalled_handshakes_give_their_slots_to_a_normal_request() 
     );
     drop(stalled);
 }
+
+/// Issue 10, "Requests the proxy forwards": the scheme of a TLS connection is `https` for the
+/// origin's `X-Forwarded-Proto` and `Forwarded`, over HTTP/1.1 and HTTP/2 alike, and a client's
+/// own `X-Forwarded-Proto: http` (untrusted) does not change it.
+#[test]
+fn forwarding_headers_over_tls_say_https() {
+    let pki = Pki::new();
+    let a = pki.issue("a", "/CN=shop.test", &["shop.test"]);
+    let o = hello_origin();
+    let port = free_port();
+    let extra = "forwarded_headers = \"both\"\ntrusted_proxies = [\"10.0.0.0/8\"]";
+    let _p = Proxy::start_with(&shop_site(o.addr, ""), &tls_keys(port, &[a], extra));
+    wait_for_port(port);
+    for version in ["--http1.1", "--http2"] {
+        let r = https(
+            &pki,
+            port,
+            "shop.test",
+            "/",
+            &[
+                version,
+                "-H",
+                "X-Forwarded-Proto: http",
+                "-H",
+                "X-Forwarded-For: 1.2.3.4",
+            ],
+        );
+        assert!(r.ok && r.status == 200, "{version}: {}", r.trace);
+        let got = o.last();
+        assert_eq!(
+            got.header_strings("x-forwarded-proto"),
+            ["https"],
+            "{version}"
+        );
+        assert_eq!(
+            got.header_strings("x-forwarded-for"),
+            ["127.0.0.1"],
+            "{version}"
+        );
+        let host = format!("shop.test:{port}");
+        assert_eq!(
+            got.header_strings("forwarded"),
+            [format!("for=127.0.0.1;proto=https;host=\"{host}\"")],
+            "{version}"
+        );
+    }
+}

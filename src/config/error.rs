@@ -113,6 +113,11 @@ pub enum ConfigErrorKind {
         header: usize,
     },
     BadAdminHost(String),
+    /// A `trusted_proxies` entry that is not an address or CIDR range.
+    BadTrustedProxy {
+        value: String,
+        reason: String,
+    },
     /// The admin token is too short or has spaces; `from_env` when it came from the
     /// environment variable. The token itself is never part of the message.
     BadAdminToken {
@@ -284,6 +289,10 @@ impl ConfigErrorKind {
                 f,
                 "admin host `{h}` is not a host name; write it like \"metrics.internal\" (no port, no scheme)"
             ),
+            BadTrustedProxy { value, reason } => write!(
+                f,
+                "trusted_proxies entry \"{value}\": {reason}; write an address or a CIDR range like \"10.0.0.0/8\" or \"2001:db8::/32\""
+            ),
             BadAdminToken { from_env, reason } => {
                 let source = if *from_env {
                     super::ADMIN_TOKEN_ENV
@@ -448,6 +457,10 @@ mod tests {
             },
             UriOverHeader { uri: 2, header: 1 },
             BadAdminHost(s()),
+            BadTrustedProxy {
+                value: s(),
+                reason: s(),
+            },
             BadAdminToken {
                 from_env: true,
                 reason: s(),

@@ -8,14 +8,15 @@
 pub mod connections;
 mod consent;
 mod error;
+mod forwarded;
 mod located;
 mod raw;
 mod recover;
 mod request_path;
 mod site;
 pub mod tls;
-mod warnings;
 pub mod upstreams;
+mod warnings;
 
 use crate::consent::gpc::GpcPolicy;
 use crate::consent::{Category, ConsentReader};
@@ -25,6 +26,7 @@ use crate::trackers::csp::Csp;
 use crate::trackers::respond::BlockResponses;
 use crate::trackers::ListSource;
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, ListKey};
+pub use forwarded::{parse_trusted, ForwardedHeaders, ForwardedSettings};
 use raw::RawConfig;
 pub use request_path::{AdminAccess, RequestLimits, ADMIN_TOKEN_ENV};
 use serde::{Deserialize, Serialize};
@@ -80,6 +82,8 @@ pub struct ProxyConfig {
     pub request_limits: RequestLimits,
     pub admin_access: AdminAccess,
     // --- end of request-path fields ---
+    /// Forwarding headers and trusted proxies (issue 10), see `forwarded.rs`.
+    pub forwarded: ForwardedSettings,
     /// Client connection timeouts and request limits.
     pub connections: connections::ConnectionSettings,
     /// `listen_tls`, the certificates (loaded) and `h2c`.
@@ -336,6 +340,7 @@ impl Validator<'_> {
             shutdown_timeout_seconds: p.shutdown_timeout_seconds,
             request_limits: self.request_limits(p),
             admin_access: self.admin_access(p),
+            forwarded: self.forwarded_settings(p),
             connections: self.connection_settings(p.connection_keys()),
             tls,
         }

@@ -42,6 +42,15 @@ pub struct RawProxy {
     pub admin_token: Option<Spanned<String>>,
     // --- end of request-path keys ---
 
+    // --- Forwarding headers (issue 10); validated in `config/forwarded.rs`. ---
+    #[serde(default)]
+    pub trusted_proxies: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub forwarded_headers: crate::config::ForwardedHeaders,
+    #[serde(default)]
+    pub via: bool,
+    // --- end of forwarding keys ---
+
     // --- Connection timeouts and request limits (config::connections) ---
     pub client_header_timeout_ms: Option<Spanned<i64>>,
     pub client_body_timeout_ms: Option<Spanned<i64>>,

@@ -1,6 +1,7 @@
 //! The response plan, branch by branch, and the request target. Each test builds a
 //! [`SitePolicy`] from configuration text, as a site's operator writes it: no runtime, no proxy.
 
+use super::forwarded::Scheme;
 use super::*;
 use crate::explain::ExplainResponse;
 use crate::html::codec::Coding;
@@ -376,21 +377,22 @@ fn nothing_to_do_allocates_nothing() {
 fn request_target_from_a_proxied_request() {
     let mut headers = http::HeaderMap::new();
     headers.insert("host", "Shop.Example:8443".parse().unwrap());
-    headers.insert("x-forwarded-proto", "https".parse().unwrap());
+    // A client's X-Forwarded-Proto is not the scheme: `decide::forwarded` decides it (issue 10).
+    headers.insert("x-forwarded-proto", "http".parse().unwrap());
     let uri: http::Uri = "/a/b?c=d".parse().unwrap();
-    let t = RequestTarget::from_request(&headers, &uri);
+    let t = RequestTarget::from_request(&headers, &uri, Scheme::Https);
     assert_eq!(t.url(), "https://Shop.Example:8443/a/b?c=d");
     assert_eq!(t.page_url(), t.url());
-    // Absolute form without a Host header (RFC 9112 3.2.2); no X-Forwarded-Proto: http.
+    // Absolute form without a Host header (RFC 9112 3.2.2).
     let headers = http::HeaderMap::new();
     let uri: http::Uri = "http://origin.example/x".parse().unwrap();
-    let t = RequestTarget::from_request(&headers, &uri);
+    let t = RequestTarget::from_request(&headers, &uri, Scheme::Http);
     assert_eq!(t.host, Some("origin.example"));
     assert_eq!(t.url(), "http://origin.example/x");
     // HTTP/1.0 names no host at all: none is invented for the blocklists; the HTML
     // rewriter resolves relative URLs against localhost.
     let uri: http::Uri = "/x".parse().unwrap();
-    let t = RequestTarget::from_request(&headers, &uri);
+    let t = RequestTarget::from_request(&headers, &uri, Scheme::Http);
     assert_eq!(t.url(), "http:///x");
     assert_eq!(t.page_url(), "http://localhost/x");
 }

@@ -1,0 +1,399 @@
+//! Who the client is, and what the origin is told about it (issue 10, "Requests the proxy
+//! forwards"). Pure: the proxy passes the peer address, whether the connection is TLS, the
+//! request's headers and the `[proxy]` settings, and applies the returned [`ForwardedPlan`].
+//!
+//! Forwarding headers are believed only from a trusted peer (a CDN or load balancer in
+//! `trusted_proxies`): anyone else could write any client address or scheme into them. From a
+//! trusted peer the client is found as nginx's `real_ip_recursive` does: the hops are walked
+//! from the right (the one the peer itself appended) and each trusted one skipped; the first
+//! untrusted hop is the client. At most [`MAX_HOPS`] hops are read, so a hostile header costs
+//! one linear pass and a fixed amount of memory.
+
+use crate::config::ForwardedSettings;
+use http::{HeaderMap, HeaderName, HeaderValue, Version};
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+
+/// Hops read from the right of `X-Forwarded-For` / `Forwarded`. Real chains are a few hops
+/// (CDN, load balancer, ingress); past this the last trusted address read is the client.
+pub const MAX_HOPS: usize = 32;
+
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+pub static VIA: HeaderName = HeaderName::from_static("via");
+/// The forwarding headers a client may not set for itself.
+pub static ALL: [&HeaderName; 4] = [
+    &X_FORWARDED_FOR,
+    &X_FORWARDED_PROTO,
+    &X_FORWARDED_HOST,
+    &FORWARDED,
+];
+
+/// The scheme the client used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Scheme {
+    #[default]
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+
+    /// `http` / `https`, any case; anything else is not a scheme consentgate builds URLs with.
+    fn parse(v: &[u8]) -> Option<Scheme> {
+        if v.eq_ignore_ascii_case(b"https") {
+            Some(Scheme::Https)
+        } else if v.eq_ignore_ascii_case(b"http") {
+            Some(Scheme::Http)
+        } else {
+            None
+        }
+    }
+}
+
+/// What the decision reads.
+pub struct ForwardedInput<'a> {
+    /// The address of the TCP peer.
+    pub peer: IpAddr,
+    /// Whether this connection is TLS (the scheme of this hop).
+    pub tls: bool,
+    /// The request's host (its `Host` header, else the absolute-form target's host).
+    pub host: Option<&'a str>,
+    pub version: Version,
+    pub headers: &'a HeaderMap,
+}
+
+/// The decision: the client as consentgate uses it, and the origin request's header edits.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ForwardedPlan {
+    /// The client's address: the peer, or from a trusted peer the right-most untrusted hop.
+    pub client: IpAddr,
+    /// The scheme URLs are built with.
+    pub scheme: Scheme,
+    pub trusted_peer: bool,
+    /// Headers removed (every line) from the origin's request, before `set` is applied.
+    pub remove: Vec<&'static HeaderName>,
+    /// Headers set on the origin's request: each replaces every line of its name.
+    pub set: Vec<(&'static HeaderName, HeaderValue)>,
+}
+
+/// Decides the client, scheme and header edits for one request.
+pub fn plan_forwarded(settings: &ForwardedSettings, input: &ForwardedInput<'_>) -> ForwardedPlan {
+    let own = if input.tls {
+        Scheme::Https
+    } else {
+        Scheme::Http
+    };
+    let trusted = settings.is_trusted(input.peer);
+    let mode = settings.headers;
+    let h = input.headers;
+    let mut plan = ForwardedPlan {
+        client: input.peer,
+        scheme: own,
+        trusted_peer: trusted,
+        remove: Vec::new(),
+        set: Vec::new(),
+    };
+    // Our own `Forwarded` element: this hop, as RFC 7239 section 4 has each proxy describe it.
+    let element = || forwarded_element(input.peer, own, input.host);
+    if !trusted {
+        // Whatever the client wrote is removed, whatever the mode: no origin is told a spoofed
+        // client address, scheme or host by way of consentgate.
+        plan.remove = ALL.to_vec();
+        if mode.x_forwarded() {
+            plan.set.push((&X_FORWARDED_FOR, ip_value(input.peer)));
+            plan.set
+                .push((&X_FORWARDED_PROTO, static_value(own.as_str())));
+            if let Some(v) = input.host.and_then(|h| HeaderValue::from_str(h).ok()) {
+                plan.set.push((&X_FORWARDED_HOST, v));
+            }
+        }
+        if mode.forwarded() {
+            plan.set.push((&FORWARDED, element()));
+        }
+    } else {
+        let from_xff = mode.x_forwarded()
+            && (h.contains_key(&X_FORWARDED_FOR) || h.contains_key(&X_FORWARDED_PROTO));
+        if from_xff {
+            let (client, _) = walk(settings, input.peer, xff_hops(h).map(|hop| (hop, ())));
+            plan.client = client;
+            // The right-most value: the one our trusted peer wrote (a client's own value, if a
+            // proxy kept it, is further left).
+            plan.scheme = list_items(h, &X_FORWARDED_PROTO)
+                .next()
+                .and_then(Scheme::parse)
+                .unwrap_or(own);
+        } else if mode.forwarded() && h.contains_key(&FORWARDED) {
+            let elements = forwarded_elements(h);
+            let hops = elements.iter().rev().map(|e| (e.for_, e.proto));
+            let (client, proto) = walk(settings, input.peer, hops);
+            plan.client = client;
+            // The proto of the element whose `for=` is the client: the scheme of the connection
+            // the client opened, as the (trusted) proxy that accepted it wrote it.
+            plan.scheme = proto.flatten().unwrap_or(own);
+        }
+        if mode.x_forwarded() {
+            plan.set.push((
+                &X_FORWARDED_FOR,
+                appended(h, &X_FORWARDED_FOR, ip_value(input.peer)),
+            ));
+            if !h.contains_key(&X_FORWARDED_PROTO) {
+                plan.set
+                    .push((&X_FORWARDED_PROTO, static_value(own.as_str())));
+            }
+            if !h.contains_key(&X_FORWARDED_HOST) {
+                if let Some(v) = input.host.and_then(|h| HeaderValue::from_str(h).ok()) {
+                    plan.set.push((&X_FORWARDED_HOST, v));
+                }
+            }
+        }
+        if mode.forwarded() {
+            plan.set
+                .push((&FORWARDED, appended(h, &FORWARDED, element())));
+        }
+    }
+    if settings.via {
+        // Via is appended by every proxy, trusted or not (RFC 9110 7.6.3): it names hops, it
+        // decides nothing here.
+        let own_via = match input.version {
+            Version::HTTP_2 => "2 consentgate",
+            Version::HTTP_3 => "3 consentgate",
+            Version::HTTP_10 => "1.0 consentgate",
+            _ => "1.1 consentgate",
+        };
+        plan.set
+            .push((&VIA, appended(h, &VIA, static_value(own_via))));
+    }
+    plan
+}
+
+/// Walks hops from the right: each trusted one is skipped, the first untrusted one is the
+/// client. An unreadable hop (`unknown`, an obfuscated name, garbage) ends the walk at the last
+/// trusted address; so does the hop cap. Returns the client and the data of the hop it came
+/// from (`None` when it is the peer itself).
+fn walk<T>(
+    settings: &ForwardedSettings,
+    peer: IpAddr,
+    hops: impl Iterator<Item = (Option<IpAddr>, T)>,
+) -> (IpAddr, Option<T>) {
+    let mut client = (peer, None);
+    for (ip, data) in hops.take(MAX_HOPS) {
+        let Some(ip) = ip else {
+            // The scheme written beside an unreadable address is still the edge's.
+            return (client.0, Some(data));
+        };
+        client = (ip, Some(data));
+        if !settings.is_trusted(ip) {
+            break;
+        }
+    }
+    client
+}
+
+/// The items of a comma-separated list header, right-most first, over all its lines (several
+/// lines of one name are one list, RFC 9110 5.3); empty items skipped. Lazy: reading stops
+/// where the caller stops.
+fn list_items<'a>(h: &'a HeaderMap, name: &HeaderName) -> impl Iterator<Item = &'a [u8]> + 'a {
+    let lines: Vec<&'a [u8]> = h.get_all(name).iter().map(HeaderValue::as_bytes).collect();
+    lines.into_iter().rev().flat_map(|line| {
+        line.rsplit(|b| *b == b',')
+            .map(|item| item.trim_ascii())
+            .filter(|item| !item.is_empty())
+    })
+}
+
+/// `X-Forwarded-For` hops, right-most first.
+fn xff_hops(h: &HeaderMap) -> impl Iterator<Item = Option<IpAddr>> + '_ {
+    list_items(h, &X_FORWARDED_FOR).map(parse_node)
+}
+
+/// An address as proxies write it: `192.0.2.1`, `2001:db8::1`, `[2001:db8::1]`, with or
+/// without a port (`192.0.2.1:4711`, `[2001:db8::1]:4711`). `None` for anything else.
+fn parse_node(v: &[u8]) -> Option<IpAddr> {
+    let s = std::str::from_utf8(v).ok()?;
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(sa) = s.parse::<SocketAddr>() {
+        return Some(sa.ip());
+    }
+    let inner = s.strip_prefix('[')?.strip_suffix(']')?;
+    inner.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6)
+}
+
+/// One `Forwarded` element as far as consentgate reads it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Element {
+    /// `for=`, when present and an address.
+    for_: Option<IpAddr>,
+    proto: Option<Scheme>,
+}
+
+/// The last [`MAX_HOPS`] elements of every `Forwarded` line, left to right. One linear pass; a
+/// malformed element reads as one without an address, which ends the walk there.
+fn forwarded_elements(h: &HeaderMap) -> VecDeque<Element> {
+    let mut out = VecDeque::with_capacity(MAX_HOPS);
+    let mut push = |e: Element| {
+        if out.len() == MAX_HOPS {
+            out.pop_front();
+        }
+        out.push_back(e);
+    };
+    for line in h.get_all(&FORWARDED) {
+        let b = line.as_bytes();
+        let mut i = 0;
+        let mut cur = Element::default();
+        let mut seen = false; // any pair in the current element
+        let mut seen_for = false;
+        let mut bad = false;
+        loop {
+            while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
+                i += 1;
+            }
+            if i >= b.len() || b[i] == b',' {
+                if seen || bad {
+                    push(if bad { Element::default() } else { cur });
+                }
+                if i >= b.len() {
+                    break;
+                }
+                (cur, seen, seen_for, bad) = (Element::default(), false, false, false);
+                i += 1;
+                continue;
+            }
+            if b[i] == b';' {
+                i += 1;
+                continue;
+            }
+            // forwarded-pair = token "=" value
+            let start = i;
+            while i < b.len() && is_tchar(b[i]) {
+                i += 1;
+            }
+            let key = &b[start..i];
+            if key.is_empty() || i >= b.len() || b[i] != b'=' {
+                bad = true;
+                skip_to_separator(b, &mut i);
+                continue;
+            }
+            i += 1;
+            let value: Option<&[u8]> = if i < b.len() && b[i] == b'"' {
+                i += 1;
+                let vstart = i;
+                let mut escaped = false;
+                while i < b.len() && b[i] != b'"' {
+                    escaped |= b[i] == b'\\';
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                let v = &b[vstart..i.min(b.len())];
+                let closed = i < b.len();
+                i = (i + 1).min(b.len());
+                // Addresses and schemes never need escapes; an unclosed quote is malformed.
+                (closed && !escaped).then_some(v)
+            } else {
+                let vstart = i;
+                while i < b.len() && is_tchar(b[i]) {
+                    i += 1;
+                }
+                Some(&b[vstart..i])
+            };
+            seen = true;
+            let Some(value) = value else {
+                bad = true;
+                continue;
+            };
+            if key.eq_ignore_ascii_case(b"for") {
+                // Each parameter at most once per element (RFC 7239 section 4).
+                bad |= seen_for;
+                seen_for = true;
+                cur.for_ = parse_node(value);
+            } else if key.eq_ignore_ascii_case(b"proto") {
+                cur.proto = Scheme::parse(value);
+            }
+        }
+    }
+    out
+}
+
+fn skip_to_separator(b: &[u8], i: &mut usize) {
+    while *i < b.len() && b[*i] != b',' && b[*i] != b';' {
+        *i += 1;
+    }
+}
+
+/// RFC 9110 5.6.2 tchar.
+fn is_tchar(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c)
+}
+
+/// `for=...;proto=...;host=...` for this hop. An IPv6 address is bracketed and quoted (its
+/// colons are not token characters, RFC 7239 section 6); a host with a port is quoted too.
+fn forwarded_element(peer: IpAddr, scheme: Scheme, host: Option<&str>) -> HeaderValue {
+    let mut s = match peer.to_canonical() {
+        IpAddr::V4(v4) => format!("for={v4}"),
+        IpAddr::V6(v6) => format!("for=\"[{v6}]\""),
+    };
+    s.push_str(";proto=");
+    s.push_str(scheme.as_str());
+    if let Some(host) = host.filter(|h| !h.is_empty()) {
+        s.push_str(";host=");
+        if host.bytes().all(is_tchar) {
+            s.push_str(host);
+        } else {
+            s.push('"');
+            for c in host.chars() {
+                if c == '"' || c == '\\' {
+                    s.push('\\');
+                }
+                s.push(c);
+            }
+            s.push('"');
+        }
+    }
+    // Built from an address, a scheme and a valid header value: always a valid value; should
+    // the host ever hold a byte a value may not, the element goes without it.
+    HeaderValue::from_str(&s).unwrap_or_else(|_| {
+        HeaderValue::from_str(&s[..s.find(";host=").unwrap_or(s.len())]).unwrap()
+    })
+}
+
+/// The address as `X-Forwarded-For` writes it (an IPv4-mapped IPv6 peer as IPv4).
+fn ip_value(ip: IpAddr) -> HeaderValue {
+    HeaderValue::from_str(&ip.to_canonical().to_string()).expect("an address is a valid value")
+}
+
+fn static_value(s: &'static str) -> HeaderValue {
+    HeaderValue::from_static(s)
+}
+
+/// Every line of `name` joined as one list, then `own` appended: `a, b, own`.
+fn appended(h: &HeaderMap, name: &HeaderName, own: HeaderValue) -> HeaderValue {
+    let mut lines = h.get_all(name).iter().peekable();
+    if lines.peek().is_none() {
+        return own;
+    }
+    let mut buf: Vec<u8> = Vec::new();
+    for line in lines {
+        let v = line.as_bytes().trim_ascii();
+        if v.is_empty() {
+            continue;
+        }
+        buf.extend_from_slice(v);
+        buf.extend_from_slice(b", ");
+    }
+    buf.extend_from_slice(own.as_bytes());
+    // Each part came from a valid header value, and ", " is valid between them.
+    HeaderValue::from_bytes(&buf).unwrap_or(own)
+}
+
+#[cfg(test)]
+#[path = "forwarded_tests.rs"]
+mod tests;
