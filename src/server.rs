@@ -2,6 +2,7 @@
 //! SIGHUP reload, and (for `demo`) the built-in example origin.
 
 use crate::admin::AdminApp;
+use crate::config::ProxyConfig;
 use crate::connections::{connections_that_fit, GuardedProxy, WaitForSlot};
 use crate::proxy::ConsentGate;
 use crate::runtime::Runtime;
@@ -33,6 +34,38 @@ pub fn run(
 ) -> ! {
     crate::metrics::init();
     let proxy_conf = runtime.proxy.clone();
+    let mut server = Server::new_with_opt_and_conf(
+        Opt {
+            upgrade: opts.upgrade,
+            ..Opt::default()
+        },
+        server_conf(&proxy_conf, opts.upgrade_sock),
+    );
+    server.bootstrap();
+
+    let runtime = Arc::new(ArcSwap::from_pointee(runtime));
+    add_proxy_services(&mut server, &proxy_conf, &runtime);
+    // pingora gives every service a runtime of its own: the admin listener runs on one thread,
+    // the SIGHUP task on another, neither of them a proxy worker.
+    if let Some(addr) = &proxy_conf.admin {
+        add_admin_service(&mut server, addr, &runtime);
+    }
+    add_background_services(&mut server, &runtime);
+    for s in extra {
+        server.add_boxed_service(s);
+    }
+    tracing::info!(
+        listen = ?proxy_conf.listen,
+        listen_tls = ?proxy_conf.tls.listen_tls,
+        admin = ?proxy_conf.admin,
+        sites = runtime.load().sites.len(),
+        "consentgate starting"
+    );
+    server.run_forever()
+}
+
+/// pingora's own settings: threads, the shutdown grace period, the upgrade socket.
+fn server_conf(proxy_conf: &ProxyConfig, upgrade_sock: Option<String>) -> ServerConf {
     let mut conf = ServerConf {
         threads: proxy_conf.threads,
         // After SIGTERM or SIGQUIT pingora stops accepting, sleeps its grace period, then shuts
@@ -49,17 +82,18 @@ pub fn run(
         work_stealing: false,
         ..ServerConf::default()
     };
-    if let Some(sock) = opts.upgrade_sock {
+    if let Some(sock) = upgrade_sock {
         conf.upgrade_sock = sock;
     }
-    let opt = Opt {
-        upgrade: opts.upgrade,
-        ..Opt::default()
-    };
-    let mut server = Server::new_with_opt_and_conf(opt, conf);
-    server.bootstrap();
+    conf
+}
 
-    let runtime = Arc::new(ArcSwap::from_pointee(runtime));
+/// The proxy service on the plain and the TLS listeners, both behind one connection guard.
+fn add_proxy_services(
+    server: &mut Server,
+    proxy_conf: &ProxyConfig,
+    runtime: &Arc<ArcSwap<Runtime>>,
+) {
     // The proxy runs behind the connection guard (src/connections): timeouts, header limits and
     // a cap on open connections that pauses accepting when reached.
     let slots = Arc::new(Semaphore::new(connections_that_fit(
@@ -102,20 +136,23 @@ pub fn run(
         }
         server.add_service(proxy);
     }
+}
 
-    // pingora gives every service a runtime of its own: the admin listener runs on one thread,
-    // the SIGHUP task on another, neither of them a proxy worker.
-    if let Some(addr) = &proxy_conf.admin {
-        let mut admin = Service::new(
-            "consentgate admin".to_string(),
-            AdminApp {
-                runtime: runtime.clone(),
-            },
-        );
-        admin.threads = Some(1);
-        admin.add_tcp(addr);
-        server.add_service(admin);
-    }
+/// The admin listener, on one thread of its own.
+fn add_admin_service(server: &mut Server, addr: &str, runtime: &Arc<ArcSwap<Runtime>>) {
+    let mut admin = Service::new(
+        "consentgate admin".to_string(),
+        AdminApp {
+            runtime: runtime.clone(),
+        },
+    );
+    admin.threads = Some(1);
+    admin.add_tcp(addr);
+    server.add_service(admin);
+}
+
+/// SIGHUP reload and upstream health checks.
+fn add_background_services(server: &mut Server, runtime: &Arc<ArcSwap<Runtime>>) {
     server.add_service(background_service(
         "SIGHUP reload",
         SighupReload {
@@ -129,17 +166,6 @@ pub fn run(
             runtime: runtime.clone(),
         },
     ));
-    for s in extra {
-        server.add_boxed_service(s);
-    }
-    tracing::info!(
-        listen = ?proxy_conf.listen,
-        listen_tls = ?proxy_conf.tls.listen_tls,
-        admin = ?proxy_conf.admin,
-        sites = runtime.load().sites.len(),
-        "consentgate starting"
-    );
-    server.run_forever()
 }
 
 /// Reloads the configuration on SIGHUP. The task only waits: the work runs on a reload thread
