@@ -51,21 +51,9 @@ impl ServeHttp for AdminApp {
             authorization: header(http::header::AUTHORIZATION),
             reload: method == http::Method::POST && path == "/reload",
         };
-        let rt = self.runtime.load();
-        if let Err(refused) = access::check(&ask, &rt.proxy.admin_access) {
-            crate::metrics::ADMIN_REFUSED
-                .with_label_values(&[refused.reason()])
-                .inc();
-            let mut r = reply(refused.status(), "text/plain", refused.message());
-            if refused == access::Refusal::Token {
-                r.headers_mut().insert(
-                    http::header::WWW_AUTHENTICATE,
-                    http::HeaderValue::from_static("Bearer realm=\"consentgate admin\""),
-                );
-            }
-            return r;
+        if let Err(refused) = access::check(&ask, &self.runtime.load().proxy.admin_access) {
+            return refusal(refused);
         }
-        drop(rt);
         // HEAD is answered as GET; pingora sends no body for it (RFC 9110 9.3.2).
         let read = method == http::Method::GET || method == http::Method::HEAD;
         match (read, method.as_str(), path.as_str()) {
@@ -83,41 +71,8 @@ impl ServeHttp for AdminApp {
                     serde_json::to_vec_pretty(&body).unwrap_or_default(),
                 )
             }
-            (_, "POST", "/reload") => match reload(&self.runtime).await {
-                Ok(msg) => reply(StatusCode::OK, "text/plain", format!("{msg}\n")),
-                Err(ReloadError::Refused(e)) => reply(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "text/plain",
-                    format!("reload refused, the previous configuration stays in force:\n{e}\n"),
-                ),
-                Err(busy @ ReloadError::Busy) => {
-                    let mut r = reply(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "text/plain",
-                        format!("{busy}; nothing changed, try again later\n"),
-                    );
-                    r.headers_mut().insert(
-                        http::header::RETRY_AFTER,
-                        http::HeaderValue::from_static("5"),
-                    );
-                    r
-                }
-            },
-            (_, _, "/metrics" | "/healthz" | "/status" | "/reload") => {
-                let allow = if path == "/reload" {
-                    "POST"
-                } else {
-                    "GET, HEAD"
-                };
-                let mut r = reply(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "text/plain",
-                    "use GET or HEAD for /metrics /healthz /status and POST for /reload\n",
-                );
-                r.headers_mut()
-                    .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
-                r
-            }
+            (_, "POST", "/reload") => reload_reply(reload(&self.runtime).await),
+            (_, _, "/metrics" | "/healthz" | "/status" | "/reload") => wrong_method(&path),
             _ => reply(
                 StatusCode::NOT_FOUND,
                 "text/plain",
@@ -125,6 +80,62 @@ impl ServeHttp for AdminApp {
             ),
         }
     }
+}
+
+/// The answer to a request [`access::check`] refused, counted by reason.
+fn refusal(refused: access::Refusal) -> Response<Vec<u8>> {
+    crate::metrics::ADMIN_REFUSED
+        .with_label_values(&[refused.reason()])
+        .inc();
+    let mut r = reply(refused.status(), "text/plain", refused.message());
+    if refused == access::Refusal::Token {
+        r.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer realm=\"consentgate admin\""),
+        );
+    }
+    r
+}
+
+/// The answer to `POST /reload`.
+fn reload_reply(outcome: Result<String, ReloadError>) -> Response<Vec<u8>> {
+    match outcome {
+        Ok(msg) => reply(StatusCode::OK, "text/plain", format!("{msg}\n")),
+        Err(ReloadError::Refused(e)) => reply(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "text/plain",
+            format!("reload refused, the previous configuration stays in force:\n{e}\n"),
+        ),
+        Err(busy @ ReloadError::Busy) => {
+            let mut r = reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                format!("{busy}; nothing changed, try again later\n"),
+            );
+            r.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("5"),
+            );
+            r
+        }
+    }
+}
+
+/// 405 for a known path asked with a method it does not take.
+fn wrong_method(path: &str) -> Response<Vec<u8>> {
+    let allow = if path == "/reload" {
+        "POST"
+    } else {
+        "GET, HEAD"
+    };
+    let mut r = reply(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "text/plain",
+        "use GET or HEAD for /metrics /healthz /status and POST for /reload\n",
+    );
+    r.headers_mut()
+        .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
+    r
 }
 
 /// Sums every sample of a counter family per `site` label value.
