@@ -93,8 +93,6 @@ pub fn plan_forwarded(settings: &ForwardedSettings, input: &ForwardedInput<'_>) 
         Scheme::Http
     };
     let trusted = settings.is_trusted(input.peer);
-    let mode = settings.headers;
-    let h = input.headers;
     let mut plan = ForwardedPlan {
         client: input.peer,
         scheme: own,
@@ -102,63 +100,14 @@ pub fn plan_forwarded(settings: &ForwardedSettings, input: &ForwardedInput<'_>) 
         remove: Vec::new(),
         set: Vec::new(),
     };
-    // Our own `Forwarded` element: this hop, as RFC 7239 section 4 has each proxy describe it.
-    let element = || forwarded_element(input.peer, own, input.host);
     if !trusted {
-        // Whatever the client wrote is removed, whatever the mode: no origin is told a spoofed
-        // client address, scheme or host by way of consentgate.
-        plan.remove = ALL.to_vec();
-        if mode.x_forwarded() {
-            plan.set.push((&X_FORWARDED_FOR, ip_value(input.peer)));
-            plan.set
-                .push((&X_FORWARDED_PROTO, static_value(own.as_str())));
-            if let Some(v) = input.host.and_then(|h| HeaderValue::from_str(h).ok()) {
-                plan.set.push((&X_FORWARDED_HOST, v));
-            }
-        }
-        if mode.forwarded() {
-            plan.set.push((&FORWARDED, element()));
-        }
+        untrusted_edits(settings, input, own, &mut plan);
     } else {
-        let from_xff = mode.x_forwarded()
-            && (h.contains_key(&X_FORWARDED_FOR) || h.contains_key(&X_FORWARDED_PROTO));
-        if from_xff {
-            let (client, _) = walk(settings, input.peer, xff_hops(h).map(|hop| (hop, ())));
+        if let Some((client, scheme)) = client_from_trusted(settings, input, own) {
             plan.client = client;
-            // The right-most value: the one our trusted peer wrote (a client's own value, if a
-            // proxy kept it, is further left).
-            plan.scheme = list_items(h, &X_FORWARDED_PROTO)
-                .next()
-                .and_then(Scheme::parse)
-                .unwrap_or(own);
-        } else if mode.forwarded() && h.contains_key(&FORWARDED) {
-            let elements = forwarded_elements(h);
-            let hops = elements.iter().rev().map(|e| (e.for_, e.proto));
-            let (client, proto) = walk(settings, input.peer, hops);
-            plan.client = client;
-            // The proto of the element whose `for=` is the client: the scheme of the connection
-            // the client opened, as the (trusted) proxy that accepted it wrote it.
-            plan.scheme = proto.flatten().unwrap_or(own);
+            plan.scheme = scheme;
         }
-        if mode.x_forwarded() {
-            plan.set.push((
-                &X_FORWARDED_FOR,
-                appended(h, &X_FORWARDED_FOR, ip_value(input.peer)),
-            ));
-            if !h.contains_key(&X_FORWARDED_PROTO) {
-                plan.set
-                    .push((&X_FORWARDED_PROTO, static_value(own.as_str())));
-            }
-            if !h.contains_key(&X_FORWARDED_HOST) {
-                if let Some(v) = input.host.and_then(|h| HeaderValue::from_str(h).ok()) {
-                    plan.set.push((&X_FORWARDED_HOST, v));
-                }
-            }
-        }
-        if mode.forwarded() {
-            plan.set
-                .push((&FORWARDED, appended(h, &FORWARDED, element())));
-        }
+        trusted_edits(settings, input, own, &mut plan);
     }
     if settings.via {
         // Via is appended by every proxy, trusted or not (RFC 9110 7.6.3): it names hops, it
@@ -169,10 +118,107 @@ pub fn plan_forwarded(settings: &ForwardedSettings, input: &ForwardedInput<'_>) 
             Version::HTTP_10 => "1.0 consentgate",
             _ => "1.1 consentgate",
         };
+        let h = input.headers;
         plan.set
             .push((&VIA, appended(h, &VIA, static_value(own_via))));
     }
     plan
+}
+
+/// Our own `Forwarded` element: this hop, as RFC 7239 section 4 has each proxy describe it.
+fn own_element(input: &ForwardedInput<'_>, own: Scheme) -> HeaderValue {
+    forwarded_element(input.peer, own, input.host)
+}
+
+/// The request's host as an `X-Forwarded-Host` value, when it is a valid header value.
+fn host_value(input: &ForwardedInput<'_>) -> Option<HeaderValue> {
+    input.host.and_then(|h| HeaderValue::from_str(h).ok())
+}
+
+/// The edits for a peer that is not trusted: its forwarding headers replaced by our own.
+fn untrusted_edits(
+    settings: &ForwardedSettings,
+    input: &ForwardedInput<'_>,
+    own: Scheme,
+    plan: &mut ForwardedPlan,
+) {
+    let mode = settings.headers;
+    // Whatever the client wrote is removed, whatever the mode: no origin is told a spoofed
+    // client address, scheme or host by way of consentgate.
+    plan.remove = ALL.to_vec();
+    if mode.x_forwarded() {
+        plan.set.push((&X_FORWARDED_FOR, ip_value(input.peer)));
+        plan.set
+            .push((&X_FORWARDED_PROTO, static_value(own.as_str())));
+        if let Some(v) = host_value(input) {
+            plan.set.push((&X_FORWARDED_HOST, v));
+        }
+    }
+    if mode.forwarded() {
+        plan.set.push((&FORWARDED, own_element(input, own)));
+    }
+}
+
+/// The client and scheme a trusted peer's forwarding headers name, or `None` when it sent
+/// none that the configured mode reads.
+fn client_from_trusted(
+    settings: &ForwardedSettings,
+    input: &ForwardedInput<'_>,
+    own: Scheme,
+) -> Option<(IpAddr, Scheme)> {
+    let mode = settings.headers;
+    let h = input.headers;
+    let from_xff = mode.x_forwarded()
+        && (h.contains_key(&X_FORWARDED_FOR) || h.contains_key(&X_FORWARDED_PROTO));
+    if from_xff {
+        let (client, _) = walk(settings, input.peer, xff_hops(h).map(|hop| (hop, ())));
+        // The right-most value: the one our trusted peer wrote (a client's own value, if a
+        // proxy kept it, is further left).
+        let scheme = list_items(h, &X_FORWARDED_PROTO)
+            .next()
+            .and_then(Scheme::parse)
+            .unwrap_or(own);
+        Some((client, scheme))
+    } else if mode.forwarded() && h.contains_key(&FORWARDED) {
+        let elements = forwarded_elements(h);
+        let hops = elements.iter().rev().map(|e| (e.for_, e.proto));
+        let (client, proto) = walk(settings, input.peer, hops);
+        // The proto of the element whose `for=` is the client: the scheme of the connection
+        // the client opened, as the (trusted) proxy that accepted it wrote it.
+        Some((client, proto.flatten().unwrap_or(own)))
+    } else {
+        None
+    }
+}
+
+/// The edits for a trusted peer: our hop appended to what it sent, missing values filled in.
+fn trusted_edits(
+    settings: &ForwardedSettings,
+    input: &ForwardedInput<'_>,
+    own: Scheme,
+    plan: &mut ForwardedPlan,
+) {
+    let mode = settings.headers;
+    let h = input.headers;
+    if mode.x_forwarded() {
+        plan.set.push((
+            &X_FORWARDED_FOR,
+            appended(h, &X_FORWARDED_FOR, ip_value(input.peer)),
+        ));
+        if !h.contains_key(&X_FORWARDED_PROTO) {
+            plan.set
+                .push((&X_FORWARDED_PROTO, static_value(own.as_str())));
+        }
+        if !h.contains_key(&X_FORWARDED_HOST) {
+            if let Some(v) = host_value(input) {
+                plan.set.push((&X_FORWARDED_HOST, v));
+            }
+        }
+    }
+    if mode.forwarded() {
+        plan.set
+            .push((&FORWARDED, appended(h, &FORWARDED, own_element(input, own))));
+    }
 }
 
 /// Walks hops from the right: each trusted one is skipped, the first untrusted one is the
@@ -248,79 +294,89 @@ fn forwarded_elements(h: &HeaderMap) -> VecDeque<Element> {
         out.push_back(e);
     };
     for line in h.get_all(&FORWARDED) {
-        let b = line.as_bytes();
-        let mut i = 0;
-        let mut cur = Element::default();
-        let mut seen = false; // any pair in the current element
-        let mut seen_for = false;
-        let mut bad = false;
-        loop {
-            while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
-                i += 1;
-            }
-            if i >= b.len() || b[i] == b',' {
-                if seen || bad {
-                    push(if bad { Element::default() } else { cur });
-                }
-                if i >= b.len() {
-                    break;
-                }
-                (cur, seen, seen_for, bad) = (Element::default(), false, false, false);
-                i += 1;
-                continue;
-            }
-            if b[i] == b';' {
-                i += 1;
-                continue;
-            }
-            // forwarded-pair = token "=" value
-            let start = i;
-            while i < b.len() && is_tchar(b[i]) {
-                i += 1;
-            }
-            let key = &b[start..i];
-            if key.is_empty() || i >= b.len() || b[i] != b'=' {
-                bad = true;
-                skip_to_separator(b, &mut i);
-                continue;
-            }
-            i += 1;
-            let value: Option<&[u8]> = if i < b.len() && b[i] == b'"' {
-                i += 1;
-                let vstart = i;
-                let mut escaped = false;
-                while i < b.len() && b[i] != b'"' {
-                    escaped |= b[i] == b'\\';
-                    i += if b[i] == b'\\' { 2 } else { 1 };
-                }
-                let v = &b[vstart..i.min(b.len())];
-                let closed = i < b.len();
-                i = (i + 1).min(b.len());
-                // Addresses and schemes never need escapes; an unclosed quote is malformed.
-                (closed && !escaped).then_some(v)
-            } else {
-                let vstart = i;
-                while i < b.len() && is_tchar(b[i]) {
-                    i += 1;
-                }
-                Some(&b[vstart..i])
-            };
-            seen = true;
-            let Some(value) = value else {
-                bad = true;
-                continue;
-            };
-            if key.eq_ignore_ascii_case(b"for") {
-                // Each parameter at most once per element (RFC 7239 section 4).
-                bad |= seen_for;
-                seen_for = true;
-                cur.for_ = parse_node(value);
-            } else if key.eq_ignore_ascii_case(b"proto") {
-                cur.proto = Scheme::parse(value);
-            }
-        }
+        line_elements(line.as_bytes(), &mut push);
     }
     out
+}
+
+/// Passes each element of one `Forwarded` line to `push`, left to right.
+fn line_elements(b: &[u8], push: &mut impl FnMut(Element)) {
+    let mut i = 0;
+    let mut cur = Element::default();
+    let mut seen = false; // any pair in the current element
+    let mut seen_for = false;
+    let mut bad = false;
+    loop {
+        while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
+            i += 1;
+        }
+        if i >= b.len() || b[i] == b',' {
+            if seen || bad {
+                push(if bad { Element::default() } else { cur });
+            }
+            if i >= b.len() {
+                break;
+            }
+            (cur, seen, seen_for, bad) = (Element::default(), false, false, false);
+            i += 1;
+            continue;
+        }
+        if b[i] == b';' {
+            i += 1;
+            continue;
+        }
+        // forwarded-pair = token "=" value
+        let start = i;
+        while i < b.len() && is_tchar(b[i]) {
+            i += 1;
+        }
+        let key = &b[start..i];
+        if key.is_empty() || i >= b.len() || b[i] != b'=' {
+            bad = true;
+            skip_to_separator(b, &mut i);
+            continue;
+        }
+        i += 1;
+        let value = pair_value(b, &mut i);
+        seen = true;
+        let Some(value) = value else {
+            bad = true;
+            continue;
+        };
+        if key.eq_ignore_ascii_case(b"for") {
+            // Each parameter at most once per element (RFC 7239 section 4).
+            bad |= seen_for;
+            seen_for = true;
+            cur.for_ = parse_node(value);
+        } else if key.eq_ignore_ascii_case(b"proto") {
+            cur.proto = Scheme::parse(value);
+        }
+    }
+}
+
+/// The value of a `forwarded-pair` starting at `*i` (a token or a quoted string), moving `*i`
+/// past it. `None` for a quoted value consentgate does not read.
+fn pair_value<'a>(b: &'a [u8], i: &mut usize) -> Option<&'a [u8]> {
+    if *i < b.len() && b[*i] == b'"' {
+        *i += 1;
+        let vstart = *i;
+        let mut escaped = false;
+        while *i < b.len() && b[*i] != b'"' {
+            escaped |= b[*i] == b'\\';
+            *i += if b[*i] == b'\\' { 2 } else { 1 };
+        }
+        let v = &b[vstart..(*i).min(b.len())];
+        let closed = *i < b.len();
+        *i = (*i + 1).min(b.len());
+        // Addresses and schemes never need escapes; an unclosed quote is malformed.
+        (closed && !escaped).then_some(v)
+    } else {
+        let vstart = *i;
+        while *i < b.len() && is_tchar(b[*i]) {
+            *i += 1;
+        }
+        Some(&b[vstart..*i])
+    }
 }
 
 fn skip_to_separator(b: &[u8], i: &mut usize) {
