@@ -45,6 +45,7 @@ use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use stream::GuardedStream;
 use tokio::sync::Semaphore;
 
@@ -108,25 +109,16 @@ impl Drop for OpenConnection {
     }
 }
 
-#[async_trait]
-impl ServerApp for GuardedProxy {
-    async fn process_new(
-        self: &Arc<Self>,
+impl GuardedProxy {
+    /// The TLS handshake, or on a plain listener the look for an h2c preface; returns the
+    /// stream to serve and whether it speaks HTTP/2. `None`: the connection is done.
+    async fn handshake(
+        &self,
         stream: Stream,
-        shutdown: &ShutdownWatch,
-    ) -> Option<Stream> {
-        // Normally free at once (the accept loop waited for it); another listener's accept
-        // loop may have taken it in between, and then this one connection waits.
-        let _slot = self.slots.clone().acquire_owned().await.ok()?;
-        let _open = OpenConnection::new();
-        let (settings, h2c) = {
-            let rt = self.runtime.load();
-            (rt.proxy.connections, rt.proxy.tls.h2c)
-        };
-        // The first request header's deadline counts from the accept (as nginx's does), the
-        // TLS handshake and the h2c preface included.
-        let accepted = tokio::time::Instant::now();
-        let h2 = match &self.tls {
+        settings: &ConnectionSettings,
+        h2c: bool,
+    ) -> Option<(Stream, bool)> {
+        Some(match &self.tls {
             Some(acceptor) => {
                 let tls =
                     h2::tls_handshake(acceptor, stream, settings.client_header_timeout).await?;
@@ -135,24 +127,20 @@ impl ServerApp for GuardedProxy {
             }
             None if h2c => h2::starts_with_preface(stream, settings.client_header_timeout).await?,
             None => (stream, false),
-        };
-        let first_header_timeout = settings
-            .client_header_timeout
-            .saturating_sub(accepted.elapsed());
-        let stream = match h2 {
-            (stream, true) => {
-                let settings = ConnectionSettings {
-                    client_header_timeout: first_header_timeout,
-                    ..settings
-                };
-                h2::serve(&self.proxy, stream, settings, shutdown).await;
-                return None;
-            }
-            (stream, false) => stream,
-        };
+        })
+    }
+
+    /// Serves HTTP/1 requests on one connection, one guarded session after the other.
+    async fn serve_http1(
+        self: &Arc<Self>,
+        stream: Stream,
+        settings: &ConnectionSettings,
+        first_header_timeout: Duration,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
         let mut guarded = Box::new(GuardedStream::new(
             stream,
-            Tracker::new(head_limits(&settings)),
+            Tracker::new(head_limits(settings)),
             first_header_timeout,
         ));
         let mut persistent: Option<HttpPersistentSettings> = None;
@@ -193,6 +181,41 @@ impl ServerApp for GuardedProxy {
                 .downcast::<GuardedStream>()
                 .ok()?;
         }
+    }
+}
+
+#[async_trait]
+impl ServerApp for GuardedProxy {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        // Normally free at once (the accept loop waited for it); another listener's accept
+        // loop may have taken it in between, and then this one connection waits.
+        let _slot = self.slots.clone().acquire_owned().await.ok()?;
+        let _open = OpenConnection::new();
+        let (settings, h2c) = {
+            let rt = self.runtime.load();
+            (rt.proxy.connections, rt.proxy.tls.h2c)
+        };
+        // The first request header's deadline counts from the accept (as nginx's does), the
+        // TLS handshake and the h2c preface included.
+        let accepted = tokio::time::Instant::now();
+        let (stream, h2) = self.handshake(stream, &settings, h2c).await?;
+        let first_header_timeout = settings
+            .client_header_timeout
+            .saturating_sub(accepted.elapsed());
+        if h2 {
+            let settings = ConnectionSettings {
+                client_header_timeout: first_header_timeout,
+                ..settings
+            };
+            h2::serve(&self.proxy, stream, settings, shutdown).await;
+            return None;
+        }
+        self.serve_http1(stream, &settings, first_header_timeout, shutdown)
+            .await
     }
 
     async fn cleanup(&self) {

@@ -378,57 +378,61 @@ impl GuardedStream {
                 }
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => {
-                let Some((deadline, in_header)) = this.deadline() else {
-                    return Poll::Pending;
-                };
-                let timer = this
-                    .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-                // Re-armed only when the deadline moved earlier; a later one is checked when the
-                // timer fires. A busy kept-alive connection then re-arms no timer per request.
-                if timer.deadline() > deadline {
-                    timer.as_mut().reset(deadline);
-                }
-                let mut expired = false;
-                while timer.as_mut().poll(cx).is_ready() {
-                    if Instant::now() >= deadline {
-                        expired = true;
-                        break;
-                    }
-                    timer.as_mut().reset(deadline);
-                }
-                let reclaimed = !expired && this.poll_reclaim(cx);
-                if !expired && !reclaimed {
-                    return Poll::Pending;
-                }
-                let phase = match (in_header, this.sessions > 1) {
-                    (true, _) | (false, false) => "header",
-                    (false, true) => "keepalive",
-                };
-                if reclaimed {
-                    metrics::CONNECTIONS_RECLAIMED
-                        .with_label_values(&[phase])
-                        .inc();
-                } else {
-                    metrics::CLIENT_TIMEOUTS.with_label_values(&[phase]).inc();
-                }
-                if in_header {
-                    this.refuse(408, None);
-                    this.poll_refusal(cx)
-                } else {
-                    // Idle past its time: end the connection quietly (pingora sees a close).
-                    this.idle_deadline = None;
-                    this.refusal = Some(Refusal {
-                        answer: b"",
-                        written: 0,
-                        step: RefusalStep::Done,
-                        drained: 0,
-                        error: None,
-                    });
-                    Poll::Ready(Ok(()))
-                }
+            Poll::Pending => this.poll_deadline(cx),
+        }
+    }
+
+    /// A read that found nothing yet: pending until the deadline passes or the connection is
+    /// reclaimed, then the 408 refusal (in a header) or a quiet close (idle).
+    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Some((deadline, in_header)) = self.deadline() else {
+            return Poll::Pending;
+        };
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        // Re-armed only when the deadline moved earlier; a later one is checked when the
+        // timer fires. A busy kept-alive connection then re-arms no timer per request.
+        if timer.deadline() > deadline {
+            timer.as_mut().reset(deadline);
+        }
+        let mut expired = false;
+        while timer.as_mut().poll(cx).is_ready() {
+            if Instant::now() >= deadline {
+                expired = true;
+                break;
             }
+            timer.as_mut().reset(deadline);
+        }
+        let reclaimed = !expired && self.poll_reclaim(cx);
+        if !expired && !reclaimed {
+            return Poll::Pending;
+        }
+        let phase = match (in_header, self.sessions > 1) {
+            (true, _) | (false, false) => "header",
+            (false, true) => "keepalive",
+        };
+        if reclaimed {
+            metrics::CONNECTIONS_RECLAIMED
+                .with_label_values(&[phase])
+                .inc();
+        } else {
+            metrics::CLIENT_TIMEOUTS.with_label_values(&[phase]).inc();
+        }
+        if in_header {
+            self.refuse(408, None);
+            self.poll_refusal(cx)
+        } else {
+            // Idle past its time: end the connection quietly (pingora sees a close).
+            self.idle_deadline = None;
+            self.refusal = Some(Refusal {
+                answer: b"",
+                written: 0,
+                step: RefusalStep::Done,
+                drained: 0,
+                error: None,
+            });
+            Poll::Ready(Ok(()))
         }
     }
 }
