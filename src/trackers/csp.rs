@@ -43,6 +43,77 @@ fn check_source(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The base policy's directives, as (lower-case name, value).
+fn parse_base(base_policy: &str) -> Result<Vec<(String, String)>, String> {
+    let mut base: Vec<(String, String)> = Vec::new();
+    for d in base_policy.split(';') {
+        let d = d.trim();
+        if d.is_empty() {
+            continue;
+        }
+        let (name, value) = d.split_once(char::is_whitespace).unwrap_or((d, ""));
+        if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(format!(
+                "base policy directive `{name}` is not a CSP directive name"
+            ));
+        }
+        if value.contains(['\r', '\n']) {
+            return Err("base policy may not contain line breaks".into());
+        }
+        base.push((name.to_ascii_lowercase(), value.trim().to_string()));
+    }
+    Ok(base)
+}
+
+/// The policy for one set of grants: the base policy, each fetch directive widened by the
+/// sources of the granted categories.
+fn policy_for(cfg: &CspConfig, base: &[(String, String)], grants: Grants) -> String {
+    let start = |directive: &str| -> String {
+        base.iter()
+            .find(|(n, _)| n == directive)
+            .or_else(|| base.iter().find(|(n, _)| n == "default-src"))
+            .map_or("'self'".to_string(), |(_, v)| v.clone())
+    };
+    let mut allowed: Vec<&str> = Vec::new();
+    for (cat, list) in [
+        (Category::Preferences, &cfg.preferences),
+        (Category::Analytics, &cfg.analytics),
+        (Category::Marketing, &cfg.marketing),
+    ] {
+        if grants.allows(cat) {
+            allowed.extend(list.iter().map(String::as_str));
+        }
+    }
+    let mut parts: Vec<String> = base
+        .iter()
+        .filter(|(n, _)| !FETCH_DIRECTIVES.contains(&n.as_str()))
+        .map(|(n, v)| {
+            if v.is_empty() {
+                n.clone()
+            } else {
+                format!("{n} {v}")
+            }
+        })
+        .collect();
+    for d in FETCH_DIRECTIVES {
+        let mut value = start(d);
+        // 'none' cannot be combined with sources.
+        if value.trim() == "'none'" && !allowed.is_empty() {
+            value.clear();
+        }
+        for s in &allowed {
+            if !value.split_whitespace().any(|x| x == *s) {
+                if !value.is_empty() {
+                    value.push(' ');
+                }
+                value.push_str(s);
+            }
+        }
+        parts.push(format!("{d} {value}"));
+    }
+    parts.join("; ")
+}
+
 impl Csp {
     pub fn build(cfg: &CspConfig) -> Result<Csp, String> {
         for s in cfg
@@ -53,71 +124,10 @@ impl Csp {
         {
             check_source(s)?;
         }
-        let mut base: Vec<(String, String)> = Vec::new();
-        for d in cfg.base.split(';') {
-            let d = d.trim();
-            if d.is_empty() {
-                continue;
-            }
-            let (name, value) = d.split_once(char::is_whitespace).unwrap_or((d, ""));
-            if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-                return Err(format!(
-                    "base policy directive `{name}` is not a CSP directive name"
-                ));
-            }
-            if value.contains(['\r', '\n']) {
-                return Err("base policy may not contain line breaks".into());
-            }
-            base.push((name.to_ascii_lowercase(), value.trim().to_string()));
-        }
-        let start = |directive: &str| -> String {
-            base.iter()
-                .find(|(n, _)| n == directive)
-                .or_else(|| base.iter().find(|(n, _)| n == "default-src"))
-                .map_or("'self'".to_string(), |(_, v)| v.clone())
-        };
-        let mut by_grants = Vec::with_capacity(8);
-        for mask in 0u8..8 {
-            let grants = grants_of(mask);
-            let mut allowed: Vec<&str> = Vec::new();
-            for (cat, list) in [
-                (Category::Preferences, &cfg.preferences),
-                (Category::Analytics, &cfg.analytics),
-                (Category::Marketing, &cfg.marketing),
-            ] {
-                if grants.allows(cat) {
-                    allowed.extend(list.iter().map(String::as_str));
-                }
-            }
-            let mut parts: Vec<String> = base
-                .iter()
-                .filter(|(n, _)| !FETCH_DIRECTIVES.contains(&n.as_str()))
-                .map(|(n, v)| {
-                    if v.is_empty() {
-                        n.clone()
-                    } else {
-                        format!("{n} {v}")
-                    }
-                })
-                .collect();
-            for d in FETCH_DIRECTIVES {
-                let mut value = start(d);
-                // 'none' cannot be combined with sources.
-                if value.trim() == "'none'" && !allowed.is_empty() {
-                    value.clear();
-                }
-                for s in &allowed {
-                    if !value.split_whitespace().any(|x| x == *s) {
-                        if !value.is_empty() {
-                            value.push(' ');
-                        }
-                        value.push_str(s);
-                    }
-                }
-                parts.push(format!("{d} {value}"));
-            }
-            by_grants.push(parts.join("; "));
-        }
+        let base = parse_base(&cfg.base)?;
+        let by_grants = (0u8..8)
+            .map(|mask| policy_for(cfg, &base, grants_of(mask)))
+            .collect();
         Ok(Csp {
             header_name: if cfg.report_only {
                 "Content-Security-Policy-Report-Only"
