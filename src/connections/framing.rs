@@ -766,6 +766,8 @@ fn finish_head(h: &Head) -> State {
 }
 
 /// One byte of chunked framing. `true` when the body ended.
+// Long by design: one match over every state of the chunked-framing machine, so each state's
+// transitions (and what it refuses) read in one place, in the order the bytes arrive.
 fn chunk_byte(c: &mut Chunk, b: u8, max_trailer: usize) -> Result<bool, Reject> {
     let bad = Err(Reject::BadChunk);
     match *c {
