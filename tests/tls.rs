@@ -283,6 +283,15 @@ fn wait_for_port(port: u16) {
     });
 }
 
+/// The shop site in front of `origin` with a TLS listener on a free port serving `certs` (and
+/// `extra` `[proxy]` keys), once the listener accepts; the proxy and its TLS port.
+fn start_tls(origin: &Origin, certs: &[(String, String)], extra: &str) -> (Proxy, u16) {
+    let port = free_port();
+    let p = Proxy::start_with(&shop_site(origin.addr, ""), &tls_keys(port, certs, extra));
+    wait_for_port(port);
+    (p, port)
+}
+
 fn hello_origin() -> Origin {
     Origin::start(|req| response("200 OK", &[], format!("origin saw {}", req.path).as_bytes()))
 }
@@ -294,9 +303,7 @@ fn https_picks_the_certificate_by_sni_and_the_first_is_the_default() {
     let wild_b = pki.issue("wild-b", "/CN=wildcard.b.test", &["*.b.test"]);
     let b = pki.issue("b", "/CN=b.test", &["b.test", "www.b.test"]);
     let o = hello_origin();
-    let port = free_port();
-    let p = Proxy::start_with(&shop_site(o.addr, ""), &tls_keys(port, &[a, wild_b, b], ""));
-    wait_for_port(port);
+    let (p, port) = start_tls(&o, &[a, wild_b, b], "");
 
     let r = https(&pki, port, "a.test", "/x", &[]);
     assert!(r.ok, "{}", r.trace);
@@ -346,9 +353,7 @@ fn tls_1_1_is_refused_by_the_server() {
     let pki = Pki::new();
     let a = pki.issue("a", "/CN=a.test", &["a.test"]);
     let o = hello_origin();
-    let port = free_port();
-    let _p = Proxy::start_with(&shop_site(o.addr, ""), &tls_keys(port, &[a], ""));
-    wait_for_port(port);
+    let (_p, port) = start_tls(&o, &[a], "");
     // s_client offering one version only (security level 0 lets OpenSSL 3 offer TLS 1.1 at
     // all), everything else the same.
     let s_client = |version: &str| {
@@ -407,9 +412,7 @@ fn http2_gating_is_identical_to_http1() {
     let pki = Pki::new();
     let a = pki.issue("a", "/CN=shop.test", &["shop.test"]);
     let o = cookie_origin();
-    let port = free_port();
-    let _p = Proxy::start_with(&shop_site(o.addr, ""), &tls_keys(port, &[a], ""));
-    wait_for_port(port);
+    let (_p, port) = start_tls(&o, &[a], "");
 
     // Consent for analytics only: `_ga` kept, `_fbp` (marketing) and `mystery` (unknown,
     // stripped on this site) not; `SESSIONID` is necessary.
@@ -554,12 +557,7 @@ fn http2_header_lists_are_bounded_by_max_request_header_bytes() {
     let pki = Pki::new();
     let a = pki.issue("a", "/CN=a.test", &["a.test"]);
     let o = hello_origin();
-    let port = free_port();
-    let _p = Proxy::start_with(
-        &shop_site(o.addr, ""),
-        &tls_keys(port, &[a], "max_request_header_bytes = 4096"),
-    );
-    wait_for_port(port);
+    let (_p, port) = start_tls(&o, &[a], "max_request_header_bytes = 4096");
     let big = format!("x-big: {}", "y".repeat(8000));
     let r = https(&pki, port, "a.test", "/big", &["--http2", "-H", &big]);
     assert_ne!(r.status, 200, "{}", r.trace);
@@ -580,12 +578,7 @@ fn a_client_that_never_finishes_its_handshake_is_dropped() {
     let pki = Pki::new();
     let a = pki.issue("a", "/CN=a.test", &["a.test"]);
     let o = hello_origin();
-    let port = free_port();
-    let p = Proxy::start_with(
-        &shop_site(o.addr, ""),
-        &tls_keys(port, &[a], "client_header_timeout_ms = 1000"),
-    );
-    wait_for_port(port);
+    let (p, port) = start_tls(&o, &[a], "client_header_timeout_ms = 1000");
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     let start = Instant::now();
@@ -626,12 +619,7 @@ fn certificates_are_reread_on_reload_and_a_bad_one_keeps_the_old() {
     let a = pki.issue("a", "/CN=a.test", &["a.test"]);
     let b = pki.issue("b", "/CN=b.test", &["b.test"]);
     let o = hello_origin();
-    let port = free_port();
-    let p = Proxy::start_with(
-        &shop_site(o.addr, ""),
-        &tls_keys(port, &[a.clone(), b.clone()], ""),
-    );
-    wait_for_port(port);
+    let (p, port) = start_tls(&o, &[a.clone(), b.clone()], "");
     assert_eq!(https(&pki, port, "b.test", "/", &[]).subject(), "CN=b.test");
 
     // Renewed in place: served only once the configuration is reloaded.
@@ -808,12 +796,7 @@ fn at_max_connections_stalled_handshakes_give_their_slots_to_a_normal_request() 
     let pki = Pki::new();
     let a = pki.issue("a", "/CN=a.test", &["a.test"]);
     let o = hello_origin();
-    let port = free_port();
-    let p = Proxy::start_with(
-        &shop_site(o.addr, ""),
-        &tls_keys(port, &[a], "max_connections = 3"),
-    );
-    wait_for_port(port);
+    let (p, port) = start_tls(&o, &[a], "max_connections = 3");
     let stalled: Vec<TcpStream> = (0..3)
         .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
         .collect();
