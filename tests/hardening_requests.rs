@@ -202,13 +202,8 @@ fn junk_cookie_names_leave_the_expiry_cache_bounded_in_bytes() {
     send(p.addr, "GET", "/", &[("Cookie", "_fbp=fb.1.2.3")]);
     assert!(gauge(&p) > after_junk);
     // Reload: the old configuration's cache goes with it.
-    let r = send(
-        p.admin,
-        "POST",
-        "/reload",
-        &[("Host", &p.admin.to_string()), ("Content-Length", "0")],
-    );
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let (status, body) = p.reload();
+    assert_eq!(status, 200, "{body}");
     eventually("old cache freed", || gauge(&p) == 0.0);
 }
 

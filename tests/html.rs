@@ -2,6 +2,9 @@
 
 mod common;
 use common::*;
+#[path = "support/gzip.rs"]
+mod gzip;
+use gzip::{gunzip, gzip};
 use std::io::{Read, Write};
 
 const PAGE: &str = r#"<!doctype html><html><head>
@@ -36,18 +39,6 @@ fn noisy_page() -> String {
         })
         .collect();
     format!("<html><body><img data-x=\"{noise}\" src=\"/logo.png\">after{PAGE}</body></html>")
-}
-
-fn gzip(d: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(d).unwrap();
-    e.finish().unwrap()
-}
-
-fn gunzip(d: &[u8]) -> Vec<u8> {
-    let mut s = Vec::new();
-    flate2::read::GzDecoder::new(d).read_to_end(&mut s).unwrap();
-    s
 }
 
 fn origin() -> Origin {

@@ -603,16 +603,6 @@ fn a_client_that_never_finishes_its_handshake_is_dropped() {
 }
 
 /// POST /reload on the admin port: (status, body).
-fn admin_reload(p: &Proxy) -> (u16, String) {
-    let r = send(
-        p.admin,
-        "POST",
-        "/reload",
-        &[("Host", &p.admin.to_string()), ("Content-Length", "0")],
-    );
-    (r.status, String::from_utf8_lossy(&r.body).into_owned())
-}
-
 #[test]
 fn certificates_are_reread_on_reload_and_a_bad_one_keeps_the_old() {
     let pki = Pki::new();
@@ -625,7 +615,7 @@ fn certificates_are_reread_on_reload_and_a_bad_one_keeps_the_old() {
     // Renewed in place: served only once the configuration is reloaded.
     pki.issue("b", "/O=renewed/CN=b.test", &["b.test"]);
     assert_eq!(https(&pki, port, "b.test", "/", &[]).subject(), "CN=b.test");
-    assert_eq!(admin_reload(&p).0, 200);
+    assert_eq!(p.reload().0, 200);
     let r = https(&pki, port, "b.test", "/", &[]);
     assert!(r.ok, "{}", r.trace);
     assert_eq!(r.subject(), "O=renewed; CN=b.test");
@@ -640,7 +630,7 @@ fn certificates_are_reread_on_reload_and_a_bad_one_keeps_the_old() {
     );
     assert_ne!(bad, config);
     std::fs::write(&p.config, &bad).unwrap();
-    let (status, body) = admin_reload(&p);
+    let (status, body) = p.reload();
     assert_eq!(status, 422, "{body}");
     assert!(
         body.contains(&b.1) && body.contains("does not belong to the certificate"),
@@ -674,7 +664,7 @@ fn certificates_are_reread_on_reload_and_a_bad_one_keeps_the_old() {
     std::fs::write(pki.path("garbage.pem"), "not a certificate\n").unwrap();
     let garbage = pki.path("garbage.pem").display().to_string();
     std::fs::write(&p.config, config.replacen(&a.0, &garbage, 1)).unwrap();
-    let (status, body) = admin_reload(&p);
+    let (status, body) = p.reload();
     assert_eq!(status, 422, "{body}");
     assert!(
         body.contains(&format!("`{garbage}` holds no usable certificate")),

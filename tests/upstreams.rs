@@ -494,13 +494,8 @@ fn health_checks_follow_a_reload() {
         &format!("\"{}\", \"{dead}\"", a.addr),
     );
     std::fs::write(&p.config, text).unwrap();
-    let r = send(
-        p.admin,
-        "POST",
-        "/reload",
-        &[("Host", &p.admin.to_string()), ("Content-Length", "0")],
-    );
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let (status, body) = p.reload();
+    assert_eq!(status, 200, "{body}");
     eventually("the added dead origin is found unhealthy", || {
         !healthy_in_status(&p, dead)
     });

@@ -2,6 +2,9 @@ use super::body::{BodyRewrite, HOLD_LIMIT};
 use super::codec::Codec;
 use super::*;
 use crate::trackers::Blocklist;
+#[path = "../../tests/support/gzip.rs"]
+mod gzip;
+use gzip::{gunzip, gzip as gz};
 use std::io::{Read, Write};
 
 fn rules() -> Arc<PageRules> {
@@ -176,19 +179,7 @@ fn round_trip(encoding: &str, compress: fn(&[u8]) -> Vec<u8>, decompress: fn(&[u
 
 #[test]
 fn compressed_bodies_round_trip() {
-    round_trip(
-        "gzip",
-        |d| {
-            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-            e.write_all(d).unwrap();
-            e.finish().unwrap()
-        },
-        |d| {
-            let mut s = Vec::new();
-            flate2::read::GzDecoder::new(d).read_to_end(&mut s).unwrap();
-            s
-        },
-    );
+    round_trip("gzip", gz, gunzip);
     round_trip(
         "deflate",
         |d| {
@@ -249,18 +240,6 @@ fn urls_resolve_against_the_page() {
         "https://a.test/x.js"
     );
     assert!(resolve_url(None, "x.js").is_none());
-}
-
-fn gz(d: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(d).unwrap();
-    e.finish().unwrap()
-}
-
-fn gunzip(d: &[u8]) -> Vec<u8> {
-    let mut s = Vec::new();
-    flate2::read::GzDecoder::new(d).read_to_end(&mut s).unwrap();
-    s
 }
 
 /// Runs a body through [`BodyRewrite`] in chunks; returns the output and the failures seen.

@@ -257,6 +257,18 @@ impl Proxy {
         get(self.addr, path, headers)
     }
 
+    /// `POST /reload` on the admin listener, as curl would send it: the answer's status and body.
+    pub fn reload(&self) -> (u16, String) {
+        let host = self.admin.to_string();
+        let r = send(
+            self.admin,
+            "POST",
+            "/reload",
+            &[("Host", &host), ("Content-Length", "0")],
+        );
+        (r.status, String::from_utf8_lossy(&r.body).into_owned())
+    }
+
     pub fn metrics(&self) -> String {
         String::from_utf8(admin_get(self.admin, "/metrics").body).unwrap()
     }
