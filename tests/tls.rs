@@ -292,6 +292,15 @@ fn start_tls(origin: &Origin, certs: &[(String, String)], extra: &str) -> (Proxy
     (p, port)
 }
 
+/// A test CA, an origin, and the proxy serving one certificate for `a.test` on a TLS port.
+fn a_test_proxy(extra: &str) -> (Pki, Origin, Proxy, u16) {
+    let pki = Pki::new();
+    let a = pki.issue("a", "/CN=a.test", &["a.test"]);
+    let o = hello_origin();
+    let (p, port) = start_tls(&o, &[a], extra);
+    (pki, o, p, port)
+}
+
 fn hello_origin() -> Origin {
     Origin::start(|req| response("200 OK", &[], format!("origin saw {}", req.path).as_bytes()))
 }
@@ -350,10 +359,7 @@ fn https_picks_the_certificate_by_sni_and_the_first_is_the_default() {
 
 #[test]
 fn tls_1_1_is_refused_by_the_server() {
-    let pki = Pki::new();
-    let a = pki.issue("a", "/CN=a.test", &["a.test"]);
-    let o = hello_origin();
-    let (_p, port) = start_tls(&o, &[a], "");
+    let (_pki, o, _p, port) = a_test_proxy("");
     // s_client offering one version only (security level 0 lets OpenSSL 3 offer TLS 1.1 at
     // all), everything else the same.
     let s_client = |version: &str| {
@@ -554,10 +560,7 @@ fn http2_gating_is_identical_to_http1() {
 
 #[test]
 fn http2_header_lists_are_bounded_by_max_request_header_bytes() {
-    let pki = Pki::new();
-    let a = pki.issue("a", "/CN=a.test", &["a.test"]);
-    let o = hello_origin();
-    let (_p, port) = start_tls(&o, &[a], "max_request_header_bytes = 4096");
+    let (pki, o, _p, port) = a_test_proxy("max_request_header_bytes = 4096");
     let big = format!("x-big: {}", "y".repeat(8000));
     let r = https(&pki, port, "a.test", "/big", &["--http2", "-H", &big]);
     assert_ne!(r.status, 200, "{}", r.trace);
@@ -575,10 +578,7 @@ fn http2_header_lists_are_bounded_by_max_request_header_bytes() {
 
 #[test]
 fn a_client_that_never_finishes_its_handshake_is_dropped() {
-    let pki = Pki::new();
-    let a = pki.issue("a", "/CN=a.test", &["a.test"]);
-    let o = hello_origin();
-    let (p, port) = start_tls(&o, &[a], "client_header_timeout_ms = 1000");
+    let (_pki, _o, p, port) = a_test_proxy("client_header_timeout_ms = 1000");
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     let start = Instant::now();
@@ -602,7 +602,6 @@ fn a_client_that_never_finishes_its_handshake_is_dropped() {
     );
 }
 
-/// POST /reload on the admin port: (status, body).
 #[test]
 fn certificates_are_reread_on_reload_and_a_bad_one_keeps_the_old() {
     let pki = Pki::new();
@@ -783,10 +782,7 @@ fn http2_connections_that_stall_or_idle_are_closed() {
 #[test]
 fn at_max_connections_stalled_handshakes_give_their_slots_to_a_normal_request() {
     // Slowloris on TLS, scaled down: every slot held by a connection that never says hello.
-    let pki = Pki::new();
-    let a = pki.issue("a", "/CN=a.test", &["a.test"]);
-    let o = hello_origin();
-    let (p, port) = start_tls(&o, &[a], "max_connections = 3");
+    let (pki, _o, p, port) = a_test_proxy("max_connections = 3");
     let stalled: Vec<TcpStream> = (0..3)
         .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
         .collect();
