@@ -651,7 +651,7 @@ fn plan_forwarded_headers(
                 client: peer,
                 scheme: if tls { Scheme::Https } else { Scheme::Http },
                 trusted_peer: false,
-                remove: forwarded::ALL.to_vec(),
+                remove: &forwarded::ALL,
                 set: Vec::new(),
             }
         }
@@ -661,7 +661,7 @@ fn plan_forwarded_headers(
 /// Applies the forwarding edits to the origin's request (on every attempt: pingora rebuilds
 /// the request for a retry). Remove, then append: as for `Cookie`, an insert would reallocate.
 fn apply_forwarded(req: &mut RequestHeader, plan: &ForwardedPlan) -> Result<()> {
-    for name in &plan.remove {
+    for name in plan.remove {
         req.remove_header(*name);
     }
     for (name, value) in &plan.set {
