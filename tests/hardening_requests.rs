@@ -15,13 +15,7 @@ use std::time::{Duration, Instant};
 use tracker_spellings::{PLAIN, SPELLINGS};
 
 fn origin() -> Origin {
-    Origin::start(|req| {
-        response(
-            "200 OK",
-            &[("Content-Type", "text/plain")],
-            format!("origin saw {}", req.path).as_bytes(),
-        )
-    })
+    Origin::echo()
 }
 
 fn header(r: &RawResponse, name: &str) -> Option<String> {

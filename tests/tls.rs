@@ -302,7 +302,7 @@ fn a_test_proxy(extra: &str) -> (Pki, Origin, Proxy, u16) {
 }
 
 fn hello_origin() -> Origin {
-    Origin::start(|req| response("200 OK", &[], format!("origin saw {}", req.path).as_bytes()))
+    Origin::echo()
 }
 
 #[test]
@@ -321,21 +321,18 @@ fn https_picks_the_certificate_by_sni_and_the_first_is_the_default() {
     // curl verified the chain against the test CA and the name against the SAN.
     assert!(r.trace.contains("SSL certificate verify ok"), "{}", r.trace);
 
-    let r = https(&pki, port, "b.test", "/", &[]);
-    assert!(r.ok, "{}", r.trace);
-    assert_eq!(r.subject(), "CN=b.test");
-
-    // A wildcard covers one label.
-    let r = https(&pki, port, "www.a.test", "/", &[]);
-    assert!(r.ok, "{}", r.trace);
-    assert_eq!(r.subject(), "CN=a.test");
-    let r = https(&pki, port, "shop.b.test", "/", &[]);
-    assert!(r.ok, "{}", r.trace);
-    assert_eq!(r.subject(), "CN=wildcard.b.test");
-    // An exact name wins over a wildcard configured before it.
-    let r = https(&pki, port, "www.b.test", "/", &[]);
-    assert!(r.ok, "{}", r.trace);
-    assert_eq!(r.subject(), "CN=b.test");
+    for (name, subject) in [
+        ("b.test", "CN=b.test"),
+        // A wildcard covers one label.
+        ("www.a.test", "CN=a.test"),
+        ("shop.b.test", "CN=wildcard.b.test"),
+        // An exact name wins over a wildcard configured before it.
+        ("www.b.test", "CN=b.test"),
+    ] {
+        let r = https(&pki, port, name, "/", &[]);
+        assert!(r.ok, "{name}: {}", r.trace);
+        assert_eq!(r.subject(), subject, "{name}");
+    }
 
     // An unknown name gets the first certificate (which then fails curl's name check).
     let r = https(&pki, port, "unknown.test", "/", &[]);

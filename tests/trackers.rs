@@ -5,13 +5,7 @@ mod common;
 use common::*;
 
 fn origin() -> Origin {
-    Origin::start(|req| {
-        response(
-            "200 OK",
-            &[("Content-Type", "text/plain")],
-            format!("origin saw {}", req.path).as_bytes(),
-        )
-    })
+    Origin::echo()
 }
 
 /// GET `path` with `Host: host` and the given header lines.

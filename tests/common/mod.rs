@@ -55,6 +55,17 @@ pub struct Origin {
 }
 
 impl Origin {
+    /// An origin that answers every request with `origin saw PATH` (text/plain).
+    pub fn echo() -> Origin {
+        Origin::start(|req| {
+            response(
+                "200 OK",
+                &[("Content-Type", "text/plain")],
+                format!("origin saw {}", req.path).as_bytes(),
+            )
+        })
+    }
+
     pub fn start(handler: impl Fn(&Received) -> Vec<u8> + Send + Sync + 'static) -> Origin {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
