@@ -164,6 +164,8 @@ label_enum!(
         /// Forwarding headers: every incoming one removed, none added, the scheme this
         /// connection's (fails closed: no client can speak for another).
         Forwarded = "forwarded",
+        /// Consent-mode beacon audit: the request goes on to the blocklists (fails open).
+        ConsentMode = "consent_mode",
     }
 );
 

@@ -4,6 +4,7 @@
 //! - [`consent`]: consent formats and GPC -> [`consent::ConsentState`]
 //! - [`cookies`]: cookie classification, request `Cookie` and response `Set-Cookie` gating
 //! - [`trackers`]: blocklists, block responses, CSP; [`html`]: neutralizing tracker tags
+//! - [`consent_mode`]: Google Consent Mode v2 defaults script and beacon audit
 //! - [`config`]: the TOML file -> validated [`config::Config`]
 //! - [`policy`]: one site's compiled [`policy::SitePolicy`], everything the decisions read
 //!   (no pingora type)
@@ -25,6 +26,7 @@ pub mod admin;
 pub mod config;
 pub mod connections;
 pub mod consent;
+pub mod consent_mode;
 pub mod cookies;
 pub mod decide;
 pub mod demo;

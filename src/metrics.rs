@@ -405,6 +405,45 @@ pub fn reset_unknown_cookie_labels() {
 
 // --- end of request-path limits ---
 
+/// Google tag beacons claiming a consent the visitor did not give (`gcs`/`gcd` against the
+/// consent consentgate decided; src/consent_mode.rs), by site, tag id and action.
+pub static CONSENT_MODE_MISMATCHES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "consentgate_consent_mode_mismatch_total",
+        format!(
+            "Google tag beacons claiming a consent grant the visitor did not give, by site, tag id (`{OTHER_TAG}` past {TAG_ID_LABELS} ids or when not shaped like one) and action ({})",
+            BlockAction::list()
+        ),
+        &["site", "tag", "action"]
+    )
+    .unwrap()
+});
+
+/// The most distinct tag ids that become `tag` labels (per process, all sites together).
+pub const TAG_ID_LABELS: usize = 64;
+/// The `tag` label of an id past the limit, of a malformed one, or of a beacon without `tid`.
+pub const OTHER_TAG: &str = "other";
+
+/// Tag ids admitted as labels.
+static TAG_IDS: LazyLock<RwLock<std::collections::HashSet<Box<str>>>> =
+    LazyLock::new(Default::default);
+
+/// Counts a consent-mode mismatch. `tid` becomes the label only when it is shaped like a
+/// Google tag id and the set of admitted ids is not full.
+pub fn count_consent_mode_mismatch(site: &str, tid: Option<&str>, action: BlockAction) {
+    let tid = tid.filter(|t| crate::consent_mode::tag_id_shape(t));
+    let admitted = tid.filter(|t| {
+        if TAG_IDS.read().unwrap_or_else(|e| e.into_inner()).contains(*t) {
+            return true;
+        }
+        let mut ids = TAG_IDS.write().unwrap_or_else(|e| e.into_inner());
+        ids.contains(*t) || (ids.len() < TAG_ID_LABELS && ids.insert((*t).into()))
+    });
+    CONSENT_MODE_MISMATCHES
+        .with_label_values(&[site, admitted.unwrap_or(OTHER_TAG), action.as_str()])
+        .inc();
+}
+
 /// Forces every metric into existence so `/metrics` lists them from the start.
 pub fn init() {
     LazyLock::force(&REQUESTS);
@@ -433,6 +472,7 @@ pub fn init() {
     LazyLock::force(&TLS_HANDSHAKE_FAILURES);
     LazyLock::force(&UPSTREAM_TIMEOUTS);
     LazyLock::force(&UPSTREAM_HEALTHY);
+    LazyLock::force(&CONSENT_MODE_MISMATCHES);
 }
 
 /// Prometheus text exposition of everything registered.

@@ -34,6 +34,11 @@ pub struct SitePolicy {
     /// HTML neutralization rules; `None` when `[site.html] enabled = false`.
     pub page_rules: Option<Arc<PageRules>>,
     pub csp: Option<Csp>,
+    /// Google Consent Mode v2 (`[site.consent_mode] enabled = true`).
+    pub consent_mode: Option<crate::consent_mode::ConsentMode>,
+    /// The rules a page is rewritten with: `page_rules`, or none at all (no snippet, no list)
+    /// when only the consent-mode script is inserted (`[site.html] enabled = false`).
+    pub rewrite_rules: Option<Arc<PageRules>>,
     /// `[proxy]` limits on what one request may cost (the same for every site).
     pub limits: RequestLimits,
     /// Expiry `Set-Cookie` values per cookie name, bounded in bytes (see the module).
@@ -106,6 +111,14 @@ impl SitePolicy {
                 snippets: crate::html::Snippets::new(list).map_err(PolicyError::Snippets)?,
             })),
         };
+        let rewrite_rules = match (&page_rules, &cfg.consent_mode) {
+            (Some(r), _) => Some(r.clone()),
+            (None, Some(_)) => Some(Arc::new(PageRules {
+                blocklists: Arc::new(Blocklists::default()),
+                snippets: crate::html::Snippets::new(Vec::new()).map_err(PolicyError::Snippets)?,
+            })),
+            (None, None) => None,
+        };
         Ok(SitePolicy {
             mode: cfg.mode,
             unknown_cookies: cfg.unknown_cookies,
@@ -119,6 +132,8 @@ impl SitePolicy {
             block_responses: cfg.block_responses,
             page_rules,
             csp: cfg.csp,
+            consent_mode: cfg.consent_mode,
+            rewrite_rules,
             limits,
             expiry_cache: ExpiryCache::new(expiry_cache_bytes),
         })

@@ -7,6 +7,7 @@
 
 use crate::config::Mode;
 use crate::consent::Grants;
+use crate::consent_mode::{BeaconMode, BeaconVerdict, ConsentMode};
 use crate::decide::forwarded::{self, ForwardedPlan, Scheme};
 use crate::decide::{
     check_tracker, plan_request, plan_response, HtmlPlan, HtmlRewrite, RequestPlan, RequestTarget,
@@ -132,25 +133,104 @@ impl ConsentGate {
         if !enforce {
             return Ok(None);
         }
-        let r = block_response(kind, &site.policy.block_responses, &m);
-        let mut resp = ResponseHeader::build(r.status, Some(4))?;
-        if r.status != 204 {
-            // RFC 9110 8.6: a 204 carries no Content-Length (nor a body to type).
-            resp.insert_header(http::header::CONTENT_TYPE, r.content_type)?;
-            resp.insert_header(http::header::CONTENT_LENGTH, r.body.len())?;
-        }
-        resp.insert_header(http::header::CACHE_CONTROL, "private, no-store")?;
-        resp.insert_header("X-Consentgate", "blocked")?;
-        session
-            .write_response_header(Box::new(resp), r.body.is_empty())
-            .await?;
-        if !r.body.is_empty() {
-            session
-                .write_response_body(Some(bytes::Bytes::from(r.body)), true)
-                .await?;
-        }
+        write_block_response(session, kind, site, &m).await?;
         Ok(Some(true))
     }
+
+    /// Audits a Google tag beacon against the visitor's consent (`[site.consent_mode]`).
+    /// A mismatch is counted and, in enforce mode, answered like a blocked tracker.
+    async fn audit_beacon(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        site: &Site,
+        cm: &ConsentMode,
+    ) -> Result<BeaconOutcome> {
+        let req = session.req_header();
+        let path = req.uri.path();
+        let query = req.uri.query().unwrap_or("");
+        let grants = ctx.plan.consent.grants;
+        let audited = catch_unwind(AssertUnwindSafe(|| {
+            cm.audit(grants, path, query)
+                .map(|a| (a.verdict, a.tag_id.map(str::to_string)))
+        }));
+        let (verdict, tid) = match audited {
+            Ok(Some(found)) => found,
+            Ok(None) => return Ok(BeaconOutcome::Continue),
+            Err(_) => {
+                // Availability fails open: the blocklists still decide.
+                count_filter_error(site, FilterStage::ConsentMode);
+                return Ok(BeaconOutcome::Continue);
+            }
+        };
+        let signal = match verdict {
+            BeaconVerdict::Mismatch(signal) => signal,
+            BeaconVerdict::Cookieless if cm.mode == BeaconMode::Advanced => {
+                return Ok(BeaconOutcome::PassThrough)
+            }
+            BeaconVerdict::Cookieless | BeaconVerdict::Unclear => {
+                return Ok(BeaconOutcome::Continue)
+            }
+        };
+        let enforce = site.policy.mode == Mode::Enforce;
+        let action = BlockAction::for_enforce(enforce);
+        metrics::count_consent_mode_mismatch(&site.name, tid.as_deref(), action);
+        let m = BlockMatch {
+            category: signal.category(),
+            list: "consent-mode".to_string(),
+            rule: Some(format!("{} claimed granted", signal.as_str())),
+        };
+        ctx.blocked = Some(m.clone());
+        if !enforce {
+            return Ok(BeaconOutcome::Continue);
+        }
+        let req = session.req_header();
+        let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+        let kind = crate::trackers::infer_kind(
+            header("sec-fetch-dest"),
+            header("accept"),
+            req.uri.path(),
+        );
+        write_block_response(session, kind, site, &m).await?;
+        Ok(BeaconOutcome::Answered)
+    }
+}
+
+/// What the consent-mode audit decided for a request.
+enum BeaconOutcome {
+    /// Not a beacon, or nothing to act on: the blocklists decide as usual.
+    Continue,
+    /// A cookieless ping in advanced mode: to the origin, not checked against the blocklists.
+    PassThrough,
+    /// A mismatch in enforce mode, answered locally.
+    Answered,
+}
+
+/// The local answer to a blocked request (the site's block response for its kind).
+async fn write_block_response(
+    session: &mut Session,
+    kind: crate::trackers::RequestKind,
+    site: &Site,
+    m: &BlockMatch,
+) -> Result<()> {
+    let r = block_response(kind, &site.policy.block_responses, m);
+    let mut resp = ResponseHeader::build(r.status, Some(4))?;
+    if r.status != 204 {
+        // RFC 9110 8.6: a 204 carries no Content-Length (nor a body to type).
+        resp.insert_header(http::header::CONTENT_TYPE, r.content_type)?;
+        resp.insert_header(http::header::CONTENT_LENGTH, r.body.len())?;
+    }
+    resp.insert_header(http::header::CACHE_CONTROL, "private, no-store")?;
+    resp.insert_header("X-Consentgate", "blocked")?;
+    session
+        .write_response_header(Box::new(resp), r.body.is_empty())
+        .await?;
+    if !r.body.is_empty() {
+        session
+            .write_response_body(Some(bytes::Bytes::from(r.body)), true)
+            .await?;
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -237,7 +317,18 @@ impl ProxyHttp for ConsentGate {
                 }
             }
         }
-        if mode != Mode::Off && !site.policy.blocklists.is_empty() {
+        let mut check_blocklists = mode != Mode::Off && !site.policy.blocklists.is_empty();
+        if let (true, Some(cm)) = (mode != Mode::Off, site.policy.consent_mode.as_ref()) {
+            match self.audit_beacon(session, ctx, &site, cm).await? {
+                BeaconOutcome::Answered => {
+                    ctx.site = Some(site);
+                    return Ok(true);
+                }
+                BeaconOutcome::PassThrough => check_blocklists = false,
+                BeaconOutcome::Continue => {}
+            }
+        }
+        if check_blocklists {
             if let Some(done) = self.block_tracker(session, ctx, &site).await? {
                 ctx.site = Some(site);
                 return Ok(done);
@@ -770,10 +861,13 @@ fn start_body_rewrite(
     req: &RequestHeader,
     scheme: Scheme,
 ) -> Option<BodyRewrite> {
-    let rules = site.policy.page_rules.clone()?;
+    let rules = site.policy.rewrite_rules.clone()?;
     let page_url = RequestTarget::from_request(&req.headers, &req.uri, scheme).page_url();
     let charset = Some(rw.charset.name());
-    let neutralizer = crate::html::Neutralizer::new(grants, &page_url, rules, charset).ok()?;
+    let head_script = rw.consent_defaults.clone();
+    let neutralizer =
+        crate::html::Neutralizer::with_head_script(grants, &page_url, rules, charset, head_script)
+            .ok()?;
     let codec = crate::html::codec::Codec::new(rw.coding);
     Some(BodyRewrite::new(codec, neutralizer))
 }

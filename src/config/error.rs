@@ -172,6 +172,7 @@ pub enum ConfigErrorKind {
     },
     BlockResponses(String),
     Csp(String),
+    ConsentMode(String),
 
     // --- Consent sources ---
     UnknownSource {
@@ -381,6 +382,7 @@ impl ConfigErrorKind {
             ),
             BlockResponses(e) => write!(f, "[site.block_responses]: {e}"),
             Csp(e) => write!(f, "[site.csp]: {e}"),
+            ConsentMode(e) => write!(f, "[site.consent_mode]: {e}"),
             UnknownSource { value, suggestion } => {
                 write!(f, "unknown consent source `{value}`; ")?;
                 if let Some(s) = suggestion {
@@ -511,6 +513,7 @@ mod tests {
             },
             BlockResponses(s()),
             Csp(s()),
+            ConsentMode(s()),
             UnknownSource {
                 value: s(),
                 suggestion: None,

@@ -124,6 +124,8 @@ pub struct SiteConfig {
     pub block_responses: BlockResponses,
     /// The Content-Security-Policy added per consent, if `[site.csp]` is configured.
     pub csp: Option<Csp>,
+    /// `[site.consent_mode]`, compiled; `None` unless enabled.
+    pub consent_mode: Option<crate::consent_mode::ConsentMode>,
     /// Inline-script snippets for HTML neutralization; `None` = neutralization off.
     pub html_snippets: Option<Vec<(Category, String)>>,
     /// Origin connect/read/write/idle timeouts.

@@ -115,6 +115,9 @@ pub struct RawSite {
     pub block_responses: Option<Located<crate::trackers::respond::BlockResponses>>,
     #[serde(default)]
     pub csp: Option<Located<crate::trackers::csp::CspConfig>>,
+    /// `[site.consent_mode]`: Google Consent Mode v2 (src/consent_mode.rs).
+    #[serde(default)]
+    pub consent_mode: Option<Located<crate::consent_mode::ConsentModeConfig>>,
     #[serde(default)]
     pub html: Option<Located<RawHtml>>,
     /// `[site.timeouts]`: origin connect/read/write/idle timeouts (config::connections).

@@ -47,7 +47,9 @@ impl Validator<'_> {
         let cookies = self.cookie_rules(&s.cookies);
         let blocklists = self.blocklists(&s.blocklist);
         let block_responses = self.block_responses(&s.block_responses);
-        let csp = self.csp(&s.csp);
+        let consent_mode = self.consent_mode(&s.consent_mode);
+        let script_hashes = consent_mode.as_ref().map(|c| c.hash_sources());
+        let csp = self.csp(&s.csp, script_hashes);
         let html_snippets = html_snippets(&s.html);
         let timeouts = self.upstream_timeouts(&s.timeouts);
         if self.errors.len() > before {
@@ -73,6 +75,7 @@ impl Validator<'_> {
             blocklists,
             block_responses,
             csp,
+            consent_mode,
             html_snippets,
             timeouts,
             upstream,
@@ -232,15 +235,36 @@ impl Validator<'_> {
         r.get_ref().clone()
     }
 
-    fn csp(&mut self, raw: &Option<Located<crate::trackers::csp::CspConfig>>) -> Option<Csp> {
+    /// `script_hashes`: the consent-mode defaults script's hash source per grant set, added
+    /// to `script-src` so the inserted script runs under the policy.
+    fn csp(
+        &mut self,
+        raw: &Option<Located<crate::trackers::csp::CspConfig>>,
+        script_hashes: Option<&[String; 8]>,
+    ) -> Option<Csp> {
         let c = raw.as_ref()?;
-        match Csp::build(c.get_ref()) {
+        match Csp::build_with_script_hashes(c.get_ref(), script_hashes) {
             Ok(csp) => Some(csp),
             Err(e) => {
                 self.error_at(c.span(), K::Csp(e));
                 None
             }
         }
+    }
+}
+
+impl Validator<'_> {
+    /// `[site.consent_mode]`, compiled when enabled.
+    fn consent_mode(
+        &mut self,
+        raw: &Option<Located<crate::consent_mode::ConsentModeConfig>>,
+    ) -> Option<crate::consent_mode::ConsentMode> {
+        let c = raw.as_ref()?;
+        if let Err(e) = c.get_ref().validate() {
+            self.error_at(c.span(), K::ConsentMode(e));
+            return None;
+        }
+        crate::consent_mode::ConsentMode::build(c.get_ref())
     }
 }
 

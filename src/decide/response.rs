@@ -10,7 +10,10 @@ use crate::html::codec::Coding;
 use crate::labels::{RewriteFailure, SetCookieAction};
 use crate::policy::SitePolicy;
 use encoding_rs::Encoding;
-use http::header::{CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, ETAG};
+use http::header::{
+    CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_SECURITY_POLICY,
+    CONTENT_SECURITY_POLICY_REPORT_ONLY, CONTENT_TYPE, ETAG,
+};
 use http::{HeaderName, HeaderValue};
 use smallvec::SmallVec;
 
@@ -100,6 +103,9 @@ pub struct HtmlRewrite {
     pub coding: Coding,
     /// The new `Cache-Control`: the page is now this visitor's (see [`private_cache_control`]).
     pub cache_control: String,
+    /// The consent-mode defaults `<script>` inserted at the top of `<head>`
+    /// (`[site.consent_mode]`), with the page's CSP nonce when it has one.
+    pub consent_defaults: Option<std::sync::Arc<str>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -210,10 +216,12 @@ pub fn plan_response<'a>(
 }
 
 /// Whether and how the body is rewritten: only an HTML body, in enforce mode, for a visitor
-/// who lacks consent for something the page rules neutralize.
+/// who lacks consent for something the page rules neutralize, or on a site that inserts the
+/// consent-mode defaults (every visitor: the script carries their consent, granted or not).
 fn plan_html(policy: &SitePolicy, grants: Grants, head: &ResponseHead<'_>) -> HtmlPlan {
     let needed = policy.mode == Mode::Enforce
-        && policy.page_rules.as_ref().is_some_and(|r| r.needed(grants));
+        && (policy.consent_mode.is_some()
+            || policy.page_rules.as_ref().is_some_and(|r| r.needed(grants)));
     if !needed {
         return HtmlPlan::Skip(RewriteSkip::NotNeeded);
     }
@@ -241,10 +249,20 @@ fn plan_html(policy: &SitePolicy, grants: Grants, head: &ResponseHead<'_>) -> Ht
     if !charset.is_ascii_compatible() {
         return HtmlPlan::Skip(RewriteSkip::Charset);
     }
+    let consent_defaults = policy.consent_mode.as_ref().map(|cm| {
+        // The origin's policies govern the page too: a nonce they allow scripts with is put
+        // on the inserted script (a hash in an origin policy cannot be added to; documented).
+        let policies = [CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY_REPORT_ONLY]
+            .into_iter()
+            .flat_map(|name| head.headers.get_all(name))
+            .filter_map(|v| v.to_str().ok());
+        cm.element(grants, crate::consent_mode::page_nonce(policies))
+    });
     HtmlPlan::Rewrite(HtmlRewrite {
         charset,
         coding,
         cache_control: private_cache_control(head.text(CACHE_CONTROL)),
+        consent_defaults,
     })
 }
 

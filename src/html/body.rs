@@ -93,7 +93,9 @@ impl BodyRewrite {
             self.rewrite(plain, end)
         };
         let mut neutralized = self.neutralizer.take_neutralized();
-        let rewritten = match self.hold_step(rewritten, &mut neutralized, &mut failure, end) {
+        let inserted = self.neutralizer.take_inserted();
+        let step = self.hold_step(rewritten, &mut neutralized, inserted, &mut failure, end);
+        let rewritten = match step {
             ControlFlow::Break(output) => return output,
             ControlFlow::Continue(rewritten) => rewritten,
         };
@@ -205,6 +207,7 @@ impl BodyRewrite {
         &mut self,
         rewritten: Vec<u8>,
         neutralized: &mut Vec<Neutralized>,
+        inserted: bool,
         failure: &mut Option<String>,
         end: bool,
     ) -> ControlFlow<ChunkOutput, Vec<u8>> {
@@ -224,7 +227,7 @@ impl BodyRewrite {
             });
         }
         h.output.extend_from_slice(&rewritten);
-        if neutralized.is_empty() {
+        if neutralized.is_empty() && !inserted {
             if end {
                 return ControlFlow::Break(ChunkOutput {
                     bytes: as_it_came(&mut self.hold),

@@ -139,6 +139,10 @@ struct State {
     input_base: usize,
     /// URLs already checked in this page (bounded).
     checked: std::collections::HashMap<(String, RequestKind), Option<Category>>,
+    /// The consent-mode defaults `<script>` still to insert (taken when inserted).
+    head_script: Option<Arc<str>>,
+    /// Set when it was inserted, until [`Neutralizer::take_inserted`].
+    inserted: bool,
 }
 
 impl State {
@@ -321,6 +325,35 @@ fn inline_script_text(state: Arc<Mutex<State>>) -> Handler {
     })
 }
 
+/// The consent-mode defaults script goes first in `<head>`, so it runs before any script of
+/// the page (Google tags read the defaults when they load). A page without a `<head>` tag gets
+/// it right before the first `<script>` or `<body>` start tag, whichever comes first: the HTML
+/// parser puts it in the implied head (or at that point of the body), still before every other
+/// script. A page with none of the three has no script for it to precede, and gets none.
+fn consent_defaults(state: Arc<Mutex<State>>) -> [Handler; 2] {
+    let head = state.clone();
+    [
+        element!("head", move |el| {
+            let mut st = lock(&head);
+            if let Some(script) = st.head_script.take() {
+                st.inserted = true;
+                drop(st);
+                el.prepend(&script, ContentType::Html);
+            }
+            Ok(())
+        }),
+        element!("script, body", move |el| {
+            let mut st = lock(&state);
+            if let Some(script) = st.head_script.take() {
+                st.inserted = true;
+                drop(st);
+                el.before(&script, ContentType::Html);
+            }
+            Ok(())
+        }),
+    ]
+}
+
 /// `<link rel=preload|prefetch|preconnect|dns-prefetch|modulepreload>` of a tracker: removed.
 fn resource_hint(state: Arc<Mutex<State>>) -> Handler {
     element!("link[href][rel]", move |el| {
@@ -419,6 +452,19 @@ impl Neutralizer {
         rules: Arc<PageRules>,
         charset: Option<&str>,
     ) -> Result<Neutralizer, RewriteError> {
+        Neutralizer::with_head_script(grants, page_url, rules, charset, None)
+    }
+
+    /// Like [`Neutralizer::new`], also inserting `head_script` (the consent-mode defaults
+    /// element) at the top of `<head>` (see [`consent_defaults`]).
+    pub fn with_head_script(
+        grants: Grants,
+        page_url: &str,
+        rules: Arc<PageRules>,
+        charset: Option<&str>,
+        head_script: Option<Arc<str>>,
+    ) -> Result<Neutralizer, RewriteError> {
+        let inserts = head_script.is_some();
         let state = Arc::new(Mutex::new(State {
             grants,
             page_url: page_url.to_string(),
@@ -432,13 +478,20 @@ impl Neutralizer {
             input: Vec::new(),
             input_base: 0,
             checked: std::collections::HashMap::new(),
+            head_script,
+            inserted: false,
         }));
         let encoding = charset
             .and_then(|c| encoding_rs::Encoding::for_label(c.trim().as_bytes()))
             .unwrap_or(encoding_rs::UTF_8);
         let encoding = lol_html::AsciiCompatibleEncoding::new(encoding)
             .ok_or_else(|| RewriteError(format!("charset {charset:?} is not ASCII-compatible")))?;
-        let handlers = vec![
+        let mut handlers = Vec::with_capacity(12);
+        if inserts {
+            // First: the insertion lands before anything the other handlers do to an element.
+            handlers.extend(consent_defaults(state.clone()));
+        }
+        handlers.extend([
             script_src(state.clone()),
             inline_script_start(state.clone()),
             inline_script_text(state.clone()),
@@ -453,7 +506,7 @@ impl Neutralizer {
             resource_hint(state.clone()),
             noscript_start(state.clone()),
             noscript_text(state.clone()),
-        ];
+        ]);
         let sink_state = state.clone();
         let sink: Sink = Box::new(move |c: &[u8]| lock(&sink_state).out.extend_from_slice(c));
         let settings = Settings {
@@ -522,9 +575,16 @@ impl Neutralizer {
         self.take_output()
     }
 
-    /// Whether anything was neutralized since the last [`Neutralizer::take_neutralized`].
+    /// Whether anything was neutralized or inserted since the last
+    /// [`Neutralizer::take_neutralized`] / [`Neutralizer::take_inserted`].
     pub fn changed(&self) -> bool {
-        !lock(&self.state).neutralized.is_empty()
+        let st = lock(&self.state);
+        !st.neutralized.is_empty() || st.inserted
+    }
+
+    /// Whether the consent-mode script was inserted since the last call.
+    pub fn take_inserted(&self) -> bool {
+        std::mem::take(&mut lock(&self.state).inserted)
     }
 
     /// Elements neutralized so far.

@@ -67,7 +67,16 @@ fn parse_base(base_policy: &str) -> Result<Vec<(String, String)>, String> {
 
 /// The policy for one set of grants: the base policy, each fetch directive widened by the
 /// sources of the granted categories.
-fn policy_for(cfg: &CspConfig, base: &[(String, String)], grants: Grants) -> String {
+/// `script_hash`: a `'sha256-...'` source for an inline script consentgate inserts, added to
+/// `script-src` (and `script-src-elem` when the base has one) unless the directive allows
+/// every inline script already (`'unsafe-inline'` with no nonce or hash: adding a hash would
+/// turn `'unsafe-inline'` off in CSP2+ browsers and break the page's own inline scripts).
+fn policy_for(
+    cfg: &CspConfig,
+    base: &[(String, String)],
+    grants: Grants,
+    script_hash: Option<&str>,
+) -> String {
     let start = |directive: &str| -> String {
         base.iter()
             .find(|(n, _)| n == directive)
@@ -84,10 +93,27 @@ fn policy_for(cfg: &CspConfig, base: &[(String, String)], grants: Grants) -> Str
             allowed.extend(list.iter().map(String::as_str));
         }
     }
+    let with_hash = |name: &str, value: &str| -> String {
+        match script_hash {
+            Some(h)
+                if SCRIPT_DIRECTIVES.contains(&name)
+                    && !allows_all_inline(value)
+                    && !value.split_whitespace().any(|x| x == h) =>
+            {
+                if value.trim() == "'none'" || value.is_empty() {
+                    h.to_string()
+                } else {
+                    format!("{value} {h}")
+                }
+            }
+            _ => value.to_string(),
+        }
+    };
     let mut parts: Vec<String> = base
         .iter()
         .filter(|(n, _)| !FETCH_DIRECTIVES.contains(&n.as_str()))
         .map(|(n, v)| {
+            let v = with_hash(n, v);
             if v.is_empty() {
                 n.clone()
             } else {
@@ -109,13 +135,39 @@ fn policy_for(cfg: &CspConfig, base: &[(String, String)], grants: Grants) -> Str
                 value.push_str(s);
             }
         }
+        let value = with_hash(d, &value);
         parts.push(format!("{d} {value}"));
     }
     parts.join("; ")
 }
 
+/// The directives a hash for an inserted `<script>` element goes in.
+const SCRIPT_DIRECTIVES: [&str; 2] = ["script-src", "script-src-elem"];
+
+/// Whether a source list runs every inline script: `'unsafe-inline'` without a nonce or hash
+/// (either of which makes CSP2+ browsers ignore `'unsafe-inline'`).
+fn allows_all_inline(value: &str) -> bool {
+    let sources = || value.split_whitespace().map(str::to_ascii_lowercase);
+    sources().any(|s| s == "'unsafe-inline'")
+        && !sources().any(|s| {
+            s.starts_with("'nonce-")
+                || s.starts_with("'sha256-")
+                || s.starts_with("'sha384-")
+                || s.starts_with("'sha512-")
+        })
+}
+
 impl Csp {
     pub fn build(cfg: &CspConfig) -> Result<Csp, String> {
+        Csp::build_with_script_hashes(cfg, None)
+    }
+
+    /// Like [`Csp::build`], with a script hash source per grant set (indexed like
+    /// [`crate::consent_mode::grants_index`]) allowed in `script-src`.
+    pub fn build_with_script_hashes(
+        cfg: &CspConfig,
+        script_hashes: Option<&[String; 8]>,
+    ) -> Result<Csp, String> {
         for s in cfg
             .preferences
             .iter()
@@ -126,7 +178,10 @@ impl Csp {
         }
         let base = parse_base(&cfg.base)?;
         let by_grants = (0u8..8)
-            .map(|mask| policy_for(cfg, &base, grants_of(mask)))
+            .map(|mask| {
+                let hash = script_hashes.map(|h| h[mask as usize].as_str());
+                policy_for(cfg, &base, grants_of(mask), hash)
+            })
             .collect();
         Ok(Csp {
             header_name: if cfg.report_only {

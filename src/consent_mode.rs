@@ -1,0 +1,540 @@
+//! Google Consent Mode v2 (issue 11): the server-side `gtag('consent','default',{...})` script
+//! inserted at the top of rewritten HTML pages, and the audit of Google tag beacons (`gcs`,
+//! `gcd`) against the consent consentgate decided. Pure: no pingora type; the HTML insertion
+//! itself is in [`crate::html`], the blocking in `proxy.rs`.
+//!
+//! Signals (Google, "Consent mode reference", support.google.com/tagmanager/answer/13802165):
+//! analytics -> `analytics_storage`; marketing -> `ad_storage`, `ad_user_data`,
+//! `ad_personalization`; preferences -> `functionality_storage`, `personalization_storage`;
+//! `security_storage` is always granted (strictly necessary).
+//!
+//! Beacon parameters (not specified by Google; documented from observed traffic):
+//! - `gcs=G1xy`: x = `ad_storage`, y = `analytics_storage`; `1` granted, `0` denied, `-` not
+//!   set. Sources: ga4audits.com "GCS Parameter Decoded"; simoahava.com "Consent Mode V2 for
+//!   Google Tags" (guest post by Markus Baersch).
+//! - `gcd`, e.g. `13t3t3t3t5l1`: after a two-character prefix, one letter per signal at every
+//!   second position, in the order `ad_storage`, `analytics_storage`, `ad_user_data`,
+//!   `ad_personalization`, separated by digits. The letter says how the state was reached
+//!   (same sources, and pietromingotti.com "Consent Mode Parameters"): `l` not set; `p` denied
+//!   by default; `q` denied by default and by update; `t` granted by default; `r` denied by
+//!   default, granted by update; `m` denied by update (no default); `n` granted by update (no
+//!   default); `u` granted by default, denied by update; `v` granted by default and by update.
+//!   Any other letter reads as unknown (neither a grant nor a denial).
+
+use crate::consent::{Category, Grants};
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// `[site.consent_mode]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentModeConfig {
+    /// Opt-in per site.
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default)]
+    pub mode: BeaconMode,
+    /// Request paths audited as Google tag beacons: an entry matches a path equal to it, or
+    /// starting with it when the entry ends with `/`.
+    #[serde(default = "default_beacon_paths")]
+    pub beacon_paths: Vec<String>,
+}
+
+/// What happens to a consistent beacon (one that claims no grant the visitor did not give).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BeaconMode {
+    /// Beacons are left to the tracker blocklists, as without consent mode.
+    #[default]
+    Basic,
+    /// A cookieless ping (every signal the visitor has not granted sent as denied) goes to the
+    /// origin even when a blocklist would block it.
+    Advanced,
+}
+
+/// The default audited paths: GA4 (`/g/collect`), Universal Analytics (`/collect`,
+/// `/j/collect`, `/r/collect`) as a first-party or server-side GTM endpoint serves them, and
+/// anything under `/gtm/` (a common server-side GTM prefix).
+pub fn default_beacon_paths() -> Vec<String> {
+    ["/g/collect", "/collect", "/j/collect", "/r/collect", "/gtm/"]
+        .map(String::from)
+        .to_vec()
+}
+
+/// The most beacon paths a site may list (each request is compared with all of them).
+pub const MAX_BEACON_PATHS: usize = 32;
+
+impl ConsentModeConfig {
+    /// Checks the paths; the error names the offending entry.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.beacon_paths.len() > MAX_BEACON_PATHS {
+            return Err(format!(
+                "beacon_paths lists {} paths; at most {MAX_BEACON_PATHS}",
+                self.beacon_paths.len()
+            ));
+        }
+        for p in &self.beacon_paths {
+            if !p.starts_with('/') || p.contains(['?', '#', ' ']) || p.len() > 256 {
+                return Err(format!(
+                    "beacon path `{p}` must start with `/` and hold no `?`, `#` or space"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A granted/denied value for one of the 8 grant sets, indexed like [`grants_index`].
+const SETS: usize = 8;
+
+/// The index of a grant set among the 8 combinations of the optional categories.
+pub fn grants_index(grants: Grants) -> usize {
+    Category::OPTIONAL
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| grants.allows(**c))
+        .fold(0usize, |m, (i, _)| m | 1 << i)
+}
+
+/// The grant set of an index (inverse of [`grants_index`]).
+pub fn grants_of_index(i: usize) -> Grants {
+    Grants::from_categories(
+        Category::OPTIONAL
+            .iter()
+            .enumerate()
+            .filter(|(b, _)| i & (1 << b) != 0)
+            .map(|(_, c)| *c),
+    )
+}
+
+/// A site's consent mode, compiled once per configuration load.
+#[derive(Clone, Debug)]
+pub struct ConsentMode {
+    pub mode: BeaconMode,
+    beacon_paths: Vec<String>,
+    /// The script text per grant set.
+    scripts: [Arc<str>; SETS],
+    /// `<script>TEXT</script>` per grant set (no nonce).
+    elements: [Arc<str>; SETS],
+    /// `'sha256-BASE64'` of each script text, for `script-src`.
+    hashes: [String; SETS],
+}
+
+fn state(granted: bool) -> &'static str {
+    if granted {
+        "granted"
+    } else {
+        "denied"
+    }
+}
+
+/// The defaults script for a grant set. The text is fixed per grant set: its hash is what the
+/// CSP allows, so it must not vary per request.
+pub fn defaults_script(grants: Grants) -> String {
+    let a = state(grants.allows(Category::Analytics));
+    let m = state(grants.allows(Category::Marketing));
+    let p = state(grants.allows(Category::Preferences));
+    format!(
+        "window.dataLayer=window.dataLayer||[];function gtag(){{dataLayer.push(arguments);}}\
+gtag('consent','default',{{'analytics_storage':'{a}','ad_storage':'{m}','ad_user_data':'{m}',\
+'ad_personalization':'{m}','functionality_storage':'{p}','personalization_storage':'{p}',\
+'security_storage':'granted'}});"
+    )
+}
+
+/// The CSP source allowing a script text: `'sha256-` + base64(SHA-256(text)) + `'`.
+pub fn hash_source(script: &str) -> String {
+    use base64::Engine;
+    let digest = ring::digest::digest(&ring::digest::SHA256, script.as_bytes());
+    format!(
+        "'sha256-{}'",
+        base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
+    )
+}
+
+impl ConsentMode {
+    /// `None` when the site has not enabled it. `cfg` is validated.
+    pub fn build(cfg: &ConsentModeConfig) -> Option<ConsentMode> {
+        if !cfg.enabled {
+            return None;
+        }
+        let scripts: [Arc<str>; SETS] =
+            std::array::from_fn(|i| Arc::from(defaults_script(grants_of_index(i))));
+        let elements = std::array::from_fn(|i| Arc::from(format!("<script>{}</script>", scripts[i])));
+        let hashes = std::array::from_fn(|i| hash_source(&scripts[i]));
+        Some(ConsentMode {
+            mode: cfg.mode,
+            beacon_paths: cfg.beacon_paths.clone(),
+            scripts,
+            elements,
+            hashes,
+        })
+    }
+
+    pub fn script(&self, grants: Grants) -> &str {
+        &self.scripts[grants_index(grants)]
+    }
+
+    /// The `script-src` source of each grant set's script, indexed like [`grants_index`].
+    pub fn hash_sources(&self) -> &[String; SETS] {
+        &self.hashes
+    }
+
+    /// The element to insert: the precomputed one, or with the page's `nonce` (already
+    /// checked by [`page_nonce`]: base64 characters only, nothing to escape).
+    pub fn element(&self, grants: Grants, nonce: Option<&str>) -> Arc<str> {
+        let i = grants_index(grants);
+        match nonce {
+            None => self.elements[i].clone(),
+            Some(n) => Arc::from(format!("<script nonce=\"{n}\">{}</script>", self.scripts[i])),
+        }
+    }
+
+    /// Whether a request path is an audited beacon path.
+    pub fn is_beacon_path(&self, path: &str) -> bool {
+        self.beacon_paths.iter().any(|p| {
+            if p.ends_with('/') {
+                path.starts_with(p.as_str())
+            } else {
+                path == p
+            }
+        })
+    }
+
+    /// Audits a request: `None` when it is not a consent-mode beacon (not an audited path, or
+    /// neither `gcs` nor `gcd` in its query).
+    pub fn audit<'q>(&self, grants: Grants, path: &str, query: &'q str) -> Option<BeaconAudit<'q>> {
+        if !self.is_beacon_path(path) {
+            return None;
+        }
+        let beacon = Beacon::parse(query)?;
+        Some(BeaconAudit {
+            verdict: beacon.verdict(grants),
+            tag_id: beacon.tag_id,
+        })
+    }
+}
+
+/// One Google consent signal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    AdStorage,
+    AnalyticsStorage,
+    AdUserData,
+    AdPersonalization,
+}
+
+impl Signal {
+    /// In `gcd` order.
+    pub const ALL: [Signal; 4] = [
+        Signal::AdStorage,
+        Signal::AnalyticsStorage,
+        Signal::AdUserData,
+        Signal::AdPersonalization,
+    ];
+
+    /// The consentgate category the signal stands for.
+    pub fn category(self) -> Category {
+        match self {
+            Signal::AnalyticsStorage => Category::Analytics,
+            _ => Category::Marketing,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::AdStorage => "ad_storage",
+            Signal::AnalyticsStorage => "analytics_storage",
+            Signal::AdUserData => "ad_user_data",
+            Signal::AdPersonalization => "ad_personalization",
+        }
+    }
+}
+
+/// What a beacon says about one signal.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Claim {
+    pub granted: bool,
+    pub denied: bool,
+}
+
+/// The consent parameters of one beacon.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Beacon<'q> {
+    /// Per signal, in [`Signal::ALL`] order, from `gcs` and `gcd` together.
+    pub claims: [Claim; 4],
+    /// `tid` as sent (percent-decoding is not needed for a well-formed id; one that needs it
+    /// is not a label anyway).
+    pub tag_id: Option<&'q str>,
+}
+
+/// The letter of a `gcd` signal: `Some(true)` granted, `Some(false)` denied, `None` not set or
+/// unknown.
+pub fn gcd_letter(letter: u8) -> Option<bool> {
+    match letter {
+        b't' | b'r' | b'n' | b'v' => Some(true),
+        b'p' | b'q' | b'm' | b'u' => Some(false),
+        _ => None,
+    }
+}
+
+impl<'q> Beacon<'q> {
+    /// Reads `gcs`, `gcd` and `tid` from a query string (the first of each; linear in the
+    /// query, which the request head limits bound). `None` when neither `gcs` nor `gcd` is
+    /// there: not a consent-mode beacon.
+    pub fn parse(query: &'q str) -> Option<Beacon<'q>> {
+        let (mut gcs, mut gcd, mut tid) = (None, None, None);
+        for pair in query.split('&') {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            match k {
+                "gcs" if gcs.is_none() => gcs = Some(v),
+                "gcd" if gcd.is_none() => gcd = Some(v),
+                "tid" if tid.is_none() => tid = Some(v),
+                _ => {}
+            }
+        }
+        if gcs.is_none() && gcd.is_none() {
+            return None;
+        }
+        let mut b = Beacon {
+            claims: [Claim::default(); 4],
+            tag_id: tid,
+        };
+        let mut claim = |i: usize, v: Option<bool>| match v {
+            Some(true) => b.claims[i].granted = true,
+            Some(false) => b.claims[i].denied = true,
+            None => {}
+        };
+        if let Some(g) = gcs.map(str::as_bytes).filter(|g| g.len() == 4 && g[0] == b'G') {
+            let bit = |c: u8| match c {
+                b'1' => Some(true),
+                b'0' => Some(false),
+                _ => None,
+            };
+            claim(0, bit(g[2]));
+            claim(1, bit(g[3]));
+        }
+        if let Some(d) = gcd.map(str::as_bytes) {
+            for (i, pos) in [2usize, 4, 6, 8].into_iter().enumerate() {
+                claim(i, d.get(pos).copied().and_then(gcd_letter));
+            }
+        }
+        Some(b)
+    }
+
+    /// The beacon judged against the visitor's grants.
+    pub fn verdict(&self, grants: Grants) -> BeaconVerdict {
+        let mut unclear = false;
+        for (signal, claim) in Signal::ALL.iter().zip(&self.claims) {
+            if grants.allows(signal.category()) {
+                continue;
+            }
+            if claim.granted {
+                return BeaconVerdict::Mismatch(*signal);
+            }
+            if !claim.denied {
+                unclear = true;
+            }
+        }
+        if unclear {
+            BeaconVerdict::Unclear
+        } else {
+            BeaconVerdict::Cookieless
+        }
+    }
+}
+
+/// A beacon judged against the visitor's consent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BeaconVerdict {
+    /// It claims this signal granted while the visitor did not grant its category.
+    Mismatch(Signal),
+    /// Every signal the visitor has not granted is sent as denied (a cookieless ping).
+    Cookieless,
+    /// No false claim, but some signal the visitor has not granted is not set (or unreadable):
+    /// not a cookieless ping, left to the blocklists (fails closed).
+    Unclear,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BeaconAudit<'q> {
+    pub verdict: BeaconVerdict,
+    pub tag_id: Option<&'q str>,
+}
+
+/// Whether a `tid` has the shape of a Google tag id (`G-`, `UA-`, `AW-`, `DC-`, `GT-`, `GTM-`
+/// followed by up to 24 upper-case letters, digits or `-`), so it may become a metric label.
+pub fn tag_id_shape(tid: &str) -> bool {
+    let Some((prefix, rest)) = tid.split_once('-') else {
+        return false;
+    };
+    ["G", "UA", "AW", "DC", "GT", "GTM"].contains(&prefix)
+        && !rest.is_empty()
+        && rest.len() <= 24
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// The `nonce-` value a page's `Content-Security-Policy` header(s) allow scripts with: from the
+/// directive that governs `<script>` elements (`script-src-elem`, else `script-src`, else
+/// `default-src`) of the first policy that has one. Only a value of base64 characters (at
+/// most 256) is taken: it goes into an attribute unescaped.
+pub fn page_nonce<'h>(policies: impl IntoIterator<Item = &'h str>) -> Option<&'h str> {
+    for policy in policies {
+        let directives: Vec<(&str, &str)> = policy
+            .split(';')
+            .filter_map(|d| {
+                let d = d.trim();
+                let (name, value) = d.split_once(char::is_whitespace).unwrap_or((d, ""));
+                (!name.is_empty()).then_some((name, value))
+            })
+            .collect();
+        let governing = ["script-src-elem", "script-src", "default-src"]
+            .iter()
+            .find_map(|n| {
+                directives
+                    .iter()
+                    .find(|(name, _)| name.eq_ignore_ascii_case(n))
+            });
+        let Some((_, value)) = governing else {
+            continue;
+        };
+        let nonce = value.split_whitespace().find_map(|s| {
+            let s = s.strip_prefix('\'')?.strip_suffix('\'')?;
+            let v = s.get(..6).filter(|p| p.eq_ignore_ascii_case("nonce-")).map(|_| &s[6..])?;
+            let ok = !v.is_empty()
+                && v.len() <= 256
+                && v
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_'));
+            ok.then_some(v)
+        });
+        if nonce.is_some() {
+            return nonce;
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cm(mode: BeaconMode) -> ConsentMode {
+        ConsentMode::build(&ConsentModeConfig {
+            enabled: true,
+            mode,
+            beacon_paths: default_beacon_paths(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn script_maps_categories_to_signals() {
+        let s = defaults_script(Grants::from_categories([Category::Analytics]));
+        assert!(s.starts_with("window.dataLayer=window.dataLayer||[];function gtag(){dataLayer.push(arguments);}gtag('consent','default',{"));
+        assert!(s.contains("'analytics_storage':'granted'"));
+        for k in ["ad_storage", "ad_user_data", "ad_personalization", "functionality_storage", "personalization_storage"] {
+            assert!(s.contains(&format!("'{k}':'denied'")), "{k} in {s}");
+        }
+        assert!(s.contains("'security_storage':'granted'"));
+        let all = defaults_script(Grants::ALL);
+        assert!(!all.contains("denied"));
+        let none = defaults_script(Grants::NONE);
+        assert_eq!(none.matches("'granted'").count(), 1, "only security_storage");
+    }
+
+    #[test]
+    fn index_round_trips() {
+        for i in 0..SETS {
+            assert_eq!(grants_index(grants_of_index(i)), i);
+        }
+    }
+
+    #[test]
+    fn hash_source_is_sha256_base64() {
+        // Oracle: `printf %s abc | openssl dgst -sha256 -binary | base64` (FIPS 180-2 vector).
+        assert_eq!(
+            hash_source("abc"),
+            "'sha256-ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0='"
+        );
+    }
+
+    // Beacon query strings below are trimmed from real GA4 requests: `gcd=13t3t3t3t5l1&gcs=G111`
+    // and `gcd=13t3t3t2t5l1` (GA4 hits recorded in public repositories' fixtures and audit
+    // logs), `gcd=13l3l3l3l1l1` (td.doubleclick.net request on a OneTrust site, consent not
+    // set), `11p1p1p1p5` (Markus Baersch's table, all denied by default).
+    #[test]
+    fn gcs_and_gcd_claims() {
+        let b = Beacon::parse("v=2&tid=G-3042L5GP9T&gcs=G111&gcd=13t3t3t3t5l1&npa=0").unwrap();
+        assert!(b.claims.iter().all(|c| c.granted && !c.denied));
+        assert_eq!(b.tag_id, Some("G-3042L5GP9T"));
+        let b = Beacon::parse("gcd=13l3l3l3l1l1&dma=0").unwrap();
+        assert!(b.claims.iter().all(|c| !c.granted && !c.denied));
+        let b = Beacon::parse("gcs=G100&gcd=11p1p1p1p5").unwrap();
+        assert!(b.claims.iter().all(|c| c.denied && !c.granted));
+        let b = Beacon::parse("gcs=G101").unwrap();
+        assert_eq!(b.claims[0], Claim { granted: false, denied: true });
+        assert_eq!(b.claims[1], Claim { granted: true, denied: false });
+        assert_eq!(b.claims[2], Claim::default());
+        assert!(Beacon::parse("v=2&tid=G-1&en=page_view").is_none());
+    }
+
+    #[test]
+    fn verdicts() {
+        let none = Grants::NONE;
+        let analytics = Grants::from_categories([Category::Analytics]);
+        let v = |q: &str, g| Beacon::parse(q).unwrap().verdict(g);
+        assert_eq!(v("gcs=G111", none), BeaconVerdict::Mismatch(Signal::AdStorage));
+        assert_eq!(v("gcs=G101", none), BeaconVerdict::Mismatch(Signal::AnalyticsStorage));
+        // Analytics granted: G101 is true, but ad_user_data is not set -> unclear.
+        assert_eq!(v("gcs=G101", analytics), BeaconVerdict::Unclear);
+        assert_eq!(v("gcs=G101&gcd=11p1r1p1p5", analytics), BeaconVerdict::Cookieless);
+        assert_eq!(v("gcs=G100&gcd=11p1p1p1p5", none), BeaconVerdict::Cookieless);
+        // gcd claims ad_user_data granted although gcs denies storage.
+        assert_eq!(
+            v("gcs=G100&gcd=11p1p1r1p5", none),
+            BeaconVerdict::Mismatch(Signal::AdUserData)
+        );
+        assert_eq!(v("gcs=G111&gcd=13t3t3t3t5l1", Grants::ALL), BeaconVerdict::Cookieless);
+        assert_eq!(v("gcd=13l3l3l3l1l1", none), BeaconVerdict::Unclear);
+    }
+
+    #[test]
+    fn beacon_paths_and_tag_ids() {
+        let c = cm(BeaconMode::Basic);
+        assert!(c.is_beacon_path("/g/collect") && c.is_beacon_path("/gtm/g/collect"));
+        assert!(!c.is_beacon_path("/g/collect/x") && !c.is_beacon_path("/page"));
+        assert!(c.audit(Grants::NONE, "/page", "gcs=G111").is_none());
+        let a = c.audit(Grants::NONE, "/g/collect", "tid=G-ABC123&gcs=G111").unwrap();
+        assert_eq!(a.tag_id, Some("G-ABC123"));
+        for ok in ["G-3042L5GP9T", "UA-12345-1", "AW-123456789", "GTM-ABCD"] {
+            assert!(tag_id_shape(ok), "{ok}");
+        }
+        for bad in ["", "G-", "X-1", "G-abc", "G-1\"", "G-AAAAAAAAAAAAAAAAAAAAAAAAA"] {
+            assert!(!tag_id_shape(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn nonce_from_the_governing_directive() {
+        assert_eq!(
+            page_nonce(["default-src 'self'; script-src 'self' 'nonce-r4nd0m+/=' 'strict-dynamic'"]),
+            Some("r4nd0m+/=")
+        );
+        assert_eq!(page_nonce(["default-src 'nonce-abc'"]), Some("abc"));
+        // script-src without a nonce governs: default-src's nonce does not apply to scripts.
+        assert_eq!(page_nonce(["default-src 'nonce-abc'; script-src 'self'"]), None);
+        assert_eq!(page_nonce(["script-src 'nonce-a\"b'"]), None);
+        assert_eq!(page_nonce(["img-src *", "script-src 'NONCE-xyz'"]), Some("xyz"));
+    }
+
+    #[test]
+    fn element_with_nonce() {
+        let c = cm(BeaconMode::Advanced);
+        let e = c.element(Grants::NONE, Some("abc"));
+        assert!(e.starts_with("<script nonce=\"abc\">window.dataLayer"));
+        assert_eq!(&*c.element(Grants::NONE, None), &format!("<script>{}</script>", c.script(Grants::NONE)));
+    }
+}
