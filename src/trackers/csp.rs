@@ -249,6 +249,25 @@ mod tests {
     }
 
     #[test]
+    fn script_hashes_go_in_script_src_unless_all_inline_runs_anyway() {
+        let hashes: [String; 8] = std::array::from_fn(|i| format!("'sha256-h{i}='"));
+        let csp = Csp::build_with_script_hashes(&cfg(), Some(&hashes)).unwrap();
+        let none = csp.header_value(Grants::NONE);
+        assert!(none.contains("script-src 'self' 'sha256-h0='"), "{none}");
+        let all = csp.header_value(Grants::ALL);
+        assert!(all.contains("'sha256-h7='") && !all.contains("'sha256-h0='"), "{all}");
+        // 'unsafe-inline' alone already runs the script; a hash would switch it off.
+        let c = CspConfig {
+            base: "script-src 'self' 'unsafe-inline'; script-src-elem 'self' 'nonce-x'".into(),
+            ..Default::default()
+        };
+        let csp = Csp::build_with_script_hashes(&c, Some(&hashes)).unwrap();
+        let v = csp.header_value(Grants::NONE);
+        assert!(v.contains("script-src 'self' 'unsafe-inline';"), "{v}");
+        assert!(v.contains("script-src-elem 'self' 'nonce-x' 'sha256-h0='"), "{v}");
+    }
+
+    #[test]
     fn bad_sources_are_refused() {
         let mut c = cfg();
         c.analytics.push("https://a.com; script-src *".into());

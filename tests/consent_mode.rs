@@ -1,0 +1,293 @@
+//! Google Consent Mode v2 through the running proxy (issue 11): the defaults script at the top
+//! of `<head>` with the visitor's consent, its CSP hash or the page's nonce, and the audit of
+//! Google tag beacons (`gcs`/`gcd`) in basic and advanced mode.
+
+mod common;
+use common::*;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+const PAGE: &str = "<!doctype html><html><head><meta charset=utf-8>\
+<script src=\"/app.js\"></script><title>t</title></head><body><p>x</p></body></html>";
+
+fn origin() -> Origin {
+    Origin::start(|req| {
+        let html = ("Content-Type", "text/html; charset=utf-8");
+        match req.path.as_str() {
+            "/nonce" => response(
+                "200 OK",
+                &[
+                    html,
+                    (
+                        "Content-Security-Policy",
+                        "object-src 'none'; script-src 'nonce-Xy9+abc/Q==' 'strict-dynamic'",
+                    ),
+                ],
+                b"<html><head><script nonce=\"Xy9+abc/Q==\">var a=1;</script></head></html>",
+            ),
+            "/headless" => response(
+                "200 OK",
+                &[html],
+                b"<!doctype html><title>t</title><p>x</p><script>var a=1;</script>",
+            ),
+            "/shared" => response(
+                "200 OK",
+                &[html, ("Cache-Control", "public, max-age=600")],
+                PAGE.as_bytes(),
+            ),
+            p if p.contains("collect") => response("204 No Content", &[], b""),
+            _ => response("200 OK", &[html], PAGE.as_bytes()),
+        }
+    })
+}
+
+fn site(o: &Origin, extra: &str) -> String {
+    shop_site(o.addr, &format!("{extra}\n[site.consent_mode]\nenabled = true\n"))
+}
+
+fn text(r: &RawResponse) -> String {
+    String::from_utf8(r.body.clone()).unwrap()
+}
+
+/// The inserted script element right after `<head>`: (start tag, script text).
+fn first_in_head(body: &str) -> (String, String) {
+    let after = body
+        .split_once("<head>")
+        .unwrap_or_else(|| panic!("no <head> in {body}"))
+        .1;
+    let (tag, rest) = after.split_once('>').unwrap();
+    let (script, _) = rest.split_once("</script>").unwrap();
+    (format!("{tag}>"), script.to_string())
+}
+
+/// The consent object of `gtag('consent','default',{...})`, read as JSON.
+fn defaults(script: &str) -> serde_json::Value {
+    let marker = "gtag('consent','default',";
+    let start = script.find(marker).expect("gtag consent default call") + marker.len();
+    let end = script[start..].find('}').unwrap() + start + 1;
+    serde_json::from_str(&script[start..end].replace('\'', "\"")).unwrap()
+}
+
+fn expect_values(v: &serde_json::Value, analytics: &str, marketing: &str, preferences: &str) {
+    assert_eq!(v["analytics_storage"], analytics, "{v}");
+    for k in ["ad_storage", "ad_user_data", "ad_personalization"] {
+        assert_eq!(v[k], marketing, "{k}: {v}");
+    }
+    for k in ["functionality_storage", "personalization_storage"] {
+        assert_eq!(v[k], preferences, "{k}: {v}");
+    }
+    assert_eq!(v["security_storage"], "granted", "{v}");
+    assert_eq!(v.as_object().unwrap().len(), 7, "{v}");
+}
+
+/// `'sha256-…'` of a script text, computed by the openssl CLI (not by the code under test).
+fn openssl_hash(script: &str) -> String {
+    let mut child = Command::new("sh")
+        .args(["-c", "openssl dgst -sha256 -binary | base64"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("openssl is needed (scripts/test installs it)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "openssl failed");
+    format!("'sha256-{}'", String::from_utf8(out.stdout).unwrap().trim())
+}
+
+#[test]
+fn defaults_script_is_first_in_head_with_the_visitors_consent() {
+    let o = origin();
+    let p = Proxy::start(&site(&o, ""));
+    for (cookie, a, m, pr) in [
+        (None, "denied", "denied", "denied"),
+        (Some("consent=analytics"), "granted", "denied", "denied"),
+        (
+            Some("consent=preferences,analytics,marketing"),
+            "granted",
+            "granted",
+            "granted",
+        ),
+    ] {
+        let headers: Vec<(&str, &str)> = cookie.map(|c| ("Cookie", c)).into_iter().collect();
+        let r = p.get("/", &headers);
+        assert_eq!(r.status, 200);
+        let body = text(&r);
+        let (tag, script) = first_in_head(&body);
+        assert_eq!(tag, "<script>", "{body}");
+        assert!(
+            script.starts_with("window.dataLayer=window.dataLayer||[];function gtag(){dataLayer.push(arguments);}"),
+            "{script}"
+        );
+        expect_values(&defaults(&script), a, m, pr);
+        // Before every other script of the page, which is otherwise unchanged.
+        assert_eq!(body.find("<script").unwrap(), body.find("<head>").unwrap() + 6);
+        assert!(body.ends_with(&PAGE[PAGE.find("<meta").unwrap()..]), "{body}");
+        // Rewritten for this visitor: no stale length, not for shared caches.
+        assert!(r.header_all("content-length").is_empty());
+        assert_eq!(r.header_strings("vary"), vec!["Cookie"]);
+        assert_eq!(r.header_strings("cache-control"), vec!["private"]);
+    }
+    // Even a visitor who granted everything (nothing to neutralize) gets a private page.
+    let r = p.get(
+        "/shared",
+        &[("Cookie", "consent=preferences,analytics,marketing")],
+    );
+    assert_eq!(r.header_strings("cache-control"), vec!["private, max-age=600"]);
+    assert_eq!(r.header_strings("vary"), vec!["Cookie"]);
+}
+
+#[test]
+fn without_head_the_script_goes_before_the_first_script() {
+    let o = origin();
+    let p = Proxy::start(&site(&o, ""));
+    let body = text(&p.get("/headless", &[]));
+    let expected = "<p>x</p><script>window.dataLayer=";
+    assert!(body.contains(expected), "{body}");
+    assert_eq!(body.matches("<script").count(), 2, "{body}");
+}
+
+#[test]
+fn site_csp_allows_the_script_by_hash() {
+    let o = origin();
+    let p = Proxy::start(&site(
+        &o,
+        "[site.csp]\nbase = \"default-src 'self'; script-src 'self'\"\nanalytics = [\"https://www.googletagmanager.com\"]\n",
+    ));
+    for cookie in ["consent=none", "consent=analytics"] {
+        let r = p.get("/", &[("Cookie", cookie)]);
+        let (_, script) = first_in_head(&text(&r));
+        let csp = r.header_strings("content-security-policy");
+        assert_eq!(csp.len(), 1, "{csp:?}");
+        let script_src = csp[0]
+            .split(';')
+            .map(str::trim)
+            .find(|d| d.starts_with("script-src "))
+            .unwrap()
+            .to_string();
+        let hash = openssl_hash(&script);
+        assert!(
+            script_src.split_whitespace().any(|s| s == hash),
+            "{script_src} lacks {hash}"
+        );
+    }
+}
+
+#[test]
+fn an_origin_nonce_is_reused() {
+    let o = origin();
+    let p = Proxy::start(&site(&o, ""));
+    let body = text(&p.get("/nonce", &[]));
+    let (tag, script) = first_in_head(&body);
+    assert_eq!(tag, "<script nonce=\"Xy9+abc/Q==\">", "{body}");
+    expect_values(&defaults(&script), "denied", "denied", "denied");
+}
+
+/// A GA4 beacon as gtag.js sends it to a first-party endpoint (parameters trimmed from a real
+/// request: `v=2&tid=…&gcs=G111&gcd=13t3t3t3t5l1`, see src/consent_mode.rs).
+fn beacon(gcs: &str, gcd: &str) -> String {
+    format!("/g/collect?v=2&tid=G-TEST42&gtm=45je5&gcs={gcs}&gcd={gcd}&cid=1.2&en=page_view")
+}
+
+#[test]
+fn a_beacon_claiming_consent_not_given_is_blocked_and_counted() {
+    let o = origin();
+    let p = Proxy::start(&site(&o, ""));
+    let r = p.get(&beacon("G111", "13t3t3t3t5l1"), &[("Sec-Fetch-Dest", "empty")]);
+    assert_eq!(r.header_strings("x-consentgate"), vec!["blocked"]);
+    assert!(o.received().is_empty(), "the origin saw the beacon");
+    p.expect_metric(
+        "consentgate_consent_mode_mismatch_total",
+        &[("site", "shop"), ("tag", "G-TEST42"), ("action", "blocked")],
+        1.0,
+    );
+    // The same claim from a visitor who granted everything is true: it goes through.
+    let r = p.get(
+        &beacon("G111", "13t3t3t3t5l1"),
+        &[("Cookie", "consent=preferences,analytics,marketing")],
+    );
+    assert_eq!(r.status, 204);
+    assert_eq!(o.received().len(), 1);
+    // A tag id that is not shaped like one is counted as `other`.
+    p.get(
+        "/g/collect?v=2&tid=%3Cscript%3E&gcs=G101",
+        &[("Cookie", "consent=marketing")],
+    );
+    p.expect_metric(
+        "consentgate_consent_mode_mismatch_total",
+        &[("site", "shop"), ("tag", "other"), ("action", "blocked")],
+        1.0,
+    );
+}
+
+#[test]
+fn report_only_counts_the_mismatch_and_forwards() {
+    let o = origin();
+    let p = Proxy::start(&site(&o, "mode = \"report-only\""));
+    let r = p.get(&beacon("G111", "13t3t3t3t5l1"), &[]);
+    assert_eq!(r.status, 204);
+    assert_eq!(o.received().len(), 1);
+    p.expect_metric(
+        "consentgate_consent_mode_mismatch_total",
+        &[("site", "shop"), ("tag", "G-TEST42"), ("action", "would_block")],
+        1.0,
+    );
+}
+
+#[test]
+fn advanced_mode_lets_cookieless_pings_through_basic_blocks_them() {
+    let o = origin();
+    let ping = beacon("G100", "11p1p1p1p5");
+    let basic = Proxy::start(&site(&o, ""));
+    let r = basic.get(&ping, &[("Sec-Fetch-Dest", "empty")]);
+    assert_eq!(r.header_strings("x-consentgate"), vec!["blocked"]);
+    assert!(o.received().is_empty());
+    basic.expect_metric(
+        "consentgate_blocked_requests_total",
+        &[
+            ("site", "shop"),
+            ("category", "analytics"),
+            ("list", &format!("{}/analytics.txt", shipped_lists_dir())),
+            ("action", "blocked"),
+        ],
+        1.0,
+    );
+    drop(basic);
+
+    let advanced = Proxy::start(&shop_site(
+        o.addr,
+        "[site.consent_mode]\nenabled = true\nmode = \"advanced\"\n",
+    ));
+    let r = advanced.get(&ping, &[("Sec-Fetch-Dest", "empty"), ("Cookie", "_ga=GA1.1.1; SESSIONID=s")]);
+    assert_eq!(r.status, 204, "{:?}", r.header_strings("x-consentgate"));
+    let seen = o.last();
+    assert!(seen.path.starts_with("/g/collect?"));
+    // Cookieless: the analytics cookie still does not reach the origin.
+    assert_eq!(seen.header_strings("cookie"), vec!["SESSIONID=s"]);
+    // A ping that leaves a refused signal unset is no cookieless ping: the blocklist decides.
+    let r = advanced.get(&beacon("G100", "13l3l3l3l1l1"), &[("Sec-Fetch-Dest", "empty")]);
+    assert_eq!(r.header_strings("x-consentgate"), vec!["blocked"]);
+    // And a false claim is still blocked in advanced mode.
+    let r = advanced.get(&beacon("G101", "11p1r1p1p5"), &[]);
+    assert_eq!(r.header_strings("x-consentgate"), vec!["blocked"]);
+    assert_eq!(o.received().len(), 1);
+}
+
+#[test]
+fn a_bad_beacon_path_is_reported_with_its_line() {
+    let dir = TempDir::new("cm-check");
+    let path = dir.0.join("c.toml");
+    std::fs::write(
+        &path,
+        "[proxy]\nlisten = [\"127.0.0.1:1\"]\n[[site]]\nname = \"s\"\nupstreams = [\"127.0.0.1:2\"]\n[site.consent_mode]\nenabled = true\nbeacon_paths = [\"g/collect\"]\n",
+    )
+    .unwrap();
+    let (code, _out, err) = run_cli(&["check", "--config", path.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(err.contains("[site.consent_mode]") && err.contains("g/collect"), "{err}");
+    assert!(err.contains(":6") || err.contains("line 6"), "{err}");
+}
