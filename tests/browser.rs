@@ -239,3 +239,78 @@ fn consent_flow(tls: Option<Tls>) -> Option<serde_json::Value> {
     );
     Some(v)
 }
+
+/// The page's own first script (external, as the strict policy requires): records what it
+/// finds in `dataLayer` when it runs.
+const APP_JS: &str = "window.__seenByFirstScript = (window.dataLayer || []).map(function (a) { return Array.from(a); });";
+
+/// Issue 11: the consent-mode defaults script consentgate inserts runs in Chromium under the
+/// site's strict `[site.csp]` (allowed by its hash), before the page's own scripts, with the
+/// visitor's consent (none here). The page also holds an inline script the policy must block:
+/// it proves violations are seen, and is the only one.
+#[test]
+fn consent_mode_defaults_run_first_under_a_strict_csp() {
+    if let Err(why) = available() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "browser test cannot run in CI: {why}"
+        );
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let site = Origin::start(|req| match req.path.as_str() {
+        "/" => response(
+            "200 OK",
+            &[("Content-Type", "text/html; charset=utf-8")],
+            b"<!doctype html><html><head><title>cm</title><script src=\"/app.js\"></script>\
+<script>window.__inlineRan = true;</script></head><body><p>page</p></body></html>",
+        ),
+        "/app.js" => response(
+            "200 OK",
+            &[("Content-Type", "text/javascript")],
+            APP_JS.as_bytes(),
+        ),
+        _ => response("404 Not Found", &[], b""),
+    });
+    let proxy = Proxy::start(&format!(
+        "[[site]]\nname = \"shop\"\nhosts = [\"*\"]\nupstreams = [\"{}\"]\n[site.consent_mode]\nenabled = true\n[site.csp]\nbase = \"default-src 'self'; script-src 'self'; object-src 'none'\"\n",
+        site.addr
+    ));
+    let out = Command::new("node")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/browser/consent_mode.mjs"
+        ))
+        .arg(proxy.addr.port().to_string())
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "driver failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let expected = serde_json::json!([
+        "consent",
+        "default",
+        {
+            "analytics_storage": "denied",
+            "ad_storage": "denied",
+            "ad_user_data": "denied",
+            "ad_personalization": "denied",
+            "functionality_storage": "denied",
+            "personalization_storage": "denied",
+            "security_storage": "granted"
+        }
+    ]);
+    // The inserted script ran: the consent default is in dataLayer.
+    assert_eq!(v["dataLayer"][0], expected, "{v}");
+    // ...before the page's first script, which already saw it.
+    assert_eq!(v["seenByFirstScript"][0], expected, "{v}");
+    // The policy is enforced (the page's own inline script was blocked and reported) and the
+    // inserted script caused no violation.
+    assert_eq!(v["inlineRan"], false, "{v}");
+    assert_eq!(v["violations"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["consoleViolations"].as_array().unwrap().len(), 1, "{v}");
+}
