@@ -56,9 +56,15 @@ pub enum BeaconMode {
 /// `/j/collect`, `/r/collect`) as a first-party or server-side GTM endpoint serves them, and
 /// anything under `/gtm/` (a common server-side GTM prefix).
 pub fn default_beacon_paths() -> Vec<String> {
-    ["/g/collect", "/collect", "/j/collect", "/r/collect", "/gtm/"]
-        .map(String::from)
-        .to_vec()
+    [
+        "/g/collect",
+        "/collect",
+        "/j/collect",
+        "/r/collect",
+        "/gtm/",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// The most beacon paths a site may list (each request is compared with all of them).
@@ -160,7 +166,8 @@ impl ConsentMode {
         }
         let scripts: [Arc<str>; SETS] =
             std::array::from_fn(|i| Arc::from(defaults_script(grants_of_index(i))));
-        let elements = std::array::from_fn(|i| Arc::from(format!("<script>{}</script>", scripts[i])));
+        let elements =
+            std::array::from_fn(|i| Arc::from(format!("<script>{}</script>", scripts[i])));
         let hashes = std::array::from_fn(|i| hash_source(&scripts[i]));
         Some(ConsentMode {
             mode: cfg.mode,
@@ -186,7 +193,10 @@ impl ConsentMode {
         let i = grants_index(grants);
         match nonce {
             None => self.elements[i].clone(),
-            Some(n) => Arc::from(format!("<script nonce=\"{n}\">{}</script>", self.scripts[i])),
+            Some(n) => Arc::from(format!(
+                "<script nonce=\"{n}\">{}</script>",
+                self.scripts[i]
+            )),
         }
     }
 
@@ -305,7 +315,10 @@ impl<'q> Beacon<'q> {
             Some(false) => b.claims[i].denied = true,
             None => {}
         };
-        if let Some(g) = gcs.map(str::as_bytes).filter(|g| g.len() == 4 && g[0] == b'G') {
+        if let Some(g) = gcs
+            .map(str::as_bytes)
+            .filter(|g| g.len() == 4 && g[0] == b'G')
+        {
             let bit = |c: u8| match c {
                 b'1' => Some(true),
                 b'0' => Some(false),
@@ -402,12 +415,15 @@ pub fn page_nonce<'h>(policies: impl IntoIterator<Item = &'h str>) -> Option<&'h
         };
         let nonce = value.split_whitespace().find_map(|s| {
             let s = s.strip_prefix('\'')?.strip_suffix('\'')?;
-            let v = s.get(..6).filter(|p| p.eq_ignore_ascii_case("nonce-")).map(|_| &s[6..])?;
+            let v = s
+                .get(..6)
+                .filter(|p| p.eq_ignore_ascii_case("nonce-"))
+                .map(|_| &s[6..])?;
             let ok = !v.is_empty()
                 && v.len() <= 256
-                && v
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_'));
+                && v.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_')
+                });
             ok.then_some(v)
         });
         if nonce.is_some() {
@@ -435,14 +451,24 @@ mod tests {
         let s = defaults_script(Grants::from_categories([Category::Analytics]));
         assert!(s.starts_with("window.dataLayer=window.dataLayer||[];function gtag(){dataLayer.push(arguments);}gtag('consent','default',{"));
         assert!(s.contains("'analytics_storage':'granted'"));
-        for k in ["ad_storage", "ad_user_data", "ad_personalization", "functionality_storage", "personalization_storage"] {
+        for k in [
+            "ad_storage",
+            "ad_user_data",
+            "ad_personalization",
+            "functionality_storage",
+            "personalization_storage",
+        ] {
             assert!(s.contains(&format!("'{k}':'denied'")), "{k} in {s}");
         }
         assert!(s.contains("'security_storage':'granted'"));
         let all = defaults_script(Grants::ALL);
         assert!(!all.contains("denied"));
         let none = defaults_script(Grants::NONE);
-        assert_eq!(none.matches("'granted'").count(), 1, "only security_storage");
+        assert_eq!(
+            none.matches("'granted'").count(),
+            1,
+            "only security_storage"
+        );
     }
 
     #[test]
@@ -475,8 +501,20 @@ mod tests {
         let b = Beacon::parse("gcs=G100&gcd=11p1p1p1p5").unwrap();
         assert!(b.claims.iter().all(|c| c.denied && !c.granted));
         let b = Beacon::parse("gcs=G101").unwrap();
-        assert_eq!(b.claims[0], Claim { granted: false, denied: true });
-        assert_eq!(b.claims[1], Claim { granted: true, denied: false });
+        assert_eq!(
+            b.claims[0],
+            Claim {
+                granted: false,
+                denied: true
+            }
+        );
+        assert_eq!(
+            b.claims[1],
+            Claim {
+                granted: true,
+                denied: false
+            }
+        );
         assert_eq!(b.claims[2], Claim::default());
         assert!(Beacon::parse("v=2&tid=G-1&en=page_view").is_none());
     }
@@ -486,18 +524,33 @@ mod tests {
         let none = Grants::NONE;
         let analytics = Grants::from_categories([Category::Analytics]);
         let v = |q: &str, g| Beacon::parse(q).unwrap().verdict(g);
-        assert_eq!(v("gcs=G111", none), BeaconVerdict::Mismatch(Signal::AdStorage));
-        assert_eq!(v("gcs=G101", none), BeaconVerdict::Mismatch(Signal::AnalyticsStorage));
+        assert_eq!(
+            v("gcs=G111", none),
+            BeaconVerdict::Mismatch(Signal::AdStorage)
+        );
+        assert_eq!(
+            v("gcs=G101", none),
+            BeaconVerdict::Mismatch(Signal::AnalyticsStorage)
+        );
         // Analytics granted: G101 is true, but ad_user_data is not set -> unclear.
         assert_eq!(v("gcs=G101", analytics), BeaconVerdict::Unclear);
-        assert_eq!(v("gcs=G101&gcd=11p1r1p1p5", analytics), BeaconVerdict::Cookieless);
-        assert_eq!(v("gcs=G100&gcd=11p1p1p1p5", none), BeaconVerdict::Cookieless);
+        assert_eq!(
+            v("gcs=G101&gcd=11p1r1p1p5", analytics),
+            BeaconVerdict::Cookieless
+        );
+        assert_eq!(
+            v("gcs=G100&gcd=11p1p1p1p5", none),
+            BeaconVerdict::Cookieless
+        );
         // gcd claims ad_user_data granted although gcs denies storage.
         assert_eq!(
             v("gcs=G100&gcd=11p1p1r1p5", none),
             BeaconVerdict::Mismatch(Signal::AdUserData)
         );
-        assert_eq!(v("gcs=G111&gcd=13t3t3t3t5l1", Grants::ALL), BeaconVerdict::Cookieless);
+        assert_eq!(
+            v("gcs=G111&gcd=13t3t3t3t5l1", Grants::ALL),
+            BeaconVerdict::Cookieless
+        );
         assert_eq!(v("gcd=13l3l3l3l1l1", none), BeaconVerdict::Unclear);
     }
 
@@ -507,12 +560,21 @@ mod tests {
         assert!(c.is_beacon_path("/g/collect") && c.is_beacon_path("/gtm/g/collect"));
         assert!(!c.is_beacon_path("/g/collect/x") && !c.is_beacon_path("/page"));
         assert!(c.audit(Grants::NONE, "/page", "gcs=G111").is_none());
-        let a = c.audit(Grants::NONE, "/g/collect", "tid=G-ABC123&gcs=G111").unwrap();
+        let a = c
+            .audit(Grants::NONE, "/g/collect", "tid=G-ABC123&gcs=G111")
+            .unwrap();
         assert_eq!(a.tag_id, Some("G-ABC123"));
         for ok in ["G-3042L5GP9T", "UA-12345-1", "AW-123456789", "GTM-ABCD"] {
             assert!(tag_id_shape(ok), "{ok}");
         }
-        for bad in ["", "G-", "X-1", "G-abc", "G-1\"", "G-AAAAAAAAAAAAAAAAAAAAAAAAA"] {
+        for bad in [
+            "",
+            "G-",
+            "X-1",
+            "G-abc",
+            "G-1\"",
+            "G-AAAAAAAAAAAAAAAAAAAAAAAAA",
+        ] {
             assert!(!tag_id_shape(bad), "{bad}");
         }
     }
@@ -520,14 +582,22 @@ mod tests {
     #[test]
     fn nonce_from_the_governing_directive() {
         assert_eq!(
-            page_nonce(["default-src 'self'; script-src 'self' 'nonce-r4nd0m+/=' 'strict-dynamic'"]),
+            page_nonce([
+                "default-src 'self'; script-src 'self' 'nonce-r4nd0m+/=' 'strict-dynamic'"
+            ]),
             Some("r4nd0m+/=")
         );
         assert_eq!(page_nonce(["default-src 'nonce-abc'"]), Some("abc"));
         // script-src without a nonce governs: default-src's nonce does not apply to scripts.
-        assert_eq!(page_nonce(["default-src 'nonce-abc'; script-src 'self'"]), None);
+        assert_eq!(
+            page_nonce(["default-src 'nonce-abc'; script-src 'self'"]),
+            None
+        );
         assert_eq!(page_nonce(["script-src 'nonce-a\"b'"]), None);
-        assert_eq!(page_nonce(["img-src *", "script-src 'NONCE-xyz'"]), Some("xyz"));
+        assert_eq!(
+            page_nonce(["img-src *", "script-src 'NONCE-xyz'"]),
+            Some("xyz")
+        );
     }
 
     #[test]
@@ -535,6 +605,9 @@ mod tests {
         let c = cm(BeaconMode::Advanced);
         let e = c.element(Grants::NONE, Some("abc"));
         assert!(e.starts_with("<script nonce=\"abc\">window.dataLayer"));
-        assert_eq!(&*c.element(Grants::NONE, None), &format!("<script>{}</script>", c.script(Grants::NONE)));
+        assert_eq!(
+            &*c.element(Grants::NONE, None),
+            &format!("<script>{}</script>", c.script(Grants::NONE))
+        );
     }
 }

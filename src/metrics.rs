@@ -433,7 +433,11 @@ static TAG_IDS: LazyLock<RwLock<std::collections::HashSet<Box<str>>>> =
 pub fn count_consent_mode_mismatch(site: &str, tid: Option<&str>, action: BlockAction) {
     let tid = tid.filter(|t| crate::consent_mode::tag_id_shape(t));
     let admitted = tid.filter(|t| {
-        if TAG_IDS.read().unwrap_or_else(|e| e.into_inner()).contains(*t) {
+        if TAG_IDS
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(*t)
+        {
             return true;
         }
         let mut ids = TAG_IDS.write().unwrap_or_else(|e| e.into_inner());

@@ -186,11 +186,8 @@ impl ConsentGate {
         }
         let req = session.req_header();
         let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
-        let kind = crate::trackers::infer_kind(
-            header("sec-fetch-dest"),
-            header("accept"),
-            req.uri.path(),
-        );
+        let kind =
+            crate::trackers::infer_kind(header("sec-fetch-dest"), header("accept"), req.uri.path());
         write_block_response(session, kind, site, &m).await?;
         Ok(BeaconOutcome::Answered)
     }

@@ -42,7 +42,10 @@ fn origin() -> Origin {
 }
 
 fn site(o: &Origin, extra: &str) -> String {
-    shop_site(o.addr, &format!("{extra}\n[site.consent_mode]\nenabled = true\n"))
+    shop_site(
+        o.addr,
+        &format!("{extra}\n[site.consent_mode]\nenabled = true\n"),
+    )
 }
 
 fn text(r: &RawResponse) -> String {
@@ -120,13 +123,21 @@ fn defaults_script_is_first_in_head_with_the_visitors_consent() {
         let (tag, script) = first_in_head(&body);
         assert_eq!(tag, "<script>", "{body}");
         assert!(
-            script.starts_with("window.dataLayer=window.dataLayer||[];function gtag(){dataLayer.push(arguments);}"),
+            script.starts_with(
+                "window.dataLayer=window.dataLayer||[];function gtag(){dataLayer.push(arguments);}"
+            ),
             "{script}"
         );
         expect_values(&defaults(&script), a, m, pr);
         // Before every other script of the page, which is otherwise unchanged.
-        assert_eq!(body.find("<script").unwrap(), body.find("<head>").unwrap() + 6);
-        assert!(body.ends_with(&PAGE[PAGE.find("<meta").unwrap()..]), "{body}");
+        assert_eq!(
+            body.find("<script").unwrap(),
+            body.find("<head>").unwrap() + 6
+        );
+        assert!(
+            body.ends_with(&PAGE[PAGE.find("<meta").unwrap()..]),
+            "{body}"
+        );
         // Rewritten for this visitor: no stale length, not for shared caches.
         assert!(r.header_all("content-length").is_empty());
         assert_eq!(r.header_strings("vary"), vec!["Cookie"]);
@@ -137,7 +148,10 @@ fn defaults_script_is_first_in_head_with_the_visitors_consent() {
         "/shared",
         &[("Cookie", "consent=preferences,analytics,marketing")],
     );
-    assert_eq!(r.header_strings("cache-control"), vec!["private, max-age=600"]);
+    assert_eq!(
+        r.header_strings("cache-control"),
+        vec!["private, max-age=600"]
+    );
     assert_eq!(r.header_strings("vary"), vec!["Cookie"]);
 }
 
@@ -197,7 +211,10 @@ fn beacon(gcs: &str, gcd: &str) -> String {
 fn a_beacon_claiming_consent_not_given_is_blocked_and_counted() {
     let o = origin();
     let p = Proxy::start(&site(&o, ""));
-    let r = p.get(&beacon("G111", "13t3t3t3t5l1"), &[("Sec-Fetch-Dest", "empty")]);
+    let r = p.get(
+        &beacon("G111", "13t3t3t3t5l1"),
+        &[("Sec-Fetch-Dest", "empty")],
+    );
     assert_eq!(r.header_strings("x-consentgate"), vec!["blocked"]);
     assert!(o.received().is_empty(), "the origin saw the beacon");
     p.expect_metric(
@@ -233,7 +250,11 @@ fn report_only_counts_the_mismatch_and_forwards() {
     assert_eq!(o.received().len(), 1);
     p.expect_metric(
         "consentgate_consent_mode_mismatch_total",
-        &[("site", "shop"), ("tag", "G-TEST42"), ("action", "would_block")],
+        &[
+            ("site", "shop"),
+            ("tag", "G-TEST42"),
+            ("action", "would_block"),
+        ],
         1.0,
     );
 }
@@ -262,14 +283,23 @@ fn advanced_mode_lets_cookieless_pings_through_basic_blocks_them() {
         o.addr,
         "[site.consent_mode]\nenabled = true\nmode = \"advanced\"\n",
     ));
-    let r = advanced.get(&ping, &[("Sec-Fetch-Dest", "empty"), ("Cookie", "_ga=GA1.1.1; SESSIONID=s")]);
+    let r = advanced.get(
+        &ping,
+        &[
+            ("Sec-Fetch-Dest", "empty"),
+            ("Cookie", "_ga=GA1.1.1; SESSIONID=s"),
+        ],
+    );
     assert_eq!(r.status, 204, "{:?}", r.header_strings("x-consentgate"));
     let seen = o.last();
     assert!(seen.path.starts_with("/g/collect?"));
     // Cookieless: the analytics cookie still does not reach the origin.
     assert_eq!(seen.header_strings("cookie"), vec!["SESSIONID=s"]);
     // A ping that leaves a refused signal unset is no cookieless ping: the blocklist decides.
-    let r = advanced.get(&beacon("G100", "13l3l3l3l1l1"), &[("Sec-Fetch-Dest", "empty")]);
+    let r = advanced.get(
+        &beacon("G100", "13l3l3l3l1l1"),
+        &[("Sec-Fetch-Dest", "empty")],
+    );
     assert_eq!(r.header_strings("x-consentgate"), vec!["blocked"]);
     // And a false claim is still blocked in advanced mode.
     let r = advanced.get(&beacon("G101", "11p1r1p1p5"), &[]);
@@ -288,6 +318,9 @@ fn a_bad_beacon_path_is_reported_with_its_line() {
     .unwrap();
     let (code, _out, err) = run_cli(&["check", "--config", path.to_str().unwrap()]);
     assert_ne!(code, 0);
-    assert!(err.contains("[site.consent_mode]") && err.contains("g/collect"), "{err}");
+    assert!(
+        err.contains("[site.consent_mode]") && err.contains("g/collect"),
+        "{err}"
+    );
     assert!(err.contains(":6") || err.contains("line 6"), "{err}");
 }

@@ -255,7 +255,10 @@ mod tests {
         let none = csp.header_value(Grants::NONE);
         assert!(none.contains("script-src 'self' 'sha256-h0='"), "{none}");
         let all = csp.header_value(Grants::ALL);
-        assert!(all.contains("'sha256-h7='") && !all.contains("'sha256-h0='"), "{all}");
+        assert!(
+            all.contains("'sha256-h7='") && !all.contains("'sha256-h0='"),
+            "{all}"
+        );
         // 'unsafe-inline' alone already runs the script; a hash would switch it off.
         let c = CspConfig {
             base: "script-src 'self' 'unsafe-inline'; script-src-elem 'self' 'nonce-x'".into(),
@@ -264,7 +267,10 @@ mod tests {
         let csp = Csp::build_with_script_hashes(&c, Some(&hashes)).unwrap();
         let v = csp.header_value(Grants::NONE);
         assert!(v.contains("script-src 'self' 'unsafe-inline';"), "{v}");
-        assert!(v.contains("script-src-elem 'self' 'nonce-x' 'sha256-h0='"), "{v}");
+        assert!(
+            v.contains("script-src-elem 'self' 'nonce-x' 'sha256-h0='"),
+            "{v}"
+        );
     }
 
     #[test]
