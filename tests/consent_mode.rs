@@ -4,6 +4,8 @@
 
 mod common;
 use common::*;
+#[path = "support/gzip.rs"]
+mod gzip;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
@@ -34,6 +36,11 @@ fn origin() -> Origin {
                 "200 OK",
                 &[html, ("Cache-Control", "public, max-age=600")],
                 PAGE.as_bytes(),
+            ),
+            "/gz" => response(
+                "200 OK",
+                &[html, ("Content-Encoding", "gzip")],
+                &gzip::gzip(PAGE.as_bytes()),
             ),
             p if p.contains("collect") => response("204 No Content", &[], b""),
             _ => response("200 OK", &[html], PAGE.as_bytes()),
@@ -153,6 +160,21 @@ fn defaults_script_is_first_in_head_with_the_visitors_consent() {
         vec!["private, max-age=600"]
     );
     assert_eq!(r.header_strings("vary"), vec!["Cookie"]);
+}
+
+#[test]
+fn a_compressed_page_gets_the_script_too() {
+    let o = origin();
+    let p = Proxy::start(&site(&o, ""));
+    let r = p.get(
+        "/gz",
+        &[("Cookie", "consent=preferences,analytics,marketing")],
+    );
+    assert_eq!(r.header_strings("content-encoding"), vec!["gzip"]);
+    let body = String::from_utf8(gzip::gunzip(&r.body)).unwrap();
+    let (tag, script) = first_in_head(&body);
+    assert_eq!(tag, "<script>", "{body}");
+    expect_values(&defaults(&script), "granted", "granted", "granted");
 }
 
 #[test]
