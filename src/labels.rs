@@ -164,6 +164,8 @@ label_enum!(
         /// Forwarding headers: every incoming one removed, none added, the scheme this
         /// connection's (fails closed: no client can speak for another).
         Forwarded = "forwarded",
+        /// Locating the visitor: the location is unknown (its jurisdiction fallback applies).
+        Geo = "geo",
     }
 );
 

@@ -36,6 +36,8 @@ pub struct SitePolicy {
     pub csp: Option<Csp>,
     /// `[proxy]` limits on what one request may cost (the same for every site).
     pub limits: RequestLimits,
+    /// `[[site.jurisdiction]]`: the consent model per visitor location (empty: opt-in).
+    pub jurisdictions: crate::jurisdiction::Jurisdictions,
     /// Expiry `Set-Cookie` values per cookie name, bounded in bytes (see the module).
     expiry_cache: ExpiryCache,
 }
@@ -120,6 +122,7 @@ impl SitePolicy {
             page_rules,
             csp: cfg.csp,
             limits,
+            jurisdictions: cfg.jurisdictions,
             expiry_cache: ExpiryCache::new(expiry_cache_bytes),
         })
     }

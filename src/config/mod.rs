@@ -9,6 +9,8 @@ pub mod connections;
 mod consent;
 mod error;
 mod forwarded;
+mod geo;
+mod jurisdiction;
 mod located;
 mod raw;
 mod recover;
@@ -27,6 +29,7 @@ use crate::trackers::respond::BlockResponses;
 use crate::trackers::ListSource;
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, ListKey};
 pub use forwarded::{parse_trusted, ForwardedHeaders, ForwardedSettings};
+pub use jurisdiction::jurisdiction_warnings;
 use raw::RawConfig;
 pub use request_path::{AdminAccess, RequestLimits, ADMIN_TOKEN_ENV};
 use serde::{Deserialize, Serialize};
@@ -88,6 +91,8 @@ pub struct ProxyConfig {
     pub connections: connections::ConnectionSettings,
     /// `listen_tls`, the certificates (loaded) and `h2c`.
     pub tls: tls::TlsConfig,
+    /// `[proxy.geo]`: where visitors are (issue 11), see `geo.rs`.
+    pub geo: crate::geo::GeoSettings,
 }
 
 /// One validated `[[site]]`.
@@ -130,6 +135,8 @@ pub struct SiteConfig {
     pub timeouts: connections::UpstreamTimeouts,
     /// The origins with their weights, balancing, TLS and health checks.
     pub upstream: upstreams::UpstreamsConfig,
+    /// `[[site.jurisdiction]]` rules (issue 11); empty = opt-in for everyone.
+    pub jurisdictions: crate::jurisdiction::Jurisdictions,
 }
 
 #[derive(Debug, Clone)]
@@ -343,6 +350,7 @@ impl Validator<'_> {
             forwarded: self.forwarded_settings(p),
             connections: self.connection_settings(p.connection_keys()),
             tls,
+            geo: self.geo_settings(&p.geo),
         }
     }
 
