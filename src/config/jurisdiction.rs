@@ -13,7 +13,9 @@ use toml::Spanned;
 pub struct RawJurisdiction {
     pub name: Spanned<String>,
     pub regions: Spanned<Vec<Spanned<String>>>,
-    pub model: Model,
+    /// Optional only so a wrong value can be blanked and the rest of the file still read
+    /// (`recover`): a missing one is reported here.
+    pub model: Option<Model>,
 }
 
 impl Validator<'_> {
@@ -55,11 +57,16 @@ impl Validator<'_> {
                     }
                 }
             }
-            rules.push(Rule {
-                name,
-                areas,
-                model: j.model,
+            let model = j.model.unwrap_or_else(|| {
+                if !self.blanked_keys.iter().any(|k| k == "model") {
+                    let msg = format!(
+                        "jurisdiction `{name}` has no model; add model = \"opt-in\", \"opt-out\" or \"off\""
+                    );
+                    self.error_at(j.name.span(), ConfigErrorKind::Jurisdiction(msg));
+                }
+                Model::OptIn
             });
+            rules.push(Rule { name, areas, model });
         }
         let name = unknown.as_ref().map(|u| u.get_ref().trim());
         if rules.is_empty() {
