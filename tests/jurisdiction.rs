@@ -234,6 +234,52 @@ fn write_city_db(path: &std::path::Path) {
     std::fs::write(path, w.to_bytes().unwrap()).unwrap();
 }
 
+/// What MaxMind's own C library (libmaxminddb's `mmdblookup`, Debian package `mmdb-bin`) reads
+/// at `path` for `ip`: the oracle that the database the test wrote is the one it means, read
+/// by an implementation that shares nothing with the `maxminddb` crate consentgate uses.
+/// `None` when the address is not in the database.
+fn mmdblookup(db: &std::path::Path, ip: &str, path: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("mmdblookup")
+        .arg("--file")
+        .arg(db)
+        .args(["--ip", ip])
+        .args(path)
+        .output()
+        .expect("mmdblookup runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // `  "US" <utf8_string>`; nothing (and a message on stderr) when not found.
+    text.split('"').nth(1).map(str::to_string)
+}
+
+#[test]
+fn the_test_database_reads_the_same_in_maxminds_reference_reader() {
+    if std::process::Command::new("mmdblookup")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "mmdblookup is missing: install the Debian package mmdb-bin (scripts/test does)"
+        );
+        eprintln!("skipped: mmdblookup is not installed (Debian package mmdb-bin)");
+        return;
+    }
+    let dir = TempDir::new("geo-db-oracle");
+    let db = dir.0.join("city.mmdb");
+    write_city_db(&db);
+    let country = |ip| mmdblookup(&db, ip, &["country", "iso_code"]);
+    let sub = |ip| mmdblookup(&db, ip, &["subdivisions", "0", "iso_code"]);
+    assert_eq!(country("203.0.113.7").as_deref(), Some("US"));
+    assert_eq!(sub("203.0.113.7").as_deref(), Some("CA"));
+    assert_eq!(country("198.51.100.7").as_deref(), Some("DE"));
+    assert_eq!(sub("198.51.100.7").as_deref(), Some("BE"));
+    assert_eq!(country("192.0.2.7").as_deref(), Some("US"));
+    assert_eq!(sub("192.0.2.7"), None);
+    assert_eq!(country("100.64.0.1"), None);
+    assert_eq!(country("127.0.0.1"), None);
+}
+
 #[test]
 fn the_database_locates_the_forwarded_client_of_a_trusted_peer() {
     let origin = cookie_origin();
@@ -371,10 +417,8 @@ fn config_errors_name_the_file_and_line() {
     assert!(err.contains("`nowhere`") && err.contains("a, b"), "{err}");
 
     // A database that cannot be opened is named with its path.
-    let missing = format!(
-        "[proxy]\nlisten = [\"127.0.0.1:1\"]\n[proxy.geo]\ndatabase = \"/nonexistent/city.mmdb\"\n[[site]]\nname = \"s\"\nupstreams = [\"127.0.0.1:2\"]\n"
-    );
-    let (ok, _, err) = run_cli(&missing, &["check"]);
+    let missing = "[proxy]\nlisten = [\"127.0.0.1:1\"]\n[proxy.geo]\ndatabase = \"/nonexistent/city.mmdb\"\n[[site]]\nname = \"s\"\nupstreams = [\"127.0.0.1:2\"]\n";
+    let (ok, _, err) = run_cli(missing, &["check"]);
     assert!(!ok);
     assert!(
         err.starts_with("FILE:4:") && err.contains("/nonexistent/city.mmdb"),
