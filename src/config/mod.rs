@@ -413,6 +413,29 @@ mod tests {
         );
     }
 
+    /// The shipped jurisdiction example (docs/CONSENT.md, "Jurisdictions") is valid and
+    /// means what its comments say.
+    #[test]
+    fn the_jurisdiction_example_is_accepted() {
+        use crate::geo::{parse_country, parse_full_region, Location};
+        use crate::jurisdiction::Model;
+        let text = include_str!("../../conf/jurisdictions.example.toml");
+        let c = parse(text, Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.proxy.geo.country_header.is_some());
+        let j = &c.sites[0].jurisdictions;
+        let at = |country: &str, region: Option<&str>| Location {
+            country: parse_country(country.as_bytes()),
+            region: region.and_then(parse_full_region),
+        };
+        assert_eq!(j.model_for(&at("US", Some("US-CA"))), Model::OptOut);
+        assert_eq!(j.model_for(&at("US", Some("US-RI"))), Model::OptOut);
+        assert_eq!(j.model_for(&at("US", Some("US-NY"))), Model::OptIn);
+        assert_eq!(j.model_for(&at("DE", None)), Model::OptIn);
+        assert_eq!(j.model_for(&at("CN", None)), Model::OptIn);
+        assert_eq!(j.model_for(&Location::UNKNOWN), Model::OptIn);
+        assert!(j.shadowed().is_empty());
+    }
+
     #[test]
     fn unknown_key_names_line_and_fix() {
         let e = errs(&EXAMPLE.replace("threads = 1", "thread = 1"));
