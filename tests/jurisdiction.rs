@@ -209,11 +209,10 @@ fn a_site_without_rules_stays_opt_in_whatever_the_headers_say() {
 
 /// A GeoLite2-City-shaped database (MaxMind's documented record layout: `country.iso_code`,
 /// `subdivisions[].iso_code`), written by the independent `mmdb-writer` crate:
-/// 203.0.113.0/24 in California, 198.51.100.0/24 in Germany, 192.0.2.0/24 in Texas without a
+/// 203.0.113.0/24 in California, 198.51.100.0/24 in Germany, 192.0.2.0/24 in the US without a
 /// subdivision record (a country-level answer).
 fn write_city_db(path: &std::path::Path) {
     use serde_json::json;
-    let mut w = mmdb_writer::Writer::new("GeoLite2-City");
     let rows = [
         (
             "203.0.113.0/24",
@@ -227,11 +226,47 @@ fn write_city_db(path: &std::path::Path) {
         ),
         ("192.0.2.0/24", json!({"country": {"iso_code": "US"}})),
     ];
+    write_db(path, &rows);
+}
+
+/// Writes `rows` (network, record) as a City database at `path`.
+fn write_db(path: &std::path::Path, rows: &[(&str, serde_json::Value)]) {
+    let mut w = mmdb_writer::Writer::new("GeoLite2-City");
     for (net, record) in rows {
-        w.insert(net.parse::<ipnet::IpNet>().unwrap(), &record)
+        w.insert(net.parse::<ipnet::IpNet>().unwrap(), record)
             .unwrap();
     }
     std::fs::write(path, w.to_bytes().unwrap()).unwrap();
+}
+
+#[test]
+fn a_reload_reads_the_database_again() {
+    let origin = cookie_origin();
+    let dir = TempDir::new("geo-db-reload");
+    let db = dir.0.join("city.mmdb");
+    write_city_db(&db);
+    let proxy_keys = format!(
+        "trusted_proxies = [\"127.0.0.1/32\"]\n[proxy.geo]\ndatabase = \"{}\"\n",
+        db.display()
+    );
+    let proxy = Proxy::start_with(&site(&origin, ""), &proxy_keys);
+    let xff = [("X-Forwarded-For", "203.0.113.7")];
+    assert_eq!(names(&proxy.get("/", &xff)), ALL);
+    // The network moves to Germany in the new edition of the database.
+    let moved = [(
+        "203.0.113.0/24",
+        serde_json::json!({"country": {"iso_code": "DE"}}),
+    )];
+    write_db(&db, &moved);
+    let (status, body) = proxy.reload();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(names(&proxy.get("/", &xff)), NECESSARY_ONLY);
+    // A database that cannot be read fails the reload, naming it; the loaded one keeps serving.
+    std::fs::write(&db, b"not a database").unwrap();
+    let (status, body) = proxy.reload();
+    assert_ne!(status, 200);
+    assert!(body.contains("city.mmdb"), "{body}");
+    assert_eq!(names(&proxy.get("/", &xff)), NECESSARY_ONLY);
 }
 
 /// What MaxMind's own C library (libmaxminddb's `mmdblookup`, Debian package `mmdb-bin`) reads
