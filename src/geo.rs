@@ -307,6 +307,90 @@ mod tests {
         assert!(parse_full_region("CA").is_none());
     }
 
+    /// A database written by the independent `mmdb-writer` crate, opened from a file.
+    fn db(version: mmdb_writer::IpVersion, rows: &[(&str, serde_json::Value)]) -> GeoDatabase {
+        let mut w = mmdb_writer::Writer::builder("GeoLite2-City")
+            .ip_version(version)
+            .build();
+        for (net, record) in rows {
+            w.insert(net.parse::<ipnet::IpNet>().unwrap(), record)
+                .unwrap();
+        }
+        let path = std::env::temp_dir().join(format!(
+            "consentgate-geo-unit-{}-{:?}-{}.mmdb",
+            std::process::id(),
+            version,
+            rows.len()
+        ));
+        std::fs::write(&path, w.to_bytes().unwrap()).unwrap();
+        let db = GeoDatabase::open(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        db
+    }
+
+    #[test]
+    fn database_records_become_locations_and_odd_ones_unknown() {
+        use serde_json::json;
+        let d = db(
+            mmdb_writer::IpVersion::V6,
+            &[
+                (
+                    "2001:db8::/32",
+                    json!({"country": {"iso_code": "FR"}, "subdivisions": [{"iso_code": "IDF"}, {"iso_code": "75C"}]}),
+                ),
+                ("192.0.2.0/25", json!({"country": {"iso_code": "XX"}})),
+                (
+                    "192.0.2.128/25",
+                    json!({"country": {"iso_code": "US"}, "subdivisions": [{"iso_code": "C A"}]}),
+                ),
+                (
+                    "198.51.100.0/24",
+                    json!({"country": {"iso_code": "DE"}, "subdivisions": "BE"}),
+                ),
+                (
+                    "203.0.113.0/24",
+                    json!({"registered_country": {"iso_code": "NL"}}),
+                ),
+            ],
+        );
+        let at = |ip: &str| d.lookup(ip.parse().unwrap());
+        let fr = at("2001:db8::1");
+        assert_eq!(fr.country.unwrap().as_str(), "FR");
+        assert_eq!(
+            fr.region.unwrap().as_str(),
+            "FR-IDF",
+            "the first subdivision"
+        );
+        assert!(at("192.0.2.1").is_unknown(), "XX is no country");
+        let us = at("192.0.2.200");
+        assert_eq!((us.country.unwrap().as_str(), us.region), ("US", None));
+        // An IPv4-mapped IPv6 client is looked up as IPv4.
+        assert_eq!(at("::ffff:192.0.2.200"), us);
+        let de = at("198.51.100.1");
+        assert_eq!((de.country.unwrap().as_str(), de.region), ("DE", None));
+        assert!(at("203.0.113.1").is_unknown(), "only `country` counts");
+        assert!(at("10.0.0.1").is_unknown());
+        // An IPv4-only database asked about an IPv6 client: unknown, no error.
+        let v4 = db(
+            mmdb_writer::IpVersion::V4,
+            &[("192.0.2.0/24", json!({"country": {"iso_code": "SE"}}))],
+        );
+        assert_eq!(
+            v4.lookup("192.0.2.9".parse().unwrap())
+                .country
+                .unwrap()
+                .as_str(),
+            "SE"
+        );
+        assert!(v4.lookup("2001:db8::1".parse().unwrap()).is_unknown());
+        // Not a database: refused at load.
+        let bad =
+            std::env::temp_dir().join(format!("consentgate-geo-bad-{}.mmdb", std::process::id()));
+        std::fs::write(&bad, b"not a database").unwrap();
+        assert!(GeoDatabase::open(&bad).is_err());
+        let _ = std::fs::remove_file(&bad);
+    }
+
     #[test]
     fn headers_only_from_peers_that_may_send_them() {
         let geo = GeoSettings {
