@@ -239,10 +239,17 @@ fn explain(
 /// `run`: serves until stopped; returns only when the configuration does not load.
 fn run(config: &Path, opts: consentgate::server::RunOptions) -> Result<(), String> {
     consentgate::server::init_logging();
-    let rt = Runtime::load(config).map_err(|e| e.to_string())?;
-    for w in consentgate::config::warnings_for_file(&rt.proxy, config) {
+    let c = consentgate::config::load(config).map_err(|e| e.to_string())?;
+    let text = std::fs::read_to_string(config).unwrap_or_default();
+    for w in consentgate::config::warnings_for_file(&c.proxy, config)
+        .into_iter()
+        .chain(consentgate::config::jurisdiction_warnings(
+            &c.sites, config, &text,
+        ))
+    {
         tracing::warn!("{w}");
     }
+    let rt = Runtime::build(c)?;
     consentgate::server::run(rt, opts, Vec::new())
 }
 
