@@ -352,6 +352,52 @@ mod tests {
         assert!(c.grants.is_none());
     }
 
+    /// The model as `plan_request_in` applies it to a site's cookies.
+    #[test]
+    fn models_decide_the_request_cookies() {
+        use crate::cookies::gate::RequestAction;
+        let text = r#"
+[proxy]
+listen = ["127.0.0.1:1"]
+[[site]]
+name = "t"
+upstreams = ["127.0.0.1:2"]
+[site.cookies]
+analytics = ["_ga"]
+marketing = ["_fbp"]
+[site.cookies.vendors]
+"_ga" = 755
+"#;
+        let mut cfg = crate::config::parse(text, "t.toml".as_ref()).unwrap();
+        let gauge = prometheus::IntGauge::new("t_jurisdiction_cache", "test").unwrap();
+        let policy =
+            crate::policy::SitePolicy::build(cfg.sites.remove(0), cfg.proxy.request_limits, gauge)
+                .unwrap();
+        let plan = |model, gpc| {
+            let cookies = [&b"_ga=1; _fbp=2; mystery=3"[..]];
+            let (plan, reports) =
+                crate::decide::plan_request_in(&policy, model, cookies, gpc, true);
+            let actions: Vec<RequestAction> = reports.iter().map(|r| r.action).collect();
+            (plan, actions)
+        };
+        use RequestAction::*;
+        // Opt-in without consent: both expired, the unknown one stripped.
+        let (p, a) = plan(Model::OptIn, false);
+        assert_eq!(a, [Expire, Expire, Strip]);
+        assert_eq!(p.expire.len(), 2);
+        // Opt-out: `_ga` needs no TCF vendor consent without a TC string; unknown cookies are
+        // still stripped (unknown_cookies = "strip"); GPC withdraws marketing.
+        let (_, a) = plan(Model::OptOut, false);
+        assert_eq!(a, [Forward, Forward, Strip]);
+        let (p, a) = plan(Model::OptOut, true);
+        assert_eq!(a, [Forward, Expire, Strip]);
+        assert_eq!(p.consent.model, Model::OptOut);
+        // Off: nothing gated.
+        let (p, a) = plan(Model::Off, true);
+        assert_eq!(a, [Forward, Forward, Forward]);
+        assert!(p.upstream_cookie.is_none() && p.expire.is_empty());
+    }
+
     #[test]
     fn areas_parse() {
         assert_eq!(Area::parse("*"), Some(Area::Anywhere));

@@ -131,3 +131,66 @@ pub fn jurisdiction_warnings(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::parse;
+    use std::path::Path;
+
+    const SITE: &str =
+        "[proxy]\nlisten = [\"127.0.0.1:1\"]\n[[site]]\nname = \"a\"\nupstreams = [\"127.0.0.1:2\"]\n";
+
+    fn errors(extra: &str) -> String {
+        match parse(&format!("{SITE}{extra}"), Path::new("t.toml")) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn each_problem_is_named_on_its_line() {
+        // Lines: 6 name, 7 regions, 9 name, 10 regions, 11 model.
+        let e = errors(
+            "[[site.jurisdiction]]\nname = \"a b\"\nregions = []\n[[site.jurisdiction]]\nname = \"x\"\nregions = [\"US-CA\"]\n",
+        );
+        assert!(e.contains("t.toml:7: jurisdiction name `a b`"), "{e}");
+        assert!(
+            e.contains("t.toml:8: jurisdiction `a b` has no regions"),
+            "{e}"
+        );
+        assert!(
+            e.contains("t.toml:10: jurisdiction `x` has no model"),
+            "{e}"
+        );
+        let e = errors(
+            "[[site.jurisdiction]]\nname = \"x\"\nregions = [\"*\"]\nmodel = \"off\"\n[[site.jurisdiction]]\nname = \"x\"\nregions = [\"DE\"]\nmodel = \"opt-in\"\n",
+        );
+        assert!(
+            e.contains("t.toml:11: jurisdiction `x` is defined twice"),
+            "{e}"
+        );
+        let e = errors("unknown_jurisdiction = \"x\"\n");
+        assert!(
+            e.contains("t.toml:6: unknown_jurisdiction names a rule"),
+            "{e}"
+        );
+        // An empty `[proxy.geo]` is valid: every location is unknown.
+        assert_eq!(errors("[proxy.geo]\n"), "");
+    }
+
+    #[test]
+    fn geo_keys_are_checked() {
+        let text = "[proxy]\nlisten = [\"127.0.0.1:1\"]\n[proxy.geo]\ncountry_header = \"CF IPCountry\"\nregion_header = \"cf-region-code\"\n[[site]]\nname = \"a\"\nupstreams = [\"127.0.0.1:2\"]\n";
+        let e = parse(text, Path::new("t.toml")).unwrap_err().to_string();
+        assert!(
+            e.contains("t.toml:4: [proxy.geo] country_header `CF IPCountry`"),
+            "{e}"
+        );
+        let text = text.replace("country_header = \"CF IPCountry\"\n", "");
+        let e = parse(&text, Path::new("t.toml")).unwrap_err().to_string();
+        assert!(
+            e.contains("t.toml:4: [proxy.geo] region_header without country_header"),
+            "{e}"
+        );
+    }
+}
