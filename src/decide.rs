@@ -13,7 +13,7 @@ pub use response::{
     SetCookieDecision,
 };
 
-use crate::consent::{read_consent, Category, ConsentState};
+use crate::consent::{read_consent_with_headers, Category, ConsentState};
 use crate::cookies::gate::{expiry_lines, request_action, set_cookie_name, RequestAction, Verdict};
 use crate::cookies::header::CookieJar;
 use crate::labels::CategoryLabel;
@@ -63,11 +63,21 @@ pub fn plan_request<'a>(
     policy: &SitePolicy,
     cookie_lines: impl IntoIterator<Item = &'a [u8]>,
     gpc: bool,
+    headers: &http::HeaderMap,
     detail: bool,
 ) -> (RequestPlan, Vec<CookieReport>) {
     let limits = policy.limits;
     let jar = CookieJar::from_headers_limited(cookie_lines, limits.max_request_cookies);
-    let consent = read_consent(&policy.readers, &jar, gpc, policy.gpc, detail);
+    // `headers`: the request's, for the header sources of apps (`[[site.consent.header]]`).
+    let consent = read_consent_with_headers(
+        &policy.readers,
+        &policy.consent_headers,
+        headers,
+        &jar,
+        gpc,
+        policy.gpc,
+        detail,
+    );
     let gate = policy.gate();
     let mut plan = RequestPlan {
         cookies_over_limit: u32::try_from(jar.overflow()).unwrap_or(u32::MAX),

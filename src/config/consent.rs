@@ -6,6 +6,7 @@ use super::located::Located;
 use super::raw::{self, RawConsent};
 use super::Validator;
 use crate::consent::registry::{self, BuildInput, FormatEntry, FormatError};
+use crate::consent::header::{self, HeaderSource};
 use crate::consent::ConsentReader;
 use std::ops::Range;
 use toml::Spanned;
@@ -125,6 +126,68 @@ impl Validator<'_> {
         if !found {
             self.error_at(written.span(), raw::toml_error_kind(msg));
         }
+    }
+}
+
+impl Validator<'_> {
+    /// Builds the `[[site.consent.header]]` sources. Each header's format is read with the
+    /// site's own `[site.consent.FORMAT]` table (or the format's defaults), so a header maps
+    /// to categories exactly as the cookie of that format does.
+    pub(super) fn consent_headers(
+        &mut self,
+        c: &RawConsent,
+        consent_cookie: &str,
+    ) -> Vec<HeaderSource> {
+        let mut out: Vec<HeaderSource> = Vec::new();
+        for entry in &c.header {
+            let entry = entry.get_ref();
+            let name_text = entry.name.get_ref().trim();
+            let name = match http::HeaderName::from_bytes(name_text.as_bytes()) {
+                Ok(n) if !matches!(n.as_str(), "cookie" | "host" | "sec-gpc") => n,
+                _ => {
+                    let reason = format!(
+                        "`{name_text}` is not a usable header name; write one like \"X-Consent\" (not Cookie, Host or Sec-GPC)"
+                    );
+                    self.error_at(entry.name.span(), K::HeaderSource(reason));
+                    continue;
+                }
+            };
+            if out.iter().any(|h| h.name == name) {
+                let reason = format!("header `{name_text}` is listed twice");
+                self.error_at(entry.name.span(), K::HeaderSource(reason));
+                continue;
+            }
+            let format = entry.format.get_ref().trim().to_ascii_lowercase();
+            let Some(registry_entry) = header::FORMATS
+                .contains(&format.as_str())
+                .then(|| registry::find(&format))
+                .flatten()
+            else {
+                let reason = format!(
+                    "format `{}` cannot be read from a header; use one of: {}",
+                    entry.format.get_ref(),
+                    header::FORMATS.join(", ")
+                );
+                self.error_at(entry.format.span(), K::HeaderSource(reason));
+                continue;
+            };
+            let table = c
+                .tables
+                .get(registry_entry.name)
+                .map(|t| plain(t.get_ref()));
+            let input = BuildInput {
+                table: table.as_ref(),
+                consent_cookie,
+            };
+            // A bad table is reported where the table is (by `consent_readers`).
+            if let Ok(reader) = registry_entry.build(&input) {
+                out.push(HeaderSource::new(name, reader));
+            } else if c.tables.get(registry_entry.name).is_none() {
+                let reason = format!("format `{format}` does not build with its defaults");
+                self.error_at(entry.format.span(), K::HeaderSource(reason));
+            }
+        }
+        out
     }
 }
 
