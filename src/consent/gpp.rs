@@ -203,7 +203,7 @@ impl Bits {
 }
 
 /// The header: type 3, version 1, then the section ids as a Fibonacci-coded range.
-fn decode_header(text: &str) -> Result<Vec<u16>, ConsentError> {
+pub fn decode_header(text: &str) -> Result<Vec<u16>, ConsentError> {
     let bad = || ConsentError::new("GPP header is truncated or malformed");
     let mut b = Bits::new(text, "header")?;
     let kind = b.int(6).ok_or_else(bad)?;

@@ -515,7 +515,9 @@ pub fn read_consent_with_headers(
     let mut verdict = Verdict::NOTHING;
     let mut vendors = None;
     let from_cookies = readers.iter().filter_map(|r| r.read(jar, detail));
-    let from_headers = header_sources.iter().filter_map(|h| h.read(headers, detail));
+    let from_headers = header_sources
+        .iter()
+        .filter_map(|h| h.read(headers, detail));
     for outcome in from_cookies.chain(from_headers) {
         verdict = verdict.merge(outcome.verdict);
         if outcome.vendors.is_some() && outcome.error.is_none() {

@@ -516,20 +516,17 @@ impl ConsentReader for TcfReader {
 
     fn read_value(&self, raw: &[u8], source: &Arc<str>, detail: bool) -> Option<SourceOutcome> {
         // An app's stored `IABTCF_TCString`, sent as a header.
-        Some(
-            match super::url_decoded(raw).and_then(|v| decode(&v)) {
-                Err(e) => SourceOutcome::failed(self.format(), source, e),
-                Ok(tc) => {
-                    let mut o =
-                        SourceOutcome::granted(self.format(), source, grants(&tc, &self.cfg));
-                    o.vendors = Some(Arc::new(tc.vendor_consents.clone()));
-                    if detail {
-                        o.details = Some(details(&tc));
-                    }
-                    o
+        Some(match super::url_decoded(raw).and_then(|v| decode(&v)) {
+            Err(e) => SourceOutcome::failed(self.format(), source, e),
+            Ok(tc) => {
+                let mut o = SourceOutcome::granted(self.format(), source, grants(&tc, &self.cfg));
+                o.vendors = Some(Arc::new(tc.vendor_consents.clone()));
+                if detail {
+                    o.details = Some(details(&tc));
                 }
-            },
-        )
+                o
+            }
+        })
     }
 
     fn read(&self, jar: &CookieJar<'_>, detail: bool) -> Option<SourceOutcome> {
