@@ -257,8 +257,12 @@ use Kind::{Int, List};
 
 const N: Kind = Int(2);
 
+/// A section's layout: its name, its core fields in order, and whether the GPC sub-section
+/// is defined for it.
+type Layout = (&'static str, &'static [(&'static str, Kind)], bool);
+
 /// The layouts, from the IAB's technical specifications (field names verbatim).
-fn layout(id: u16, bits: usize) -> Option<(&'static str, &'static [(&'static str, Kind)], bool)> {
+fn layout(id: u16, bits: usize) -> Option<Layout> {
     const USNAT_16: &[(&str, Kind)] = &[
         ("Version", Int(6)),
         ("SharingNotice", N),
