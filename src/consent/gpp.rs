@@ -413,11 +413,18 @@ pub fn decode_us_section(id: u16, text: &str) -> Result<Option<UsSection>, Conse
         };
         out.push((*field, value));
     }
-    if out[0].1 != Field::Int(1) {
-        return Err(ConsentError::new(format!(
-            "GPP section {name} version {:?} is not supported (only 1)",
-            out[0].1
-        )));
+    // Version 1 everywhere; usnat also carries Version 2 for the 16/3 layout (the layout
+    // iab_gpp and the specification's 2024 revision write), which must then be complete.
+    match (&out[0].1, id) {
+        (Field::Int(1), _) => {}
+        (Field::Int(2), 7) if b.len >= 70 => {}
+        (Field::Int(2), 7) => return Err(truncated()),
+        (Field::Int(v), _) => {
+            return Err(ConsentError::new(format!(
+                "GPP section {name} version {v} is not supported"
+            )))
+        }
+        _ => return Err(truncated()),
     }
     // The optional sub-section: GpcSegmentType 1 (2 bits), then Gpc (1 bit).
     if let Some(sub) = segments.next() {
