@@ -763,6 +763,66 @@ mod tests {
     }
 
     #[test]
+    fn usnat_layouts_and_versions() {
+        // Version 1, 60 bits: the 12/2 layout; 70 bits: 16/3 (iabgpp-java / iabgpp-es tests).
+        let old = decode_us_section(7, "BVQqAAAACg").unwrap().unwrap();
+        assert_eq!(
+            old.get("SensitiveDataProcessing"),
+            Some(&Field::List(vec![0; 12]))
+        );
+        let new = decode_us_section(7, "BVVVkkkkkpFY").unwrap().unwrap();
+        assert_eq!(
+            new.get("KnownChildSensitiveDataConsents"),
+            Some(&Field::List(vec![2, 1, 0]))
+        );
+        // The same 16/3 core with Version 2 ("C" = 000010): read; too short for 16/3: refused.
+        let v2 = decode_us_section(7, "CVVVkkkkkpFY").unwrap().unwrap();
+        assert_eq!(v2.get("Version"), Some(&Field::Int(2)));
+        assert_eq!(
+            v2.get("SensitiveDataProcessing"),
+            new.get("SensitiveDataProcessing")
+        );
+        assert!(decode_us_section(7, "CVQqAAAACg").is_err());
+        // Version 2 of another section is not defined.
+        assert!(decode_us_section(8, "CVWSSSVY").is_err());
+    }
+
+    #[test]
+    fn reader_applies_gpp_sid_and_reads_onetrust() {
+        let r = GppReader::new(&GppConfig::default()).unwrap();
+        let read = |h: &str| {
+            let jar = CookieJar::from_headers([h.as_bytes()]);
+            r.read(&jar, true)
+        };
+        assert!(read("other=1").is_none());
+        let o = read("__gpp=DBABBg~BVWSSSVY.YA; __gpp_sid=8").unwrap();
+        assert!(o.verdict.refuses(Category::Marketing) && o.error.is_none());
+        assert_eq!(
+            o.details.as_ref().unwrap()["applicable_section_ids"],
+            json!([8])
+        );
+        // Not applicable: nothing said, not an error.
+        let o = read("__gpp=DBABBg~BVWSSSVY.YA; __gpp_sid=2_7").unwrap();
+        assert_eq!(o.verdict, Verdict::NOTHING);
+        let o = read("__gpp=DBABBg~BVWSSSVY.YA; __gpp_sid=-1").unwrap();
+        assert_eq!(o.verdict, Verdict::NOTHING);
+        // An unreadable __gpp_sid fails the source.
+        assert!(read("__gpp=DBABBg~BAAAAABA.QA; __gpp_sid=x")
+            .unwrap()
+            .error
+            .is_some());
+        // OneTrust's cookie: every section applies.
+        let o = read("OTGPPConsent=DBABBg%7EBVWSSSVY.YA").unwrap();
+        assert_eq!(&*o.cookie, "OTGPPConsent");
+        assert!(o.verdict.refuses(Category::Marketing));
+        // Both: the most restrictive; one unreadable copy fails the source.
+        let o = read("__gpp=DBABBg~BAAAAABA.QA; OTGPPConsent=DBABBg~BVWSSSVY.YA").unwrap();
+        assert!(o.verdict.refuses(Category::Marketing));
+        let o = read("__gpp=DBABBg~BAAAAABA.QA; __gpp=junk").unwrap();
+        assert!(o.error.is_some() && o.granted == super::super::Grants::NONE);
+    }
+
+    #[test]
     fn unsupported_sections_are_skipped() {
         // [2, 6]: tcfeuv2 and uspv1 (not read), from iabgpp-java GppModelTest.
         let s = "DBACNYA~CPSG_8APSG_8ANwAAAENAwCAAAAAAAAAAAAAAAAAAAAA.QAAA.IAAA~1YNN";
