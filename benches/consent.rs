@@ -1,6 +1,6 @@
 //! Reading consent: a typical Cookie header (about 8 cookies) carrying each format, through the
 //! same reader + CookieJar path the proxy runs; and decoding a TC string with 1,000+ vendors in
-//! both vendor encodings. Run: cargo bench --bench consent
+//! both vendor encodings, and GPP strings. Run: cargo bench --bench consent
 
 use consentgate::consent::{self, ConsentReader};
 use consentgate::cookies::header::CookieJar;
@@ -59,6 +59,9 @@ fn bench(c: &mut Criterion) {
          header("consent=analytics,marketing")),
         ("tcf", Box::new(consent::tcf::TcfReader::new(&Default::default()).unwrap()),
          header(&format!("euconsent-v2={}", tc_string_with(true, true)))),
+        // usnat (16/3 layout, opted out, GPC) from the IAB reference library's tests.
+        ("gpp", Box::new(consent::gpp::GppReader::new(&Default::default()).unwrap()),
+         header("__gpp=DBABLA~BVVVkkkkkpFY.YA; __gpp_sid=7")),
     ];
     for (name, reader, h) in &cases {
         c.bench_function(&format!("read {name} from a typical Cookie header"), |b| {
@@ -78,6 +81,20 @@ fn bench(c: &mut Criterion) {
     ] {
         c.bench_function(&format!("decode TC string, {label}"), |b| {
             b.iter(|| black_box(consent::tcf::decode(black_box(&s)).unwrap()))
+        });
+    }
+    // GPP strings from the IAB reference libraries' tests (tests/fixtures/gpp): a US section,
+    // and a TC string with a section read past.
+    for (label, s) in [
+        ("usnat", "DBABLA~BVVVkkkkkpFY.YA"),
+        ("usca", "DBABBg~BVWSSSVY.YA"),
+        (
+            "tcfeuv2 + uspv1",
+            "DBACNYA~CPSG_8APSG_8ANwAAAENAwCAAAAAAAAAAAAAAAAAAAAA.QAAA.IAAA~1YNN",
+        ),
+    ] {
+        c.bench_function(&format!("decode GPP string, {label}"), |b| {
+            b.iter(|| black_box(consent::gpp::decode(black_box(s)).unwrap()))
         });
     }
 }

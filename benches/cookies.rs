@@ -16,9 +16,17 @@ fn bench(c: &mut Criterion) {
         &SitePolicy::build(config.sites.remove(0), config.proxy.request_limits, gauge).unwrap();
     let typical: &[u8] = b"consent=analytics; SESSIONID=abc123; _ga=GA1.2.111.222; _ga_XYZ=GS1.1.1; _gid=GA1.2.3; _fbp=fb.1.123.456; _gcl_au=1.1.1; AWSALB=xyz";
     c.bench_function("plan_request typical 8-cookie header", |b| {
-        b.iter(|| plan_request(site, [black_box(typical)], false, false))
+        b.iter(|| {
+            plan_request(
+                site,
+                [black_box(typical)],
+                false,
+                &http::HeaderMap::new(),
+                false,
+            )
+        })
     });
-    let (plan, _) = plan_request(site, [typical], false, false);
+    let (plan, _) = plan_request(site, [typical], false, &http::HeaderMap::new(), false);
     let lines: [&[u8]; 3] = [
         b"SESSIONID=abc123; Path=/; HttpOnly",
         b"_ga=GA1.2.111.222; Path=/; Max-Age=63072000",

@@ -13,7 +13,7 @@ pub use response::{
     SetCookieDecision,
 };
 
-use crate::consent::{read_consent, Category, ConsentState};
+use crate::consent::{read_consent_with_headers, Category, ConsentState};
 use crate::cookies::gate::{expiry_lines, request_action, set_cookie_name, RequestAction, Verdict};
 use crate::cookies::header::CookieJar;
 use crate::jurisdiction::Model;
@@ -64,9 +64,10 @@ pub fn plan_request<'a>(
     policy: &SitePolicy,
     cookie_lines: impl IntoIterator<Item = &'a [u8]>,
     gpc: bool,
+    headers: &http::HeaderMap,
     detail: bool,
 ) -> (RequestPlan, Vec<CookieReport>) {
-    plan_request_in(policy, Model::OptIn, cookie_lines, gpc, detail)
+    plan_request_in(policy, Model::OptIn, cookie_lines, gpc, headers, detail)
 }
 
 /// [`plan_request`] for a visitor under `model`, the consent model of the site's jurisdiction
@@ -77,11 +78,21 @@ pub fn plan_request_in<'a>(
     model: Model,
     cookie_lines: impl IntoIterator<Item = &'a [u8]>,
     gpc: bool,
+    headers: &http::HeaderMap,
     detail: bool,
 ) -> (RequestPlan, Vec<CookieReport>) {
     let limits = policy.limits;
     let jar = CookieJar::from_headers_limited(cookie_lines, limits.max_request_cookies);
-    let mut consent = read_consent(&policy.readers, &jar, gpc, policy.gpc, detail);
+    // `headers`: the request's, for the header sources of apps (`[[site.consent.header]]`).
+    let mut consent = read_consent_with_headers(
+        &policy.readers,
+        &policy.consent_headers,
+        headers,
+        &jar,
+        gpc,
+        policy.gpc,
+        detail,
+    );
     if model != Model::OptIn {
         crate::jurisdiction::apply(model, &mut consent, policy.gpc);
     }

@@ -58,6 +58,9 @@ pub struct ExplainRequest<'a> {
     /// Where the visitor is (`--country US`, `--region US-CA` or `CA`); unknown without.
     pub country: Option<&'a str>,
     pub region: Option<&'a str>,
+    /// Other request headers, as `Name: value` lines (`--header`): the consent headers of
+    /// apps (`[[site.consent.header]]`) are read from them.
+    pub headers: &'a [String],
 }
 
 /// The decision for one request, without a response plan.
@@ -75,11 +78,13 @@ pub fn explain_with_response(
     let site = site_for(rt, req)?;
     let policy = &site.policy;
     let (jurisdiction, model) = explain_jurisdiction(policy, req)?;
+    let headers = header_map(req.headers)?;
     let (plan, reports) = plan_request_in(
         policy,
         model,
         req.cookies.iter().map(|c| c.as_bytes()),
         req.gpc,
+        &headers,
         true,
     );
     let consent = &plan.consent;
@@ -214,7 +219,8 @@ fn explain_sources(consent: &ConsentState) -> Vec<Value> {
         .map(|s| {
             json!({
                 "format": s.format,
-                "cookie": &*s.cookie,
+                // Where it was read: `"cookie": NAME`, or `"header": NAME` for an app's header.
+                s.via.as_str(): &*s.cookie,
                 "granted": s.granted,
                 // Categories this source carries no choice for: it neither grants nor vetoes
                 // them, the other sources decide.
@@ -241,6 +247,22 @@ fn explain_set_cookies(policy: &SitePolicy, consent: &ConsentState, lines: &[Str
         .collect()
 }
 
+/// `--header` lines (`Name: value`) as a header map.
+fn header_map(lines: &[String]) -> Result<http::HeaderMap, String> {
+    let mut map = http::HeaderMap::new();
+    for line in lines {
+        let parsed = line.split_once(':').and_then(|(n, v)| {
+            let name = http::HeaderName::from_bytes(n.trim().as_bytes()).ok()?;
+            let value = http::HeaderValue::from_str(v.trim()).ok()?;
+            Some((name, value))
+        });
+        let (name, value) =
+            parsed.ok_or_else(|| format!("--header `{line}` is not a `Name: value` line"))?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
 /// The forwarding decision for a request from `peer` carrying `headers` (`Name: value` lines),
 /// as the proxy would take it on a plain listener (`explain --peer`).
 pub fn explain_forwarded(
@@ -253,17 +275,7 @@ pub fn explain_forwarded(
     let peer: std::net::IpAddr = peer
         .parse()
         .map_err(|_| format!("--peer `{peer}` is not an IP address"))?;
-    let mut map = http::HeaderMap::new();
-    for line in headers {
-        let parsed = line.split_once(':').and_then(|(n, v)| {
-            let name = http::HeaderName::from_bytes(n.trim().as_bytes()).ok()?;
-            let value = http::HeaderValue::from_str(v.trim()).ok()?;
-            Some((name, value))
-        });
-        let (name, value) =
-            parsed.ok_or_else(|| format!("--header `{line}` is not a `Name: value` line"))?;
-        map.append(name, value);
-    }
+    let map = header_map(headers)?;
     let input = ForwardedInput {
         peer,
         tls: false,

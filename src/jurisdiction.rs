@@ -375,8 +375,14 @@ marketing = ["_fbp"]
                 .unwrap();
         let plan = |model, gpc| {
             let cookies = [&b"_ga=1; _fbp=2; mystery=3"[..]];
-            let (plan, reports) =
-                crate::decide::plan_request_in(&policy, model, cookies, gpc, true);
+            let (plan, reports) = crate::decide::plan_request_in(
+                &policy,
+                model,
+                cookies,
+                gpc,
+                &http::HeaderMap::new(),
+                true,
+            );
             let actions: Vec<RequestAction> = reports.iter().map(|r| r.action).collect();
             (plan, actions)
         };

@@ -108,8 +108,9 @@ enum Command {
         /// scheme, header edits for the origin) under "forwarded".
         #[arg(long)]
         peer: Option<String>,
-        /// A request header line 'Name: value' for the forwarding decision, e.g.
-        /// 'X-Forwarded-For: 203.0.113.7'. Repeatable.
+        /// A request header line 'Name: value', e.g. 'X-Consent: analytics' (read by the
+        /// site's [[site.consent.header]] sources) or, with --peer, 'X-Forwarded-For:
+        /// 203.0.113.7' for the forwarding decision. Repeatable.
         #[arg(long)]
         header: Vec<String>,
         /// Where the visitor is: an ISO 3166-1 country code (US, DE). Prints the site's
@@ -163,6 +164,7 @@ fn main() -> ExitCode {
                 dest: dest.as_deref(),
                 country: country.as_deref(),
                 region: region.as_deref(),
+                headers: &header,
             };
             let given = status.is_some()
                 || content_type.is_some()

@@ -26,6 +26,7 @@ pub mod name {
     pub const REQUEST_COOKIES_STRIPPED: &str = "consentgate_request_cookies_stripped_total";
     pub const COOKIES_EXPIRED: &str = "consentgate_cookies_expired_total";
     pub const CONSENT_ERRORS: &str = "consentgate_consent_errors_total";
+    pub const CONSENT_SOURCES: &str = "consentgate_consent_sources_total";
     pub const UPSTREAM_ERRORS: &str = "consentgate_upstream_errors_total";
 }
 
@@ -98,6 +99,25 @@ pub static CONSENT_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
     .unwrap()
 });
+
+/// Consent sources present on requests, by where they were read (`cookie`, or `header` for
+/// apps) and format. Labels are bounded: sites and formats come from configuration and the
+/// registry, `via` has two values.
+pub static CONSENT_SOURCES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        name::CONSENT_SOURCES,
+        "Consent sources read on requests, by site, where they were read (cookie, header) and format",
+        &["site", "via", "format"]
+    )
+    .unwrap()
+});
+
+/// Counts one consent source read on a request.
+pub fn count_consent_source(site: &str, via: crate::consent::Via, format: &'static str) {
+    CONSENT_SOURCES
+        .with_label_values(&[site, via.as_str(), format])
+        .inc();
+}
 
 /// Requests whose upstream failed.
 pub static UPSTREAM_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
@@ -466,6 +486,7 @@ pub fn init() {
     LazyLock::force(&COOKIES_EXPIRED);
     LazyLock::force(&UNKNOWN_COOKIES);
     LazyLock::force(&CONSENT_ERRORS);
+    LazyLock::force(&CONSENT_SOURCES);
     LazyLock::force(&UPSTREAM_ERRORS);
     LazyLock::force(&FILTER_ERRORS);
     LazyLock::force(&GPC_REQUESTS);

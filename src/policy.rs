@@ -29,6 +29,8 @@ pub struct SitePolicy {
     /// Cookie-name rules that also need an IAB TCF vendor's consent.
     pub vendor_rules: Vec<(RuleSet, u16)>,
     pub readers: Vec<Box<dyn ConsentReader>>,
+    /// Consent sent by apps in request headers (`[[site.consent.header]]`).
+    pub consent_headers: Vec<crate::consent::header::HeaderSource>,
     pub blocklists: Arc<Blocklists>,
     pub block_responses: BlockResponses,
     /// HTML neutralization rules; `None` when `[site.html] enabled = false`.
@@ -130,6 +132,7 @@ impl SitePolicy {
             classifier: Classifier::new(consent_cookies, cfg.rules, cfg.database),
             vendor_rules: cfg.vendor_rules,
             readers: cfg.readers,
+            consent_headers: cfg.consent_headers,
             blocklists,
             block_responses: cfg.block_responses,
             page_rules,

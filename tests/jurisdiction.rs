@@ -114,6 +114,38 @@ fn gpc_and_explicit_refusals_opt_a_california_visitor_out() {
     assert_eq!(origin.last().header_strings("cookie"), ["_ga=1"]);
 }
 
+/// usca with SaleOptOut = 1 and Gpc = true, from IABTechLab/iabgpp-java's UsCaTest (also in
+/// tests/fixtures/gpp/vectors.json), under a GPP header listing section 8.
+const GPP_USCA_OPT_OUT: &str = "DBABBg~BVWSSSVY.YA";
+/// usca with the reference libraries' defaults: no opt-out.
+const GPP_USCA_DEFAULT: &str = "DBABBg~BAAAAABA.QA";
+
+#[test]
+fn a_gpp_opt_out_opts_a_california_visitor_out_of_marketing() {
+    let origin = cookie_origin();
+    let consent = "[site.consent]\nsources = [\"first-party\", \"gpp\"]\n";
+    let proxy = Proxy::start_with(&site(&origin, consent), GEO);
+    let ca = [("CF-IPCountry", "US"), ("cf-region-code", "CA")];
+    // No cookie but the CMP's GPP string with a sale opt-out: marketing goes, analytics stays
+    // (opt-out model: everything not refused is granted).
+    let gpp = format!("__gpp={GPP_USCA_OPT_OUT}; __gpp_sid=8");
+    let r = proxy.get("/", &[ca[0], ca[1], ("Cookie", &gpp)]);
+    assert_eq!(names(&r), ["SESSIONID", "_ga"]);
+    // OneTrust's GPP cookie says the same.
+    let ot = format!("OTGPPConsent={GPP_USCA_OPT_OUT}");
+    let r = proxy.get("/", &[ca[0], ca[1], ("Cookie", &ot)]);
+    assert_eq!(names(&r), ["SESSIONID", "_ga"]);
+    // A GPP string without an opt-out refuses nothing: everything stays.
+    let gpp = format!("__gpp={GPP_USCA_DEFAULT}; __gpp_sid=8");
+    let r = proxy.get("/", &[ca[0], ca[1], ("Cookie", &gpp)]);
+    assert_eq!(names(&r), ALL);
+    // A GPP string without an opt-out grants an EU visitor nothing (opt-in: a US section is
+    // no GDPR consent).
+    let gpp = format!("__gpp={GPP_USCA_DEFAULT}; __gpp_sid=8");
+    let r = proxy.get("/", &[("CF-IPCountry", "DE"), ("Cookie", &gpp)]);
+    assert_eq!(names(&r), NECESSARY_ONLY);
+}
+
 #[test]
 fn an_eu_visitor_gets_neither_and_off_gates_nothing() {
     let origin = cookie_origin();

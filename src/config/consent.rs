@@ -5,6 +5,7 @@ use super::error::{ConfigErrorKind as K, ListKey};
 use super::located::Located;
 use super::raw::{self, RawConsent};
 use super::Validator;
+use crate::consent::header::{self, HeaderSource};
 use crate::consent::registry::{self, BuildInput, FormatEntry, FormatError};
 use crate::consent::ConsentReader;
 use std::ops::Range;
@@ -125,6 +126,70 @@ impl Validator<'_> {
         if !found {
             self.error_at(written.span(), raw::toml_error_kind(msg));
         }
+    }
+}
+
+impl Validator<'_> {
+    /// Builds the `[[site.consent.header]]` sources. Each header's format is read with the
+    /// site's own `[site.consent.FORMAT]` table (or the format's defaults), so a header maps
+    /// to categories exactly as the cookie of that format does.
+    pub(super) fn consent_headers(
+        &mut self,
+        c: &RawConsent,
+        consent_cookie: &str,
+    ) -> Vec<HeaderSource> {
+        let mut out: Vec<HeaderSource> = Vec::new();
+        let mut seen: Vec<http::HeaderName> = Vec::new();
+        for entry in &c.header {
+            let entry = entry.get_ref();
+            let name_text = entry.name.get_ref().trim();
+            let name = match http::HeaderName::from_bytes(name_text.as_bytes()) {
+                Ok(n) if !matches!(n.as_str(), "cookie" | "host" | "sec-gpc") => n,
+                _ => {
+                    let reason = format!(
+                        "`{name_text}` is not a usable header name; write one like \"X-Consent\" (not Cookie, Host or Sec-GPC)"
+                    );
+                    self.error_at(entry.name.span(), K::HeaderSource(reason));
+                    continue;
+                }
+            };
+            if seen.contains(&name) {
+                let reason = format!("header `{name_text}` is listed twice");
+                self.error_at(entry.name.span(), K::HeaderSource(reason));
+                continue;
+            }
+            seen.push(name.clone());
+            let format = entry.format.get_ref().trim().to_ascii_lowercase();
+            let Some(registry_entry) = header::FORMATS
+                .contains(&format.as_str())
+                .then(|| registry::find(&format))
+                .flatten()
+            else {
+                let reason = format!(
+                    "format `{}` cannot be read from a header; use one of: {}",
+                    entry.format.get_ref(),
+                    header::FORMATS.join(", ")
+                );
+                self.error_at(entry.format.span(), K::HeaderSource(reason));
+                continue;
+            };
+            let table = c
+                .tables
+                .get(registry_entry.name)
+                .map(|t| plain(t.get_ref()));
+            let input = BuildInput {
+                table: table.as_ref(),
+                consent_cookie,
+            };
+            // A bad table is reported where the table is (by `consent_readers`).
+            if let Ok(reader) = registry_entry.build(&input) {
+                out.push(HeaderSource::new(name, reader));
+            } else if !c.tables.contains_key(registry_entry.name) {
+                let reason = format!("format `{format}` does not build with its defaults");
+                self.error_at(entry.format.span(), K::HeaderSource(reason));
+            }
+        }
+        out
     }
 }
 
@@ -273,6 +338,50 @@ mod tests {
             let want = format!("t.toml:{at}: unknown category `ads`");
             assert!(e[0].starts_with(&want), "{table}: {e:?}");
         }
+    }
+
+    fn headers(consent: &str) -> Result<Vec<String>, Vec<String>> {
+        parse(&format!("{HEAD}{consent}"), Path::new("t.toml"))
+            .map(|c| {
+                c.sites[0]
+                    .consent_headers
+                    .iter()
+                    .map(|h| format!("{}={}", h.name, h.format()))
+                    .collect()
+            })
+            .map_err(|e| e.0.iter().map(|e| e.to_string()).collect())
+    }
+
+    #[test]
+    fn header_sources_are_built_and_bad_entries_reported_on_their_line() {
+        let ok = headers(
+            "[[site.consent.header]]\nname = \"X-Consent\"\nformat = \"first-party\"\n[[site.consent.header]]\nname = \"X-TCF-Consent\"\nformat = \"TCF\"\n",
+        );
+        assert_eq!(ok.unwrap(), ["x-consent=first-party", "x-tcf-consent=tcf"]);
+        let e = headers(
+            "[[site.consent.header]]\nname = \"X Consent\"\nformat = \"gpp\"\n[[site.consent.header]]\nname = \"X-A\"\nformat = \"onetrust\"\n[[site.consent.header]]\nname = \"Cookie\"\nformat = \"tcf\"\n[[site.consent.header]]\nname = \"X-A\"\nformat = \"tcf\"",
+        )
+        .unwrap_err();
+        assert_eq!(e.len(), 4, "{e:?}");
+        assert!(
+            e[0].starts_with(
+                "t.toml:8: [[site.consent.header]]: `X Consent` is not a usable header name"
+            ),
+            "{e:?}"
+        );
+        assert!(e[1].starts_with("t.toml:12: [[site.consent.header]]: format `onetrust` cannot be read from a header; use one of: first-party, tcf, gpp"), "{e:?}");
+        assert!(e[2].starts_with("t.toml:14:"), "{e:?}");
+        assert!(
+            e[3].starts_with("t.toml:17: [[site.consent.header]]: header `X-A` is listed twice"),
+            "{e:?}"
+        );
+        // A misspelt key, with its line and the key meant.
+        let e = headers("[[site.consent.header]]\nname = \"X-B\"\nformt = \"tcf\"\n").unwrap_err();
+        assert!(
+            e.iter()
+                .any(|l| l.starts_with("t.toml:9: unknown key `formt`; did you mean `format`?")),
+            "{e:?}"
+        );
     }
 
     #[test]

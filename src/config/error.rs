@@ -190,6 +190,8 @@ pub enum ConfigErrorKind {
         format: &'static str,
         reason: String,
     },
+    /// A `[[site.consent.header]]` entry that cannot be used.
+    HeaderSource(String),
 }
 
 impl fmt::Display for ConfigErrorKind {
@@ -402,6 +404,7 @@ impl ConfigErrorKind {
                 "[site.consent.{name}] is configured but `{name}` is not in `sources`; add it there or remove the table"
             ),
             Reader { format, reason } => write!(f, "[site.consent.{format}]: {reason}"),
+            HeaderSource(reason) => write!(f, "[[site.consent.header]]: {reason}"),
             // The other kinds are written by the three functions above; should one
             // ever fall through, its fields still say what is wrong.
             other => write!(f, "{other:?}"),
@@ -531,6 +534,7 @@ mod tests {
                 format: "tcf",
                 reason: s(),
             },
+            HeaderSource(s()),
         ];
         for k in kinds {
             let text = k.to_string();

@@ -118,6 +118,8 @@ pub struct SiteConfig {
     pub consent: ConsentConfig,
     /// The consent readers, built (in `sources` order).
     pub readers: Vec<Box<dyn ConsentReader>>,
+    /// `[[site.consent.header]]`: consent sent by apps in request headers.
+    pub consent_headers: Vec<crate::consent::header::HeaderSource>,
     /// Operator rules, already compiled.
     pub rules: RuleSet,
     /// Open Cookie Database rules, if a CSV was configured.

@@ -197,6 +197,16 @@ pub struct RawConsent {
     pub sources: Option<Spanned<Vec<Spanned<String>>>>,
     /// Format name -> its table, each key with its span (a bad key is reported on its line).
     pub tables: BTreeMap<String, Located<FormatTable>>,
+    /// `[[site.consent.header]]`: consent sent by apps in request headers.
+    pub header: Vec<Spanned<RawHeaderSource>>,
+}
+
+/// One `[[site.consent.header]]` entry.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeaderSource {
+    pub name: Spanned<String>,
+    pub format: Spanned<String>,
 }
 
 /// One `[site.consent.NAME]` table as written.
@@ -208,6 +218,7 @@ impl Default for RawConsent {
             cookie: consent_cookie(),
             sources: None,
             tables: BTreeMap::new(),
+            header: Vec::new(),
         }
     }
 }
@@ -219,6 +230,7 @@ fn consent_keys() -> &'static [&'static str] {
         ["cookie", "sources"]
             .into_iter()
             .chain(formats.map(|f| f.name))
+            .chain(["header"])
             .collect()
     });
     &KEYS
@@ -246,6 +258,7 @@ impl<'de> de::Visitor<'de> for ConsentVisitor {
             match key.as_str() {
                 "cookie" => out.cookie = map.next_value()?,
                 "sources" => out.sources = Some(map.next_value()?),
+                "header" => out.header = map.next_value()?,
                 _ => {
                     out.tables.insert(key, map.next_value()?);
                 }

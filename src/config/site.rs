@@ -43,6 +43,7 @@ impl Validator<'_> {
             );
         }
         let readers = self.consent_readers(&s.consent, &consent_cookie);
+        let consent_headers = self.consent_headers(&s.consent, &consent_cookie);
         let sources = readers.iter().map(|r| r.format().to_string()).collect();
         let cookies = self.cookie_rules(&s.cookies);
         let blocklists = self.blocklists(&s.blocklist);
@@ -70,6 +71,7 @@ impl Validator<'_> {
                 sources,
             },
             readers,
+            consent_headers,
             rules: cookies.rules,
             database: cookies.database,
             vendor_rules: cookies.vendor_rules,

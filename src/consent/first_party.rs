@@ -32,6 +32,20 @@ impl ConsentReader for FirstPartyReader {
         vec![self.cookie.to_string()]
     }
 
+    fn read_value(&self, raw: &[u8], source: &Arc<str>, detail: bool) -> Option<SourceOutcome> {
+        // `X-Consent: analytics` from an app: the same syntax as the cookie.
+        let result = super::url_decoded(raw)
+            .and_then(|v| parse(&v))
+            .map(Verdict::covering_all);
+        let mut outcome = SourceOutcome::from_result(self.format(), source, result);
+        if detail {
+            outcome.details = Some(serde_json::json!({
+                "values": [String::from_utf8_lossy(raw)],
+            }));
+        }
+        Some(outcome)
+    }
+
     fn read(&self, jar: &CookieJar<'_>, detail: bool) -> Option<SourceOutcome> {
         // Duplicates (same name on several paths/domains) are all read; the most restrictive wins.
         let mut result: Option<Result<Grants, ConsentError>> = None;

@@ -10,6 +10,8 @@ pub mod cookieyes;
 pub mod didomi;
 pub mod first_party;
 pub mod gpc;
+pub mod gpp;
+pub mod header;
 pub mod klaro;
 pub mod onetrust;
 pub mod registry;
@@ -363,13 +365,32 @@ impl VendorSet {
     }
 }
 
+/// Where a consent source's value was read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    Cookie,
+    Header,
+}
+
+impl Via {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::Cookie => "cookie",
+            Via::Header => "header",
+        }
+    }
+}
+
 /// What one consent source contributed to a decision.
 #[derive(Clone, Debug)]
 pub struct SourceOutcome {
     /// The format name as used in configuration (`"first-party"`, `"tcf"`, `"onetrust"`, ...).
     pub format: &'static str,
-    /// The cookie it was read from.
+    /// The cookie it was read from (for a header source: the header's name).
     pub cookie: Arc<str>,
+    /// Where the value came from: a cookie (browsers) or a request header (apps).
+    pub via: Via,
     /// What it granted; `Grants::NONE` when it failed to parse.
     pub granted: Grants,
     /// Per category: granted, refused, or not carried by this source. A source that failed
@@ -393,6 +414,7 @@ impl SourceOutcome {
         SourceOutcome {
             format,
             cookie: cookie.clone(),
+            via: Via::Cookie,
             granted: verdict.grants(),
             verdict,
             error: None,
@@ -406,6 +428,7 @@ impl SourceOutcome {
         SourceOutcome {
             format,
             cookie: cookie.clone(),
+            via: Via::Cookie,
             granted: Grants::NONE,
             verdict: Verdict::covering_all(Grants::NONE),
             error: Some(error),
@@ -439,6 +462,13 @@ pub trait ConsentReader: Send + Sync {
     /// Reads this source from the request's cookies; `None` when none of its cookies is present.
     /// With `detail`, also fills `SourceOutcome::details` for `explain`.
     fn read(&self, jar: &CookieJar<'_>, detail: bool) -> Option<SourceOutcome>;
+
+    /// Reads one value of this format that did not come in a cookie (a request header sent by
+    /// an app, `[[site.consent.header]]`), reported under `source`. `None`: the format is not
+    /// read from headers.
+    fn read_value(&self, _raw: &[u8], _source: &Arc<str>, _detail: bool) -> Option<SourceOutcome> {
+        None
+    }
 }
 
 impl std::fmt::Debug for dyn ConsentReader {
@@ -475,17 +505,34 @@ pub fn read_consent(
     gpc_policy: gpc::GpcPolicy,
     detail: bool,
 ) -> ConsentState {
+    let no_headers = http::HeaderMap::new();
+    read_consent_with_headers(readers, &[], &no_headers, jar, gpc, gpc_policy, detail)
+}
+
+/// [`read_consent`] with the header sources of apps (`[[site.consent.header]]`) read from the
+/// request's `headers`: each present one is one more source, combined by the same rule.
+pub fn read_consent_with_headers(
+    readers: &[Box<dyn ConsentReader>],
+    header_sources: &[header::HeaderSource],
+    headers: &http::HeaderMap,
+    jar: &CookieJar<'_>,
+    gpc: bool,
+    gpc_policy: gpc::GpcPolicy,
+    detail: bool,
+) -> ConsentState {
     let mut sources = Vec::new();
     let mut verdict = Verdict::NOTHING;
     let mut vendors = None;
-    for reader in readers {
-        if let Some(outcome) = reader.read(jar, detail) {
-            verdict = verdict.merge(outcome.verdict);
-            if outcome.vendors.is_some() && outcome.error.is_none() {
-                vendors = outcome.vendors.clone();
-            }
-            sources.push(outcome);
+    let from_cookies = readers.iter().filter_map(|r| r.read(jar, detail));
+    let from_headers = header_sources
+        .iter()
+        .filter_map(|h| h.read(headers, detail));
+    for outcome in from_cookies.chain(from_headers) {
+        verdict = verdict.merge(outcome.verdict);
+        if outcome.vendors.is_some() && outcome.error.is_none() {
+            vendors = outcome.vendors.clone();
         }
+        sources.push(outcome);
     }
     ConsentState {
         grants: gpc::apply(gpc_policy, gpc, verdict.grants()),

@@ -3,7 +3,7 @@
 //! their "did you mean" hints), the readers' `format()` and `explain` all take the names from
 //! here.
 
-use super::{complianz, cookiebot, cookieyes, didomi, klaro, onetrust, tcf};
+use super::{complianz, cookiebot, cookieyes, didomi, gpp, klaro, onetrust, tcf};
 use super::{first_party, ConsentReader, CookieFormat, CookieReader};
 use serde::de::DeserializeOwned;
 use std::fmt;
@@ -22,6 +22,7 @@ pub static FORMATS: &[FormatEntry] = &[
     table_format::<complianz::ComplianzReader>(),
     table_format::<klaro::KlaroReader>(),
     table_format::<didomi::DidomiReader>(),
+    table_format::<gpp::GppReader>(),
 ];
 
 /// A reader configured by its own `[site.consent.NAME]` table.

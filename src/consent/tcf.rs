@@ -286,7 +286,7 @@ const TC_BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose
 /// and `/` accepted too, as some CMPs write them). Returns the bytes (the last one zero-filled)
 /// and the number of bits the characters carry (six each): a TC string's last field may end in
 /// the bits of a 1-, 2- or 3-character tail.
-fn base64url(s: &str) -> Result<(Vec<u8>, usize), ConsentError> {
+pub(crate) fn base64url(s: &str) -> Result<(Vec<u8>, usize), ConsentError> {
     use base64::Engine;
     let bad = || ConsentError::new("TC string is not base64url");
     let s = s.trim_end_matches('=').as_bytes();
@@ -512,6 +512,21 @@ impl ConsentReader for TcfReader {
 
     fn cookie_patterns(&self) -> Vec<String> {
         self.cfg.cookie.clone()
+    }
+
+    fn read_value(&self, raw: &[u8], source: &Arc<str>, detail: bool) -> Option<SourceOutcome> {
+        // An app's stored `IABTCF_TCString`, sent as a header.
+        Some(match super::url_decoded(raw).and_then(|v| decode(&v)) {
+            Err(e) => SourceOutcome::failed(self.format(), source, e),
+            Ok(tc) => {
+                let mut o = SourceOutcome::granted(self.format(), source, grants(&tc, &self.cfg));
+                o.vendors = Some(Arc::new(tc.vendor_consents.clone()));
+                if detail {
+                    o.details = Some(details(&tc));
+                }
+                o
+            }
+        })
     }
 
     fn read(&self, jar: &CookieJar<'_>, detail: bool) -> Option<SourceOutcome> {

@@ -37,7 +37,14 @@ fn policy(mode: &str, extra: &str) -> SitePolicy {
 }
 
 fn request(policy: &SitePolicy, cookie: &str) -> RequestPlan {
-    plan_request(policy, [cookie.as_bytes()], false, false).0
+    plan_request(
+        policy,
+        [cookie.as_bytes()],
+        false,
+        &http::HeaderMap::new(),
+        false,
+    )
+    .0
 }
 
 /// A 200 HTML response in UTF-8 (RFC 9110 8.3.1 writes `text/html;charset=utf-8`).

@@ -1,0 +1,410 @@
+//! IAB GPP (issue 11, "IAB Global Privacy Platform" and "Consent from apps"): the decoder
+//! against the IAB reference libraries' own vectors (tests/fixtures/gpp, with provenance),
+//! `explain`'s field names and types, and end to end through the real proxy: a GPP opt-out
+//! strips marketing cookies, an unreadable GPP string grants nothing, and an app's consent
+//! header works without cookies and combines with cookies by the most restrictive rule.
+
+mod common;
+use common::*;
+use consentgate::consent::gpp;
+use serde_json::{json, Value};
+
+fn vectors() -> Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/gpp/vectors.json"
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("JSON")
+}
+
+fn at(v: &Value) -> String {
+    format!(
+        "{} ({} {} {})",
+        v["name"], v["source"]["repo"], v["source"]["path"], v["source"]["test"]
+    )
+}
+
+/// The reference library widens a first-layout usnat section (12 sensitive-data categories, 2
+/// child consents) to 16 and 3 entries with zeros at the end; this decoder shows the section
+/// as written. Widened the same way before comparing (tests/fixtures/gpp/LICENCE.md).
+fn widen(fields: &mut Value) {
+    for (key, n) in [
+        ("SensitiveDataProcessing", 16),
+        ("KnownChildSensitiveDataConsents", 3),
+    ] {
+        if let Some(list) = fields[key].as_array_mut() {
+            while list.len() < n {
+                list.push(json!(0));
+            }
+        }
+    }
+}
+
+#[test]
+fn header_section_ids_match_the_reference() {
+    let v = vectors();
+    let list = v["headers"].as_array().unwrap();
+    assert!(list.len() >= 4);
+    for h in list {
+        let ids = gpp::decode_header(h["header"].as_str().unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", at(h)));
+        let want: Vec<u16> = serde_json::from_value(h["section_ids"].clone()).unwrap();
+        assert_eq!(ids, want, "{}", at(h));
+    }
+}
+
+#[test]
+fn us_sections_decode_field_for_field() {
+    let v = vectors();
+    let list = v["sections"].as_array().unwrap();
+    let mut names = std::collections::BTreeSet::new();
+    for s in list {
+        let id = s["id"].as_u64().unwrap() as u16;
+        let text = s["string"].as_str().unwrap();
+        let section = gpp::decode_us_section(id, text)
+            .unwrap_or_else(|e| panic!("{}: {e}", at(s)))
+            .unwrap_or_else(|| panic!("{}: section {id} not read", at(s)));
+        names.insert(section.name);
+        // Through the same details `explain` prints: every field, and only those, with the
+        // reference's values and JSON types (integers, lists, booleans).
+        let gpp_string = gpp::GppString {
+            section_ids: vec![id],
+            sections: vec![gpp::Section::Us(section.clone())],
+        };
+        let details = gpp::details(&gpp_string, None);
+        let got = &details["sections"][section.name];
+        assert_eq!(got, &s["fields"], "{}", at(s));
+    }
+    // Every supported US section has vectors.
+    let want: std::collections::BTreeSet<&str> =
+        ["usnat", "usca", "usva", "usco", "usut", "usct"].into();
+    assert_eq!(names, want);
+}
+
+#[test]
+fn whole_strings_decode_field_for_field() {
+    let v = vectors();
+    for s in v["strings"].as_array().unwrap() {
+        let text = s["string"].as_str().unwrap();
+        let decoded = gpp::decode(text).unwrap_or_else(|e| panic!("{}: {e}", at(s)));
+        let details = gpp::details(&decoded, None);
+        assert_eq!(details["section_ids"], s["section_ids"], "{}", at(s));
+        if let Some(u) = s.get("unsupported") {
+            assert_eq!(&details["unsupported"], u, "{}", at(s));
+        }
+        for (name, fields) in s["sections"].as_object().unwrap() {
+            let mut got = details["sections"][name].clone();
+            if s["reference_widens_12_2"] == json!(true) {
+                widen(&mut got);
+            }
+            for (field, want) in fields.as_object().unwrap() {
+                assert_eq!(&got[field], want, "{} {name}.{field}", at(s));
+            }
+        }
+    }
+}
+
+#[test]
+fn tcf_sections_with_cmp_id_0_fail_closed() {
+    let v = vectors();
+    for s in v["refused_by_tcf"]["vectors"].as_array().unwrap() {
+        let e = gpp::decode(s["string"].as_str().unwrap()).unwrap_err();
+        assert!(e.0.contains("CMP id 0"), "{}: {e}", at(s));
+    }
+}
+
+#[test]
+fn padding_variants_decode_alike() {
+    // `=` padding (RFC 4648) and the 6-bit encoders' trailing zero bits: the same fields.
+    let plain = gpp::decode_us_section(9, "BVWSSVY").unwrap().unwrap();
+    for variant in ["BVWSSVY=", "BVWSSVYA", "BVWSSVYAA=="] {
+        let s = gpp::decode_us_section(9, variant).unwrap().unwrap();
+        assert_eq!(s, plain, "{variant}");
+    }
+    // In a whole string, the header padded too ("DBABRg" lists [9]).
+    let a = gpp::decode("DBABRg~BVWSSVY").unwrap();
+    let b = gpp::decode("DBABRg==~BVWSSVY=").unwrap();
+    assert_eq!(gpp::details(&a, None), gpp::details(&b, None));
+    assert_eq!(a.section_ids, vec![9]);
+}
+
+#[test]
+fn long_and_hostile_strings_fail_promptly() {
+    let started = std::time::Instant::now();
+    for bad in [
+        format!("DBABRg~{}", "_".repeat(gpp::MAX_LEN)),
+        format!("DB__{}", "_".repeat(1000)),
+        "DBABRg~~~~~~~~~~~".to_string(),
+        "~".repeat(100_000),
+        format!("DBABRg~{}", ".".repeat(10_000)),
+    ] {
+        assert!(gpp::decode(&bad).is_err());
+    }
+    // Generous: a few bounded scans of at most 64 KiB each.
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+// --- Through the proxy ---
+
+const SC_SESSION: &str = "SESSIONID=abc123; Path=/";
+const SC_GA: &str = "_ga=GA1.2.111.222; Path=/";
+const SC_FBP: &str = "_fbp=fb.1.123.456; Path=/";
+
+fn origin() -> Origin {
+    Origin::start(|_| {
+        response(
+            "200 OK",
+            &[
+                ("Content-Type", "text/plain"),
+                ("Set-Cookie", SC_SESSION),
+                ("Set-Cookie", SC_GA),
+                ("Set-Cookie", SC_FBP),
+            ],
+            b"ok\n",
+        )
+    })
+}
+
+fn site(origin: &Origin, consent: &str) -> String {
+    format!(
+        r#"
+[[site]]
+name = "t"
+hosts = ["*"]
+upstreams = ["{}"]
+
+[site.consent]
+cookie = "consent"
+{consent}
+
+[site.cookies]
+necessary = ["SESSIONID"]
+analytics = ["_ga"]
+marketing = ["_fbp"]
+"#,
+        origin.addr
+    )
+}
+
+/// usca with SaleOptOut = 1 and Gpc = true (iabgpp-java UsCaTest), under a header listing [8].
+const GPP_USCA_OPT_OUT: &str = "DBABBg~BVWSSSVY.YA";
+/// usca with the reference defaults: no opt-out.
+const GPP_USCA_DEFAULT: &str = "DBABBg~BAAAAABA.QA";
+
+#[test]
+fn a_gpp_opt_out_strips_marketing_cookies_through_the_proxy() {
+    let o = origin();
+    let p = Proxy::start(&site(&o, "sources = [\"first-party\", \"gpp\"]\n"));
+    // The site's own banner granted analytics and marketing; the GPP string opted out of sale:
+    // marketing is refused (most restrictive), analytics stays.
+    let both = "consent=analytics,marketing";
+    let r = p.get(
+        "/",
+        &[(
+            "Cookie",
+            &format!("{both}; __gpp={GPP_USCA_OPT_OUT}; __gpp_sid=8"),
+        )],
+    );
+    assert_eq!(r.set_cookies(), vec![SC_SESSION, SC_GA]);
+    // OneTrust's cookie name is read too.
+    let r = p.get(
+        "/",
+        &[(
+            "Cookie",
+            &format!("{both}; OTGPPConsent={GPP_USCA_OPT_OUT}"),
+        )],
+    );
+    assert_eq!(r.set_cookies(), vec![SC_SESSION, SC_GA]);
+    // No opt-out in the section: it says nothing, the banner's grant stands.
+    let r = p.get(
+        "/",
+        &[(
+            "Cookie",
+            &format!("{both}; __gpp={GPP_USCA_DEFAULT}; __gpp_sid=8"),
+        )],
+    );
+    assert_eq!(r.set_cookies(), vec![SC_SESSION, SC_GA, SC_FBP]);
+    // The opt-out in a section __gpp_sid does not list does not apply.
+    let r = p.get(
+        "/",
+        &[(
+            "Cookie",
+            &format!("{both}; __gpp={GPP_USCA_OPT_OUT}; __gpp_sid=7"),
+        )],
+    );
+    assert_eq!(r.set_cookies(), vec![SC_SESSION, SC_GA, SC_FBP]);
+    p.expect_metric(
+        "consentgate_consent_sources_total",
+        &[("site", "t"), ("via", "cookie"), ("format", "gpp")],
+        4.0,
+    );
+}
+
+#[test]
+fn an_unreadable_gpp_string_grants_nothing_and_is_counted() {
+    let o = origin();
+    let p = Proxy::start(&site(&o, "sources = [\"first-party\", \"gpp\"]\n"));
+    for bad in ["DBABBg~BVWS", "garbage", "DBABBg", "DBABBg~BVWSSSVY~BAAA"] {
+        let r = p.get(
+            "/",
+            &[(
+                "Cookie",
+                &format!("consent=analytics,marketing; __gpp={bad}"),
+            )],
+        );
+        assert_eq!(r.set_cookies(), vec![SC_SESSION], "{bad}");
+    }
+    p.expect_metric(
+        "consentgate_consent_errors_total",
+        &[("site", "t"), ("format", "gpp")],
+        4.0,
+    );
+}
+
+#[test]
+fn an_app_header_grants_without_cookies_and_the_most_restrictive_source_wins() {
+    let o = origin();
+    let headers = r#"
+[[site.consent.header]]
+name = "X-Consent"
+format = "first-party"
+[[site.consent.header]]
+name = "X-GPP-Consent"
+format = "gpp"
+"#;
+    let p = Proxy::start(&site(&o, headers));
+    // An app without cookies: analytics granted by the header, marketing not.
+    let r = p.get("/", &[("X-Consent", "analytics")]);
+    assert_eq!(r.set_cookies(), vec![SC_SESSION, SC_GA]);
+    // A cookie grants marketing, the header refuses it (first-party lists what is granted):
+    // refused.
+    let r = p.get(
+        "/",
+        &[
+            ("Cookie", "consent=analytics,marketing"),
+            ("X-Consent", "analytics"),
+        ],
+    );
+    assert_eq!(r.set_cookies(), vec![SC_SESSION, SC_GA]);
+    // Both grant: granted.
+    let r = p.get(
+        "/",
+        &[
+            ("X-Consent", "analytics,marketing"),
+            ("Cookie", "consent=analytics,marketing"),
+        ],
+    );
+    assert_eq!(r.set_cookies(), vec![SC_SESSION, SC_GA, SC_FBP]);
+    // A GPP opt-out from an app's header refuses marketing the header of its banner grants.
+    let r = p.get(
+        "/",
+        &[
+            ("X-Consent", "analytics,marketing"),
+            ("X-GPP-Consent", GPP_USCA_OPT_OUT),
+        ],
+    );
+    assert_eq!(r.set_cookies(), vec![SC_SESSION, SC_GA]);
+    // An unreadable header grants nothing (fail closed), even beside a granting cookie.
+    let r = p.get(
+        "/",
+        &[
+            ("Cookie", "consent=analytics,marketing"),
+            ("X-GPP-Consent", "nonsense"),
+        ],
+    );
+    assert_eq!(r.set_cookies(), vec![SC_SESSION]);
+    p.expect_metric(
+        "consentgate_consent_sources_total",
+        &[("site", "t"), ("via", "header"), ("format", "first-party")],
+        4.0,
+    );
+    p.expect_metric(
+        "consentgate_consent_sources_total",
+        &[("site", "t"), ("via", "header"), ("format", "gpp")],
+        2.0,
+    );
+    p.expect_metric(
+        "consentgate_consent_errors_total",
+        &[("site", "t"), ("format", "gpp")],
+        1.0,
+    );
+}
+
+// --- explain ---
+
+fn explain(config: &str, args: &[&str]) -> Value {
+    let dir = TempDir::new("gpp-explain");
+    let path = dir.0.join("c.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_consentgate"))
+        .arg("explain")
+        .arg("--config")
+        .arg(&path)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+const EXPLAIN_CONFIG: &str = r#"
+[proxy]
+listen = ["127.0.0.1:1"]
+[[site]]
+name = "t"
+hosts = ["*"]
+upstreams = ["127.0.0.1:2"]
+[site.consent]
+sources = ["first-party", "gpp"]
+[[site.consent.header]]
+name = "X-TCF-Consent"
+format = "tcf"
+"#;
+
+#[test]
+fn explain_shows_gpp_fields_with_their_specification_names_and_types() {
+    let v = explain(
+        EXPLAIN_CONFIG,
+        &[
+            "--cookie",
+            &format!("__gpp={GPP_USCA_OPT_OUT}; __gpp_sid=8"),
+        ],
+    );
+    let src = &v["sources"][0];
+    assert_eq!(src["format"], "gpp");
+    assert_eq!(src["cookie"], "__gpp");
+    let d = &src["details"];
+    assert_eq!(d["section_ids"], json!([8]));
+    let usca = &d["sections"]["usca"];
+    assert_eq!(usca["SaleOptOut"], json!(1));
+    assert_eq!(usca["Version"], json!(1));
+    assert_eq!(
+        usca["SensitiveDataProcessing"],
+        json!([2, 1, 0, 2, 1, 0, 2, 1, 0])
+    );
+    assert_eq!(usca["KnownChildSensitiveDataConsents"], json!([2, 1]));
+    assert_eq!(usca["PersonalDataConsents"], json!(1));
+    assert_eq!(usca["MspaServiceProviderMode"], json!(2));
+    assert_eq!(usca["Gpc"], json!(true));
+    assert_eq!(usca["GpcSegmentType"], json!(1));
+    assert_eq!(v["categories"]["marketing"], json!(false));
+}
+
+#[test]
+fn explain_lists_a_header_source_by_its_header_name() {
+    // The IAB TCF v2 specification's example TC string (purposes 1-3 consented).
+    let tc = "COvFyGBOvFyGBAbAAAENAPCAAOAAAAAAAAAAAEEUACCKAAA";
+    let v = explain(
+        EXPLAIN_CONFIG,
+        &["--header", &format!("X-TCF-Consent: {tc}")],
+    );
+    let src = &v["sources"][0];
+    assert_eq!(src["format"], "tcf");
+    assert_eq!(src["header"], "x-tcf-consent");
+    assert!(src.get("cookie").is_none());
+    assert_eq!(src["details"]["cmp_id"], json!(27));
+}
