@@ -65,6 +65,19 @@ pub fn plan_request<'a>(
     gpc: bool,
     detail: bool,
 ) -> (RequestPlan, Vec<CookieReport>) {
+    plan_request_observed(policy, cookie_lines, gpc, detail, |_, _, _| {})
+}
+
+/// [`plan_request`], showing `observe` every cookie read with its verdict and action: the
+/// proxy records them in the live cookie inventory (src/inventory.rs) without classifying
+/// twice. The decision itself stays pure; `observe` only watches.
+pub fn plan_request_observed<'a>(
+    policy: &SitePolicy,
+    cookie_lines: impl IntoIterator<Item = &'a [u8]>,
+    gpc: bool,
+    detail: bool,
+    mut observe: impl FnMut(&str, &Verdict, RequestAction),
+) -> (RequestPlan, Vec<CookieReport>) {
     let limits = policy.limits;
     let jar = CookieJar::from_headers_limited(cookie_lines, limits.max_request_cookies);
     let consent = read_consent(&policy.readers, &jar, gpc, policy.gpc, detail);
@@ -82,6 +95,7 @@ pub fn plan_request<'a>(
         let name = c.name_str();
         let verdict = gate.verdict(name, &consent);
         let action = request_action(&verdict);
+        observe(name, &verdict, action);
         if verdict.category.is_none() {
             let label = if metrics::label_candidate(name) {
                 name
