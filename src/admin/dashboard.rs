@@ -230,6 +230,7 @@ pub fn dashboard_json(rt: &Runtime) -> Value {
     let unknown = get(name::UNKNOWN_COOKIES);
     let mut unknown_rows: Vec<(&str, &str, u64)> = unknown
         .iter()
+        .filter(|s| s.value > 0)
         .map(|s| (s.label("site"), s.label("name"), s.value))
         .collect();
     unknown_rows.sort_by(|a, b| b.2.cmp(&a.2).then((a.0, a.1).cmp(&(b.0, b.1))));

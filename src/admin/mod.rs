@@ -91,6 +91,8 @@ impl ServeHttp for AdminApp {
                     serde_json::to_vec(&body).unwrap_or_default(),
                 )
             }
+            // Browsers ask for it on every page: answered, so a dashboard visit logs no 404.
+            (true, _, "/favicon.ico") => reply(StatusCode::NO_CONTENT, "image/x-icon", ""),
             (true, _, "/inventory") => reply(
                 StatusCode::OK,
                 "application/json",

@@ -105,7 +105,7 @@ function render(d) {
 
   fillTable('upstreams', d.upstreams.map(u => {
     const tr = row([[u.site], [u.upstream, null, 'key']]);
-    const td = el('td', { class: u.healthy ? 'up' : 'down' }, u.healthy ? 'healthy' : 'ejected');
+    const td = el('td', { class: u.healthy ? 'up' : 'down' }, u.healthy ? 'healthy' : 'down');
     td.dataset.k = `upstream.${u.site}.${u.upstream}`;
     td.dataset.v = String(u.healthy);
     tr.append(td);
