@@ -187,22 +187,34 @@ impl Inventory {
     }
 }
 
-/// The state one request's recording needs: the budget of new names (kept by the request, for
-/// its cookies and then its response's lines) and the time, read once.
-pub struct Recorder<'a> {
-    site: &'a SiteInventory,
-    new_names: &'a mut u32,
+/// What one request's recording carries from its cookies to its response's lines: the budget
+/// of new names and the time, read once per request (at its first cookie).
+#[derive(Debug)]
+pub struct RequestBudget {
+    new_names: u32,
     now: Option<u64>,
 }
 
-impl SiteInventory {
-    /// A recorder for one request; `new_names` starts at [`NEW_NAMES_PER_REQUEST`].
-    pub fn recorder<'a>(&'a self, new_names: &'a mut u32) -> Recorder<'a> {
-        Recorder {
-            site: self,
-            new_names,
+impl Default for RequestBudget {
+    fn default() -> Self {
+        RequestBudget {
+            new_names: NEW_NAMES_PER_REQUEST,
             now: None,
         }
+    }
+}
+
+/// Records the cookies of one request (or of its response) into a site's inventory.
+pub struct Recorder<'a> {
+    site: &'a SiteInventory,
+    budget: &'a mut RequestBudget,
+}
+
+impl SiteInventory {
+    /// A recorder for one request's cookies or its response's lines (the same `budget` for
+    /// both).
+    pub fn recorder<'a>(&'a self, budget: &'a mut RequestBudget) -> Recorder<'a> {
+        Recorder { site: self, budget }
     }
 
     fn snapshot_into(&self, out: &mut Vec<InventoryEntry>) {
@@ -238,7 +250,7 @@ impl Recorder<'_> {
         origin: Option<Origin>,
         stripped: bool,
     ) {
-        let now = *self.now.get_or_insert_with(now_unix);
+        let now = *self.budget.now.get_or_insert_with(now_unix);
         let class = pack(category, origin);
         let bump = |e: &Entry| {
             let n = if stripped { &e.stripped } else { &e.kept };
@@ -259,7 +271,7 @@ impl Recorder<'_> {
                 return bump(e);
             }
             if !crate::metrics::label_candidate(name)
-                || *self.new_names == 0
+                || self.budget.new_names == 0
                 || names.len() >= MAX_NAMES_PER_SITE
             {
                 return site.refuse();
@@ -285,7 +297,7 @@ impl Recorder<'_> {
             }
             return site.refuse();
         }
-        *self.new_names -= 1;
+        self.budget.new_names -= 1;
         let e = Entry {
             class: AtomicU8::new(class),
             kept: AtomicU64::new(0),
@@ -314,7 +326,7 @@ mod tests {
         origin: Option<Origin>,
         stripped: bool,
     ) {
-        let mut budget = NEW_NAMES_PER_REQUEST;
+        let mut budget = RequestBudget::default();
         site.recorder(&mut budget)
             .record(name, cat, origin, stripped);
     }
@@ -323,7 +335,7 @@ mod tests {
     fn counts_kept_and_stripped_with_classification() {
         let inv = fresh();
         let site = inv.site("shop");
-        let mut budget = NEW_NAMES_PER_REQUEST;
+        let mut budget = RequestBudget::default();
         let mut r = site.recorder(&mut budget);
         r.record(
             "_ga",
@@ -361,7 +373,7 @@ mod tests {
     fn one_request_adds_a_few_names_and_the_rest_are_counted() {
         let inv = fresh();
         let site = inv.site("s");
-        let mut budget = NEW_NAMES_PER_REQUEST;
+        let mut budget = RequestBudget::default();
         let mut r = site.recorder(&mut budget);
         for i in 0..100 {
             r.record(&format!("junk{i}"), None, None, false);

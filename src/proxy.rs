@@ -59,8 +59,8 @@ pub struct RequestCtx {
     body: Option<std::sync::Mutex<BodyRewrite>>,
     /// New unknown-cookie-name labels this request may still admit.
     label_admissions: u32,
-    /// New names this request may still add to the live cookie inventory.
-    inventory_admissions: u32,
+    /// New names this request may still add to the live cookie inventory, and the time.
+    inventory_admissions: crate::inventory::RequestBudget,
     /// The origin chosen for this request (for the timeout metric's label).
     upstream: Option<pingora::protocols::l4::socket::SocketAddr>,
     /// Failed connection attempts (one retry, on another origin).
@@ -249,7 +249,7 @@ impl ProxyHttp for ConsentGate {
             blocked: None,
             body: None,
             label_admissions: metrics::UNKNOWN_LABELS_PER_REQUEST,
-            inventory_admissions: crate::inventory::NEW_NAMES_PER_REQUEST,
+            inventory_admissions: Default::default(),
             upstream: None,
             connect_failures: 0,
             tried: SmallVec::new(),
