@@ -1,11 +1,13 @@
 // Loads the consentgate admin dashboard in Debian's headless Chromium for tests/dashboard.rs.
-// Usage: node dashboard.mjs ADMIN_URL SCREENSHOT_PATH
-// Prints one JSON line: every value the page shows under a `data-k` key (as displayed text;
-// `data-v` too where set), the console errors, CSP violations the page reported, requests
-// that failed, and the page's `generatedAt` stamp. Saves a full-page screenshot.
+// Usage: node dashboard.mjs ADMIN_URL SCREENSHOT_PATH PROXY_PORT
+// Loads the page, reads what it shows, sends one request through the proxy, and waits for the
+// page to show it by itself (its own refresh, no reload). Prints one JSON line: every value the
+// page shows under a `data-k` key (as displayed text; `data-v` where set) before (`first`) and
+// after that request (`values`), the console errors, CSP violations the page reported,
+// requests that failed. Saves a full-page screenshot.
 import { chromium } from 'playwright-core';
 
-const [url, screenshot] = process.argv.slice(2);
+const [url, screenshot, proxyPort] = process.argv.slice(2);
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
@@ -27,7 +29,7 @@ try {
   });
   await page.goto(url, { waitUntil: 'load' });
   await page.waitForSelector('body[data-generated-at]', { timeout: 10000 });
-  const shown = await page.evaluate(() => {
+  const read = () => page.evaluate(() => {
     const out = {};
     for (const e of document.querySelectorAll('[data-k]')) {
       out[e.dataset.k] = e.dataset.v !== undefined ? e.dataset.v : e.textContent.trim();
@@ -40,8 +42,17 @@ try {
       error: document.getElementById('error').hidden ? null : document.getElementById('error').textContent,
     };
   });
+  const first = await read();
+  const before = Number(first.values['requests.total']);
+  const r = await fetch(`http://127.0.0.1:${proxyPort}/page`);
+  await r.text();
+  // The page's own refresh (every 5 s) shows the new request.
+  await page.waitForFunction(
+    n => Number(document.querySelector('[data-k="requests.total"]').textContent) === n,
+    before + 1, { timeout: 15000 });
+  const shown = await read();
   await page.screenshot({ path: screenshot, fullPage: true });
-  console.log(JSON.stringify({ ...shown, consoleErrors, failed }));
+  console.log(JSON.stringify({ ...shown, first: first.values, consoleErrors, failed }));
 } finally {
   await browser.close();
 }
