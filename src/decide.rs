@@ -81,6 +81,20 @@ pub fn plan_request_in<'a>(
     headers: &http::HeaderMap,
     detail: bool,
 ) -> (RequestPlan, Vec<CookieReport>) {
+    plan_request_observed(policy, model, cookie_lines, gpc, detail, |_, _, _| {})
+}
+
+/// [`plan_request_in`], showing `observe` every cookie read with its verdict and action: the
+/// proxy records them in the live cookie inventory (src/inventory.rs) without classifying
+/// twice. The decision itself stays pure; `observe` only watches.
+pub fn plan_request_observed<'a>(
+    policy: &SitePolicy,
+    model: Model,
+    cookie_lines: impl IntoIterator<Item = &'a [u8]>,
+    gpc: bool,
+    detail: bool,
+    mut observe: impl FnMut(&str, &Verdict, RequestAction),
+) -> (RequestPlan, Vec<CookieReport>) {
     let limits = policy.limits;
     let jar = CookieJar::from_headers_limited(cookie_lines, limits.max_request_cookies);
     // `headers`: the request's, for the header sources of apps (`[[site.consent.header]]`).
@@ -110,6 +124,7 @@ pub fn plan_request_in<'a>(
         let name = c.name_str();
         let verdict = gate.verdict(name, &consent);
         let action = request_action(&verdict);
+        observe(name, &verdict, action);
         if verdict.category.is_none() {
             let label = if metrics::label_candidate(name) {
                 name

@@ -21,6 +21,7 @@
 //! - [`metrics`]: every metric name; [`labels`]: their fixed label values as enums;
 //!   [`admin`]: the admin listener; [`reload`]: configuration reloads, built off the async
 //!   workers and swapped in whole
+//! - [`inventory`]: the live cookie inventory (every cookie name seen per site)
 //! - [`explain`]: the dry-run decision for one request; [`demo`]: the built-in example origin
 //! - [`server`]: the pingora server, listeners and signals
 
@@ -35,6 +36,7 @@ pub mod demo;
 pub mod explain;
 pub mod geo;
 pub mod html;
+pub mod inventory;
 pub mod jurisdiction;
 pub mod labels;
 pub mod metrics;

@@ -28,6 +28,18 @@ pub mod name {
     pub const CONSENT_ERRORS: &str = "consentgate_consent_errors_total";
     pub const CONSENT_SOURCES: &str = "consentgate_consent_sources_total";
     pub const UPSTREAM_ERRORS: &str = "consentgate_upstream_errors_total";
+    // Read by the admin dashboard (src/admin/dashboard.rs).
+    pub const UNKNOWN_COOKIES: &str = "consentgate_unknown_cookies_total";
+    pub const FILTER_ERRORS: &str = "consentgate_filter_errors_total";
+    pub const BLOCKED_REQUESTS: &str = "consentgate_blocked_requests_total";
+    pub const REWRITE_FAILURES: &str = "consentgate_rewrite_failures_total";
+    pub const UPSTREAM_TIMEOUTS: &str = "consentgate_upstream_timeouts_total";
+    pub const UPSTREAM_HEALTHY: &str = "consentgate_upstream_healthy";
+    pub const GPC_REQUESTS: &str = "consentgate_gpc_requests_total";
+    /// Consent receipts (src/receipts, issue 12); the dashboard shows 0 while not registered.
+    pub const RECEIPTS_WRITTEN: &str = "consentgate_receipts_written_total";
+    pub const RECEIPTS_DROPPED: &str = "consentgate_receipts_dropped_total";
+    pub const INVENTORY_REFUSED: &str = "consentgate_inventory_refused_total";
 }
 
 /// Requests by site and the visitor's consent state.
@@ -83,7 +95,7 @@ pub static COOKIES_EXPIRED: LazyLock<IntCounterVec> = LazyLock::new(|| {
 /// Cookie names no rule, catalogue entry or database row classifies.
 pub static UNKNOWN_COOKIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
-        "consentgate_unknown_cookies_total",
+        name::UNKNOWN_COOKIES,
         "Unclassified cookie names seen (request or response), by site and name; names past the label limit count as _other",
         &["site", "name"]
     )
@@ -132,7 +144,7 @@ pub static UPSTREAM_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 /// Filter failures that were passed through (availability fails open).
 pub static FILTER_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
-        "consentgate_filter_errors_total",
+        name::FILTER_ERRORS,
         format!(
             "Filter failures and their failure policy, by site and stage ({})",
             FilterStage::list()
@@ -145,7 +157,7 @@ pub static FILTER_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 /// Requests carrying `Sec-GPC: 1`.
 pub static GPC_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
-        "consentgate_gpc_requests_total",
+        name::GPC_REQUESTS,
         "Requests carrying Sec-GPC: 1, by site",
         &["site"]
     )
@@ -155,7 +167,7 @@ pub static GPC_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 /// Tracker requests answered by the proxy (or that would be, in report-only).
 pub static BLOCKED_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
-        "consentgate_blocked_requests_total",
+        name::BLOCKED_REQUESTS,
         format!(
             "Tracker requests answered without contacting the origin, by site, category, list and action ({})",
             BlockAction::list()
@@ -178,7 +190,7 @@ pub static NEUTRALIZED: LazyLock<IntCounterVec> = LazyLock::new(|| {
 /// HTML rewrites that failed; the rest of the body was passed through.
 pub static REWRITE_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
-        "consentgate_rewrite_failures_total",
+        name::REWRITE_FAILURES,
         format!(
             "HTML rewrites that failed and passed the rest of the body through unchanged, by site and reason ({})",
             RewriteFailure::list()
@@ -322,7 +334,7 @@ pub static TLS_HANDSHAKE_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
 /// Origin connections that timed out, by site, upstream and phase.
 pub static UPSTREAM_TIMEOUTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
-        "consentgate_upstream_timeouts_total",
+        name::UPSTREAM_TIMEOUTS,
         "Requests whose origin timed out (answered 504), by site, upstream address and phase (connect, read, write)",
         &["site", "upstream", "phase"]
     )
@@ -336,7 +348,7 @@ pub static UPSTREAM_TIMEOUTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 /// 1 while an origin takes requests, 0 while it is ejected (active check or failed connect).
 pub static UPSTREAM_HEALTHY: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     register_int_gauge_vec!(
-        "consentgate_upstream_healthy",
+        name::UPSTREAM_HEALTHY,
         "1 while the origin is healthy and takes requests, 0 while ejected by its health check or a failed connect, by site and upstream address",
         &["site", "upstream"]
     )
@@ -344,6 +356,17 @@ pub static UPSTREAM_HEALTHY: LazyLock<IntGaugeVec> = LazyLock::new(|| {
 });
 
 // --- end of upstream health metrics ---
+
+/// Cookie names the live inventory did not take (src/inventory.rs): full, invalid, or past a
+/// request's budget of new names.
+pub static INVENTORY_REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        name::INVENTORY_REFUSED,
+        "Cookie names the live cookie inventory did not add (inventory full, name too long or not printable, or more new names than one request may add), by site",
+        &["site"]
+    )
+    .unwrap()
+});
 
 /// How many distinct unknown cookie names of one site may become label values.
 pub const UNKNOWN_NAME_LABELS: usize = 200;
@@ -508,6 +531,7 @@ pub fn init() {
     LazyLock::force(&TLS_HANDSHAKE_FAILURES);
     LazyLock::force(&UPSTREAM_TIMEOUTS);
     LazyLock::force(&UPSTREAM_HEALTHY);
+    LazyLock::force(&INVENTORY_REFUSED);
     LazyLock::force(&CONSENT_MODE_MISMATCHES);
 }
 

@@ -8,9 +8,10 @@
 use crate::config::Mode;
 use crate::consent::Grants;
 use crate::consent_mode::{BeaconMode, BeaconVerdict, ConsentMode};
+use crate::cookies::gate::RequestAction;
 use crate::decide::forwarded::{self, ForwardedPlan, Scheme};
 use crate::decide::{
-    check_tracker, plan_request_in, plan_response, HtmlPlan, HtmlRewrite, RequestPlan,
+    check_tracker, plan_request_observed, plan_response, HtmlPlan, HtmlRewrite, RequestPlan,
     RequestTarget, ResponseHead, ResponsePlan, RewriteSkip, TrackerRequest,
 };
 use crate::html::body::BodyRewrite;
@@ -59,6 +60,8 @@ pub struct RequestCtx {
     body: Option<std::sync::Mutex<BodyRewrite>>,
     /// New unknown-cookie-name labels this request may still admit.
     label_admissions: u32,
+    /// New names this request may still add to the live cookie inventory, and the time.
+    inventory_admissions: crate::inventory::RequestBudget,
     /// The origin chosen for this request (for the timeout metric's label).
     upstream: Option<pingora::protocols::l4::socket::SocketAddr>,
     /// Failed connection attempts (one retry, on another origin).
@@ -132,6 +135,7 @@ impl ConsentGate {
                 BlockAction::for_enforce(enforce).as_str(),
             ])
             .inc();
+        crate::admin::dashboard::count_blocked(&m, treq.target.host, enforce);
         ctx.blocked = Some(m.clone());
         if !enforce {
             return Ok(None);
@@ -248,6 +252,7 @@ impl ProxyHttp for ConsentGate {
             blocked: None,
             body: None,
             label_admissions: metrics::UNKNOWN_LABELS_PER_REQUEST,
+            inventory_admissions: Default::default(),
             upstream: None,
             connect_failures: 0,
             tried: SmallVec::new(),
@@ -297,14 +302,20 @@ impl ProxyHttp for ConsentGate {
                     .map(HeaderValue::as_bytes),
             );
             let lines = req.headers.get_all(COOKIE);
+            let enforce = mode == Mode::Enforce;
+            let mut inventory = site.inventory.recorder(&mut ctx.inventory_admissions);
             match catch_unwind(AssertUnwindSafe(|| {
-                plan_request_in(
+                plan_request_observed(
                     &site.policy,
                     model,
                     lines.iter().map(HeaderValue::as_bytes),
                     gpc,
                     &req.headers,
                     false,
+                    |name, verdict, action| {
+                        let stripped = enforce && action != RequestAction::Forward;
+                        inventory.record(name, verdict.category, verdict.origin, stripped);
+                    },
                 )
                 .0
             })) {
@@ -822,7 +833,10 @@ fn withhold_set_cookies(site: &Site, resp: &mut ResponseHeader) {
 
 /// Counts the planned `Set-Cookie` decisions and the cookies expired.
 fn count_set_cookies(site: &Site, plan: &ResponsePlan<'_>, ctx: &mut RequestCtx) {
+    let mut inventory = site.inventory.recorder(&mut ctx.inventory_admissions);
     for d in &plan.set_cookies {
+        let stripped = d.action == SetCookieAction::Stripped;
+        inventory.record(d.name, d.category, d.origin, stripped);
         if d.category.is_none() {
             metrics::count_unknown_cookie(&site.name, d.name, &mut ctx.label_admissions);
         }

@@ -20,6 +20,8 @@ pub struct Site {
     /// The origins: balancer, health state, TLS (src/upstreams.rs).
     pub upstreams: Upstreams,
     pub metrics: SiteMetrics,
+    /// The site's live cookie inventory (src/inventory.rs; kept across reloads).
+    pub inventory: Arc<crate::inventory::SiteInventory>,
     /// Origin connect/read/write/idle timeouts.
     pub timeouts: crate::config::connections::UpstreamTimeouts,
 }
@@ -41,6 +43,7 @@ impl Site {
         let timeouts = cfg.timeouts;
         let policy = SitePolicy::build(cfg, limits, metrics.expiry_cache_bytes.clone())?;
         Ok(Site {
+            inventory: crate::inventory::INVENTORY.site(&name),
             name,
             hosts,
             policy,

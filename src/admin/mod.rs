@@ -1,8 +1,11 @@
 //! The admin listener (keep it on loopback): `GET /metrics` (Prometheus text), `GET /healthz`,
-//! `GET /status` (JSON), `POST /reload` (re-read the configuration file). `HEAD` works wherever
-//! `GET` does. Who may ask is decided in [`access`] before anything else.
+//! `GET /status` (JSON), `POST /reload` (re-read the configuration file), `GET /` (the live
+//! dashboard, [`dashboard`], with `/dashboard.js`, `/dashboard.css`, `/dashboard.json`) and
+//! `GET /inventory` (the live cookie inventory, JSON). `HEAD` works wherever `GET` does. Who may
+//! ask is decided in [`access`] before anything else.
 
 pub mod access;
+pub mod dashboard;
 
 use crate::reload::{reload, ReloadError};
 use crate::runtime::Runtime;
@@ -71,15 +74,60 @@ impl ServeHttp for AdminApp {
                     serde_json::to_vec_pretty(&body).unwrap_or_default(),
                 )
             }
+            (true, _, "/") => page(StatusCode::OK, "text/html; charset=utf-8", dashboard::PAGE),
+            (true, _, "/dashboard.js") => page(
+                StatusCode::OK,
+                "text/javascript; charset=utf-8",
+                dashboard::SCRIPT,
+            ),
+            (true, _, "/dashboard.css") => {
+                page(StatusCode::OK, "text/css; charset=utf-8", dashboard::STYLE)
+            }
+            (true, _, "/dashboard.json") => {
+                let body = dashboard::dashboard_json(&self.runtime.load());
+                reply(
+                    StatusCode::OK,
+                    "application/json",
+                    serde_json::to_vec(&body).unwrap_or_default(),
+                )
+            }
+            // Browsers ask for it on every page: answered, so a dashboard visit logs no 404.
+            (true, _, "/favicon.ico") => reply(StatusCode::NO_CONTENT, "image/x-icon", ""),
+            (true, _, "/inventory") => reply(
+                StatusCode::OK,
+                "application/json",
+                serde_json::to_vec_pretty(&dashboard::inventory_json()).unwrap_or_default(),
+            ),
             (_, "POST", "/reload") => reload_reply(reload(&self.runtime).await),
-            (_, _, "/metrics" | "/healthz" | "/status" | "/reload") => wrong_method(&path),
+            (_, _, "/metrics" | "/healthz" | "/status" | "/reload" | "/" | "/inventory")
+            | (_, _, "/dashboard.js" | "/dashboard.css" | "/dashboard.json") => wrong_method(&path),
             _ => reply(
                 StatusCode::NOT_FOUND,
                 "text/plain",
-                "consentgate admin: GET /metrics /healthz /status, POST /reload\n",
+                "consentgate admin: GET / /metrics /healthz /status /inventory, POST /reload\n",
             ),
         }
     }
+}
+
+/// A dashboard file, under the dashboard's CSP (nothing but this listener's own script, style
+/// and JSON), not sniffed, not framed.
+fn page(status: StatusCode, content_type: &str, body: &'static str) -> Response<Vec<u8>> {
+    let mut r = reply(status, content_type, body);
+    let h = r.headers_mut();
+    h.insert(
+        http::header::CONTENT_SECURITY_POLICY,
+        http::HeaderValue::from_static(dashboard::CSP),
+    );
+    h.insert(
+        http::header::X_CONTENT_TYPE_OPTIONS,
+        http::HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        http::header::REFERRER_POLICY,
+        http::HeaderValue::from_static("no-referrer"),
+    );
+    r
 }
 
 /// The answer to a request [`access::check`] refused, counted by reason.
@@ -131,7 +179,7 @@ fn wrong_method(path: &str) -> Response<Vec<u8>> {
     let mut r = reply(
         StatusCode::METHOD_NOT_ALLOWED,
         "text/plain",
-        "use GET or HEAD for /metrics /healthz /status and POST for /reload\n",
+        "use GET or HEAD for / /metrics /healthz /status /inventory and POST for /reload\n",
     );
     r.headers_mut()
         .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));

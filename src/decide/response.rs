@@ -48,6 +48,8 @@ pub struct SetCookieDecision<'a> {
     pub name: &'a str,
     /// `None` = unknown.
     pub category: Option<Category>,
+    /// Which layer classified it (`None` = unknown), for the live cookie inventory.
+    pub origin: Option<crate::cookies::classify::Origin>,
     pub action: SetCookieAction,
 }
 
@@ -191,6 +193,7 @@ pub fn plan_response<'a>(
             SetCookieDecision {
                 name,
                 category: verdict.category,
+                origin: verdict.origin,
                 action,
             }
         })
