@@ -81,7 +81,15 @@ pub fn plan_request_in<'a>(
     headers: &http::HeaderMap,
     detail: bool,
 ) -> (RequestPlan, Vec<CookieReport>) {
-    plan_request_observed(policy, model, cookie_lines, gpc, detail, |_, _, _| {})
+    plan_request_observed(
+        policy,
+        model,
+        cookie_lines,
+        gpc,
+        headers,
+        detail,
+        |_, _, _| {},
+    )
 }
 
 /// [`plan_request_in`], showing `observe` every cookie read with its verdict and action: the
@@ -92,6 +100,7 @@ pub fn plan_request_observed<'a>(
     model: Model,
     cookie_lines: impl IntoIterator<Item = &'a [u8]>,
     gpc: bool,
+    headers: &http::HeaderMap,
     detail: bool,
     mut observe: impl FnMut(&str, &Verdict, RequestAction),
 ) -> (RequestPlan, Vec<CookieReport>) {
