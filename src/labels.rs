@@ -166,6 +166,8 @@ label_enum!(
         Forwarded = "forwarded",
         /// Consent-mode beacon audit: the request goes on to the blocklists (fails open).
         ConsentMode = "consent_mode",
+        /// Consent receipt check: no receipt, the request goes on (fails open).
+        Receipts = "receipts",
     }
 );
 

@@ -22,6 +22,8 @@ pub struct Site {
     pub metrics: SiteMetrics,
     /// Origin connect/read/write/idle timeouts.
     pub timeouts: crate::config::connections::UpstreamTimeouts,
+    /// SHA-256 of the site's configuration (consent receipts).
+    pub policy_version: String,
 }
 
 impl Site {
@@ -39,6 +41,7 @@ impl Site {
         let name = std::mem::take(&mut cfg.name);
         let hosts = std::mem::take(&mut cfg.hosts);
         let timeouts = cfg.timeouts;
+        let policy_version = std::mem::take(&mut cfg.policy_version);
         let policy = SitePolicy::build(cfg, limits, metrics.expiry_cache_bytes.clone())?;
         Ok(Site {
             name,
@@ -47,6 +50,7 @@ impl Site {
             upstreams,
             metrics,
             timeouts,
+            policy_version,
         })
     }
 }

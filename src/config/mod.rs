@@ -11,6 +11,7 @@ mod error;
 mod forwarded;
 mod located;
 mod raw;
+pub mod receipts;
 mod recover;
 mod request_path;
 mod site;
@@ -88,6 +89,8 @@ pub struct ProxyConfig {
     pub connections: connections::ConnectionSettings,
     /// `listen_tls`, the certificates (loaded) and `h2c`.
     pub tls: tls::TlsConfig,
+    /// `[receipts]`, when configured (receipts are off without the table).
+    pub receipts: Option<receipts::ReceiptsConfig>,
 }
 
 /// One validated `[[site]]`.
@@ -132,6 +135,8 @@ pub struct SiteConfig {
     pub timeouts: connections::UpstreamTimeouts,
     /// The origins with their weights, balancing, TLS and health checks.
     pub upstream: upstreams::UpstreamsConfig,
+    /// SHA-256 of the site's `[[site]]` table (consent receipts' `policy_version`).
+    pub policy_version: String,
 }
 
 #[derive(Debug, Clone)]
@@ -176,8 +181,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
     if raw.site.is_empty() {
         v.error(0, ConfigErrorKind::NoSite);
     }
-    for s in &raw.site {
-        if let Some(site) = v.site(s) {
+    let versions = receipts::policy_versions(text);
+    for (i, s) in raw.site.iter().enumerate() {
+        if let Some(mut site) = v.site(s) {
+            site.policy_version = versions.get(i).cloned().unwrap_or_default();
             if !names.insert(site.name.clone()) {
                 let kind = ConfigErrorKind::DuplicateSiteName(site.name.clone());
                 v.error_at(s.name.span(), kind);
@@ -345,6 +352,7 @@ impl Validator<'_> {
             forwarded: self.forwarded_settings(p),
             connections: self.connection_settings(p.connection_keys()),
             tls,
+            receipts: raw.receipts.as_ref().and_then(|r| self.receipts(r)),
         }
     }
 

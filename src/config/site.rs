@@ -79,6 +79,8 @@ impl Validator<'_> {
             html_snippets,
             timeouts,
             upstream,
+            // Filled by `config::parse`, which has the whole table (config/receipts.rs).
+            policy_version: String::new(),
         })
     }
 

@@ -13,6 +13,7 @@ pub mod gpc;
 pub mod klaro;
 pub mod onetrust;
 pub mod registry;
+pub mod subject;
 pub mod tcf;
 
 use crate::cookies::header::CookieJar;

@@ -1,0 +1,99 @@
+//! The receipt stores: one table `receipts` (columns named as [`Receipt`]'s fields, plus `seq`,
+//! the chain order, and `dedup_key`, the unique key that drops a duplicate) and one table
+//! `aggregates` (hourly counter deltas per site and instance; several instances add up).
+//!
+//! Used from the writer thread and the CLI only, never from a proxy worker.
+
+pub mod postgres;
+pub mod sqlite;
+
+use super::Receipt;
+use crate::config::receipts::StoreTarget;
+
+/// One hourly aggregate: `value` added to the row (hour, site, instance, metric, labels).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AggRow {
+    /// The hour's start, `2026-11-28T19:00:00Z`.
+    pub hour: String,
+    pub site: String,
+    pub instance: String,
+    /// The Prometheus counter's name (`consentgate_requests_total`).
+    pub metric: String,
+    /// Its other labels, `name=value` joined by `,` in label order.
+    pub labels: String,
+    pub value: i64,
+}
+
+/// Which receipts to list (times in the stored form, see [`super::parse_time`]).
+#[derive(Default, Debug)]
+pub struct Filter {
+    pub subject: Option<String>,
+    pub site: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+}
+
+pub trait Store: Send {
+    /// Appends receipts to the chain (a subject's repeated decision is skipped); returns how
+    /// many were written.
+    fn insert_receipts(&mut self, batch: Vec<Receipt>) -> Result<usize, String>;
+    fn add_aggregates(&mut self, rows: &[AggRow]) -> Result<(), String>;
+    /// Deletes receipts and aggregates older than `before`.
+    fn purge(&mut self, before: &str) -> Result<(), String>;
+    /// Receipts in chain order, with their `seq`.
+    fn receipts(&mut self, f: &Filter) -> Result<Vec<(i64, Receipt)>, String>;
+    /// Aggregates with `since <= hour < until`, summed over instances by the caller.
+    fn aggregates(
+        &mut self,
+        since: &str,
+        until: &str,
+        site: Option<&str>,
+    ) -> Result<Vec<AggRow>, String>;
+}
+
+/// Opens (and creates the tables of) the configured store.
+pub fn open(target: &StoreTarget) -> Result<Box<dyn Store>, String> {
+    Ok(match target {
+        StoreTarget::Sqlite(path) => Box::new(sqlite::SqliteStore::open(path)?),
+        StoreTarget::Postgres(url) => Box::new(postgres::PgStore::connect(url)?),
+    })
+}
+
+/// The receipt columns in [`Receipt`]'s field order (after `seq`).
+pub(crate) const COLUMNS: &str = "receipt_id, schema_version, event_time, site, subject, \
+    subject_type, event, source, granted, denied, signal_sha256, signal, policy_version, \
+    jurisdiction, path, client_network, instance, prev_sha256, sha256";
+
+pub(crate) fn split_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .filter(|x| !x.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The chain logic both stores share, inside their transaction: `last_of_subject` gives the
+/// subject's last (receipt_id, granted), `insert` writes one sealed receipt and says whether
+/// the unique key let it in.
+pub(crate) fn append(
+    batch: Vec<Receipt>,
+    mut head: String,
+    mut last_of_subject: impl FnMut(&Receipt) -> Result<Option<(String, String)>, String>,
+    mut insert: impl FnMut(&Receipt, &str) -> Result<bool, String>,
+) -> Result<usize, String> {
+    let mut written = 0;
+    for mut r in batch {
+        let last = last_of_subject(&r)?;
+        if let Some((_, granted)) = &last {
+            if *granted == r.granted.join(",") {
+                continue;
+            }
+        }
+        let key = r.dedup_key(last.as_ref().map(|(id, _)| id.as_str()));
+        r.seal(&head);
+        if insert(&r, &key)? {
+            head = r.sha256.clone();
+            written += 1;
+        }
+    }
+    Ok(written)
+}
