@@ -175,7 +175,7 @@ fn bar_chart(title: &str, bars: &[(String, i64)]) -> String {
         (w - 2.0 * pad) / bars.len() as f64
     };
     let mut svg = format!(
-        "<figure><figcaption>{}</figcaption><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{}\" role=\"img\" aria-label=\"{}\">",
+        "<figure><figcaption>{}</figcaption><svg width=\"{w}\" height=\"{}\" role=\"img\" aria-label=\"{}\">",
         esc(title),
         h + 2.0 * pad,
         esc(title)
