@@ -137,7 +137,7 @@ impl Store for PgStore {
             .map_err(err)?;
         // Both closures use the transaction: one at a time, through a RefCell.
         let tx_cell = std::cell::RefCell::new(&mut tx);
-        let written = append(
+        let appended = append(
             batch,
             head,
             |r| {
@@ -180,8 +180,8 @@ impl Store for PgStore {
                     .map(|n| n == 1)
                     .map_err(err)
             },
-        )?;
-        drop(tx_cell);
+        );
+        let written = appended?;
         tx.commit().map_err(err)?;
         Ok(written)
     }
