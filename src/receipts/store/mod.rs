@@ -87,6 +87,17 @@ pub(crate) fn append(
             if *granted == r.granted.join(",") {
                 continue;
             }
+            // Another instance (or this one before a restart) recorded the subject already:
+            // for the store it is a change, not a first consent.
+            if r.event == super::Event::Given.as_str() {
+                r.event = if r.granted.len() == 1 {
+                    super::Event::Withdrawn
+                } else {
+                    super::Event::Updated
+                }
+                .as_str()
+                .to_string();
+            }
         }
         let key = r.dedup_key(last.as_ref().map(|(id, _)| id.as_str()));
         r.seal(&head);
@@ -96,4 +107,58 @@ pub(crate) fn append(
         }
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::receipts::GENESIS;
+
+    fn receipt(subject: &str, granted: &[&str]) -> Receipt {
+        Receipt {
+            receipt_id: format!("r-{subject}-{}", granted.len()),
+            schema_version: crate::receipts::SCHEMA_VERSION.into(),
+            event_time: "2026-11-28T19:00:00.000Z".into(),
+            site: "shop".into(),
+            subject: subject.into(),
+            subject_type: "cmp-id".into(),
+            event: "given".into(),
+            source: "onetrust:OptanonConsent".into(),
+            granted: granted.iter().map(|s| s.to_string()).collect(),
+            denied: vec![],
+            signal_sha256: String::new(),
+            signal: None,
+            policy_version: String::new(),
+            jurisdiction: None,
+            path: "/".into(),
+            client_network: String::new(),
+            instance: "b".into(),
+            prev_sha256: String::new(),
+            sha256: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_store_decides_duplicates_and_events_across_instances() {
+        // Instance a recorded "v" granting analytics; instance b (which never saw "v") sends
+        // a first-seen receipt with the same decision, then one withdrawing.
+        let stored = ("r-a".to_string(), "necessary,analytics".to_string());
+        let mut written = Vec::new();
+        let n = append(
+            vec![
+                receipt("v", &["necessary", "analytics"]),
+                receipt("v", &["necessary"]),
+            ],
+            GENESIS.to_string(),
+            |_| Ok(Some(stored.clone())),
+            |r, _| {
+                written.push(r.clone());
+                Ok(true)
+            },
+        )
+        .unwrap();
+        assert_eq!(n, 1, "the same decision is a duplicate");
+        assert_eq!(written[0].event, "withdrawn");
+        assert_eq!(written[0].prev_sha256, GENESIS);
+    }
 }
