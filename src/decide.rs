@@ -16,6 +16,7 @@ pub use response::{
 use crate::consent::{read_consent, Category, ConsentState};
 use crate::cookies::gate::{expiry_lines, request_action, set_cookie_name, RequestAction, Verdict};
 use crate::cookies::header::CookieJar;
+use crate::jurisdiction::Model;
 use crate::labels::CategoryLabel;
 use crate::metrics;
 use crate::policy::SitePolicy;
@@ -65,9 +66,25 @@ pub fn plan_request<'a>(
     gpc: bool,
     detail: bool,
 ) -> (RequestPlan, Vec<CookieReport>) {
+    plan_request_in(policy, Model::OptIn, cookie_lines, gpc, detail)
+}
+
+/// [`plan_request`] for a visitor under `model`, the consent model of the site's jurisdiction
+/// rule for where the visitor is ([`crate::jurisdiction`]); applied to the merged consent
+/// before any cookie is decided.
+pub fn plan_request_in<'a>(
+    policy: &SitePolicy,
+    model: Model,
+    cookie_lines: impl IntoIterator<Item = &'a [u8]>,
+    gpc: bool,
+    detail: bool,
+) -> (RequestPlan, Vec<CookieReport>) {
     let limits = policy.limits;
     let jar = CookieJar::from_headers_limited(cookie_lines, limits.max_request_cookies);
-    let consent = read_consent(&policy.readers, &jar, gpc, policy.gpc, detail);
+    let mut consent = read_consent(&policy.readers, &jar, gpc, policy.gpc, detail);
+    if model != Model::OptIn {
+        crate::jurisdiction::apply(model, &mut consent, policy.gpc);
+    }
     let gate = policy.gate();
     let mut plan = RequestPlan {
         cookies_over_limit: u32::try_from(jar.overflow()).unwrap_or(u32::MAX),

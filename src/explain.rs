@@ -4,9 +4,10 @@
 use crate::config::Mode;
 use crate::consent::ConsentState;
 use crate::decide::{
-    check_tracker, expiry_set_cookies, judge_set_cookie, plan_request, plan_response, HtmlPlan,
+    check_tracker, expiry_set_cookies, judge_set_cookie, plan_request_in, plan_response, HtmlPlan,
     RequestPlan, RequestTarget, ResponseHead, TrackerRequest,
 };
+use crate::jurisdiction::Model;
 use crate::policy::SitePolicy;
 use crate::runtime::{Runtime, Site};
 use serde_json::{json, Value};
@@ -41,6 +42,7 @@ impl ExplainResponse<'_> {
 }
 
 /// One request to explain.
+#[derive(Default)]
 pub struct ExplainRequest<'a> {
     pub host: Option<&'a str>,
     /// Values of `Cookie` header lines, as a browser would send them.
@@ -53,6 +55,9 @@ pub struct ExplainRequest<'a> {
     pub referer: Option<&'a str>,
     /// `Sec-Fetch-Dest` of the request (script, image, iframe, document, empty).
     pub dest: Option<&'a str>,
+    /// Where the visitor is (`--country US`, `--region US-CA` or `CA`); unknown without.
+    pub country: Option<&'a str>,
+    pub region: Option<&'a str>,
 }
 
 /// The decision for one request, without a response plan.
@@ -69,8 +74,10 @@ pub fn explain_with_response(
 ) -> Result<Value, String> {
     let site = site_for(rt, req)?;
     let policy = &site.policy;
-    let (plan, reports) = plan_request(
+    let (jurisdiction, model) = explain_jurisdiction(policy, req)?;
+    let (plan, reports) = plan_request_in(
         policy,
+        model,
         req.cookies.iter().map(|c| c.as_bytes()),
         req.gpc,
         true,
@@ -86,6 +93,7 @@ pub fn explain_with_response(
         "mode": policy.mode.as_str(),
         "applied": policy.mode == Mode::Enforce,
         "gpc": consent.gpc,
+        "jurisdiction": jurisdiction,
         "categories": consent.grants,
         "consent_state": consent.label(),
         "sources": explain_sources(consent),
@@ -103,6 +111,83 @@ pub fn explain_with_response(
         out["response"] = explain_response(policy, &plan, &head, req.set_cookies);
     }
     Ok(out)
+}
+
+/// The site's jurisdiction rule for `--country`/`--region` and why it applies, and its model.
+fn explain_jurisdiction(
+    policy: &SitePolicy,
+    req: &ExplainRequest<'_>,
+) -> Result<(Value, Model), String> {
+    use crate::geo::{parse_country, parse_region, Location};
+    use crate::jurisdiction::{Area, Reason};
+    let country = match req.country {
+        Some(c) => Some(parse_country(c.as_bytes()).ok_or_else(|| {
+            format!("--country `{c}` is not an ISO 3166-1 alpha-2 country code like US or DE")
+        })?),
+        None => None,
+    };
+    let region = match req.region {
+        Some(r) => {
+            let region = parse_region(r.as_bytes(), country).ok_or_else(|| {
+                format!("--region `{r}` is not a region of the --country: write US-CA, or CA with --country US")
+            })?;
+            Some(region)
+        }
+        None => None,
+    };
+    // A full region code names its country.
+    let country = country.or(region.map(|r| r.country()));
+    let location = Location { country, region };
+    let j = &policy.jurisdictions;
+    let Some(selected) = j.select(&location) else {
+        return Ok((
+            json!({
+                "name": null,
+                "model": Model::OptIn,
+                "country": country.map(|c| c.to_string()),
+                "region": region.map(|r| r.to_string()),
+                "why": "the site has no [[site.jurisdiction]] rules: opt-in for every visitor",
+            }),
+            Model::OptIn,
+        ));
+    };
+    let rule = j.rule(selected);
+    let fallback = if j.fallback_configured {
+        "unknown_jurisdiction names it"
+    } else {
+        "it is the strictest rule configured (opt-in > opt-out > off)"
+    };
+    let why = match selected.reason {
+        Reason::Matched(Area::Anywhere) => {
+            format!(
+                "`{}` lists \"*\", which matches every known location",
+                rule.name
+            )
+        }
+        Reason::Matched(Area::Country(c)) => format!("`{}` lists the country {c}", rule.name),
+        Reason::Matched(Area::Region(r)) => format!("`{}` lists the region {r}", rule.name),
+        Reason::UnknownLocation => {
+            format!(
+                "the location is unknown, so the fallback `{}` applies: {fallback}",
+                rule.name
+            )
+        }
+        Reason::NoMatch => format!(
+            "no rule lists this location, so the fallback `{}` applies: {fallback}",
+            rule.name
+        ),
+    };
+    Ok((
+        json!({
+            "name": rule.name,
+            "model": rule.model,
+            "country": country.map(|c| c.to_string()),
+            "region": region.map(|r| r.to_string()),
+            "reason": selected.reason.as_str(),
+            "why": why,
+        }),
+        rule.model,
+    ))
 }
 
 /// The site for the request's Host (or its URL's host).

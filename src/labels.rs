@@ -166,6 +166,8 @@ label_enum!(
         Forwarded = "forwarded",
         /// Consent-mode beacon audit: the request goes on to the blocklists (fails open).
         ConsentMode = "consent_mode",
+        /// Locating the visitor: the location is unknown (its jurisdiction fallback applies).
+        Geo = "geo",
         /// Consent receipt check: no receipt, the request goes on (fails open).
         Receipts = "receipts",
     }

@@ -2,6 +2,8 @@
 //!
 //! Layout (one module per concern; decisions are pure and separate from the pingora glue):
 //! - [`consent`]: consent formats and GPC -> [`consent::ConsentState`]
+//! - [`geo`]: where the visitor is (CDN headers, a MaxMind database); [`jurisdiction`]: the
+//!   site's rule and consent model (opt-in, opt-out, off) there
 //! - [`cookies`]: cookie classification, request `Cookie` and response `Set-Cookie` gating
 //! - [`trackers`]: blocklists, block responses, CSP; [`html`]: neutralizing tracker tags
 //! - [`consent_mode`]: Google Consent Mode v2 defaults script and beacon audit
@@ -31,7 +33,9 @@ pub mod cookies;
 pub mod decide;
 pub mod demo;
 pub mod explain;
+pub mod geo;
 pub mod html;
+pub mod jurisdiction;
 pub mod labels;
 pub mod metrics;
 pub mod policy;

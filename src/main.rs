@@ -112,6 +112,13 @@ enum Command {
         /// 'X-Forwarded-For: 203.0.113.7'. Repeatable.
         #[arg(long)]
         header: Vec<String>,
+        /// Where the visitor is: an ISO 3166-1 country code (US, DE). Prints the site's
+        /// jurisdiction rule under "jurisdiction"; the decisions follow its consent model.
+        #[arg(long)]
+        country: Option<String>,
+        /// The visitor's region: ISO 3166-2 (US-CA), or the subdivision alone (CA) with --country.
+        #[arg(long)]
+        region: Option<String>,
     },
     /// List consent receipts (a subject's full history answers an access request), or check
     /// their hash chain with `receipts verify`.
@@ -201,6 +208,8 @@ fn main() -> ExitCode {
             cache_control,
             peer,
             header,
+            country,
+            region,
         } => {
             let req = consentgate::explain::ExplainRequest {
                 host: host.as_deref(),
@@ -210,6 +219,8 @@ fn main() -> ExitCode {
                 url: url.as_deref(),
                 referer: referer.as_deref(),
                 dest: dest.as_deref(),
+                country: country.as_deref(),
+                region: region.as_deref(),
             };
             let given = status.is_some()
                 || content_type.is_some()
@@ -278,6 +289,10 @@ fn check(config: &Path) -> Result<(), String> {
     for w in consentgate::config::warnings_for_file(&c.proxy, config) {
         eprintln!("{w}");
     }
+    let text = std::fs::read_to_string(config).unwrap_or_default();
+    for w in consentgate::config::jurisdiction_warnings(&c.sites, config, &text) {
+        eprintln!("{w}");
+    }
     println!("{}: ok ({} sites)", config.display(), c.sites.len());
     Ok(())
 }
@@ -302,10 +317,17 @@ fn explain(
 /// `run`: serves until stopped; returns only when the configuration does not load.
 fn run(config: &Path, opts: consentgate::server::RunOptions) -> Result<(), String> {
     consentgate::server::init_logging();
-    let rt = Runtime::load(config).map_err(|e| e.to_string())?;
-    for w in consentgate::config::warnings_for_file(&rt.proxy, config) {
+    let c = consentgate::config::load(config).map_err(|e| e.to_string())?;
+    let text = std::fs::read_to_string(config).unwrap_or_default();
+    for w in consentgate::config::warnings_for_file(&c.proxy, config)
+        .into_iter()
+        .chain(consentgate::config::jurisdiction_warnings(
+            &c.sites, config, &text,
+        ))
+    {
         tracing::warn!("{w}");
     }
+    let rt = Runtime::build(c)?;
     consentgate::server::run(rt, opts, Vec::new())
 }
 

@@ -168,6 +168,16 @@ pub static REWRITE_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .unwrap()
 });
 
+/// Requests of sites with jurisdiction rules, by the rule applied (issue 11).
+pub static JURISDICTION_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "consentgate_jurisdiction_requests_total",
+        "Requests of sites with [[site.jurisdiction]] rules, by site, the rule applied (a configured name) and reason (matched; unknown_location: the visitor's location is unknown; no_match: no rule lists it; both take unknown_jurisdiction, else the strictest rule)",
+        &["site", "jurisdiction", "reason"]
+    )
+    .unwrap()
+});
+
 /// Requests no site was configured for.
 pub static UNROUTED: LazyLock<IntCounter> = LazyLock::new(|| {
     prometheus::register_int_counter!(
@@ -462,6 +472,7 @@ pub fn init() {
     LazyLock::force(&BLOCKED_REQUESTS);
     LazyLock::force(&NEUTRALIZED);
     LazyLock::force(&REWRITE_FAILURES);
+    LazyLock::force(&JURISDICTION_REQUESTS);
     LazyLock::force(&UNROUTED);
     LazyLock::force(&RELOADS);
     LazyLock::force(&COOKIES_OVER_LIMIT);
@@ -501,6 +512,8 @@ pub struct SiteMetrics {
     pub cookies_over_limit: IntCounter,
     pub expiry_lines_over_limit: IntCounter,
     pub expiry_cache_bytes: IntGauge,
+    /// Per jurisdiction rule (in order), per reason; empty for a site without rules.
+    pub jurisdictions: Vec<[IntCounter; 3]>,
 }
 
 /// One value per label of `L`, in `L::ALL` order.
@@ -532,6 +545,33 @@ impl SiteMetrics {
             cookies_over_limit: COOKIES_OVER_LIMIT.with_label_values(&[site]),
             expiry_lines_over_limit: EXPIRY_LINES_OVER_LIMIT.with_label_values(&[site]),
             expiry_cache_bytes: EXPIRY_CACHE_BYTES.with_label_values(&[site]),
+            jurisdictions: Vec::new(),
+        }
+    }
+
+    /// Resolves the jurisdiction counters for the site's rules (label values: the configured
+    /// names, bounded by the file).
+    pub fn with_jurisdictions(
+        mut self,
+        site: &str,
+        j: &crate::jurisdiction::Jurisdictions,
+    ) -> Self {
+        use crate::jurisdiction::Reason;
+        self.jurisdictions = j
+            .rules
+            .iter()
+            .map(|r| {
+                Reason::LABELS
+                    .map(|reason| JURISDICTION_REQUESTS.with_label_values(&[site, &r.name, reason]))
+            })
+            .collect();
+        self
+    }
+
+    /// Counts the rule applied to one request.
+    pub fn count_jurisdiction(&self, s: crate::jurisdiction::Selected) {
+        if let Some(c) = self.jurisdictions.get(s.rule) {
+            c[s.reason.index()].inc();
         }
     }
 }

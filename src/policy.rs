@@ -41,6 +41,8 @@ pub struct SitePolicy {
     pub rewrite_rules: Option<Arc<PageRules>>,
     /// `[proxy]` limits on what one request may cost (the same for every site).
     pub limits: RequestLimits,
+    /// `[[site.jurisdiction]]`: the consent model per visitor location (empty: opt-in).
+    pub jurisdictions: crate::jurisdiction::Jurisdictions,
     /// Expiry `Set-Cookie` values per cookie name, bounded in bytes (see the module).
     expiry_cache: ExpiryCache,
 }
@@ -135,6 +137,7 @@ impl SitePolicy {
             consent_mode: cfg.consent_mode,
             rewrite_rules,
             limits,
+            jurisdictions: cfg.jurisdictions,
             expiry_cache: ExpiryCache::new(expiry_cache_bytes),
         })
     }

@@ -10,10 +10,11 @@ use crate::consent::Grants;
 use crate::consent_mode::{BeaconMode, BeaconVerdict, ConsentMode};
 use crate::decide::forwarded::{self, ForwardedPlan, Scheme};
 use crate::decide::{
-    check_tracker, plan_request, plan_response, HtmlPlan, HtmlRewrite, RequestPlan, RequestTarget,
-    ResponseHead, ResponsePlan, RewriteSkip, TrackerRequest,
+    check_tracker, plan_request_in, plan_response, HtmlPlan, HtmlRewrite, RequestPlan,
+    RequestTarget, ResponseHead, ResponsePlan, RewriteSkip, TrackerRequest,
 };
 use crate::html::body::BodyRewrite;
+use crate::jurisdiction::{Model, Selected};
 use crate::labels::{
     BlockAction, CategoryLabel, ConsentLabel, FilterStage, RewriteFailure, SetCookieAction,
     StripAction,
@@ -66,6 +67,8 @@ pub struct RequestCtx {
     tried: SmallVec<[usize; 2]>,
     /// The client, scheme and forwarding-header edits (`decide::forwarded`).
     forwarded: Option<ForwardedPlan>,
+    /// The site's jurisdiction rule for this visitor (`None` for a site without rules).
+    jurisdiction: Option<Selected>,
 }
 
 impl RequestCtx {
@@ -249,6 +252,7 @@ impl ProxyHttp for ConsentGate {
             connect_failures: 0,
             tried: SmallVec::new(),
             forwarded: None,
+            jurisdiction: None,
         }
     }
 
@@ -276,8 +280,15 @@ impl ProxyHttp for ConsentGate {
         };
         // In every mode: a plain reverse proxy still must not pass on a spoofed client address.
         ctx.forwarded = Some(plan_forwarded_headers(session, &rt.proxy.forwarded, &site));
-        let req = session.req_header();
         let mode = site.policy.mode;
+        let model = if mode != Mode::Off && !site.policy.jurisdictions.is_empty() {
+            ctx.jurisdiction = locate_visitor(session, &rt, &site, ctx);
+            ctx.jurisdiction
+                .map_or(Model::OptIn, |s| site.policy.jurisdictions.rule(s).model)
+        } else {
+            Model::OptIn
+        };
+        let req = session.req_header();
         if mode != Mode::Off {
             let gpc = crate::consent::gpc::is_gpc_signal(
                 req.headers
@@ -287,8 +298,9 @@ impl ProxyHttp for ConsentGate {
             );
             let lines = req.headers.get_all(COOKIE);
             match catch_unwind(AssertUnwindSafe(|| {
-                plan_request(
+                plan_request_in(
                     &site.policy,
+                    model,
                     lines.iter().map(HeaderValue::as_bytes),
                     gpc,
                     false,
@@ -623,6 +635,9 @@ fn pick_upstream(site: &Site, session: &Session, tried: &[usize]) -> Option<(usi
 /// cookies withheld (or that would be), unknown names, limits reached.
 fn count_request(site: &Site, ctx: &mut RequestCtx, consent: ConsentLabel) {
     site.metrics.requests[consent].inc();
+    if let Some(s) = ctx.jurisdiction {
+        site.metrics.count_jurisdiction(s);
+    }
     let plan = &ctx.plan;
     if plan.consent.gpc {
         site.metrics.gpc.inc();
@@ -682,6 +697,7 @@ fn access_log(
         path = req.uri.path(),
         status,
         consent = consent.as_str(),
+        jurisdiction = ctx.jurisdiction.map(|s| site.policy.jurisdictions.rule(s).name.as_str()),
         gpc = ctx.plan.consent.gpc,
         consent_errors = ?errors,
         set_cookie_kept = ctx.counts.set_cookie_kept,
@@ -694,6 +710,31 @@ fn access_log(
         upstream_error = upstream_error.map(|e| e.etype().as_str()),
         duration_us = ctx.started.elapsed().as_micros() as u64,
     );
+}
+
+/// Where the visitor is (`crate::geo`) and the site's jurisdiction rule there. Runs only for
+/// sites with rules. A panic while locating fails closed: the location is unknown, so the
+/// fallback rule (by default the strictest) applies; it is counted.
+fn locate_visitor(
+    session: &Session,
+    rt: &crate::runtime::Runtime,
+    site: &Site,
+    ctx: &RequestCtx,
+) -> Option<Selected> {
+    let peer = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+    let client = ctx.forwarded.as_ref().map_or(peer, |f| f.client);
+    let headers = &session.req_header().headers;
+    let located = catch_unwind(AssertUnwindSafe(|| {
+        crate::geo::locate(&rt.proxy.geo, &rt.proxy.forwarded, headers, peer, client)
+    }));
+    let location = located.unwrap_or_else(|_| {
+        count_filter_error(site, FilterStage::Geo);
+        crate::geo::Location::UNKNOWN
+    });
+    site.policy.jurisdictions.select(&location)
 }
 
 /// The forwarding decision for this request (`decide::forwarded`). A panic in it fails closed:

@@ -37,7 +37,7 @@ impl Site {
             .unwrap_or_else(|| cfg.upstream.list[0].host.clone());
         let upstreams = Upstreams::build(cfg.upstream.clone(), &cfg.name, &check_host)
             .map_err(|e| format!("site `{}` upstreams: {e}", cfg.name))?;
-        let metrics = SiteMetrics::new(&cfg.name);
+        let metrics = SiteMetrics::new(&cfg.name).with_jurisdictions(&cfg.name, &cfg.jurisdictions);
         let name = std::mem::take(&mut cfg.name);
         let hosts = std::mem::take(&mut cfg.hosts);
         let timeouts = cfg.timeouts;

@@ -85,6 +85,7 @@ fn check(rts: &mut Runtimes, file: &str, default_source: &str, v: &Value) -> Vec
             url: None,
             referer: None,
             dest: None,
+            ..Default::default()
         },
     )
     .unwrap_or_else(|e| panic!("{at}: explain failed: {e}"));

@@ -124,6 +124,10 @@ pub enum ConfigErrorKind {
         from_env: bool,
         reason: String,
     },
+    /// A `[proxy.geo]` problem (the message says which key and how to fix it).
+    Geo(String),
+    /// A `[[site.jurisdiction]]` or `unknown_jurisdiction` problem.
+    Jurisdiction(String),
     /// Neither `listen` nor `listen_tls` has an address.
     NoListener,
     /// `listen_tls` without any `[[proxy.certificate]]`.
@@ -292,6 +296,8 @@ impl ConfigErrorKind {
                 f,
                 "admin host `{h}` is not a host name; write it like \"metrics.internal\" (no port, no scheme)"
             ),
+            Geo(msg) => write!(f, "[proxy.geo] {msg}"),
+            Jurisdiction(msg) => f.write_str(msg),
             BadTrustedProxy { value, reason } => write!(
                 f,
                 "trusted_proxies entry \"{value}\": {reason}; write an address or a CIDR range like \"10.0.0.0/8\" or \"2001:db8::/32\""
@@ -472,6 +478,8 @@ mod tests {
                 from_env: true,
                 reason: s(),
             },
+            Geo(s()),
+            Jurisdiction(s()),
             NoListener,
             NoCertificate,
             Certificate(crate::tls::CertificateError::KeyMismatch {

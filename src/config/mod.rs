@@ -9,6 +9,8 @@ pub mod connections;
 mod consent;
 mod error;
 mod forwarded;
+mod geo;
+mod jurisdiction;
 mod located;
 mod raw;
 pub mod receipts;
@@ -28,6 +30,7 @@ use crate::trackers::respond::BlockResponses;
 use crate::trackers::ListSource;
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, ListKey};
 pub use forwarded::{parse_trusted, ForwardedHeaders, ForwardedSettings};
+pub use jurisdiction::jurisdiction_warnings;
 use raw::RawConfig;
 pub use request_path::{AdminAccess, RequestLimits, ADMIN_TOKEN_ENV};
 use serde::{Deserialize, Serialize};
@@ -89,6 +92,8 @@ pub struct ProxyConfig {
     pub connections: connections::ConnectionSettings,
     /// `listen_tls`, the certificates (loaded) and `h2c`.
     pub tls: tls::TlsConfig,
+    /// `[proxy.geo]`: where visitors are (issue 11), see `geo.rs`.
+    pub geo: crate::geo::GeoSettings,
     /// `[receipts]`, when configured (receipts are off without the table).
     pub receipts: Option<receipts::ReceiptsConfig>,
 }
@@ -135,6 +140,8 @@ pub struct SiteConfig {
     pub timeouts: connections::UpstreamTimeouts,
     /// The origins with their weights, balancing, TLS and health checks.
     pub upstream: upstreams::UpstreamsConfig,
+    /// `[[site.jurisdiction]]` rules (issue 11); empty = opt-in for everyone.
+    pub jurisdictions: crate::jurisdiction::Jurisdictions,
     /// SHA-256 of the site's `[[site]]` table (consent receipts' `policy_version`).
     pub policy_version: String,
 }
@@ -352,6 +359,7 @@ impl Validator<'_> {
             forwarded: self.forwarded_settings(p),
             connections: self.connection_settings(p.connection_keys()),
             tls,
+            geo: self.geo_settings(&p.geo),
             receipts: raw.receipts.as_ref().and_then(|r| self.receipts(r)),
         }
     }
@@ -413,6 +421,29 @@ mod tests {
             c.sites[0].rules.lookup("_gcl_au"),
             Some(Category::Marketing)
         );
+    }
+
+    /// The shipped jurisdiction example (docs/CONSENT.md, "Jurisdictions") is valid and
+    /// means what its comments say.
+    #[test]
+    fn the_jurisdiction_example_is_accepted() {
+        use crate::geo::{parse_country, parse_full_region, Location};
+        use crate::jurisdiction::Model;
+        let text = include_str!("../../conf/jurisdictions.example.toml");
+        let c = parse(text, Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.proxy.geo.country_header.is_some());
+        let j = &c.sites[0].jurisdictions;
+        let at = |country: &str, region: Option<&str>| Location {
+            country: parse_country(country.as_bytes()),
+            region: region.and_then(parse_full_region),
+        };
+        assert_eq!(j.model_for(&at("US", Some("US-CA"))), Model::OptOut);
+        assert_eq!(j.model_for(&at("US", Some("US-RI"))), Model::OptOut);
+        assert_eq!(j.model_for(&at("US", Some("US-NY"))), Model::OptIn);
+        assert_eq!(j.model_for(&at("DE", None)), Model::OptIn);
+        assert_eq!(j.model_for(&at("CN", None)), Model::OptIn);
+        assert_eq!(j.model_for(&Location::UNKNOWN), Model::OptIn);
+        assert!(j.shadowed().is_empty());
     }
 
     #[test]

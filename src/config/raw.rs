@@ -72,6 +72,8 @@ pub struct RawProxy {
     #[serde(default)]
     pub h2c: bool,
     // --- end of TLS keys ---
+    /// `[proxy.geo]` (config::geo).
+    pub geo: Option<Located<crate::config::geo::RawGeo>>,
 }
 
 impl RawProxy {
@@ -134,6 +136,13 @@ pub struct RawSite {
     /// `[site.health_check]`.
     pub health_check: Option<Located<crate::config::upstreams::RawHealthCheck>>,
     // --- end of upstream keys ---
+    // --- Jurisdictions (config::jurisdiction) ---
+    /// `[[site.jurisdiction]]` tables, in order.
+    #[serde(default)]
+    pub jurisdiction: Vec<crate::config::jurisdiction::RawJurisdiction>,
+    /// The rule for a visitor whose location is unknown (default: the strictest).
+    pub unknown_jurisdiction: Option<Spanned<String>>,
+    // --- end of jurisdiction keys ---
 }
 
 impl RawSite {

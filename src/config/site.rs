@@ -52,6 +52,7 @@ impl Validator<'_> {
         let csp = self.csp(&s.csp, script_hashes);
         let html_snippets = html_snippets(&s.html);
         let timeouts = self.upstream_timeouts(&s.timeouts);
+        let jurisdictions = self.jurisdictions(&s.jurisdiction, &s.unknown_jurisdiction);
         if self.errors.len() > before {
             return None;
         }
@@ -79,6 +80,7 @@ impl Validator<'_> {
             html_snippets,
             timeouts,
             upstream,
+            jurisdictions,
             // Filled by `config::parse`, which has the whole table (config/receipts.rs).
             policy_version: String::new(),
         })

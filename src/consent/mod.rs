@@ -235,6 +235,11 @@ impl Verdict {
         Grants(self.granted | Grants::NONE.0)
     }
 
+    /// The opt-out decision (`crate::jurisdiction`): every category no source refused.
+    pub fn unless_refused(self) -> Grants {
+        Grants(!self.refused & Grants::ALL.0 | Grants::NONE.0)
+    }
+
     /// Optional categories this source says nothing about (for `explain`).
     pub fn not_carried(self) -> Vec<Category> {
         Category::OPTIONAL
@@ -454,6 +459,10 @@ pub struct ConsentState {
     pub gpc: bool,
     /// TCF vendor consents, if a TCF source was read successfully.
     pub vendors: Option<Arc<VendorSet>>,
+    /// Every source merged (before GPC): what the jurisdiction's model starts from.
+    pub verdict: Verdict,
+    /// The consent model applied (`crate::jurisdiction`; opt-in without rules).
+    pub model: crate::jurisdiction::Model,
 }
 
 /// Reads every configured source and combines them per category ([`Verdict::merge`]): a
@@ -484,6 +493,8 @@ pub fn read_consent(
         sources,
         gpc,
         vendors,
+        verdict,
+        model: crate::jurisdiction::Model::OptIn,
     }
 }
 

@@ -3,6 +3,7 @@
 
 use super::classify::{Classifier, Origin};
 use crate::consent::{Category, ConsentState};
+use crate::jurisdiction::Model;
 use serde::{Deserialize, Serialize};
 
 /// What to do with cookies no rule, catalogue or database classifies.
@@ -41,15 +42,22 @@ pub struct Gate<'a> {
 
 impl Gate<'_> {
     pub fn verdict(&self, name: &str, consent: &ConsentState) -> Verdict {
+        // A jurisdiction without gating (`model = "off"`) lets everything through, as
+        // `mode = "off"` would.
+        let ungated = consent.model == Model::Off;
         match self.classifier.classify(name) {
             None => Verdict {
                 category: None,
                 origin: None,
-                allowed: self.unknown == UnknownPolicy::Keep,
+                allowed: ungated || self.unknown == UnknownPolicy::Keep,
             },
             Some((category, origin)) => {
-                let mut allowed = consent.grants.allows(category);
-                if allowed && category != Category::Necessary && origin != Origin::ConsentCookie {
+                let mut allowed = ungated || consent.grants.allows(category);
+                if allowed
+                    && !ungated
+                    && category != Category::Necessary
+                    && origin != Origin::ConsentCookie
+                {
                     allowed = self.vendor_allows(name, consent);
                 }
                 Verdict {
@@ -64,6 +72,10 @@ impl Gate<'_> {
     /// A vendor rule that matches needs that vendor's consent in a TCF string; with no TCF
     /// string read, it is refused (fail closed).
     fn vendor_allows(&self, name: &str, consent: &ConsentState) -> bool {
+        if consent.model == Model::OptOut && consent.vendors.is_none() {
+            // Opt-out needs no vendor consent; only a TC string's own refusal counts.
+            return true;
+        }
         for (rules, vendor) in self.vendor_rules {
             if rules.lookup(name).is_some() {
                 let ok = consent

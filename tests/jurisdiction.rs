@@ -1,0 +1,475 @@
+//! Jurisdictions end to end (issue 11, "Where the visitor is", "What applies there"): the real
+//! binary between a real HTTP/1.1 client on loopback and a real origin that sets one cookie of
+//! each category. A visitor's location comes from a CDN's country/region headers (trusted
+//! peers only) or from a MaxMind database the test writes itself; the site's
+//! `[[site.jurisdiction]]` rule there decides the consent model.
+//!
+//! The test client connects from 127.0.0.1: with `trusted_proxies` unset loopback may send
+//! location headers (a local CDN stand-in); with `trusted_proxies = ["10.0.0.0/8"]` it may not.
+
+mod common;
+use common::*;
+
+/// Cloudflare's headers (developers.cloudflare.com, "Cloudflare HTTP headers": `CF-IPCountry`;
+/// "Managed Transforms": `cf-region-code`, the subdivision alone).
+const GEO: &str =
+    "[proxy.geo]\ncountry_header = \"CF-IPCountry\"\nregion_header = \"cf-region-code\"\n";
+
+/// The issue's example: opt-out for US states with comprehensive privacy laws, opt-in for the
+/// EU, and `rest`.
+const RULES: &str = r#"
+[[site.jurisdiction]]
+name = "us-optout"
+regions = ["US-CA", "US-CO", "US-CT", "US-VA", "US-UT", "US-OR", "US-TX"]
+model = "opt-out"
+[[site.jurisdiction]]
+name = "eu"
+regions = ["DE", "FR", "AT"]
+model = "opt-in"
+[[site.jurisdiction]]
+name = "us-rest"
+regions = ["US"]
+model = "off"
+"#;
+
+/// An origin that sets a necessary, an analytics and a marketing cookie on every page.
+fn cookie_origin() -> Origin {
+    Origin::start(|_| {
+        response(
+            "200 OK",
+            &[
+                ("Content-Type", "text/plain"),
+                ("Set-Cookie", "SESSIONID=s1; Path=/"),
+                ("Set-Cookie", "_ga=GA1.1.1.1; Path=/"),
+                ("Set-Cookie", "_fbp=fb.1.1; Path=/"),
+            ],
+            b"ok\n",
+        )
+    })
+}
+
+/// The shop site with `site_keys` (before its tables) and the jurisdiction rules.
+fn site(origin: &Origin, site_keys: &str) -> String {
+    // `[[site.jurisdiction]]` after the site's own tables: it belongs to the last `[[site]]`.
+    format!("{}{RULES}", shop_site(origin.addr, site_keys))
+}
+
+fn names(r: &RawResponse) -> Vec<String> {
+    let mut n = r.set_cookie_names();
+    n.sort();
+    n
+}
+
+const NECESSARY_ONLY: [&str; 1] = ["SESSIONID"];
+const ALL: [&str; 3] = ["SESSIONID", "_fbp", "_ga"];
+
+#[test]
+fn a_california_visitor_without_consent_gets_analytics_and_marketing_cookies() {
+    let origin = cookie_origin();
+    let proxy = Proxy::start_with(&site(&origin, ""), GEO);
+    let ca = [("CF-IPCountry", "US"), ("cf-region-code", "CA")];
+    let r = proxy.get("/", &ca);
+    assert_eq!(r.status, 200);
+    assert_eq!(names(&r), ALL);
+    // Full ISO 3166-2 in the region header works the same.
+    let r = proxy.get("/", &[("CF-IPCountry", "us"), ("cf-region-code", "US-CA")]);
+    assert_eq!(names(&r), ALL);
+    // The rule applied is counted and logged by name.
+    let labels = [
+        ("site", "shop"),
+        ("jurisdiction", "us-optout"),
+        ("reason", "matched"),
+    ];
+    proxy.expect_metric("consentgate_jurisdiction_requests_total", &labels, 2.0);
+    eventually("access log line with the jurisdiction", || {
+        proxy.log_text().contains("\"jurisdiction\":\"us-optout\"")
+    });
+}
+
+#[test]
+fn gpc_and_explicit_refusals_opt_a_california_visitor_out() {
+    let origin = cookie_origin();
+    let proxy = Proxy::start_with(&site(&origin, ""), GEO);
+    let ca = [("CF-IPCountry", "US"), ("cf-region-code", "CA")];
+    // Sec-GPC: 1 is an opt-out of sale/sharing: marketing goes, analytics stays.
+    let r = proxy.get("/", &[ca[0], ca[1], ("Sec-GPC", "1")]);
+    assert_eq!(names(&r), ["SESSIONID", "_ga"]);
+    // ... even where the site ignores GPC for opt-in visitors.
+    drop(proxy);
+    let proxy = Proxy::start_with(&site(&origin, "gpc = \"ignore\""), GEO);
+    let r = proxy.get("/", &[ca[0], ca[1], ("Sec-GPC", "1")]);
+    assert_eq!(names(&r), ["SESSIONID", "_ga"]);
+    // The first-party cookie lists what is granted: marketing is refused explicitly, and an
+    // explicit refusal always wins.
+    let r = proxy.get("/", &[ca[0], ca[1], ("Cookie", "consent=analytics")]);
+    assert_eq!(names(&r), ["SESSIONID", "_ga"]);
+    // A consent cookie that cannot be read refuses everything (fail closed).
+    let r = proxy.get("/", &[ca[0], ca[1], ("Cookie", "consent=%%garbage")]);
+    assert_eq!(names(&r), NECESSARY_ONLY);
+    // The withheld category's request cookie is withheld from the origin too.
+    proxy.get(
+        "/",
+        &[ca[0], ca[1], ("Sec-GPC", "1"), ("Cookie", "_ga=1; _fbp=2")],
+    );
+    assert_eq!(origin.last().header_strings("cookie"), ["_ga=1"]);
+}
+
+#[test]
+fn an_eu_visitor_gets_neither_and_off_gates_nothing() {
+    let origin = cookie_origin();
+    let proxy = Proxy::start_with(&site(&origin, ""), GEO);
+    let r = proxy.get("/", &[("CF-IPCountry", "DE")]);
+    assert_eq!(names(&r), NECESSARY_ONLY);
+    // Consent still works for opt-in visitors.
+    let r = proxy.get(
+        "/",
+        &[("CF-IPCountry", "DE"), ("Cookie", "consent=analytics")],
+    );
+    assert_eq!(names(&r), ["SESSIONID", "_ga"]);
+    // New York (no rule for US-NY; `US` matches): model "off", nothing gated, even an
+    // unknown cookie.
+    let r = proxy.get("/", &[("CF-IPCountry", "US"), ("cf-region-code", "NY")]);
+    assert_eq!(names(&r), ALL);
+    proxy.get(
+        "/",
+        &[("CF-IPCountry", "US"), ("Cookie", "_fbp=1; mystery=2")],
+    );
+    assert_eq!(
+        origin.last().header_strings("cookie"),
+        ["_fbp=1; mystery=2"]
+    );
+}
+
+#[test]
+fn an_unknown_location_takes_the_configured_rule_else_the_strictest() {
+    let origin = cookie_origin();
+    // Default: the strictest rule configured (opt-in, `eu`).
+    let proxy = Proxy::start_with(&site(&origin, ""), GEO);
+    for headers in [
+        &[][..],
+        &[("CF-IPCountry", "XX")][..], // Cloudflare: no country data
+        &[("CF-IPCountry", "T1")][..], // Cloudflare: Tor
+        &[("CF-IPCountry", "<script>")][..],
+    ] {
+        let r = proxy.get("/", headers);
+        assert_eq!(names(&r), NECESSARY_ONLY, "{headers:?}");
+    }
+    // A known country no rule lists: the same fallback.
+    let r = proxy.get("/", &[("CF-IPCountry", "JP")]);
+    assert_eq!(names(&r), NECESSARY_ONLY);
+    let labels = [("jurisdiction", "eu"), ("reason", "unknown_location")];
+    proxy.expect_metric("consentgate_jurisdiction_requests_total", &labels, 4.0);
+    let labels = [("jurisdiction", "eu"), ("reason", "no_match")];
+    proxy.expect_metric("consentgate_jurisdiction_requests_total", &labels, 1.0);
+    drop(proxy);
+    // Configured: unknown visitors are treated as opt-out.
+    let proxy = Proxy::start_with(&site(&origin, "unknown_jurisdiction = \"us-optout\""), GEO);
+    let r = proxy.get("/", &[]);
+    assert_eq!(names(&r), ALL);
+    let r = proxy.get("/", &[("CF-IPCountry", "DE")]);
+    assert_eq!(
+        names(&r),
+        NECESSARY_ONLY,
+        "a known EU visitor is still opt-in"
+    );
+}
+
+#[test]
+fn location_headers_from_an_untrusted_peer_are_ignored() {
+    let origin = cookie_origin();
+    // trusted_proxies set, without loopback: the test client is not a trusted CDN.
+    let proxy_keys = format!("trusted_proxies = [\"10.0.0.0/8\"]\n{GEO}");
+    let proxy = Proxy::start_with(&site(&origin, ""), &proxy_keys);
+    let r = proxy.get("/", &[("CF-IPCountry", "US"), ("cf-region-code", "CA")]);
+    assert_eq!(
+        names(&r),
+        NECESSARY_ONLY,
+        "unknown location: the strictest rule"
+    );
+    let labels = [("jurisdiction", "eu"), ("reason", "unknown_location")];
+    proxy.expect_metric("consentgate_jurisdiction_requests_total", &labels, 1.0);
+    drop(proxy);
+    // Listed: believed.
+    let proxy_keys = format!("trusted_proxies = [\"127.0.0.1/32\"]\n{GEO}");
+    let proxy = Proxy::start_with(&site(&origin, ""), &proxy_keys);
+    let r = proxy.get("/", &[("CF-IPCountry", "US"), ("cf-region-code", "CA")]);
+    assert_eq!(names(&r), ALL);
+}
+
+#[test]
+fn a_site_without_rules_stays_opt_in_whatever_the_headers_say() {
+    let origin = cookie_origin();
+    let proxy = Proxy::start_with(&shop_site(origin.addr, ""), GEO);
+    let r = proxy.get("/", &[("CF-IPCountry", "US"), ("cf-region-code", "CA")]);
+    assert_eq!(names(&r), NECESSARY_ONLY);
+    assert!(!proxy
+        .metrics()
+        .contains("consentgate_jurisdiction_requests_total{"));
+}
+
+/// A GeoLite2-City-shaped database (MaxMind's documented record layout: `country.iso_code`,
+/// `subdivisions[].iso_code`), written by the independent `mmdb-writer` crate:
+/// 203.0.113.0/24 in California, 198.51.100.0/24 in Germany, 192.0.2.0/24 in the US without a
+/// subdivision record (a country-level answer).
+fn write_city_db(path: &std::path::Path) {
+    use serde_json::json;
+    let rows = [
+        (
+            "203.0.113.0/24",
+            json!({"country": {"iso_code": "US", "names": {"en": "United States"}},
+                   "subdivisions": [{"iso_code": "CA", "names": {"en": "California"}}]}),
+        ),
+        (
+            "198.51.100.0/24",
+            json!({"country": {"iso_code": "DE", "names": {"en": "Germany"}},
+                   "subdivisions": [{"iso_code": "BE"}]}),
+        ),
+        ("192.0.2.0/24", json!({"country": {"iso_code": "US"}})),
+    ];
+    write_db(path, &rows);
+}
+
+/// Writes `rows` (network, record) as a City database at `path`.
+fn write_db(path: &std::path::Path, rows: &[(&str, serde_json::Value)]) {
+    let mut w = mmdb_writer::Writer::new("GeoLite2-City");
+    for (net, record) in rows {
+        w.insert(net.parse::<ipnet::IpNet>().unwrap(), record)
+            .unwrap();
+    }
+    std::fs::write(path, w.to_bytes().unwrap()).unwrap();
+}
+
+#[test]
+fn a_reload_reads_the_database_again() {
+    let origin = cookie_origin();
+    let dir = TempDir::new("geo-db-reload");
+    let db = dir.0.join("city.mmdb");
+    write_city_db(&db);
+    let proxy_keys = format!(
+        "trusted_proxies = [\"127.0.0.1/32\"]\n[proxy.geo]\ndatabase = \"{}\"\n",
+        db.display()
+    );
+    let proxy = Proxy::start_with(&site(&origin, ""), &proxy_keys);
+    let xff = [("X-Forwarded-For", "203.0.113.7")];
+    assert_eq!(names(&proxy.get("/", &xff)), ALL);
+    // The network moves to Germany in the new edition of the database.
+    let moved = [(
+        "203.0.113.0/24",
+        serde_json::json!({"country": {"iso_code": "DE"}}),
+    )];
+    write_db(&db, &moved);
+    let (status, body) = proxy.reload();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(names(&proxy.get("/", &xff)), NECESSARY_ONLY);
+    // A database that cannot be read fails the reload, naming it; the loaded one keeps serving.
+    std::fs::write(&db, b"not a database").unwrap();
+    let (status, body) = proxy.reload();
+    assert_ne!(status, 200);
+    assert!(body.contains("city.mmdb"), "{body}");
+    assert_eq!(names(&proxy.get("/", &xff)), NECESSARY_ONLY);
+}
+
+/// What MaxMind's own C library (libmaxminddb's `mmdblookup`, Debian package `mmdb-bin`) reads
+/// at `path` for `ip`: the oracle that the database the test wrote is the one it means, read
+/// by an implementation that shares nothing with the `maxminddb` crate consentgate uses.
+/// `None` when the address is not in the database.
+fn mmdblookup(db: &std::path::Path, ip: &str, path: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("mmdblookup")
+        .arg("--file")
+        .arg(db)
+        .args(["--ip", ip])
+        .args(path)
+        .output()
+        .expect("mmdblookup runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // `  "US" <utf8_string>`; nothing (and a message on stderr) when not found.
+    text.split('"').nth(1).map(str::to_string)
+}
+
+#[test]
+fn the_test_database_reads_the_same_in_maxminds_reference_reader() {
+    if std::process::Command::new("mmdblookup")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "mmdblookup is missing: install the Debian package mmdb-bin (scripts/test does)"
+        );
+        eprintln!("skipped: mmdblookup is not installed (Debian package mmdb-bin)");
+        return;
+    }
+    let dir = TempDir::new("geo-db-oracle");
+    let db = dir.0.join("city.mmdb");
+    write_city_db(&db);
+    let country = |ip| mmdblookup(&db, ip, &["country", "iso_code"]);
+    let sub = |ip| mmdblookup(&db, ip, &["subdivisions", "0", "iso_code"]);
+    assert_eq!(country("203.0.113.7").as_deref(), Some("US"));
+    assert_eq!(sub("203.0.113.7").as_deref(), Some("CA"));
+    assert_eq!(country("198.51.100.7").as_deref(), Some("DE"));
+    assert_eq!(sub("198.51.100.7").as_deref(), Some("BE"));
+    assert_eq!(country("192.0.2.7").as_deref(), Some("US"));
+    assert_eq!(sub("192.0.2.7"), None);
+    assert_eq!(country("100.64.0.1"), None);
+    assert_eq!(country("127.0.0.1"), None);
+}
+
+#[test]
+fn the_database_locates_the_forwarded_client_of_a_trusted_peer() {
+    let origin = cookie_origin();
+    let dir = TempDir::new("geo-db");
+    let db = dir.0.join("city.mmdb");
+    write_city_db(&db);
+    let geo = format!("[proxy.geo]\ndatabase = \"{}\"\n", db.display());
+    let proxy_keys = format!("trusted_proxies = [\"127.0.0.1/32\"]\n{geo}");
+    let proxy = Proxy::start_with(&site(&origin, ""), &proxy_keys);
+    let xff = |ip| [("X-Forwarded-For", ip)];
+    assert_eq!(names(&proxy.get("/", &xff("203.0.113.7"))), ALL);
+    let gpc = [("X-Forwarded-For", "203.0.113.7"), ("Sec-GPC", "1")];
+    assert_eq!(names(&proxy.get("/", &gpc)), ["SESSIONID", "_ga"]);
+    assert_eq!(names(&proxy.get("/", &xff("198.51.100.7"))), NECESSARY_ONLY);
+    // A country-level answer: `US` matches the `us-rest` rule (off).
+    assert_eq!(names(&proxy.get("/", &xff("192.0.2.7"))), ALL);
+    // An address the database does not hold (and the peer itself, loopback): unknown.
+    assert_eq!(names(&proxy.get("/", &xff("100.64.0.1"))), NECESSARY_ONLY);
+    assert_eq!(names(&proxy.get("/", &[])), NECESSARY_ONLY);
+    drop(proxy);
+
+    // From an untrusted peer X-Forwarded-For is not believed: the peer (127.0.0.1) is looked
+    // up, and the database does not know it.
+    let proxy_keys = format!("trusted_proxies = [\"10.0.0.0/8\"]\n{geo}");
+    let proxy = Proxy::start_with(&site(&origin, ""), &proxy_keys);
+    assert_eq!(names(&proxy.get("/", &xff("203.0.113.7"))), NECESSARY_ONLY);
+    drop(proxy);
+
+    // Both sources: the trusted header wins over the database.
+    let proxy_keys = format!(
+        "trusted_proxies = [\"127.0.0.1/32\"]\n{GEO}database = \"{}\"\n",
+        db.display()
+    );
+    let proxy = Proxy::start_with(&site(&origin, ""), &proxy_keys);
+    let both = [("X-Forwarded-For", "203.0.113.7"), ("CF-IPCountry", "DE")];
+    assert_eq!(names(&proxy.get("/", &both)), NECESSARY_ONLY);
+    // Without the header, the database answers.
+    assert_eq!(names(&proxy.get("/", &xff("203.0.113.7"))), ALL);
+}
+
+/// Writes a configuration with `rules` and runs the binary with `args`.
+fn run_cli(config: &str, args: &[&str]) -> (bool, String, String) {
+    let dir = TempDir::new("juris-cli");
+    let path = dir.0.join("consentgate.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).replace(&path.display().to_string(), "FILE"),
+    )
+}
+
+fn cli_config(site_keys: &str, rules: &str) -> String {
+    format!(
+        "[proxy]\nlisten = [\"127.0.0.1:1\"]\n[[site]]\nname = \"shop\"\nupstreams = [\"127.0.0.1:2\"]\n{site_keys}\n[site.cookies]\nanalytics = [\"_ga\"]\nmarketing = [\"_fbp\"]\n{rules}"
+    )
+}
+
+#[test]
+fn explain_shows_the_rule_that_applied_and_why() {
+    let config = cli_config("", RULES);
+    let explain = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["explain", "--set-cookie", "_ga=1", "--set-cookie", "_fbp=1"];
+        args.extend_from_slice(extra);
+        let (ok, out, err) = run_cli(&config, &args);
+        assert!(ok, "{err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let v = explain(&["--country", "US", "--region", "US-CA"]);
+    let j = &v["jurisdiction"];
+    assert_eq!(j["name"], "us-optout");
+    assert_eq!(j["model"], "opt-out");
+    assert_eq!(j["country"], "US");
+    assert_eq!(j["region"], "US-CA");
+    assert_eq!(j["reason"], "matched");
+    assert!(j["why"].as_str().unwrap().contains("US-CA"), "{j}");
+    assert_eq!(v["categories"]["marketing"], true);
+    assert_eq!(v["set_cookie"][1]["action"], "keep");
+    // The subdivision alone with --country; GPC denies marketing.
+    let v = explain(&["--country", "US", "--region", "CA", "--gpc"]);
+    assert_eq!(v["jurisdiction"]["region"], "US-CA");
+    assert_eq!(v["categories"]["marketing"], false);
+    assert_eq!(v["categories"]["analytics"], true);
+    assert_eq!(v["set_cookie"][1]["action"], "strip");
+    let v = explain(&["--country", "DE"]);
+    assert_eq!(v["jurisdiction"]["name"], "eu");
+    assert_eq!(v["jurisdiction"]["region"], serde_json::Value::Null);
+    assert_eq!(v["categories"]["analytics"], false);
+    // No location: the fallback, and why.
+    let v = explain(&[]);
+    assert_eq!(v["jurisdiction"]["name"], "eu");
+    assert_eq!(v["jurisdiction"]["reason"], "unknown_location");
+    assert!(v["jurisdiction"]["why"]
+        .as_str()
+        .unwrap()
+        .contains("strictest"));
+    // A bad country is refused with a message.
+    let (ok, _, err) = run_cli(&config, &["explain", "--country", "USA"]);
+    assert!(!ok && err.contains("--country `USA`"), "{err}");
+}
+
+#[test]
+fn config_errors_name_the_file_and_line() {
+    let line_of =
+        |text: &str, needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    let bad = cli_config(
+        "unknown_jurisdiction = \"nowhere\"",
+        "[[site.jurisdiction]]\nname = \"a\"\nregions = [\"US-CA\", \"California\"]\nmodel = \"opt-in\"\n[[site.jurisdiction]]\nname = \"b\"\nregions = [\"*\"]\nmodel = \"opt-maybe\"\n",
+    );
+    let (ok, _, err) = run_cli(&bad, &["check"]);
+    assert!(!ok);
+    let at = |needle: &str| format!("FILE:{}:", line_of(&bad, needle));
+    let region = err.lines().find(|l| l.contains("California")).unwrap_or("");
+    assert!(region.starts_with(&at("California")), "{err}");
+    assert!(region.contains("ISO 3166-2"), "{err}");
+    let model = err.lines().find(|l| l.contains("opt-maybe")).unwrap_or("");
+    assert!(model.starts_with(&at("opt-maybe")), "{err}");
+    assert!(
+        model.contains("opt-out"),
+        "the allowed values are listed: {err}"
+    );
+    // The unknown default is reported once the rest of the site reads; with a valid model:
+    let bad = bad
+        .replace("opt-maybe", "opt-out")
+        .replace("\"California\"", "\"US-TX\"");
+    let (ok, _, err) = run_cli(&bad, &["check"]);
+    assert!(!ok);
+    assert!(err.starts_with(&at("unknown_jurisdiction")), "{err}");
+    assert!(err.contains("`nowhere`") && err.contains("a, b"), "{err}");
+
+    // A database that cannot be opened is named with its path.
+    let missing = "[proxy]\nlisten = [\"127.0.0.1:1\"]\n[proxy.geo]\ndatabase = \"/nonexistent/city.mmdb\"\n[[site]]\nname = \"s\"\nupstreams = [\"127.0.0.1:2\"]\n";
+    let (ok, _, err) = run_cli(missing, &["check"]);
+    assert!(!ok);
+    assert!(
+        err.starts_with("FILE:4:") && err.contains("/nonexistent/city.mmdb"),
+        "{err}"
+    );
+
+    // A rule after a `*` is reachable by no request: `check` warns and still passes.
+    let shadowed = cli_config(
+        "",
+        "[[site.jurisdiction]]\nname = \"all\"\nregions = [\"*\"]\nmodel = \"opt-in\"\n[[site.jurisdiction]]\nname = \"ca\"\nregions = [\"US-CA\"]\nmodel = \"opt-out\"\n",
+    );
+    let (ok, _, err) = run_cli(&shadowed, &["check"]);
+    assert!(ok, "{err}");
+    let warn = format!("FILE:{}: warning:", line_of(&shadowed, "name = \"ca\""));
+    assert!(
+        err.contains(&warn) && err.contains("`ca` is never used"),
+        "{err}"
+    );
+}
