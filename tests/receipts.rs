@@ -404,3 +404,39 @@ fn two_instances_sharing_postgres_report_their_sum() {
     // Self-contained: nothing loaded from anywhere.
     assert!(!html.contains("<script") && !html.contains("http://") && !html.contains("https://"));
 }
+
+#[test]
+fn gpc_taking_back_marketing_is_a_gpc_applied_receipt_and_store_signal_keeps_the_value() {
+    let o = Origin::echo();
+    let dir = TempDir::new("receipts-gpc");
+    let db = dir.0.join("r.db");
+    let p = start(
+        &o,
+        &format!(
+            "path = \"{}\"\nbatch_interval_ms = 20\nstore_signal = true",
+            db.display()
+        ),
+    );
+    let c = onetrust(VISITOR, true, false, true);
+    assert_eq!(p.get("/", &[("Cookie", &c)]).status, 200);
+    p.expect_metric("consentgate_receipts_written_total", &[], 1.0);
+    // The same cookie with Sec-GPC: the site's default GPC policy refuses marketing.
+    assert_eq!(p.get("/", &[("Cookie", &c), ("Sec-GPC", "1")]).status, 200);
+    p.expect_metric("consentgate_receipts_written_total", &[], 2.0);
+    let list = cli_json(&["receipts", "--config", p.config.to_str().unwrap()]);
+    let list = list.as_array().unwrap();
+    assert_eq!(list[1]["event"], "gpc-applied");
+    assert_eq!(list[1]["source"], "onetrust:OptanonConsent,header:Sec-GPC");
+    assert_eq!(
+        list[1]["granted"],
+        serde_json::json!(["necessary", "analytics"])
+    );
+    // store_signal = true: the raw value, and its hash is the hash of that value.
+    let signal = list[0]["signal"].as_str().unwrap();
+    assert_eq!(signal, c);
+    assert_eq!(
+        sha256sum(signal),
+        list[0]["signal_sha256"].as_str().unwrap()
+    );
+    assert_chain(list);
+}
