@@ -244,3 +244,68 @@ impl Store for SqliteStore {
         rows.collect::<Result<Vec<_>, _>>().map_err(err)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_deletes_old_receipts_and_aggregates_and_duplicates_are_refused() {
+        let dir = std::env::temp_dir().join(format!("cg-sqlite-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("r.db");
+        let _ = std::fs::remove_file(&path);
+        let mut s = SqliteStore::open(&path).unwrap();
+        let mk = |id: &str, subject: &str, time: &str, granted: &[&str]| Receipt {
+            receipt_id: id.into(),
+            schema_version: crate::receipts::SCHEMA_VERSION.into(),
+            event_time: time.into(),
+            site: "shop".into(),
+            subject: subject.into(),
+            subject_type: "cmp-id".into(),
+            event: "given".into(),
+            source: "onetrust:OptanonConsent".into(),
+            granted: granted.iter().map(|g| g.to_string()).collect(),
+            denied: vec![],
+            signal_sha256: String::new(),
+            signal: None,
+            policy_version: String::new(),
+            jurisdiction: None,
+            path: "/".into(),
+            client_network: String::new(),
+            instance: "a".into(),
+            prev_sha256: String::new(),
+            sha256: String::new(),
+        };
+        let old = mk("1", "old", "2020-01-01T00:00:00.000Z", &["necessary"]);
+        let new = mk("2", "new", "2026-11-28T00:00:00.000Z", &["necessary"]);
+        // The same subject and decision again (another instance, a forgotten cache): refused.
+        let again = mk("3", "new", "2026-11-28T00:00:01.000Z", &["necessary"]);
+        assert_eq!(s.insert_receipts(vec![old, new, again]).unwrap(), 2);
+        let agg = |hour: &str| AggRow {
+            hour: hour.into(),
+            site: "shop".into(),
+            instance: "a".into(),
+            metric: "consentgate_requests_total".into(),
+            labels: "consent=none".into(),
+            value: 2,
+        };
+        s.add_aggregates(&[
+            agg("2020-01-01T00:00:00.000Z"),
+            agg("2026-11-28T00:00:00.000Z"),
+        ])
+        .unwrap();
+        s.add_aggregates(&[agg("2026-11-28T00:00:00.000Z")])
+            .unwrap();
+        s.purge("2025-01-01T00:00:00.000Z").unwrap();
+        let left = s.receipts(&Filter::default()).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].1.subject, "new");
+        let rows = s
+            .aggregates("2000-01-01T00:00:00.000Z", "2999-01-01T00:00:00.000Z", None)
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].value, 4, "upserts add");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
