@@ -71,7 +71,42 @@ pub fn build(store: &mut dyn Store, req: &ReportRequest<'_>) -> Result<Value, St
         until: Some(req.until.to_string()),
         ..Filter::default()
     })?;
-    Ok(from_rows(&rows, &receipts, req))
+    let mut v = from_rows(&rows, &receipts, req);
+    v["inventory"] = inventory_json(&store.inventory(req.since, req.until, req.site)?);
+    Ok(v)
+}
+
+/// The cookie inventory summed over instances: per (site, name) the latest category and
+/// origin, kept/stripped added, the earliest first and latest last seen.
+fn inventory_json(rows: &[crate::receipts::store::InventoryRow]) -> Value {
+    let mut by: BTreeMap<(String, String), crate::receipts::store::InventoryRow> = BTreeMap::new();
+    for r in rows {
+        by.entry((r.site.clone(), r.name.clone()))
+            .and_modify(|e| {
+                e.kept += r.kept;
+                e.stripped += r.stripped;
+                if r.first_seen < e.first_seen {
+                    e.first_seen = r.first_seen.clone();
+                }
+                if r.last_seen > e.last_seen {
+                    e.last_seen = r.last_seen.clone();
+                    e.category = r.category.clone();
+                    e.origin = r.origin.clone();
+                }
+            })
+            .or_insert_with(|| r.clone());
+    }
+    Value::Array(
+        by.into_values()
+            .map(|r| {
+                json!({
+                    "site": r.site, "name": r.name, "category": r.category, "origin": r.origin,
+                    "kept": r.kept, "stripped": r.stripped,
+                    "first_seen": r.first_seen, "last_seen": r.last_seen,
+                })
+            })
+            .collect(),
+    )
 }
 
 fn from_rows(
@@ -145,8 +180,8 @@ fn from_rows(
         "other_metrics": other.into_iter().map(|((metric, labels), value)| json!({
             "metric": metric, "labels": labels, "value": value
         })).collect::<Vec<_>>(),
-        // The live cookie inventory (names, categories, where each came from, first/last
-        // seen) is not persisted yet: `unknown_cookies` lists the names to classify.
+        // Filled by `build` from table `inventory`.
+        "inventory": [],
     })
 }
 
@@ -290,6 +325,29 @@ pub fn html(report: &Value) -> String {
         ("gpc_requests", "Requests with Sec-GPC", ""),
         ("consent_errors", "Unreadable consent signals", "format"),
     ];
+    if let Some(inv) = report["inventory"].as_array().filter(|a| !a.is_empty()) {
+        body.push_str(
+            "<h2>Cookie inventory</h2><table><thead><tr><th>site</th><th>cookie</th>\
+<th>category</th><th>from</th><th>kept</th><th>stripped</th><th>first seen</th>\
+<th>last seen</th></tr></thead><tbody>",
+        );
+        for c in inv {
+            let t = |k: &str| esc(c[k].as_str().unwrap_or(""));
+            body.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td>\
+<td class=\"n\">{}</td><td>{}</td><td>{}</td></tr>",
+                t("site"),
+                t("name"),
+                t("category"),
+                t("origin"),
+                c["kept"].as_i64().unwrap_or(0),
+                c["stripped"].as_i64().unwrap_or(0),
+                t("first_seen"),
+                t("last_seen")
+            ));
+        }
+        body.push_str("</tbody></table>");
+    }
     if let Some(sites) = report["sites"].as_object() {
         for (site, sections) in sites {
             body.push_str(&format!("<h2>Site {}</h2>", esc(site)));

@@ -3,7 +3,7 @@
 //! and enforces retention. A full queue drops and counts; a failing store drops the batch and
 //! counts; nothing here ever waits on the request path.
 
-use super::store::{self, AggRow, Store};
+use super::store::{self, AggRow, InventoryRow, Store};
 use crate::config::receipts::ReceiptsConfig;
 use crate::metrics;
 use std::collections::HashMap;
@@ -110,6 +110,8 @@ struct Writer {
     /// No reconnect before this (a down store is tried once a second, not per batch).
     retry_at: Instant,
     aggregates: Aggregator,
+    /// (site, name) -> the cumulative (kept, stripped) last written from the live inventory.
+    inventory_written: HashMap<(String, String), (u64, u64)>,
     next_aggregate: Instant,
     next_purge: Instant,
 }
@@ -119,6 +121,7 @@ impl Writer {
         let now = Instant::now();
         Writer {
             aggregates: Aggregator::new(cfg.instance.clone()),
+            inventory_written: HashMap::new(),
             next_aggregate: now + cfg.aggregate_interval,
             next_purge: now,
             retry_at: now,
@@ -165,6 +168,7 @@ impl Writer {
             if flushing || now >= self.next_aggregate {
                 self.next_aggregate = now + self.cfg.aggregate_interval;
                 self.write_aggregates(flushing);
+                self.write_inventory(flushing);
             }
             if now >= self.next_purge {
                 self.next_purge = now + Duration::from_secs(3600);
@@ -240,6 +244,52 @@ impl Writer {
         }
     }
 
+    /// The live cookie inventory's increases since the last write, added to table `inventory`.
+    fn write_inventory(&mut self, now_anyway: bool) {
+        let live = live_inventory();
+        let mut rows = Vec::new();
+        for c in &live {
+            let key = (c.site.clone(), c.name.clone());
+            let (k0, s0) = self.inventory_written.get(&key).copied().unwrap_or((0, 0));
+            let (kept, stripped) = (c.kept.saturating_sub(k0), c.stripped.saturating_sub(s0));
+            if kept == 0 && stripped == 0 && self.inventory_written.contains_key(&key) {
+                continue;
+            }
+            rows.push(InventoryRow {
+                site: c.site.clone(),
+                name: c.name.clone(),
+                instance: self.cfg.instance.clone(),
+                category: c.category.clone(),
+                origin: c.origin.clone(),
+                kept: kept as i64,
+                stripped: stripped as i64,
+                first_seen: c.first_seen.clone(),
+                last_seen: c.last_seen.clone(),
+            });
+        }
+        if rows.is_empty() {
+            return;
+        }
+        let Some(s) = self.store(now_anyway) else {
+            return;
+        };
+        match s.add_inventory(&rows) {
+            Ok(()) => {
+                for c in live {
+                    self.inventory_written
+                        .insert((c.site, c.name), (c.kept, c.stripped));
+                }
+            }
+            Err(e) => {
+                metrics::RECEIPT_STORE_ERRORS
+                    .with_label_values(&["aggregates"])
+                    .inc();
+                tracing::warn!(error = %e, "cookie inventory not written");
+                self.store = None;
+            }
+        }
+    }
+
     fn purge(&mut self) {
         let days = Duration::from_secs(86_400 * self.cfg.retention_days as u64);
         let before = super::format_time(SystemTime::now() - days);
@@ -253,6 +303,27 @@ impl Writer {
             }
         }
     }
+}
+
+/// One cookie name of this process's live inventory, cumulative since start.
+pub struct LiveCookie {
+    pub site: String,
+    pub name: String,
+    pub category: String,
+    pub origin: String,
+    pub kept: u64,
+    pub stripped: u64,
+    /// UTC, in the stored form ([`super::format_time`]).
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+/// The live cookie inventory to persist. HOOK: the in-memory inventory (src/inventory.rs,
+/// `INVENTORY.snapshot()`, issue 12's dashboard branch) is not on this branch yet; map its
+/// entries here once it is. Until then nothing is persisted and `report` lists the unknown
+/// cookie names from the aggregates.
+fn live_inventory() -> Vec<LiveCookie> {
+    Vec::new()
 }
 
 /// (metric, site, other labels) -> counter value.

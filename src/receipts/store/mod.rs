@@ -24,6 +24,22 @@ pub struct AggRow {
     pub value: i64,
 }
 
+/// One cookie name of the inventory, as stored: `kept`/`stripped` are added to the row
+/// (site, name, instance) like aggregates, the times widen its first/last seen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InventoryRow {
+    pub site: String,
+    pub name: String,
+    pub instance: String,
+    pub category: String,
+    /// Where the category came from (rule, catalogue, database, consent cookie, unknown).
+    pub origin: String,
+    pub kept: i64,
+    pub stripped: i64,
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
 /// Which receipts to list (times in the stored form, see [`super::parse_time`]).
 #[derive(Default, Debug)]
 pub struct Filter {
@@ -38,6 +54,14 @@ pub trait Store: Send {
     /// many were written.
     fn insert_receipts(&mut self, batch: Vec<Receipt>) -> Result<usize, String>;
     fn add_aggregates(&mut self, rows: &[AggRow]) -> Result<(), String>;
+    fn add_inventory(&mut self, rows: &[InventoryRow]) -> Result<(), String>;
+    /// Inventory rows seen in `since..until` (summed over instances by the caller).
+    fn inventory(
+        &mut self,
+        since: &str,
+        until: &str,
+        site: Option<&str>,
+    ) -> Result<Vec<InventoryRow>, String>;
     /// Deletes receipts and aggregates older than `before`.
     fn purge(&mut self, before: &str) -> Result<(), String>;
     /// Receipts in chain order, with their `seq`.
@@ -58,6 +82,38 @@ pub fn open(target: &StoreTarget) -> Result<Box<dyn Store>, String> {
         StoreTarget::Postgres(url) => Box::new(postgres::PgStore::connect(url)?),
     })
 }
+
+/// The inventory table, the same in both stores (TEXT times, BIGINT counts).
+pub(crate) const INVENTORY_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS inventory (
+    site TEXT NOT NULL,
+    name TEXT NOT NULL,
+    instance TEXT NOT NULL,
+    category TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    kept BIGINT NOT NULL,
+    stripped BIGINT NOT NULL,
+    first_seen TEXT NOT NULL,
+    last_seen TEXT NOT NULL,
+    PRIMARY KEY (site, name, instance)
+);
+";
+
+/// Upsert of one inventory row; `$n` placeholders (SQLite reads them as `?n` too).
+pub(crate) const INVENTORY_UPSERT: &str = "INSERT INTO inventory (site, name, instance, \
+    category, origin, kept, stripped, first_seen, last_seen) VALUES ($1, $2, $3, $4, $5, $6, \
+    $7, $8, $9) ON CONFLICT (site, name, instance) DO UPDATE SET category = excluded.category, \
+    origin = excluded.origin, kept = inventory.kept + excluded.kept, \
+    stripped = inventory.stripped + excluded.stripped, \
+    first_seen = CASE WHEN excluded.first_seen < inventory.first_seen \
+        THEN excluded.first_seen ELSE inventory.first_seen END, \
+    last_seen = CASE WHEN excluded.last_seen > inventory.last_seen \
+        THEN excluded.last_seen ELSE inventory.last_seen END";
+
+/// Rows whose first/last seen overlap the period.
+pub(crate) const INVENTORY_SELECT: &str = "SELECT site, name, instance, category, origin, kept, \
+    stripped, first_seen, last_seen FROM inventory WHERE last_seen >= $1 AND first_seen < $2 \
+    AND ($3 IS NULL OR site = $3) ORDER BY site, name";
 
 /// The receipt columns in [`Receipt`]'s field order (after `seq`).
 pub(crate) const COLUMNS: &str = "receipt_id, schema_version, event_time, site, subject, \

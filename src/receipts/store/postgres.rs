@@ -4,7 +4,10 @@
 //! Several instances append to one chain: each batch takes a transaction-scoped advisory lock,
 //! so the head read and the rows written are one step in a single order.
 
-use super::{append, split_list, AggRow, Filter, Store, COLUMNS};
+use super::{
+    append, split_list, AggRow, Filter, InventoryRow, Store, COLUMNS, INVENTORY_SCHEMA,
+    INVENTORY_SELECT, INVENTORY_UPSERT,
+};
 use crate::receipts::{Receipt, GENESIS};
 use postgres::{Client, NoTls};
 use std::time::Duration;
@@ -74,6 +77,7 @@ impl PgStore {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CHAIN_LOCK])
             .map_err(err)?;
         tx.batch_execute(SCHEMA).map_err(err)?;
+        tx.batch_execute(INVENTORY_SCHEMA).map_err(err)?;
         tx.commit().map_err(err)?;
         Ok(PgStore { client })
     }
@@ -212,12 +216,65 @@ impl Store for PgStore {
         tx.commit().map_err(err)
     }
 
+    fn add_inventory(&mut self, rows: &[InventoryRow]) -> Result<(), String> {
+        let mut tx = self.client.transaction().map_err(err)?;
+        let up = tx.prepare(INVENTORY_UPSERT).map_err(err)?;
+        for r in rows {
+            tx.execute(
+                &up,
+                &[
+                    &r.site,
+                    &r.name,
+                    &r.instance,
+                    &r.category,
+                    &r.origin,
+                    &r.kept,
+                    &r.stripped,
+                    &r.first_seen,
+                    &r.last_seen,
+                ],
+            )
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
+    fn inventory(
+        &mut self,
+        since: &str,
+        until: &str,
+        site: Option<&str>,
+    ) -> Result<Vec<InventoryRow>, String> {
+        let select = INVENTORY_SELECT.replace("$3 IS NULL", "$3::text IS NULL");
+        let rows = self
+            .client
+            .query(&select, &[&since, &until, &site])
+            .map_err(err)?;
+        Ok(rows
+            .iter()
+            .map(|r| InventoryRow {
+                site: r.get(0),
+                name: r.get(1),
+                instance: r.get(2),
+                category: r.get(3),
+                origin: r.get(4),
+                kept: r.get(5),
+                stripped: r.get(6),
+                first_seen: r.get(7),
+                last_seen: r.get(8),
+            })
+            .collect())
+    }
+
     fn purge(&mut self, before: &str) -> Result<(), String> {
         self.client
             .execute("DELETE FROM receipts WHERE event_time < $1", &[&before])
             .map_err(err)?;
         self.client
             .execute("DELETE FROM aggregates WHERE hour < $1", &[&before])
+            .map_err(err)?;
+        self.client
+            .execute("DELETE FROM inventory WHERE last_seen < $1", &[&before])
             .map_err(err)?;
         Ok(())
     }

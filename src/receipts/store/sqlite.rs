@@ -1,6 +1,9 @@
 //! The embedded store: one SQLite file in WAL mode (readers never wait for the writer).
 
-use super::{append, split_list, AggRow, Filter, Store, COLUMNS};
+use super::{
+    append, split_list, AggRow, Filter, InventoryRow, Store, COLUMNS, INVENTORY_SCHEMA,
+    INVENTORY_SELECT, INVENTORY_UPSERT,
+};
 use crate::receipts::{Receipt, GENESIS};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
@@ -62,6 +65,7 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        conn.execute_batch(INVENTORY_SCHEMA).map_err(err)?;
         Ok(SqliteStore { conn })
     }
 
@@ -191,12 +195,62 @@ impl Store for SqliteStore {
         tx.commit().map_err(err)
     }
 
+    fn add_inventory(&mut self, rows: &[InventoryRow]) -> Result<(), String> {
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut up = tx.prepare_cached(INVENTORY_UPSERT).map_err(err)?;
+            for r in rows {
+                up.execute(params![
+                    r.site,
+                    r.name,
+                    r.instance,
+                    r.category,
+                    r.origin,
+                    r.kept,
+                    r.stripped,
+                    r.first_seen,
+                    r.last_seen
+                ])
+                .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    fn inventory(
+        &mut self,
+        since: &str,
+        until: &str,
+        site: Option<&str>,
+    ) -> Result<Vec<InventoryRow>, String> {
+        let mut st = self.conn.prepare(INVENTORY_SELECT).map_err(err)?;
+        let rows = st
+            .query_map(params![since, until, site], |r| {
+                Ok(InventoryRow {
+                    site: r.get(0)?,
+                    name: r.get(1)?,
+                    instance: r.get(2)?,
+                    category: r.get(3)?,
+                    origin: r.get(4)?,
+                    kept: r.get(5)?,
+                    stripped: r.get(6)?,
+                    first_seen: r.get(7)?,
+                    last_seen: r.get(8)?,
+                })
+            })
+            .map_err(err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(err)
+    }
+
     fn purge(&mut self, before: &str) -> Result<(), String> {
         self.conn
             .execute("DELETE FROM receipts WHERE event_time < ?1", [before])
             .map_err(err)?;
         self.conn
             .execute("DELETE FROM aggregates WHERE hour < ?1", [before])
+            .map_err(err)?;
+        self.conn
+            .execute("DELETE FROM inventory WHERE last_seen < ?1", [before])
             .map_err(err)?;
         Ok(())
     }
@@ -306,6 +360,53 @@ mod tests {
             .unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].value, 4, "upserts add");
+        // The cookie inventory of two instances: counts add, first/last seen widen, and the
+        // report shows one row per (site, name).
+        let inv = |instance: &str, kept: i64, first: &str, last: &str| InventoryRow {
+            site: "shop".into(),
+            name: "_ga".into(),
+            instance: instance.into(),
+            category: "analytics".into(),
+            origin: "rule".into(),
+            kept,
+            stripped: 1,
+            first_seen: first.into(),
+            last_seen: last.into(),
+        };
+        s.add_inventory(&[inv(
+            "a",
+            2,
+            "2026-11-28T10:00:00.000Z",
+            "2026-11-28T11:00:00.000Z",
+        )])
+        .unwrap();
+        s.add_inventory(&[inv(
+            "a",
+            3,
+            "2026-11-28T12:00:00.000Z",
+            "2026-11-28T12:00:00.000Z",
+        )])
+        .unwrap();
+        s.add_inventory(&[inv(
+            "b",
+            4,
+            "2026-11-28T09:00:00.000Z",
+            "2026-11-28T09:30:00.000Z",
+        )])
+        .unwrap();
+        let req = crate::report::ReportRequest {
+            since: "2026-11-28T00:00:00.000Z",
+            until: "2026-11-29T00:00:00.000Z",
+            site: None,
+        };
+        let v = crate::report::build(&mut s, &req).unwrap();
+        let inv = &v["inventory"];
+        assert_eq!(inv.as_array().unwrap().len(), 1);
+        assert_eq!(inv[0]["kept"], 9);
+        assert_eq!(inv[0]["stripped"], 3);
+        assert_eq!(inv[0]["first_seen"], "2026-11-28T09:00:00.000Z");
+        assert_eq!(inv[0]["last_seen"], "2026-11-28T12:00:00.000Z");
+        assert!(crate::report::html(&v).contains("<td>_ga</td><td>analytics</td><td>rule</td>"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
