@@ -168,6 +168,8 @@ label_enum!(
         ConsentMode = "consent_mode",
         /// Locating the visitor: the location is unknown (its jurisdiction fallback applies).
         Geo = "geo",
+        /// Consent receipt check: no receipt, the request goes on (fails open).
+        Receipts = "receipts",
     }
 );
 

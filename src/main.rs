@@ -121,6 +121,43 @@ enum Command {
         #[arg(long)]
         region: Option<String>,
     },
+    /// List consent receipts (a subject's full history answers an access request), or check
+    /// their hash chain with `receipts verify`.
+    Receipts {
+        #[command(subcommand)]
+        action: Option<ReceiptsAction>,
+        #[arg(long, default_value = "conf/consentgate.toml")]
+        config: PathBuf,
+        /// Only this subject (the CMP's consent id, or the keyed hash).
+        #[arg(long)]
+        subject: Option<String>,
+        #[arg(long)]
+        site: Option<String>,
+        /// From this time (2026-11-01 or RFC 3339), inclusive.
+        #[arg(long)]
+        since: Option<String>,
+        /// Up to this time, exclusive.
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long, value_enum, default_value = "json")]
+        format: ListFormat,
+    },
+    /// What was enforced in a period, from the receipt store's hourly aggregates (summed over
+    /// every instance sharing the store).
+    Report {
+        #[arg(long, default_value = "conf/consentgate.toml")]
+        config: PathBuf,
+        /// From this day or time (2026-11-01 or RFC 3339), inclusive.
+        #[arg(long)]
+        since: String,
+        /// Up to this day or time, exclusive (default: now).
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long)]
+        site: Option<String>,
+        #[arg(long, value_enum, default_value = "html")]
+        format: ReportFormat,
+    },
     /// Start a built-in example origin behind the proxy and print what to try.
     Demo {
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -130,6 +167,27 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8081")]
         origin: String,
     },
+}
+
+#[derive(Subcommand)]
+enum ReceiptsAction {
+    /// Recompute every receipt's hash and the chain; exit 1 naming each broken link.
+    Verify {
+        #[arg(long, default_value = "conf/consentgate.toml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ListFormat {
+    Json,
+    Csv,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    Html,
+    Json,
 }
 
 fn main() -> ExitCode {
@@ -191,6 +249,26 @@ fn main() -> ExitCode {
                 upgrade_sock: Some(upgrade_sock),
             },
         ),
+        Command::Receipts {
+            action: Some(ReceiptsAction::Verify { config }),
+            ..
+        } => verify_receipts(&config),
+        Command::Receipts {
+            action: None,
+            config,
+            subject,
+            site,
+            since,
+            until,
+            format,
+        } => list_receipts(&config, subject, site, since, until, format),
+        Command::Report {
+            config,
+            since,
+            until,
+            site,
+            format,
+        } => report(&config, &since, until.as_deref(), site.as_deref(), format),
         Command::Demo {
             listen,
             admin,
@@ -253,6 +331,93 @@ fn run(config: &Path, opts: consentgate::server::RunOptions) -> Result<(), Strin
     }
     let rt = Runtime::build(c)?;
     consentgate::server::run(rt, opts, Vec::new())
+}
+
+/// The receipt store named by the configuration's `[receipts]` table.
+fn open_store(config: &Path) -> Result<Box<dyn consentgate::receipts::store::Store>, String> {
+    let c = consentgate::config::load(config).map_err(|e| e.to_string())?;
+    let cfg = c.proxy.receipts.ok_or_else(|| {
+        format!(
+            "{}: no [receipts] table: receipts are off",
+            config.display()
+        )
+    })?;
+    consentgate::receipts::store::open(&cfg.store)
+}
+
+/// `receipts`: the receipts matching the filters, as a JSON array or CSV.
+fn list_receipts(
+    config: &Path,
+    subject: Option<String>,
+    site: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    format: ListFormat,
+) -> Result<(), String> {
+    use consentgate::receipts::parse_time;
+    let filter = consentgate::receipts::store::Filter {
+        subject,
+        site,
+        since: since.as_deref().map(parse_time).transpose()?,
+        until: until.as_deref().map(parse_time).transpose()?,
+    };
+    let rows = open_store(config)?.receipts(&filter)?;
+    let receipts: Vec<_> = rows.into_iter().map(|(_, r)| r).collect();
+    match format {
+        ListFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&receipts).map_err(|e| e.to_string())?
+        ),
+        ListFormat::Csv => print!("{}", consentgate::receipts::to_csv(&receipts)?),
+    }
+    Ok(())
+}
+
+/// `receipts verify`: every hash and link of the chain.
+fn verify_receipts(config: &Path) -> Result<(), String> {
+    let rows = open_store(config)?.receipts(&Default::default())?;
+    let (n, problems) = consentgate::receipts::verify_chain(rows);
+    if problems.is_empty() {
+        println!("{n} receipts, chain valid");
+        return Ok(());
+    }
+    for p in &problems {
+        eprintln!("receipt seq {} ({}): {}", p.seq, p.receipt_id, p.problem);
+    }
+    Err(format!(
+        "{n} receipts, {} problem(s): the chain is broken",
+        problems.len()
+    ))
+}
+
+/// `report`: JSON or one self-contained HTML page on stdout.
+fn report(
+    config: &Path,
+    since: &str,
+    until: Option<&str>,
+    site: Option<&str>,
+    format: ReportFormat,
+) -> Result<(), String> {
+    use consentgate::receipts::{format_time, parse_time};
+    let since = parse_time(since)?;
+    let until = match until {
+        Some(u) => parse_time(u)?,
+        None => format_time(std::time::SystemTime::now() + std::time::Duration::from_secs(3600)),
+    };
+    let req = consentgate::report::ReportRequest {
+        since: &since,
+        until: &until,
+        site,
+    };
+    let v = consentgate::report::build(open_store(config)?.as_mut(), &req)?;
+    match format {
+        ReportFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?
+        ),
+        ReportFormat::Html => print!("{}", consentgate::report::html(&v)),
+    }
+    Ok(())
 }
 
 /// `demo`: the example configuration and origin, in this process.

@@ -533,6 +533,9 @@ pub fn init() {
     LazyLock::force(&UPSTREAM_HEALTHY);
     LazyLock::force(&INVENTORY_REFUSED);
     LazyLock::force(&CONSENT_MODE_MISMATCHES);
+    LazyLock::force(&RECEIPTS_WRITTEN);
+    LazyLock::force(&RECEIPTS_DROPPED);
+    LazyLock::force(&RECEIPT_STORE_ERRORS);
 }
 
 /// Prometheus text exposition of everything registered.
@@ -617,6 +620,40 @@ impl SiteMetrics {
         }
     }
 }
+
+// --- Consent receipts (issue 12; src/receipts/) ---
+
+/// Receipts written to the store.
+pub static RECEIPTS_WRITTEN: LazyLock<IntCounter> = LazyLock::new(|| {
+    prometheus::register_int_counter!(
+        "consentgate_receipts_written_total",
+        "Consent receipts written to the receipt store"
+    )
+    .unwrap()
+});
+
+/// Receipts lost: the queue was full (`queue_full`), the store failed (`store_error`) or the
+/// writer had stopped (`writer_stopped`).
+pub static RECEIPTS_DROPPED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "consentgate_receipts_dropped_total",
+        "Consent receipts not written, by reason (queue_full, store_error, writer_stopped)",
+        &["reason"]
+    )
+    .unwrap()
+});
+
+/// Failed store operations, by operation (connect, receipts, aggregates, purge).
+pub static RECEIPT_STORE_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "consentgate_receipt_store_errors_total",
+        "Failed receipt store operations, by operation (connect, receipts, aggregates, purge)",
+        &["op"]
+    )
+    .unwrap()
+});
+
+// --- end of consent receipts ---
 
 #[cfg(test)]
 mod tests {

@@ -337,6 +337,7 @@ impl ProxyHttp for ConsentGate {
                     ctx.plan = RequestPlan::default();
                 }
             }
+            observe_consent(&site, ctx, req);
         }
         let mut check_blocklists = mode != Mode::Off && !site.policy.blocklists.is_empty();
         if let (true, Some(cm)) = (mode != Mode::Off, site.policy.consent_mode.as_ref()) {
@@ -811,6 +812,37 @@ fn apply_forwarded(req: &mut RequestHeader, plan: &ForwardedPlan) -> Result<()> 
         req.append_header((*name).clone(), value.clone())?;
     }
     Ok(())
+}
+
+/// Consent receipts (src/receipts/): a cheap look-up per request with a consent cookie; a
+/// changed decision is queued for the writer thread, never written here. A panic in it is
+/// contained (availability fails open) and counted.
+fn observe_consent(site: &Site, ctx: &RequestCtx, req: &RequestHeader) {
+    let Some(recorder) = crate::receipts::recorder::get() else {
+        return;
+    };
+    if ctx.plan.consent.sources.is_empty() {
+        return;
+    }
+    let observed = crate::receipts::recorder::Observed {
+        site: &site.name,
+        policy_version: &site.policy_version,
+        consent: &ctx.plan.consent,
+        cookie_lines: || {
+            req.headers
+                .get_all(COOKIE)
+                .iter()
+                .map(HeaderValue::as_bytes)
+        },
+        path: req.uri.path(),
+        client: ctx.forwarded.as_ref().map(|f| f.client),
+        jurisdiction: ctx
+            .jurisdiction
+            .map(|s| site.policy.jurisdictions.rule(s).name.as_str()),
+    };
+    if catch_unwind(AssertUnwindSafe(|| recorder.observe(observed))).is_err() {
+        count_filter_error(site, FilterStage::Receipts);
+    }
 }
 
 fn count_filter_error(site: &Site, stage: FilterStage) {

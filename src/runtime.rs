@@ -24,6 +24,8 @@ pub struct Site {
     pub inventory: Arc<crate::inventory::SiteInventory>,
     /// Origin connect/read/write/idle timeouts.
     pub timeouts: crate::config::connections::UpstreamTimeouts,
+    /// SHA-256 of the site's configuration (consent receipts).
+    pub policy_version: String,
 }
 
 impl Site {
@@ -41,6 +43,7 @@ impl Site {
         let name = std::mem::take(&mut cfg.name);
         let hosts = std::mem::take(&mut cfg.hosts);
         let timeouts = cfg.timeouts;
+        let policy_version = std::mem::take(&mut cfg.policy_version);
         let policy = SitePolicy::build(cfg, limits, metrics.expiry_cache_bytes.clone())?;
         Ok(Site {
             inventory: crate::inventory::INVENTORY.site(&name),
@@ -50,6 +53,7 @@ impl Site {
             upstreams,
             metrics,
             timeouts,
+            policy_version,
         })
     }
 }

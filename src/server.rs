@@ -51,6 +51,9 @@ pub fn run(
         add_admin_service(&mut server, addr, &runtime);
     }
     add_background_services(&mut server, &runtime);
+    if let Some(cfg) = &proxy_conf.receipts {
+        add_receipts(&mut server, cfg);
+    }
     for s in extra {
         server.add_boxed_service(s);
     }
@@ -166,6 +169,38 @@ fn add_background_services(server: &mut Server, runtime: &Arc<ArcSwap<Runtime>>)
             runtime: runtime.clone(),
         },
     ));
+}
+
+/// Consent receipts: the writer thread, and a flush of its queue on SIGTERM/SIGQUIT. The
+/// `[receipts]` table is read at start only (a reload does not move the store).
+fn add_receipts(server: &mut Server, cfg: &crate::config::receipts::ReceiptsConfig) {
+    match crate::receipts::queue::start(cfg) {
+        Ok(queue) => {
+            server.add_service(background_service(
+                "receipt flush on shutdown",
+                ReceiptFlush { queue },
+            ));
+        }
+        // Availability first: the proxy serves without receipts, and says why.
+        Err(e) => tracing::error!(error = %e, "consent receipts are off"),
+    }
+}
+
+struct ReceiptFlush {
+    queue: crate::receipts::queue::Queue,
+}
+
+#[async_trait]
+impl BackgroundService for ReceiptFlush {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let _ = shutdown.changed().await;
+        let queue = self.queue.clone();
+        // Within the grace period; a store that does not answer costs at most 5 s.
+        let flushed =
+            tokio::task::spawn_blocking(move || queue.flush(std::time::Duration::from_secs(5)))
+                .await;
+        tracing::info!(flushed = matches!(flushed, Ok(true)), "receipts flushed");
+    }
 }
 
 /// Reloads the configuration on SIGHUP. The task only waits: the work runs on a reload thread

@@ -177,6 +177,8 @@ pub enum ConfigErrorKind {
     BlockResponses(String),
     Csp(String),
     ConsentMode(String),
+    /// A `[receipts]` key (src/config/receipts.rs).
+    Receipts(String),
 
     // --- Consent sources ---
     UnknownSource {
@@ -390,6 +392,7 @@ impl ConfigErrorKind {
             ),
             BlockResponses(e) => write!(f, "[site.block_responses]: {e}"),
             Csp(e) => write!(f, "[site.csp]: {e}"),
+            Receipts(e) => write!(f, "[receipts]: {e}"),
             ConsentMode(e) => write!(f, "[site.consent_mode]: {e}"),
             UnknownSource { value, suggestion } => {
                 write!(f, "unknown consent source `{value}`; ")?;
@@ -525,6 +528,7 @@ mod tests {
             BlockResponses(s()),
             Csp(s()),
             ConsentMode(s()),
+            Receipts(s()),
             UnknownSource {
                 value: s(),
                 suggestion: None,

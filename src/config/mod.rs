@@ -13,6 +13,7 @@ mod geo;
 mod jurisdiction;
 mod located;
 mod raw;
+pub mod receipts;
 mod recover;
 mod request_path;
 mod site;
@@ -93,6 +94,8 @@ pub struct ProxyConfig {
     pub tls: tls::TlsConfig,
     /// `[proxy.geo]`: where visitors are (issue 11), see `geo.rs`.
     pub geo: crate::geo::GeoSettings,
+    /// `[receipts]`, when configured (receipts are off without the table).
+    pub receipts: Option<receipts::ReceiptsConfig>,
 }
 
 /// One validated `[[site]]`.
@@ -141,6 +144,8 @@ pub struct SiteConfig {
     pub upstream: upstreams::UpstreamsConfig,
     /// `[[site.jurisdiction]]` rules (issue 11); empty = opt-in for everyone.
     pub jurisdictions: crate::jurisdiction::Jurisdictions,
+    /// SHA-256 of the site's `[[site]]` table (consent receipts' `policy_version`).
+    pub policy_version: String,
 }
 
 #[derive(Debug, Clone)]
@@ -185,8 +190,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
     if raw.site.is_empty() {
         v.error(0, ConfigErrorKind::NoSite);
     }
-    for s in &raw.site {
-        if let Some(site) = v.site(s) {
+    let versions = receipts::policy_versions(text);
+    for (i, s) in raw.site.iter().enumerate() {
+        if let Some(mut site) = v.site(s) {
+            site.policy_version = versions.get(i).cloned().unwrap_or_default();
             if !names.insert(site.name.clone()) {
                 let kind = ConfigErrorKind::DuplicateSiteName(site.name.clone());
                 v.error_at(s.name.span(), kind);
@@ -355,6 +362,7 @@ impl Validator<'_> {
             connections: self.connection_settings(p.connection_keys()),
             tls,
             geo: self.geo_settings(&p.geo),
+            receipts: raw.receipts.as_ref().and_then(|r| self.receipts(r)),
         }
     }
 

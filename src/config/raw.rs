@@ -18,6 +18,8 @@ pub struct RawConfig {
     pub proxy: RawProxy,
     #[serde(default)]
     pub site: Vec<RawSite>,
+    /// `[receipts]`: consent receipts and hourly aggregates (config/receipts.rs).
+    pub receipts: Option<crate::config::receipts::RawReceipts>,
 }
 
 #[derive(Deserialize)]

@@ -83,6 +83,8 @@ impl Validator<'_> {
             timeouts,
             upstream,
             jurisdictions,
+            // Filled by `config::parse`, which has the whole table (config/receipts.rs).
+            policy_version: String::new(),
         })
     }
 

@@ -15,6 +15,7 @@ pub mod header;
 pub mod klaro;
 pub mod onetrust;
 pub mod registry;
+pub mod subject;
 pub mod tcf;
 
 use crate::cookies::header::CookieJar;

@@ -1,0 +1,220 @@
+//! The receipt stores: one table `receipts` (columns named as [`Receipt`]'s fields, plus `seq`,
+//! the chain order, and `dedup_key`, the unique key that drops a duplicate) and one table
+//! `aggregates` (hourly counter deltas per site and instance; several instances add up).
+//!
+//! Used from the writer thread and the CLI only, never from a proxy worker.
+
+pub mod postgres;
+pub mod sqlite;
+
+use super::Receipt;
+use crate::config::receipts::StoreTarget;
+
+/// One hourly aggregate: `value` added to the row (hour, site, instance, metric, labels).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AggRow {
+    /// The hour's start, `2026-11-28T19:00:00Z`.
+    pub hour: String,
+    pub site: String,
+    pub instance: String,
+    /// The Prometheus counter's name (`consentgate_requests_total`).
+    pub metric: String,
+    /// Its other labels, `name=value` joined by `,` in label order.
+    pub labels: String,
+    pub value: i64,
+}
+
+/// One cookie name of the inventory, as stored: `kept`/`stripped` are added to the row
+/// (site, name, instance) like aggregates, the times widen its first/last seen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InventoryRow {
+    pub site: String,
+    pub name: String,
+    pub instance: String,
+    pub category: String,
+    /// Where the category came from (rule, catalogue, database, consent cookie, unknown).
+    pub origin: String,
+    pub kept: i64,
+    pub stripped: i64,
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+/// Which receipts to list (times in the stored form, see [`super::parse_time`]).
+#[derive(Default, Debug)]
+pub struct Filter {
+    pub subject: Option<String>,
+    pub site: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+}
+
+pub trait Store: Send {
+    /// Appends receipts to the chain (a subject's repeated decision is skipped); returns how
+    /// many were written.
+    fn insert_receipts(&mut self, batch: Vec<Receipt>) -> Result<usize, String>;
+    fn add_aggregates(&mut self, rows: &[AggRow]) -> Result<(), String>;
+    fn add_inventory(&mut self, rows: &[InventoryRow]) -> Result<(), String>;
+    /// Inventory rows seen in `since..until` (summed over instances by the caller).
+    fn inventory(
+        &mut self,
+        since: &str,
+        until: &str,
+        site: Option<&str>,
+    ) -> Result<Vec<InventoryRow>, String>;
+    /// Deletes receipts and aggregates older than `before`.
+    fn purge(&mut self, before: &str) -> Result<(), String>;
+    /// Receipts in chain order, with their `seq`.
+    fn receipts(&mut self, f: &Filter) -> Result<Vec<(i64, Receipt)>, String>;
+    /// Aggregates with `since <= hour < until`, summed over instances by the caller.
+    fn aggregates(
+        &mut self,
+        since: &str,
+        until: &str,
+        site: Option<&str>,
+    ) -> Result<Vec<AggRow>, String>;
+}
+
+/// Opens (and creates the tables of) the configured store.
+pub fn open(target: &StoreTarget) -> Result<Box<dyn Store>, String> {
+    Ok(match target {
+        StoreTarget::Sqlite(path) => Box::new(sqlite::SqliteStore::open(path)?),
+        StoreTarget::Postgres(url) => Box::new(postgres::PgStore::connect(url)?),
+    })
+}
+
+/// The inventory table, the same in both stores (TEXT times, BIGINT counts).
+pub(crate) const INVENTORY_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS inventory (
+    site TEXT NOT NULL,
+    name TEXT NOT NULL,
+    instance TEXT NOT NULL,
+    category TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    kept BIGINT NOT NULL,
+    stripped BIGINT NOT NULL,
+    first_seen TEXT NOT NULL,
+    last_seen TEXT NOT NULL,
+    PRIMARY KEY (site, name, instance)
+);
+";
+
+/// Upsert of one inventory row; `$n` placeholders (SQLite reads them as `?n` too).
+pub(crate) const INVENTORY_UPSERT: &str = "INSERT INTO inventory (site, name, instance, \
+    category, origin, kept, stripped, first_seen, last_seen) VALUES ($1, $2, $3, $4, $5, $6, \
+    $7, $8, $9) ON CONFLICT (site, name, instance) DO UPDATE SET category = excluded.category, \
+    origin = excluded.origin, kept = inventory.kept + excluded.kept, \
+    stripped = inventory.stripped + excluded.stripped, \
+    first_seen = CASE WHEN excluded.first_seen < inventory.first_seen \
+        THEN excluded.first_seen ELSE inventory.first_seen END, \
+    last_seen = CASE WHEN excluded.last_seen > inventory.last_seen \
+        THEN excluded.last_seen ELSE inventory.last_seen END";
+
+/// Rows whose first/last seen overlap the period.
+pub(crate) const INVENTORY_SELECT: &str = "SELECT site, name, instance, category, origin, kept, \
+    stripped, first_seen, last_seen FROM inventory WHERE last_seen >= $1 AND first_seen < $2 \
+    AND ($3 IS NULL OR site = $3) ORDER BY site, name";
+
+/// The receipt columns in [`Receipt`]'s field order (after `seq`).
+pub(crate) const COLUMNS: &str = "receipt_id, schema_version, event_time, site, subject, \
+    subject_type, event, source, granted, denied, signal_sha256, signal, policy_version, \
+    jurisdiction, path, client_network, instance, prev_sha256, sha256";
+
+pub(crate) fn split_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .filter(|x| !x.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The chain logic both stores share, inside their transaction: `last_of_subject` gives the
+/// subject's last (receipt_id, granted), `insert` writes one sealed receipt and says whether
+/// the unique key let it in.
+pub(crate) fn append(
+    batch: Vec<Receipt>,
+    mut head: String,
+    mut last_of_subject: impl FnMut(&Receipt) -> Result<Option<(String, String)>, String>,
+    mut insert: impl FnMut(&Receipt, &str) -> Result<bool, String>,
+) -> Result<usize, String> {
+    let mut written = 0;
+    for mut r in batch {
+        let last = last_of_subject(&r)?;
+        if let Some((_, granted)) = &last {
+            if *granted == r.granted.join(",") {
+                continue;
+            }
+            // Another instance (or this one before a restart) recorded the subject already:
+            // for the store it is a change, not a first consent.
+            if r.event == super::Event::Given.as_str() {
+                r.event = if r.granted.len() == 1 {
+                    super::Event::Withdrawn
+                } else {
+                    super::Event::Updated
+                }
+                .as_str()
+                .to_string();
+            }
+        }
+        let key = r.dedup_key(last.as_ref().map(|(id, _)| id.as_str()));
+        r.seal(&head);
+        if insert(&r, &key)? {
+            head = r.sha256.clone();
+            written += 1;
+        }
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::receipts::GENESIS;
+
+    fn receipt(subject: &str, granted: &[&str]) -> Receipt {
+        Receipt {
+            receipt_id: format!("r-{subject}-{}", granted.len()),
+            schema_version: crate::receipts::SCHEMA_VERSION.into(),
+            event_time: "2026-11-28T19:00:00.000Z".into(),
+            site: "shop".into(),
+            subject: subject.into(),
+            subject_type: "cmp-id".into(),
+            event: "given".into(),
+            source: "onetrust:OptanonConsent".into(),
+            granted: granted.iter().map(|s| s.to_string()).collect(),
+            denied: vec![],
+            signal_sha256: String::new(),
+            signal: None,
+            policy_version: String::new(),
+            jurisdiction: None,
+            path: "/".into(),
+            client_network: String::new(),
+            instance: "b".into(),
+            prev_sha256: String::new(),
+            sha256: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_store_decides_duplicates_and_events_across_instances() {
+        // Instance a recorded "v" granting analytics; instance b (which never saw "v") sends
+        // a first-seen receipt with the same decision, then one withdrawing.
+        let stored = ("r-a".to_string(), "necessary,analytics".to_string());
+        let mut written = Vec::new();
+        let n = append(
+            vec![
+                receipt("v", &["necessary", "analytics"]),
+                receipt("v", &["necessary"]),
+            ],
+            GENESIS.to_string(),
+            |_| Ok(Some(stored.clone())),
+            |r, _| {
+                written.push(r.clone());
+                Ok(true)
+            },
+        )
+        .unwrap();
+        assert_eq!(n, 1, "the same decision is a duplicate");
+        assert_eq!(written[0].event, "withdrawn");
+        assert_eq!(written[0].prev_sha256, GENESIS);
+    }
+}

@@ -1,0 +1,323 @@
+//! The shared store for fleets: PostgreSQL, through the synchronous `postgres` client (it runs
+//! its own small runtime on the writer thread, never on the proxy's).
+//!
+//! Several instances append to one chain: each batch takes a transaction-scoped advisory lock,
+//! so the head read and the rows written are one step in a single order.
+
+use super::{
+    append, split_list, AggRow, Filter, InventoryRow, Store, COLUMNS, INVENTORY_SCHEMA,
+    INVENTORY_SELECT, INVENTORY_UPSERT,
+};
+use crate::receipts::{Receipt, GENESIS};
+use postgres::{Client, NoTls};
+use std::time::Duration;
+
+/// The advisory lock key of the chain (any constant; "cgrc" in ASCII).
+const CHAIN_LOCK: i64 = 0x6367_7263;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS receipts (
+    seq BIGSERIAL PRIMARY KEY,
+    receipt_id TEXT NOT NULL UNIQUE,
+    schema_version TEXT NOT NULL,
+    event_time TEXT NOT NULL,
+    site TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    subject_type TEXT NOT NULL,
+    event TEXT NOT NULL,
+    source TEXT NOT NULL,
+    granted TEXT NOT NULL,
+    denied TEXT NOT NULL,
+    signal_sha256 TEXT NOT NULL,
+    signal TEXT,
+    policy_version TEXT NOT NULL,
+    jurisdiction TEXT,
+    path TEXT NOT NULL,
+    client_network TEXT NOT NULL,
+    instance TEXT NOT NULL,
+    prev_sha256 TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    dedup_key TEXT NOT NULL UNIQUE
+);
+CREATE INDEX IF NOT EXISTS receipts_subject ON receipts (site, subject, seq);
+CREATE INDEX IF NOT EXISTS receipts_time ON receipts (event_time);
+CREATE TABLE IF NOT EXISTS aggregates (
+    hour TEXT NOT NULL,
+    site TEXT NOT NULL,
+    instance TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    value BIGINT NOT NULL,
+    PRIMARY KEY (hour, site, instance, metric, labels)
+);
+";
+
+pub struct PgStore {
+    client: Client,
+}
+
+fn err(e: postgres::Error) -> String {
+    format!("postgres: {e}")
+}
+
+impl PgStore {
+    /// Connects (3 s at most) and creates the tables. Statements time out after 10 s: a stuck
+    /// server costs the writer a bounded wait, and receipts queue (then drop, counted) meanwhile.
+    pub fn connect(url: &str) -> Result<PgStore, String> {
+        let mut cfg: postgres::Config = url
+            .parse()
+            .map_err(|e| format!("bad PostgreSQL url: {e}"))?;
+        cfg.connect_timeout(Duration::from_secs(3))
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30))
+            .options("-c statement_timeout=10000 -c lock_timeout=10000");
+        let mut client = cfg.connect(NoTls).map_err(err)?;
+        // Instances starting together would race on CREATE TABLE; the lock orders them.
+        let mut tx = client.transaction().map_err(err)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CHAIN_LOCK])
+            .map_err(err)?;
+        tx.batch_execute(SCHEMA).map_err(err)?;
+        tx.batch_execute(INVENTORY_SCHEMA).map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(PgStore { client })
+    }
+
+    /// Direct access for tests.
+    pub fn client(&mut self) -> &mut Client {
+        &mut self.client
+    }
+}
+
+fn row_to_receipt(row: &postgres::Row) -> (i64, Receipt) {
+    let s = |i: usize| row.get::<_, String>(i);
+    (
+        row.get(0),
+        Receipt {
+            receipt_id: s(1),
+            schema_version: s(2),
+            event_time: s(3),
+            site: s(4),
+            subject: s(5),
+            subject_type: s(6),
+            event: s(7),
+            source: s(8),
+            granted: split_list(&s(9)),
+            denied: split_list(&s(10)),
+            signal_sha256: s(11),
+            signal: row.get(12),
+            policy_version: s(13),
+            jurisdiction: row.get(14),
+            path: s(15),
+            client_network: s(16),
+            instance: s(17),
+            prev_sha256: s(18),
+            sha256: s(19),
+        },
+    )
+}
+
+impl Store for PgStore {
+    fn insert_receipts(&mut self, batch: Vec<Receipt>) -> Result<usize, String> {
+        let mut tx = self.client.transaction().map_err(err)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CHAIN_LOCK])
+            .map_err(err)?;
+        let head: String = tx
+            .query_opt("SELECT sha256 FROM receipts ORDER BY seq DESC LIMIT 1", &[])
+            .map_err(err)?
+            .map(|r| r.get(0))
+            .unwrap_or_else(|| GENESIS.to_string());
+        let last = tx
+            .prepare(
+                "SELECT receipt_id, granted FROM receipts WHERE site = $1 AND subject = $2 \
+                 ORDER BY seq DESC LIMIT 1",
+            )
+            .map_err(err)?;
+        let ins = tx
+            .prepare(&format!(
+                "INSERT INTO receipts ({COLUMNS}, dedup_key) VALUES ($1, $2, $3, $4, $5, $6, \
+                 $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
+                 ON CONFLICT (dedup_key) DO NOTHING"
+            ))
+            .map_err(err)?;
+        // Both closures use the transaction: one at a time, through a RefCell.
+        let tx_cell = std::cell::RefCell::new(&mut tx);
+        let appended = append(
+            batch,
+            head,
+            |r| {
+                Ok(tx_cell
+                    .borrow_mut()
+                    .query_opt(&last, &[&r.site, &r.subject])
+                    .map_err(err)?
+                    .map(|row| (row.get(0), row.get(1))))
+            },
+            |r, key| {
+                let granted = r.granted.join(",");
+                let denied = r.denied.join(",");
+                tx_cell
+                    .borrow_mut()
+                    .execute(
+                        &ins,
+                        &[
+                            &r.receipt_id,
+                            &r.schema_version,
+                            &r.event_time,
+                            &r.site,
+                            &r.subject,
+                            &r.subject_type,
+                            &r.event,
+                            &r.source,
+                            &granted,
+                            &denied,
+                            &r.signal_sha256,
+                            &r.signal,
+                            &r.policy_version,
+                            &r.jurisdiction,
+                            &r.path,
+                            &r.client_network,
+                            &r.instance,
+                            &r.prev_sha256,
+                            &r.sha256,
+                            &key,
+                        ],
+                    )
+                    .map(|n| n == 1)
+                    .map_err(err)
+            },
+        );
+        let written = appended?;
+        tx.commit().map_err(err)?;
+        Ok(written)
+    }
+
+    fn add_aggregates(&mut self, rows: &[AggRow]) -> Result<(), String> {
+        let mut tx = self.client.transaction().map_err(err)?;
+        let up = tx
+            .prepare(
+                "INSERT INTO aggregates (hour, site, instance, metric, labels, value) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (hour, site, instance, metric, \
+                 labels) DO UPDATE SET value = aggregates.value + excluded.value",
+            )
+            .map_err(err)?;
+        for a in rows {
+            tx.execute(
+                &up,
+                &[
+                    &a.hour,
+                    &a.site,
+                    &a.instance,
+                    &a.metric,
+                    &a.labels,
+                    &a.value,
+                ],
+            )
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
+    fn add_inventory(&mut self, rows: &[InventoryRow]) -> Result<(), String> {
+        let mut tx = self.client.transaction().map_err(err)?;
+        let up = tx.prepare(INVENTORY_UPSERT).map_err(err)?;
+        for r in rows {
+            tx.execute(
+                &up,
+                &[
+                    &r.site,
+                    &r.name,
+                    &r.instance,
+                    &r.category,
+                    &r.origin,
+                    &r.kept,
+                    &r.stripped,
+                    &r.first_seen,
+                    &r.last_seen,
+                ],
+            )
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
+    fn inventory(
+        &mut self,
+        since: &str,
+        until: &str,
+        site: Option<&str>,
+    ) -> Result<Vec<InventoryRow>, String> {
+        let select = INVENTORY_SELECT.replace("$3 IS NULL", "$3::text IS NULL");
+        let rows = self
+            .client
+            .query(&select, &[&since, &until, &site])
+            .map_err(err)?;
+        Ok(rows
+            .iter()
+            .map(|r| InventoryRow {
+                site: r.get(0),
+                name: r.get(1),
+                instance: r.get(2),
+                category: r.get(3),
+                origin: r.get(4),
+                kept: r.get(5),
+                stripped: r.get(6),
+                first_seen: r.get(7),
+                last_seen: r.get(8),
+            })
+            .collect())
+    }
+
+    fn purge(&mut self, before: &str) -> Result<(), String> {
+        self.client
+            .execute("DELETE FROM receipts WHERE event_time < $1", &[&before])
+            .map_err(err)?;
+        self.client
+            .execute("DELETE FROM aggregates WHERE hour < $1", &[&before])
+            .map_err(err)?;
+        self.client
+            .execute("DELETE FROM inventory WHERE last_seen < $1", &[&before])
+            .map_err(err)?;
+        Ok(())
+    }
+
+    fn receipts(&mut self, f: &Filter) -> Result<Vec<(i64, Receipt)>, String> {
+        let rows = self
+            .client
+            .query(
+                &format!(
+                    "SELECT seq, {COLUMNS} FROM receipts WHERE ($1::text IS NULL OR subject = $1) \
+                     AND ($2::text IS NULL OR site = $2) AND ($3::text IS NULL OR event_time >= $3) \
+                     AND ($4::text IS NULL OR event_time < $4) ORDER BY seq"
+                ),
+                &[&f.subject, &f.site, &f.since, &f.until],
+            )
+            .map_err(err)?;
+        Ok(rows.iter().map(row_to_receipt).collect())
+    }
+
+    fn aggregates(
+        &mut self,
+        since: &str,
+        until: &str,
+        site: Option<&str>,
+    ) -> Result<Vec<AggRow>, String> {
+        let rows = self
+            .client
+            .query(
+                "SELECT hour, site, instance, metric, labels, value FROM aggregates WHERE \
+                 hour >= $1 AND hour < $2 AND ($3::text IS NULL OR site = $3) ORDER BY hour",
+                &[&since, &until, &site],
+            )
+            .map_err(err)?;
+        Ok(rows
+            .iter()
+            .map(|r| AggRow {
+                hour: r.get(0),
+                site: r.get(1),
+                instance: r.get(2),
+                metric: r.get(3),
+                labels: r.get(4),
+                value: r.get(5),
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,412 @@
+//! The embedded store: one SQLite file in WAL mode (readers never wait for the writer).
+
+use super::{
+    append, split_list, AggRow, Filter, InventoryRow, Store, COLUMNS, INVENTORY_SCHEMA,
+    INVENTORY_SELECT, INVENTORY_UPSERT,
+};
+use crate::receipts::{Receipt, GENESIS};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::Path;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS receipts (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    receipt_id TEXT NOT NULL UNIQUE,
+    schema_version TEXT NOT NULL,
+    event_time TEXT NOT NULL,
+    site TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    subject_type TEXT NOT NULL,
+    event TEXT NOT NULL,
+    source TEXT NOT NULL,
+    granted TEXT NOT NULL,
+    denied TEXT NOT NULL,
+    signal_sha256 TEXT NOT NULL,
+    signal TEXT,
+    policy_version TEXT NOT NULL,
+    jurisdiction TEXT,
+    path TEXT NOT NULL,
+    client_network TEXT NOT NULL,
+    instance TEXT NOT NULL,
+    prev_sha256 TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    dedup_key TEXT NOT NULL UNIQUE
+);
+CREATE INDEX IF NOT EXISTS receipts_subject ON receipts (site, subject, seq);
+CREATE INDEX IF NOT EXISTS receipts_time ON receipts (event_time);
+CREATE TABLE IF NOT EXISTS aggregates (
+    hour TEXT NOT NULL,
+    site TEXT NOT NULL,
+    instance TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    value INTEGER NOT NULL,
+    PRIMARY KEY (hour, site, instance, metric, labels)
+);
+";
+
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+fn err(e: rusqlite::Error) -> String {
+    format!("sqlite: {e}")
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> Result<SqliteStore, String> {
+        let conn = Connection::open(path)
+            .map_err(|e| format!("cannot open receipts database {}: {e}", path.display()))?;
+        // WAL: one file plus its log; readers (the CLI) never block the writer.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        conn.execute_batch(INVENTORY_SCHEMA).map_err(err)?;
+        Ok(SqliteStore { conn })
+    }
+
+    /// Direct access for tests (e.g. editing a row to check `verify`).
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+fn row_to_receipt(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Receipt)> {
+    let s = |i: usize| row.get::<_, String>(i);
+    Ok((
+        row.get(0)?,
+        Receipt {
+            receipt_id: s(1)?,
+            schema_version: s(2)?,
+            event_time: s(3)?,
+            site: s(4)?,
+            subject: s(5)?,
+            subject_type: s(6)?,
+            event: s(7)?,
+            source: s(8)?,
+            granted: split_list(&s(9)?),
+            denied: split_list(&s(10)?),
+            signal_sha256: s(11)?,
+            signal: row.get(12)?,
+            policy_version: s(13)?,
+            jurisdiction: row.get(14)?,
+            path: s(15)?,
+            client_network: s(16)?,
+            instance: s(17)?,
+            prev_sha256: s(18)?,
+            sha256: s(19)?,
+        },
+    ))
+}
+
+impl Store for SqliteStore {
+    fn insert_receipts(&mut self, batch: Vec<Receipt>) -> Result<usize, String> {
+        // IMMEDIATE: the write lock first, so the chain head read is the one extended.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let head: String = tx
+            .query_row(
+                "SELECT sha256 FROM receipts ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(err)?
+            .unwrap_or_else(|| GENESIS.to_string());
+        let written = {
+            let mut last = tx
+                .prepare_cached(
+                    "SELECT receipt_id, granted FROM receipts WHERE site = ?1 AND subject = ?2 \
+                     ORDER BY seq DESC LIMIT 1",
+                )
+                .map_err(err)?;
+            let mut ins = tx
+                .prepare_cached(&format!(
+                    "INSERT INTO receipts ({COLUMNS}, dedup_key) VALUES \
+                     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
+                     ?17, ?18, ?19, ?20) ON CONFLICT (dedup_key) DO NOTHING"
+                ))
+                .map_err(err)?;
+            append(
+                batch,
+                head,
+                |r| {
+                    last.query_row(params![r.site, r.subject], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })
+                    .optional()
+                    .map_err(err)
+                },
+                |r, key| {
+                    ins.execute(params![
+                        r.receipt_id,
+                        r.schema_version,
+                        r.event_time,
+                        r.site,
+                        r.subject,
+                        r.subject_type,
+                        r.event,
+                        r.source,
+                        r.granted.join(","),
+                        r.denied.join(","),
+                        r.signal_sha256,
+                        r.signal,
+                        r.policy_version,
+                        r.jurisdiction,
+                        r.path,
+                        r.client_network,
+                        r.instance,
+                        r.prev_sha256,
+                        r.sha256,
+                        key,
+                    ])
+                    .map(|n| n == 1)
+                    .map_err(err)
+                },
+            )?
+        };
+        tx.commit().map_err(err)?;
+        Ok(written)
+    }
+
+    fn add_aggregates(&mut self, rows: &[AggRow]) -> Result<(), String> {
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut up = tx
+                .prepare_cached(
+                    "INSERT INTO aggregates (hour, site, instance, metric, labels, value) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (hour, site, instance, metric, \
+                     labels) DO UPDATE SET value = value + excluded.value",
+                )
+                .map_err(err)?;
+            for a in rows {
+                up.execute(params![
+                    a.hour, a.site, a.instance, a.metric, a.labels, a.value
+                ])
+                .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    fn add_inventory(&mut self, rows: &[InventoryRow]) -> Result<(), String> {
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut up = tx.prepare_cached(INVENTORY_UPSERT).map_err(err)?;
+            for r in rows {
+                up.execute(params![
+                    r.site,
+                    r.name,
+                    r.instance,
+                    r.category,
+                    r.origin,
+                    r.kept,
+                    r.stripped,
+                    r.first_seen,
+                    r.last_seen
+                ])
+                .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    fn inventory(
+        &mut self,
+        since: &str,
+        until: &str,
+        site: Option<&str>,
+    ) -> Result<Vec<InventoryRow>, String> {
+        let mut st = self.conn.prepare(INVENTORY_SELECT).map_err(err)?;
+        let rows = st
+            .query_map(params![since, until, site], |r| {
+                Ok(InventoryRow {
+                    site: r.get(0)?,
+                    name: r.get(1)?,
+                    instance: r.get(2)?,
+                    category: r.get(3)?,
+                    origin: r.get(4)?,
+                    kept: r.get(5)?,
+                    stripped: r.get(6)?,
+                    first_seen: r.get(7)?,
+                    last_seen: r.get(8)?,
+                })
+            })
+            .map_err(err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(err)
+    }
+
+    fn purge(&mut self, before: &str) -> Result<(), String> {
+        self.conn
+            .execute("DELETE FROM receipts WHERE event_time < ?1", [before])
+            .map_err(err)?;
+        self.conn
+            .execute("DELETE FROM aggregates WHERE hour < ?1", [before])
+            .map_err(err)?;
+        self.conn
+            .execute("DELETE FROM inventory WHERE last_seen < ?1", [before])
+            .map_err(err)?;
+        Ok(())
+    }
+
+    fn receipts(&mut self, f: &Filter) -> Result<Vec<(i64, Receipt)>, String> {
+        let mut st = self
+            .conn
+            .prepare(&format!(
+                "SELECT seq, {COLUMNS} FROM receipts WHERE (?1 IS NULL OR subject = ?1) AND \
+                 (?2 IS NULL OR site = ?2) AND (?3 IS NULL OR event_time >= ?3) AND \
+                 (?4 IS NULL OR event_time < ?4) ORDER BY seq"
+            ))
+            .map_err(err)?;
+        let rows = st
+            .query_map(params![f.subject, f.site, f.since, f.until], row_to_receipt)
+            .map_err(err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(err)
+    }
+
+    fn aggregates(
+        &mut self,
+        since: &str,
+        until: &str,
+        site: Option<&str>,
+    ) -> Result<Vec<AggRow>, String> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT hour, site, instance, metric, labels, value FROM aggregates WHERE \
+                 hour >= ?1 AND hour < ?2 AND (?3 IS NULL OR site = ?3) ORDER BY hour",
+            )
+            .map_err(err)?;
+        let rows = st
+            .query_map(params![since, until, site], |r| {
+                Ok(AggRow {
+                    hour: r.get(0)?,
+                    site: r.get(1)?,
+                    instance: r.get(2)?,
+                    metric: r.get(3)?,
+                    labels: r.get(4)?,
+                    value: r.get(5)?,
+                })
+            })
+            .map_err(err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_deletes_old_receipts_and_aggregates_and_duplicates_are_refused() {
+        let dir = std::env::temp_dir().join(format!("cg-sqlite-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("r.db");
+        let _ = std::fs::remove_file(&path);
+        let mut s = SqliteStore::open(&path).unwrap();
+        let mk = |id: &str, subject: &str, time: &str, granted: &[&str]| Receipt {
+            receipt_id: id.into(),
+            schema_version: crate::receipts::SCHEMA_VERSION.into(),
+            event_time: time.into(),
+            site: "shop".into(),
+            subject: subject.into(),
+            subject_type: "cmp-id".into(),
+            event: "given".into(),
+            source: "onetrust:OptanonConsent".into(),
+            granted: granted.iter().map(|g| g.to_string()).collect(),
+            denied: vec![],
+            signal_sha256: String::new(),
+            signal: None,
+            policy_version: String::new(),
+            jurisdiction: None,
+            path: "/".into(),
+            client_network: String::new(),
+            instance: "a".into(),
+            prev_sha256: String::new(),
+            sha256: String::new(),
+        };
+        let old = mk("1", "old", "2020-01-01T00:00:00.000Z", &["necessary"]);
+        let new = mk("2", "new", "2026-11-28T00:00:00.000Z", &["necessary"]);
+        // The same subject and decision again (another instance, a forgotten cache): refused.
+        let again = mk("3", "new", "2026-11-28T00:00:01.000Z", &["necessary"]);
+        assert_eq!(s.insert_receipts(vec![old, new, again]).unwrap(), 2);
+        let agg = |hour: &str| AggRow {
+            hour: hour.into(),
+            site: "shop".into(),
+            instance: "a".into(),
+            metric: "consentgate_requests_total".into(),
+            labels: "consent=none".into(),
+            value: 2,
+        };
+        s.add_aggregates(&[
+            agg("2020-01-01T00:00:00.000Z"),
+            agg("2026-11-28T00:00:00.000Z"),
+        ])
+        .unwrap();
+        s.add_aggregates(&[agg("2026-11-28T00:00:00.000Z")])
+            .unwrap();
+        s.purge("2025-01-01T00:00:00.000Z").unwrap();
+        let left = s.receipts(&Filter::default()).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].1.subject, "new");
+        let rows = s
+            .aggregates("2000-01-01T00:00:00.000Z", "2999-01-01T00:00:00.000Z", None)
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].value, 4, "upserts add");
+        // The cookie inventory of two instances: counts add, first/last seen widen, and the
+        // report shows one row per (site, name).
+        let inv = |instance: &str, kept: i64, first: &str, last: &str| InventoryRow {
+            site: "shop".into(),
+            name: "_ga".into(),
+            instance: instance.into(),
+            category: "analytics".into(),
+            origin: "rule".into(),
+            kept,
+            stripped: 1,
+            first_seen: first.into(),
+            last_seen: last.into(),
+        };
+        s.add_inventory(&[inv(
+            "a",
+            2,
+            "2026-11-28T10:00:00.000Z",
+            "2026-11-28T11:00:00.000Z",
+        )])
+        .unwrap();
+        s.add_inventory(&[inv(
+            "a",
+            3,
+            "2026-11-28T12:00:00.000Z",
+            "2026-11-28T12:00:00.000Z",
+        )])
+        .unwrap();
+        s.add_inventory(&[inv(
+            "b",
+            4,
+            "2026-11-28T09:00:00.000Z",
+            "2026-11-28T09:30:00.000Z",
+        )])
+        .unwrap();
+        let req = crate::report::ReportRequest {
+            since: "2026-11-28T00:00:00.000Z",
+            until: "2026-11-29T00:00:00.000Z",
+            site: None,
+        };
+        let v = crate::report::build(&mut s, &req).unwrap();
+        let inv = &v["inventory"];
+        assert_eq!(inv.as_array().unwrap().len(), 1);
+        assert_eq!(inv[0]["kept"], 9);
+        assert_eq!(inv[0]["stripped"], 3);
+        assert_eq!(inv[0]["first_seen"], "2026-11-28T09:00:00.000Z");
+        assert_eq!(inv[0]["last_seen"], "2026-11-28T12:00:00.000Z");
+        assert!(crate::report::html(&v).contains("<td>_ga</td><td>analytics</td><td>rule</td>"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,485 @@
+//! Consent receipts (issue 12): a visitor who gives, changes and withdraws consent leaves a
+//! receipt per change (none for a repeated request), in SQLite and in a real PostgreSQL server;
+//! the chain verifies and `receipts verify` finds an edited row; with the store stopped under
+//! load the proxy keeps serving and counts what it drops; two instances sharing PostgreSQL
+//! report their sum.
+//!
+//! The consent cookies are OneTrust `OptanonConsent` values in the layout OneTrust writes (the
+//! real cookie in src/consent/onetrust.rs tests, from a OneTrust site); the chain hashes are
+//! recomputed here with `sha256sum` from the serialization docs/RECEIPTS.md specifies.
+
+mod common;
+#[path = "support/postgres.rs"]
+mod postgres_server;
+
+use common::*;
+use postgres_server::Postgres;
+use serde_json::Value;
+use std::path::Path;
+use std::time::Duration;
+
+/// An OptanonConsent value with this consent id and groups C0002 (analytics), C0003
+/// (preferences), C0004 (marketing) set as given.
+fn onetrust(id: &str, analytics: bool, preferences: bool, marketing: bool) -> String {
+    let b = |x: bool| if x { 1 } else { 0 };
+    format!(
+        "OptanonConsent=isGpcEnabled=0&datestamp=Sat+Nov+28+2026+19%3A12%3A31+GMT%2B0100&version=202409.1.0&browserGpcFlag=0&isIABGlobal=false&hosts=&consentId={id}&interactionCount=1&isAnonUser=1&landingPath=NotLandingPage&groups=C0001%3A1%2CC0002%3A{}%2CC0003%3A{}%2CC0004%3A{}&AwaitingReconsent=false",
+        b(analytics),
+        b(preferences),
+        b(marketing)
+    )
+}
+
+fn site(origin: std::net::SocketAddr) -> String {
+    shop_site(origin, "[site.consent]\nsources = [\"onetrust\"]\n")
+}
+
+fn start(origin: &Origin, receipts: &str) -> Proxy {
+    Proxy::start(&format!("{}\n[receipts]\n{receipts}\n", site(origin.addr)))
+}
+
+fn cli_json(args: &[&str]) -> Value {
+    let (code, out, err) = run_cli(args);
+    assert_eq!(code, 0, "{args:?}: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+fn sha256sum(text: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("sha256sum (coreutils)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap()[..64].to_string()
+}
+
+/// The chain as docs/RECEIPTS.md defines it, recomputed from the listed JSON.
+fn assert_chain(receipts: &[Value]) {
+    let mut prev: Option<String> = None;
+    for r in receipts {
+        let s = |k: &str| r[k].clone();
+        let join = |k: &str| {
+            Value::String(
+                r[k].as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_str().unwrap())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            )
+        };
+        let canonical = Value::Array(vec![
+            s("schema_version"),
+            s("receipt_id"),
+            s("event_time"),
+            s("site"),
+            s("subject"),
+            s("subject_type"),
+            s("event"),
+            s("source"),
+            join("granted"),
+            join("denied"),
+            s("signal_sha256"),
+            s("signal"),
+            s("policy_version"),
+            s("jurisdiction"),
+            s("path"),
+            s("client_network"),
+            s("instance"),
+            s("prev_sha256"),
+        ]);
+        assert_eq!(
+            sha256sum(&canonical.to_string()),
+            r["sha256"].as_str().unwrap(),
+            "sha256 of {r}"
+        );
+        if let Some(p) = &prev {
+            assert_eq!(r["prev_sha256"].as_str().unwrap(), p);
+        }
+        prev = Some(r["sha256"].as_str().unwrap().to_string());
+    }
+}
+
+const VISITOR: &str = "5b1c2d3e-aaaa-bbbb-cccc-123456789abc";
+
+/// Gives (analytics + marketing), repeats, changes (analytics only), withdraws; returns the
+/// receipts listed for the visitor.
+fn visitor_story(p: &Proxy) -> Vec<Value> {
+    let give = onetrust(VISITOR, true, false, true);
+    for _ in 0..3 {
+        // A repeated, unchanged request: one receipt only.
+        assert_eq!(
+            p.get("/cart?token=secret", &[("Cookie", &give)]).status,
+            200
+        );
+    }
+    p.expect_metric("consentgate_receipts_written_total", &[], 1.0);
+    assert_eq!(
+        p.get("/", &[("Cookie", &onetrust(VISITOR, true, false, false))])
+            .status,
+        200
+    );
+    p.expect_metric("consentgate_receipts_written_total", &[], 2.0);
+    let withdraw = onetrust(VISITOR, false, false, false);
+    assert_eq!(p.get("/", &[("Cookie", &withdraw)]).status, 200);
+    assert_eq!(p.get("/", &[("Cookie", &withdraw)]).status, 200);
+    p.expect_metric("consentgate_receipts_written_total", &[], 3.0);
+    let config = p.config.to_str().unwrap();
+    let v = cli_json(&["receipts", "--config", config, "--subject", VISITOR]);
+    v.as_array().unwrap().clone()
+}
+
+fn check_story(list: &[Value], instance: &str) {
+    let events: Vec<&str> = list.iter().map(|r| r["event"].as_str().unwrap()).collect();
+    assert_eq!(events, ["given", "updated", "withdrawn"]);
+    let r = &list[0];
+    assert_eq!(r["subject"], VISITOR);
+    assert_eq!(r["subject_type"], "cmp-id");
+    assert_eq!(r["site"], "shop");
+    assert_eq!(r["source"], "onetrust:OptanonConsent");
+    assert_eq!(
+        r["granted"],
+        serde_json::json!(["necessary", "analytics", "marketing"])
+    );
+    assert_eq!(r["denied"], serde_json::json!(["preferences"]));
+    assert_eq!(r["path"], "/cart", "no query");
+    assert_eq!(r["client_network"], "127.0.0.0/24", "no raw address");
+    assert_eq!(r["signal"], Value::Null, "no raw consent string by default");
+    assert_eq!(r["jurisdiction"], Value::Null);
+    assert_eq!(r["instance"], instance);
+    assert_eq!(r["prev_sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(
+        list[2]["granted"],
+        serde_json::json!(["necessary"]),
+        "withdrawn"
+    );
+    // Field names of the issue, and nothing that carries the raw address or query.
+    for key in [
+        "receipt_id",
+        "schema_version",
+        "event_time",
+        "policy_version",
+        "signal_sha256",
+    ] {
+        assert!(r.get(key).is_some(), "{key} missing");
+    }
+    let text = serde_json::to_string(list).unwrap();
+    assert!(!text.contains("127.0.0.1") && !text.contains("secret"));
+    assert_chain(list);
+}
+
+#[test]
+fn sqlite_receipts_follow_a_visitor_and_verify_detects_an_edited_row() {
+    let o = Origin::echo();
+    let dir = TempDir::new("receipts-sqlite");
+    let db = dir.0.join("receipts.db");
+    let p = start(
+        &o,
+        &format!(
+            "path = \"{}\"\nbatch_interval_ms = 20\ninstance = \"edge-1\"",
+            db.display()
+        ),
+    );
+    let list = visitor_story(&p);
+    check_story(&list, "edge-1");
+    let config = p.config.to_str().unwrap();
+    // CSV: a header of the field names, one line per receipt.
+    let (code, csv, _) = run_cli(&["receipts", "--config", config, "--format", "csv"]);
+    assert_eq!(code, 0);
+    assert!(csv.starts_with("receipt_id,schema_version,event_time,site,subject,"));
+    assert_eq!(csv.lines().count(), 4);
+    // --since in the future: nothing.
+    let none = cli_json(&["receipts", "--config", config, "--since", "2999-01-01"]);
+    assert_eq!(none, serde_json::json!([]));
+    let (code, out, err) = run_cli(&["receipts", "verify", "--config", config]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("3 receipts, chain valid"), "{out}");
+    // Someone edits the second receipt to claim marketing was granted.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute(
+        "UPDATE receipts SET granted = 'necessary,analytics,marketing' WHERE seq = 2",
+        [],
+    )
+    .unwrap();
+    let (code, _, err) = run_cli(&["receipts", "verify", "--config", config]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("receipt seq 2") && err.contains("edited"),
+        "{err}"
+    );
+}
+
+#[test]
+fn sigterm_flushes_the_queue() {
+    let o = Origin::echo();
+    let dir = TempDir::new("receipts-flush");
+    let db = dir.0.join("r.db");
+    // Batches every hour: only the SIGTERM flush can write the receipt.
+    let mut p = start(
+        &o,
+        &format!("path = \"{}\"\nbatch_interval_ms = 3600000", db.display()),
+    );
+    let c = onetrust(VISITOR, true, true, true);
+    assert_eq!(p.get("/", &[("Cookie", &c)]).status, 200);
+    std::thread::sleep(Duration::from_millis(200));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(p.child.id() as i32, libc::SIGTERM) };
+    let mut exited = false;
+    for _ in 0..200 {
+        if p.child.try_wait().unwrap().is_some() {
+            exited = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(exited, "the proxy did not exit on SIGTERM");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT COUNT(*) FROM receipts", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
+fn pg_receipts(pg: &Postgres, instance: &str, key: &Path, extra: &str) -> String {
+    format!(
+        "url = \"{}\"\nkey_file = \"{}\"\ninstance = \"{instance}\"\nbatch_interval_ms = 20\naggregate_interval_seconds = 1\n{extra}",
+        pg.url(),
+        key.display()
+    )
+}
+
+#[test]
+fn postgres_receipts_follow_a_visitor_with_a_valid_chain() {
+    let pg = Postgres::start("story");
+    let o = Origin::echo();
+    let key = pg.dir().join("receipts.key");
+    let p = start(&o, &pg_receipts(&pg, "edge-pg", &key, ""));
+    let list = visitor_story(&p);
+    check_story(&list, "edge-pg");
+    let config = p.config.to_str().unwrap();
+    let (code, out, err) = run_cli(&["receipts", "verify", "--config", config]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("3 receipts, chain valid"), "{out}");
+    let mut client = postgres::Client::connect(&pg.url(), postgres::NoTls).unwrap();
+    client
+        .execute(
+            "UPDATE receipts SET event = 'given' WHERE seq = (SELECT MAX(seq) FROM receipts)",
+            &[],
+        )
+        .unwrap();
+    let (code, _, err) = run_cli(&["receipts", "verify", "--config", config]);
+    assert_eq!(code, 1, "an edited row must fail verify");
+    assert!(err.contains("edited"), "{err}");
+}
+
+#[test]
+fn store_stopped_under_load_requests_are_served_and_drops_counted() {
+    let pg = Postgres::start("load");
+    let o = Origin::echo();
+    let key = pg.dir().join("receipts.key");
+    let p = start(
+        &o,
+        &pg_receipts(
+            &pg,
+            "edge-load",
+            &key,
+            "queue_capacity = 100\nbatch_size = 50",
+        ),
+    );
+    let c = onetrust(VISITOR, true, true, true);
+    assert_eq!(p.get("/", &[("Cookie", &c)]).status, 200);
+    p.expect_metric("consentgate_receipts_written_total", &[], 1.0);
+    pg.stop();
+    // 3,000 visitors, each a new receipt, 8 at a time.
+    let addr = p.addr;
+    let handles: Vec<_> = (0..8)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut statuses = Vec::new();
+                for i in 0..375 {
+                    let id = format!("load-{t}-{i}");
+                    let c = onetrust(&id, i % 2 == 0, true, false);
+                    statuses.push(get(addr, "/", &[("Cookie", &c)]).status);
+                }
+                statuses
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    assert_eq!(statuses.len(), 3000);
+    assert!(statuses.iter().all(|s| *s == 200), "every request served");
+    let dropped =
+        |reason: &str| p.metric("consentgate_receipts_dropped_total", &[("reason", reason)]);
+    eventually("receipts dropped and counted", || {
+        dropped("queue_full") + dropped("store_error") > 0.0
+    });
+    assert!(
+        p.metric(
+            "consentgate_receipt_store_errors_total",
+            &[("op", "receipts")]
+        ) + p.metric(
+            "consentgate_receipt_store_errors_total",
+            &[("op", "connect")]
+        ) > 0.0
+    );
+    // Still serving after the burst.
+    assert_eq!(p.get("/", &[]).status, 200);
+}
+
+#[test]
+fn two_instances_sharing_postgres_report_their_sum() {
+    let pg = Postgres::start("fleet");
+    let o = Origin::echo();
+    let key = pg.dir().join("receipts.key");
+    let a = start(&o, &pg_receipts(&pg, "edge-a", &key, ""));
+    let b = start(&o, &pg_receipts(&pg, "edge-b", &key, ""));
+    for _ in 0..5 {
+        assert_eq!(a.get("/", &[]).status, 200);
+    }
+    for _ in 0..7 {
+        assert_eq!(b.get("/", &[("Cookie", "mystery=1")]).status, 200);
+    }
+    // One visitor on each instance: one chain across both.
+    assert_eq!(
+        a.get("/", &[("Cookie", &onetrust("visitor-a", true, true, true))])
+            .status,
+        200
+    );
+    assert_eq!(
+        b.get(
+            "/",
+            &[("Cookie", &onetrust("visitor-b", false, false, true))]
+        )
+        .status,
+        200
+    );
+    a.expect_metric("consentgate_receipts_written_total", &[], 1.0);
+    b.expect_metric("consentgate_receipts_written_total", &[], 1.0);
+    let config = a.config.to_str().unwrap();
+    let mut report = Value::Null;
+    eventually("both instances' aggregates in the report", || {
+        report = cli_json(&[
+            "report",
+            "--config",
+            config,
+            "--since",
+            "2000-01-01",
+            "--format",
+            "json",
+        ]);
+        let inventory = report["inventory"].as_array().cloned().unwrap_or_default();
+        report["sites"]["shop"]["requests_by_consent"]["total"] == 14
+            && inventory
+                .iter()
+                .any(|r| r["name"] == "mystery" && r["stripped"] == 7)
+    });
+    // The live cookie inventory of both instances, persisted and summed: the unknown cookie
+    // only instance b saw, the consent cookie both saw once.
+    let inventory = report["inventory"].as_array().unwrap();
+    let row = |name: &str| inventory.iter().find(|r| r["name"] == name).unwrap();
+    assert_eq!(row("mystery")["category"], "unknown");
+    assert_eq!(row("mystery")["kept"], 0);
+    assert_eq!(row("OptanonConsent")["category"], "necessary");
+    assert_eq!(row("OptanonConsent")["origin"], "consent-cookie");
+    assert_eq!(row("OptanonConsent")["kept"], 2);
+    assert_eq!(report["instances"], serde_json::json!(["edge-a", "edge-b"]));
+    assert_eq!(report["receipts"]["total"], 2);
+    assert_eq!(
+        report["sites"]["shop"]["unknown_cookies"]["rows"]["mystery"],
+        7
+    );
+    let (code, out, err) = run_cli(&["receipts", "verify", "--config", config]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("2 receipts, chain valid"), "{out}");
+    let (code, html, err) = run_cli(&[
+        "report",
+        "--config",
+        config,
+        "--since",
+        "2000-01-01",
+        "--format",
+        "html",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(html.contains("<h2>Site shop</h2>") && html.contains("<svg"));
+    assert!(html.contains("edge-a, edge-b"));
+    // Self-contained: nothing loaded from anywhere.
+    assert!(!html.contains("<script") && !html.contains("http://") && !html.contains("https://"));
+}
+
+#[test]
+fn gpc_taking_back_marketing_is_a_gpc_applied_receipt_and_store_signal_keeps_the_value() {
+    let o = Origin::echo();
+    let dir = TempDir::new("receipts-gpc");
+    let db = dir.0.join("r.db");
+    let p = start(
+        &o,
+        &format!(
+            "path = \"{}\"\nbatch_interval_ms = 20\nstore_signal = true",
+            db.display()
+        ),
+    );
+    let c = onetrust(VISITOR, true, false, true);
+    assert_eq!(p.get("/", &[("Cookie", &c)]).status, 200);
+    p.expect_metric("consentgate_receipts_written_total", &[], 1.0);
+    // The same cookie with Sec-GPC: the site's default GPC policy refuses marketing.
+    assert_eq!(p.get("/", &[("Cookie", &c), ("Sec-GPC", "1")]).status, 200);
+    p.expect_metric("consentgate_receipts_written_total", &[], 2.0);
+    let list = cli_json(&["receipts", "--config", p.config.to_str().unwrap()]);
+    let list = list.as_array().unwrap();
+    assert_eq!(list[1]["event"], "gpc-applied");
+    assert_eq!(list[1]["source"], "onetrust:OptanonConsent,header:Sec-GPC");
+    assert_eq!(
+        list[1]["granted"],
+        serde_json::json!(["necessary", "analytics"])
+    );
+    // store_signal = true: the raw value, and its hash is the hash of that value.
+    let signal = list[0]["signal"].as_str().unwrap();
+    assert_eq!(signal, c);
+    assert_eq!(
+        sha256sum(signal),
+        list[0]["signal_sha256"].as_str().unwrap()
+    );
+    assert_chain(list);
+}
+
+#[test]
+fn a_receipt_carries_the_visitors_jurisdiction() {
+    let o = Origin::echo();
+    let dir = TempDir::new("receipts-jurisdiction");
+    let db = dir.0.join("r.db");
+    let config = format!(
+        "{}\n[[site.jurisdiction]]\nname = \"us-optout\"\nregions = [\"US-CA\"]\nmodel = \"opt-out\"\n\n[receipts]\npath = \"{}\"\nbatch_interval_ms = 20\n",
+        site(o.addr),
+        db.display()
+    );
+    let geo =
+        "[proxy.geo]\ncountry_header = \"CF-IPCountry\"\nregion_header = \"cf-region-code\"\n";
+    let p = Proxy::start_with(&config, geo);
+    let c = onetrust(VISITOR, true, false, false);
+    let ca = [
+        ("Cookie", c.as_str()),
+        ("CF-IPCountry", "US"),
+        ("cf-region-code", "CA"),
+    ];
+    assert_eq!(p.get("/", &ca).status, 200);
+    p.expect_metric("consentgate_receipts_written_total", &[], 1.0);
+    let list = cli_json(&["receipts", "--config", p.config.to_str().unwrap()]);
+    assert_eq!(list[0]["jurisdiction"], "us-optout");
+    // OneTrust's explicit refusals win in opt-out too.
+    assert_eq!(
+        list[0]["granted"],
+        serde_json::json!(["necessary", "analytics"])
+    );
+}
