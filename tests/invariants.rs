@@ -1,0 +1,498 @@
+//! Invariants of gating, checked with random inputs through the running proxy (issue 13,
+//! "Invariants (proptest)"): random consent states, request cookie sets and `Set-Cookie` lines
+//! with odd but legal syntax go through the real binary to a real origin on loopback, over
+//! HTTP/1.1 and over HTTP/2 (TLS, curl). For every case:
+//!
+//! - no cookie of a category without consent reaches the origin (`Cookie`) or the client
+//!   (`Set-Cookie`; the proxy's own expiry lines, which delete such a cookie, aside);
+//! - every `Set-Cookie` line the client gets for a consented or necessary cookie is
+//!   byte-identical to the line the origin sent, in the same order, one line each (nothing
+//!   folded or merged, nothing lost);
+//! - the cookies with consent reach the origin with their values unchanged, in order.
+//!
+//! The oracle does not ask the proxy's classifier: every name is given its category by the
+//! test's own table ([`TABLE`]), which is also what the site's `[site.cookies]` says, so a
+//! disagreement is the proxy's. Names outside the table are unknown (`unknown_cookies =
+//! "strip"`), which grants them nothing. The consent state comes from the first-party consent
+//! cookie (README: "listed categories granted") and `Sec-GPC: 1` (the default policy,
+//! `deny-marketing`).
+//!
+//! One proxy and one origin serve all cases; the origin answers with the lines the current case
+//! put in a shared slot. `PROPTEST_CASES` sets the number of HTTP/1.1 cases (default 256); the
+//! HTTP/2 run does an eighth of that (at least 8), since each case starts a curl.
+
+mod common;
+use common::*;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+const NECESSARY: &str = "necessary";
+const PREFERENCES: &str = "preferences";
+const ANALYTICS: &str = "analytics";
+const MARKETING: &str = "marketing";
+
+/// The test's own cookie table: (name, category). Names differing only in case are distinct
+/// cookies (RFC 6265 5.3 compares names byte for byte), so `sessionid` is analytics while
+/// `SESSIONID` is necessary, and `THEME` is marketing while `theme` is a preference.
+const TABLE: &[(&str, &str)] = &[
+    ("SESSIONID", NECESSARY),
+    ("__Host-csrf", NECESSARY),
+    ("__Secure-auth", NECESSARY),
+    ("theme", PREFERENCES),
+    ("Lang", PREFERENCES),
+    ("_ga", ANALYTICS),
+    ("_gid", ANALYTICS),
+    ("sessionid", ANALYTICS),
+    ("__Secure-stats", ANALYTICS),
+    ("_fbp", MARKETING),
+    ("THEME", MARKETING),
+    ("__Host-adid", MARKETING),
+];
+
+/// Names in no table (not ours, not the built-in catalogue): unknown, stripped.
+const UNKNOWN: &[&str] = &["zq_unknown", "Zq-Other"];
+
+/// The consent cookie's name (necessary by definition).
+const CONSENT: &str = "consent";
+
+fn category(name: &str) -> Option<&'static str> {
+    TABLE.iter().find(|(n, _)| *n == name).map(|(_, c)| *c)
+}
+
+/// The site: every name of [`TABLE`] listed explicitly under its category.
+fn site(origin: &Origin) -> String {
+    let list = |cat: &str| {
+        TABLE
+            .iter()
+            .filter(|(_, c)| *c == cat)
+            .map(|(n, _)| format!("\"{n}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        r#"
+[[site]]
+name = "inv"
+hosts = ["*"]
+upstreams = ["{}"]
+unknown_cookies = "strip"
+cookie_domains = ["test.local"]
+
+[site.consent]
+cookie = "{CONSENT}"
+
+[site.cookies]
+necessary = [{}]
+preferences = [{}]
+analytics = [{}]
+marketing = [{}]
+"#,
+        origin.addr,
+        list(NECESSARY),
+        list(PREFERENCES),
+        list(ANALYTICS),
+        list(MARKETING)
+    )
+}
+
+/// One generated case.
+#[derive(Debug, Clone)]
+struct Case {
+    /// Categories the consent cookie lists (`None`: no consent cookie at all).
+    consent: Option<Vec<&'static str>>,
+    /// Write the consent value as `analytics:1,marketing:0` rather than `analytics`.
+    consent_flags: bool,
+    gpc: bool,
+    /// Request cookies (name, value), duplicates allowed.
+    cookies: Vec<(String, String)>,
+    /// `Set-Cookie` values the origin sends, in order.
+    set_cookies: Vec<String>,
+}
+
+impl Case {
+    fn granted(&self, cat: &str) -> bool {
+        if cat == NECESSARY {
+            return true;
+        }
+        if self.gpc && cat == MARKETING {
+            return false;
+        }
+        self.consent.as_ref().is_some_and(|c| c.contains(&cat))
+    }
+
+    /// Whether a cookie of this name may reach the client or the origin.
+    fn allowed(&self, name: &str) -> bool {
+        name == CONSENT || category(name).is_some_and(|c| self.granted(c))
+    }
+
+    fn consent_value(&self) -> Option<String> {
+        let granted = self.consent.as_ref()?;
+        Some(if self.consent_flags {
+            [PREFERENCES, ANALYTICS, MARKETING]
+                .iter()
+                .map(|c| format!("{c}:{}", u8::from(granted.contains(c))))
+                .collect::<Vec<_>>()
+                .join(",")
+        } else {
+            granted.join(",")
+        })
+    }
+
+    /// The request's `Cookie` header value (the consent cookie first), if any.
+    fn cookie_header(&self) -> Option<String> {
+        let mut pairs: Vec<String> = Vec::new();
+        if let Some(v) = self.consent_value() {
+            pairs.push(format!("{CONSENT}={v}"));
+        }
+        pairs.extend(self.cookies.iter().map(|(n, v)| format!("{n}={v}")));
+        (!pairs.is_empty()).then(|| pairs.join("; "))
+    }
+
+    /// The pairs the origin must receive: the allowed ones, in order, values unchanged.
+    fn expected_at_origin(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if let Some(v) = self.consent_value() {
+            out.push((CONSENT.to_string(), v));
+        }
+        out.extend(
+            self.cookies
+                .iter()
+                .filter(|(n, _)| self.allowed(n))
+                .cloned(),
+        );
+        out
+    }
+
+    /// The origin's lines the client must get, byte for byte, in order.
+    fn expected_set_cookies(&self) -> Vec<String> {
+        self.set_cookies
+            .iter()
+            .filter(|l| self.allowed(set_cookie_name(l)))
+            .cloned()
+            .collect()
+    }
+}
+
+/// The cookie name of a `Set-Cookie` value as a browser reads it (RFC 6265bis 5.6: the
+/// name-value pair ends at the first `;`; without `=` the name is empty).
+fn set_cookie_name(line: &str) -> &str {
+    let pair = line.split(';').next().unwrap();
+    match pair.split_once('=') {
+        Some((n, _)) => n.trim(),
+        None => "",
+    }
+}
+
+fn any_name() -> impl Strategy<Value = String> {
+    let names: Vec<&str> = TABLE
+        .iter()
+        .map(|(n, _)| *n)
+        .chain(UNKNOWN.iter().copied())
+        .collect();
+    proptest::sample::select(names).prop_map(str::to_string)
+}
+
+/// A cookie value: a token, a quoted token (RFC 6265 allows DQUOTE around cookie-octets), or
+/// one with the characters real values carry (`.`, `-`, `%`, `/`, `=`, `|`).
+fn any_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[A-Za-z0-9]{1,12}",
+        "[A-Za-z0-9]{1,8}".prop_map(|v| format!("\"{v}\"")),
+        "GA1\\.[0-9]\\.[0-9]{3,9}\\.[0-9]{3,9}",
+        "[A-Za-z0-9%./|=-]{1,16}",
+    ]
+}
+
+/// Attributes as servers write them, including `Expires` with its comma and `Partitioned`.
+const ATTRS: &[&str] = &[
+    "Path=/",
+    "path=/shop",
+    "Expires=Wed, 21 Oct 2026 07:28:00 GMT",
+    "expires=Thu, 01 Jan 2037 00:00:00 GMT",
+    "Max-Age=3600",
+    "Domain=test.local",
+    "domain=.test.local",
+    "Secure",
+    "HttpOnly",
+    "SameSite=None",
+    "samesite=Lax",
+    "Partitioned",
+];
+
+/// Separators between attributes: the usual `; `, none, several spaces.
+const SEPS: &[&str] = &["; ", ";", ";  "];
+
+fn any_set_cookie() -> impl Strategy<Value = String> {
+    let with_pair = (
+        any_name(),
+        any_value(),
+        proptest::collection::vec(
+            (
+                proptest::sample::select(SEPS.to_vec()),
+                proptest::sample::select(ATTRS.to_vec()),
+            ),
+            0..5,
+        ),
+        any::<bool>(),
+    )
+        .prop_map(|(name, value, attrs, spaced)| {
+            let eq = if spaced { " = " } else { "=" };
+            let mut line = format!("{name}{eq}{value}");
+            for (sep, attr) in attrs {
+                line.push_str(sep);
+                line.push_str(attr);
+            }
+            line
+        });
+    // A line with no `=` in its first part: the empty name (unknown, so stripped).
+    let no_eq = ("[A-Za-z]{1,10}", proptest::sample::select(ATTRS.to_vec()))
+        .prop_map(|(v, attr)| format!("{v}; {attr}"));
+    prop_oneof![9 => with_pair, 1 => no_eq]
+}
+
+fn any_case() -> impl Strategy<Value = Case> {
+    (
+        proptest::option::weighted(
+            0.8,
+            proptest::sample::subsequence(vec![PREFERENCES, ANALYTICS, MARKETING], 0..=3),
+        ),
+        any::<bool>(),
+        any::<bool>(),
+        proptest::collection::vec(
+            (
+                any_name(),
+                "[A-Za-z0-9]{1,6}(\\.[0-9]{1,4})?".prop_map(|v| v.to_string()),
+            ),
+            0..8,
+        ),
+        proptest::collection::vec(any_set_cookie(), 0..10),
+    )
+        .prop_map(|(consent, consent_flags, gpc, cookies, set_cookies)| Case {
+            consent,
+            consent_flags,
+            gpc,
+            cookies,
+            set_cookies,
+        })
+}
+
+/// The origin: answers with the current case's lines (a shared slot; cases run one at a time).
+fn origin() -> (Origin, Arc<Mutex<Vec<String>>>) {
+    let slot: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+    let lines = slot.clone();
+    let origin = Origin::start(move |_| {
+        let lines = lines.lock().unwrap().clone();
+        let headers: Vec<(&str, &str)> = std::iter::once(("Content-Type", "text/plain"))
+            .chain(lines.iter().map(|l| ("Set-Cookie", l.as_str())))
+            .collect();
+        response("200 OK", &headers, b"ok\n")
+    });
+    (origin, slot)
+}
+
+/// The `name=value` pairs of every `Cookie` line the origin received for `path`.
+fn cookies_at_origin(origin: &Origin, path: &str) -> Result<Vec<(String, String)>, TestCaseError> {
+    let reqs = origin.received();
+    let Some(req) = reqs.iter().find(|r| r.path == path) else {
+        return Err(TestCaseError::fail(format!(
+            "the origin never received {path}"
+        )));
+    };
+    Ok(req
+        .header_strings("cookie")
+        .iter()
+        .flat_map(|line| line.split(';').map(str::to_string).collect::<Vec<_>>())
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((n, v)) => (n.to_string(), v.to_string()),
+            None => (String::new(), p),
+        })
+        .collect())
+}
+
+/// Checks one exchange's invariants: `got` are the `Set-Cookie` values the client received.
+fn check(case: &Case, got: &[String], at_origin: &[(String, String)]) -> Result<(), TestCaseError> {
+    // 1. Nothing without consent reaches the origin; what has consent arrives unchanged.
+    for (n, v) in at_origin {
+        prop_assert!(
+            case.allowed(n),
+            "cookie {n}={v} reached the origin without consent"
+        );
+    }
+    prop_assert_eq!(at_origin, &case.expected_at_origin()[..]);
+
+    // 2. The client: the origin's lines with consent, byte for byte, in order; besides them
+    // only the proxy's expiry lines (empty value, `Max-Age=0`) deleting a cookie the request
+    // carried without consent.
+    let expected = case.expected_set_cookies();
+    let (origin_lines, expiry): (Vec<&String>, Vec<&String>) =
+        got.iter().partition(|l| case.set_cookies.contains(l));
+    for l in &expiry {
+        let name = set_cookie_name(l);
+        let value = l.split(';').next().unwrap().split_once('=').map(|(_, v)| v);
+        prop_assert!(
+            value == Some("") && l.contains("Max-Age=0"),
+            "Set-Cookie {l:?} is neither an origin line nor an expiry line"
+        );
+        prop_assert!(
+            !case.allowed(name) && case.cookies.iter().any(|(n, _)| n == name),
+            "expiry line {l:?} for a cookie the request did not carry without consent"
+        );
+    }
+    for l in &origin_lines {
+        prop_assert!(
+            case.allowed(set_cookie_name(l)),
+            "Set-Cookie {l:?} reached the client without consent"
+        );
+    }
+    let origin_lines: Vec<String> = origin_lines.into_iter().cloned().collect();
+    prop_assert_eq!(origin_lines, expected);
+    Ok(())
+}
+
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256)
+}
+
+fn runner(cases: u32) -> TestRunner {
+    TestRunner::new(Config {
+        cases,
+        // Shrinking re-runs cases through the proxy; a few hundred steps are plenty.
+        max_shrink_iters: 300,
+        failure_persistence: None,
+        ..Config::default()
+    })
+}
+
+fn request_headers(case: &Case, path_id: u64) -> (String, Vec<(String, String)>) {
+    let path = format!("/case/{path_id}");
+    let mut headers = Vec::new();
+    if let Some(c) = case.cookie_header() {
+        headers.push(("Cookie".to_string(), c));
+    }
+    if case.gpc {
+        headers.push(("Sec-GPC".to_string(), "1".to_string()));
+    }
+    (path, headers)
+}
+
+#[test]
+fn http1_no_cookie_without_consent_and_kept_lines_byte_identical() {
+    let (origin, slot) = origin();
+    let proxy = Proxy::start(&site(&origin));
+    let counter = std::sync::atomic::AtomicU64::new(0);
+    let result = runner(cases()).run(&any_case(), |case| {
+        let id = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        *slot.lock().unwrap() = case.set_cookies.clone();
+        let (path, headers) = request_headers(&case, id);
+        let refs: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let r = proxy.get(&path, &refs);
+        prop_assert_eq!(r.status, 200, "log:\n{}", proxy.log_text());
+        // The raw lines as on the wire: one `Set-Cookie:` line each.
+        let got: Vec<String> = r
+            .raw_set_cookie_lines()
+            .iter()
+            .map(|l| l["set-cookie:".len()..].trim_start().to_string())
+            .collect();
+        check(&case, &got, &cookies_at_origin(&origin, &path)?)
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+/// A self-signed certificate for `inv.test` (PEM files in `dir`): curl runs with `-k`, as this
+/// test is about gating, not certificate checks (tests/tls.rs does those).
+fn certificate(dir: &std::path::Path) -> (String, String) {
+    let ck = rcgen::generate_simple_self_signed(vec!["inv.test".to_string()]).unwrap();
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    (
+        cert.to_string_lossy().into_owned(),
+        key.to_string_lossy().into_owned(),
+    )
+}
+
+/// curl is needed for HTTP/2; missing, the test fails saying what to install.
+fn curl() -> Command {
+    let found = Command::new("sh")
+        .args(["-c", "command -v curl"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "`curl` is not installed; run scripts/setup curl (scripts/test does)"
+    );
+    Command::new("curl")
+}
+
+#[test]
+fn http2_no_cookie_without_consent_and_kept_lines_byte_identical() {
+    let (origin, slot) = origin();
+    let dir = TempDir::new("invariants-h2");
+    let (cert, key) = certificate(&dir.0);
+    let port = free_port();
+    let proxy = Proxy::start_with(
+        &site(&origin),
+        &format!(
+            "listen_tls = [\"127.0.0.1:{port}\"]\n[[proxy.certificate]]\ncert = \"{cert}\"\nkey = \"{key}\"\n"
+        ),
+    );
+    eventually("the TLS listener", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let resolve = format!("inv.test:{port}:127.0.0.1");
+    let counter = std::sync::atomic::AtomicU64::new(0);
+    let result = runner((cases() / 8).max(8)).run(&any_case(), |case| {
+        let id = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        *slot.lock().unwrap() = case.set_cookies.clone();
+        let (path, headers) = request_headers(&case, id);
+        let mut cmd = curl();
+        cmd.args([
+            "-sS",
+            "-i",
+            "-k",
+            "--http2",
+            "--max-time",
+            "20",
+            "--resolve",
+        ])
+        .arg(&resolve);
+        for (n, v) in &headers {
+            cmd.arg("-H").arg(format!("{n}: {v}"));
+        }
+        let out = cmd
+            .arg(format!("https://inv.test:{port}{path}"))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let head = stdout.split("\r\n\r\n").next().unwrap_or("");
+        prop_assert!(
+            head.starts_with("HTTP/2 200"),
+            "not an HTTP/2 200: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // HTTP/2 has no folding, but the proxy could still merge lines: each field is one line.
+        let got: Vec<String> = head
+            .split("\r\n")
+            .filter_map(|l| l.strip_prefix("set-cookie: "))
+            .map(str::to_string)
+            .collect();
+        check(&case, &got, &cookies_at_origin(&origin, &path)?)
+    });
+    drop(proxy);
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
