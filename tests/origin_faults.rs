@@ -224,21 +224,26 @@ fn dechunk(mut rest: &[u8]) -> (Vec<u8>, bool) {
     }
 }
 
-/// The sum of `name` over every label set with `site="faults"`.
-fn counted(proxy: &Proxy, name: &str) -> f64 {
+/// The sum of `name` over every label set with `site="faults"` and `label` (e.g.
+/// `phase="read"`; empty: any).
+fn counted(proxy: &Proxy, name: &str, label: &str) -> f64 {
     proxy
         .metrics()
         .lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains("site=\"faults\""))
+        .filter(|l| {
+            l.starts_with(&format!("{name}{{"))
+                && l.contains("site=\"faults\"")
+                && l.contains(label)
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
 
-/// Polls until `name` (summed for the site) reaches at least 1.
+/// Polls until `name` (summed for the site over label sets with `label`) reaches at least 1.
 #[track_caller]
-fn expect_counted(proxy: &Proxy, name: &str) {
-    eventually(&format!("{name} counted for the fault"), || {
-        counted(proxy, name) >= 1.0
+fn expect_counted(proxy: &Proxy, name: &str, label: &str) {
+    eventually(&format!("{name}{{{label}}} counted for the fault"), || {
+        counted(proxy, name, label) >= 1.0
     });
 }
 
@@ -305,7 +310,7 @@ fn refused_connection_is_a_counted_502() {
     let p = Proxy::start(&site(closed));
     let ex = exchange(&p, "/");
     assert_error(&ex, &[502]);
-    expect_counted(&p, ERRORS);
+    expect_counted(&p, ERRORS, "error=\"ConnectRefused\"");
 }
 
 #[test]
@@ -316,7 +321,7 @@ fn reset_mid_headers_is_a_counted_502() {
     });
     let ex = exchange(&p, "/");
     assert_error(&ex, &[502]);
-    expect_counted(&p, ERRORS);
+    expect_counted(&p, ERRORS, "");
 }
 
 /// 1000 bytes announced, 100 sent.
@@ -340,7 +345,7 @@ fn reset_mid_body_cuts_the_body_and_is_counted() {
     });
     let ex = exchange(&p, "/");
     assert_cut(&ex);
-    expect_counted(&p, ERRORS);
+    expect_counted(&p, ERRORS, "");
 }
 
 #[test]
@@ -349,8 +354,8 @@ fn stall_before_headers_is_a_counted_504() {
     let p = start(|_| std::thread::sleep(Duration::from_secs(15)));
     let ex = exchange(&p, "/");
     assert_error(&ex, &[504]);
-    expect_counted(&p, TIMEOUTS);
-    expect_counted(&p, ERRORS);
+    expect_counted(&p, TIMEOUTS, "phase=\"read\"");
+    expect_counted(&p, ERRORS, "");
 }
 
 #[test]
@@ -361,7 +366,7 @@ fn stall_mid_body_cuts_the_body_and_is_counted() {
     });
     let ex = exchange(&p, "/");
     assert_cut(&ex);
-    expect_counted(&p, TIMEOUTS);
+    expect_counted(&p, TIMEOUTS, "phase=\"read\"");
 }
 
 #[test]
@@ -373,7 +378,7 @@ fn garbage_response_is_a_counted_502() {
     });
     let ex = exchange(&p, "/");
     assert_error(&ex, &[502]);
-    expect_counted(&p, ERRORS);
+    expect_counted(&p, ERRORS, "");
 }
 
 #[test]
@@ -392,7 +397,7 @@ fn content_length_with_transfer_encoding_is_refused_or_framed_once() {
     let ex = exchange(&p, "/");
     common_checks(&ex);
     if ex.status == 502 {
-        expect_counted(&p, ERRORS);
+        expect_counted(&p, ERRORS, "");
         return;
     }
     assert_eq!(ex.status, 200, "{:?}", ex.heads);
