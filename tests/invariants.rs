@@ -14,7 +14,8 @@
 //! test's own table ([`TABLE`]), which is also what the site's `[site.cookies]` says, so a
 //! disagreement is the proxy's. Names outside the table are unknown (`unknown_cookies =
 //! "strip"`), which grants them nothing. The consent state comes from the first-party consent
-//! cookie (README: "listed categories granted") and `Sec-GPC: 1` (the default policy,
+//! cookie (README: "listed categories granted"), OneTrust's `OptanonConsent` (its `groups`),
+//! combined by the documented rule (docs/CONSENT.md), and `Sec-GPC: 1` (the default policy,
 //! `deny-marketing`).
 //!
 //! One proxy and one origin serve all cases; the origin answers with the lines the current case
@@ -56,6 +57,15 @@ const UNKNOWN: &[&str] = &["zq_unknown", "Zq-Other"];
 
 /// The consent cookie's name (necessary by definition).
 const CONSENT: &str = "consent";
+/// OneTrust's consent cookie (necessary by definition, as every CMP cookie).
+const ONETRUST: &str = "OptanonConsent";
+/// OneTrust's default groups and their categories (docs/CONSENT.md, "OneTrust").
+const OT_GROUPS: &[(&str, &str)] = &[
+    ("C0002", ANALYTICS),
+    ("C0003", PREFERENCES),
+    ("C0004", MARKETING),
+    ("C0005", MARKETING),
+];
 
 fn category(name: &str) -> Option<&'static str> {
     TABLE.iter().find(|(n, _)| *n == name).map(|(_, c)| *c)
@@ -82,6 +92,7 @@ cookie_domains = ["test.local"]
 
 [site.consent]
 cookie = "{CONSENT}"
+sources = ["first-party", "onetrust"]
 
 [site.cookies]
 necessary = [{}]
@@ -104,6 +115,8 @@ struct Case {
     consent: Option<Vec<&'static str>>,
     /// Write the consent value as `analytics:1,marketing:0` rather than `analytics`.
     consent_flags: bool,
+    /// OneTrust's `groups` (`C0001:1` always first): (group, granted); `None`: no cookie.
+    onetrust: Option<Vec<(&'static str, bool)>>,
     gpc: bool,
     /// Request cookies (name, value), duplicates allowed.
     cookies: Vec<(String, String)>,
@@ -112,6 +125,10 @@ struct Case {
 }
 
 impl Case {
+    /// The documented rule (docs/CONSENT.md, "Several sources"): each source grants, refuses
+    /// or says nothing about a category; granted when some source grants it and none refuses.
+    /// The first-party cookie refuses what it leaves out; OneTrust speaks through the groups it
+    /// lists (several mapped to one category: any refused refuses). Then GPC refuses marketing.
     fn granted(&self, cat: &str) -> bool {
         if cat == NECESSARY {
             return true;
@@ -119,12 +136,24 @@ impl Case {
         if self.gpc && cat == MARKETING {
             return false;
         }
-        self.consent.as_ref().is_some_and(|c| c.contains(&cat))
+        let mut says = Vec::new();
+        if let Some(c) = &self.consent {
+            says.push(c.contains(&cat));
+        }
+        if let Some(groups) = &self.onetrust {
+            says.extend(
+                groups
+                    .iter()
+                    .filter(|(g, _)| OT_GROUPS.iter().any(|(og, c)| og == g && *c == cat))
+                    .map(|(_, granted)| *granted),
+            );
+        }
+        !says.is_empty() && says.iter().all(|g| *g)
     }
 
     /// Whether a cookie of this name may reach the client or the origin.
     fn allowed(&self, name: &str) -> bool {
-        name == CONSENT || category(name).is_some_and(|c| self.granted(c))
+        name == CONSENT || name == ONETRUST || category(name).is_some_and(|c| self.granted(c))
     }
 
     fn consent_value(&self) -> Option<String> {
@@ -140,22 +169,46 @@ impl Case {
         })
     }
 
-    /// The request's `Cookie` header value (the consent cookie first), if any.
-    fn cookie_header(&self) -> Option<String> {
-        let mut pairs: Vec<String> = Vec::new();
+    /// `OptanonConsent` as OneTrust writes it (a URL-encoded query string; the shape of a real
+    /// site's cookie, values shortened).
+    fn onetrust_value(&self) -> Option<String> {
+        let groups = self.onetrust.as_ref()?;
+        let groups = groups
+            .iter()
+            .map(|(g, on)| format!("{g}%3A{}", u8::from(*on)))
+            .collect::<Vec<_>>()
+            .join("%2C");
+        Some(format!(
+            "isGpcEnabled=0&datestamp=Sat+Nov+28+2026+10%3A00%3A00+GMT%2B0100&version=202409.1.0&browserGpcFlag=0&isIABGlobal=false&hosts=&consentId=5c1a4e1e-0000-4000-8000-000000000000&interactionCount=1&landingPath=NotLandingPage&groups={groups}&AwaitingReconsent=false"
+        ))
+    }
+
+    /// The CMP cookies, in the order sent: (name, value).
+    fn consent_pairs(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
         if let Some(v) = self.consent_value() {
-            pairs.push(format!("{CONSENT}={v}"));
+            out.push((CONSENT.to_string(), v));
         }
+        if let Some(v) = self.onetrust_value() {
+            out.push((ONETRUST.to_string(), v));
+        }
+        out
+    }
+
+    /// The request's `Cookie` header value (the consent cookies first), if any.
+    fn cookie_header(&self) -> Option<String> {
+        let mut pairs: Vec<String> = self
+            .consent_pairs()
+            .into_iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect();
         pairs.extend(self.cookies.iter().map(|(n, v)| format!("{n}={v}")));
         (!pairs.is_empty()).then(|| pairs.join("; "))
     }
 
     /// The pairs the origin must receive: the allowed ones, in order, values unchanged.
     fn expected_at_origin(&self) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        if let Some(v) = self.consent_value() {
-            out.push((CONSENT.to_string(), v));
-        }
+        let mut out = self.consent_pairs();
         out.extend(
             self.cookies
                 .iter()
@@ -259,6 +312,22 @@ fn any_case() -> impl Strategy<Value = Case> {
             proptest::sample::subsequence(vec![PREFERENCES, ANALYTICS, MARKETING], 0..=3),
         ),
         any::<bool>(),
+        proptest::option::weighted(
+            0.5,
+            proptest::sample::subsequence(
+                OT_GROUPS.iter().map(|(g, _)| *g).collect::<Vec<_>>(),
+                0..=4,
+            )
+            .prop_flat_map(|groups| {
+                let n = groups.len();
+                (Just(groups), proptest::collection::vec(any::<bool>(), n))
+            })
+            .prop_map(|(groups, on)| {
+                std::iter::once(("C0001", true))
+                    .chain(groups.into_iter().zip(on))
+                    .collect::<Vec<_>>()
+            }),
+        ),
         any::<bool>(),
         proptest::collection::vec(
             (
@@ -269,13 +338,16 @@ fn any_case() -> impl Strategy<Value = Case> {
         ),
         proptest::collection::vec(any_set_cookie(), 0..10),
     )
-        .prop_map(|(consent, consent_flags, gpc, cookies, set_cookies)| Case {
-            consent,
-            consent_flags,
-            gpc,
-            cookies,
-            set_cookies,
-        })
+        .prop_map(
+            |(consent, consent_flags, onetrust, gpc, cookies, set_cookies)| Case {
+                consent,
+                consent_flags,
+                onetrust,
+                gpc,
+                cookies,
+                set_cookies,
+            },
+        )
 }
 
 /// The origin: answers with the current case's lines (a shared slot; cases run one at a time).
