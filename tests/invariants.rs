@@ -169,8 +169,9 @@ impl Case {
         })
     }
 
-    /// `OptanonConsent` as OneTrust writes it (a URL-encoded query string; the shape of a real
-    /// site's cookie, values shortened).
+    /// `OptanonConsent` as OneTrust writes it: a URL-encoded query string with the keys of the
+    /// cookies captured from live sites in tests/fixtures/consent/onetrust.jsonl (provenance
+    /// there); only `groups` varies. The OneTrust parser itself is tested on those captures.
     fn onetrust_value(&self) -> Option<String> {
         let groups = self.onetrust.as_ref()?;
         let groups = groups
