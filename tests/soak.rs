@@ -9,7 +9,8 @@
 //!   overlong target, no `Host`, an unsupported transfer coding, a bare LF in a chunk extension,
 //!   a header sent half and then left, hundreds of random cookie names, random paths);
 //! - a reload every [`RELOAD_EVERY`], alternating two configurations that differ in one
-//!   blocklist rule, checked to take effect after each reload.
+//!   blocklist rule, checked to take effect after each reload;
+//! - at the end, a burst of random cookie names without a reload, past the label cap.
 //!
 //! What it proves: every well-formed request gets its expected status and body and no
 //! non-consented `Set-Cookie` (nor a non-consented request cookie at the origin); every hostile
