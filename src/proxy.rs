@@ -26,7 +26,7 @@ use crate::trackers::respond::block_response;
 use crate::trackers::BlockMatch;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
-use http::header::{CACHE_CONTROL, COOKIE, HOST, SET_COOKIE};
+use http::header::{CACHE_CONTROL, COOKIE, HOST, SET_COOKIE, TRANSFER_ENCODING};
 use http::{HeaderName, HeaderValue};
 use pingora::prelude::*;
 use pingora::proxy::{ProxyHttp, Session};
@@ -555,6 +555,9 @@ impl ProxyHttp for ConsentGate {
             }
         }
         apply_response_headers(upstream_response, &plan)?;
+        if matches!(plan.html, HtmlPlan::Rewrite(_)) {
+            chunk_rewritten_body(session, upstream_response)?;
+        }
         let gated = catch_unwind(AssertUnwindSafe(|| {
             count_set_cookies(&site, &plan, ctx);
             apply_set_cookies(upstream_response, &originals, &plan);
@@ -934,6 +937,21 @@ fn apply_response_headers(resp: &mut ResponseHeader, plan: &ResponsePlan) -> Res
     }
     if plan.vary_cookie() {
         resp.append_header("Vary", "Cookie")?;
+    }
+    Ok(())
+}
+
+/// A rewritten body has no `Content-Length` (the rewrite changes its size). Pingora frames a
+/// length-less response as chunked only before this proxy's response filter runs, so without
+/// this the body would end by closing the connection (RFC 9112 6.3, item 8) and an HTTP/1.1
+/// visitor would open a new connection after every rewritten page (found by tests/soak.rs).
+/// HTTP/1.0 clients cannot read chunks (they get the close-delimited body); on HTTP/2 pingora
+/// drops the header and frames the body itself.
+fn chunk_rewritten_body(session: &Session, resp: &mut ResponseHeader) -> Result<()> {
+    if session.req_header().version == http::Version::HTTP_11
+        && !resp.headers.contains_key(TRANSFER_ENCODING)
+    {
+        resp.insert_header(TRANSFER_ENCODING, "chunked")?;
     }
     Ok(())
 }

@@ -265,3 +265,31 @@ fn easyprivacy_neutralizes_page_trackers() {
         "EasyPrivacy is an analytics list: analytics consent leaves the page alone"
     );
 }
+
+/// A rewritten page has no `Content-Length`; it must still be framed (chunked) so an HTTP/1.1
+/// visitor's connection stays open for the next request. Before the fix the body ended by
+/// closing the connection, and every rewritten page cost the visitor a new connection (found
+/// by tests/soak.rs).
+#[test]
+fn a_rewritten_page_is_chunked_and_keeps_the_connection_alive() {
+    let o = origin();
+    let p = start(&o);
+    let s = std::net::TcpStream::connect(p.addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let mut r = std::io::BufReader::new(s);
+    for i in 0..3 {
+        r.get_mut()
+            .write_all(b"GET / HTTP/1.1\r\nHost: test.local\r\n\r\n")
+            .unwrap();
+        let resp = read_response(&mut r, false).unwrap_or_else(|e| panic!("request {i}: {e}"));
+        assert_eq!(resp.status, 200);
+        assert!(
+            resp.chunked,
+            "request {i}: {}",
+            String::from_utf8_lossy(&resp.head)
+        );
+        assert!(text(&resp).contains("data-consent-category=\"analytics\""));
+        assert!(text(&resp).ends_with("</body></html>"));
+    }
+}
