@@ -448,7 +448,7 @@ fn print_demo_help(listen: &str, admin: &str, origin: &str) {
 consentgate demo
   proxy   http://{listen}/        (open it in a browser and use the banner)
   origin  http://{origin}/        (the same page without consentgate: every cookie is set)
-  admin   http://{admin}/metrics  /status  /healthz
+  admin   http://{admin}/        (the live dashboard; also /metrics  /inventory  /status  /healthz)
 
 Try:
   curl -si http://{listen}/ | grep -i set-cookie                        # no consent: only SESSIONID
