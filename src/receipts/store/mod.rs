@@ -83,6 +83,50 @@ pub fn open(target: &StoreTarget) -> Result<Box<dyn Store>, String> {
     })
 }
 
+/// The tables `receipts` and `aggregates`, the same in both stores but for `seq`, the chain
+/// order, whose auto-increment each dialect spells its own way (SQLite reads BIGINT as
+/// INTEGER).
+pub(crate) fn tables_schema(seq: &str) -> String {
+    TABLES_SCHEMA.replace("{seq}", seq)
+}
+
+const TABLES_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS receipts (
+    seq {seq},
+    receipt_id TEXT NOT NULL UNIQUE,
+    schema_version TEXT NOT NULL,
+    event_time TEXT NOT NULL,
+    site TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    subject_type TEXT NOT NULL,
+    event TEXT NOT NULL,
+    source TEXT NOT NULL,
+    granted TEXT NOT NULL,
+    denied TEXT NOT NULL,
+    signal_sha256 TEXT NOT NULL,
+    signal TEXT,
+    policy_version TEXT NOT NULL,
+    jurisdiction TEXT,
+    path TEXT NOT NULL,
+    client_network TEXT NOT NULL,
+    instance TEXT NOT NULL,
+    prev_sha256 TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    dedup_key TEXT NOT NULL UNIQUE
+);
+CREATE INDEX IF NOT EXISTS receipts_subject ON receipts (site, subject, seq);
+CREATE INDEX IF NOT EXISTS receipts_time ON receipts (event_time);
+CREATE TABLE IF NOT EXISTS aggregates (
+    hour TEXT NOT NULL,
+    site TEXT NOT NULL,
+    instance TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    value BIGINT NOT NULL,
+    PRIMARY KEY (hour, site, instance, metric, labels)
+);
+";
+
 /// The inventory table, the same in both stores (TEXT times, BIGINT counts).
 pub(crate) const INVENTORY_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS inventory (

@@ -5,8 +5,8 @@
 //! so the head read and the rows written are one step in a single order.
 
 use super::{
-    append, split_list, AggRow, Filter, InventoryRow, Store, COLUMNS, INVENTORY_SCHEMA,
-    INVENTORY_SELECT, INVENTORY_UPSERT,
+    append, split_list, tables_schema, AggRow, Filter, InventoryRow, Store, COLUMNS,
+    INVENTORY_SCHEMA, INVENTORY_SELECT, INVENTORY_UPSERT,
 };
 use crate::receipts::{Receipt, GENESIS};
 use postgres::{Client, NoTls};
@@ -14,43 +14,6 @@ use std::time::Duration;
 
 /// The advisory lock key of the chain (any constant; "cgrc" in ASCII).
 const CHAIN_LOCK: i64 = 0x6367_7263;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS receipts (
-    seq BIGSERIAL PRIMARY KEY,
-    receipt_id TEXT NOT NULL UNIQUE,
-    schema_version TEXT NOT NULL,
-    event_time TEXT NOT NULL,
-    site TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    subject_type TEXT NOT NULL,
-    event TEXT NOT NULL,
-    source TEXT NOT NULL,
-    granted TEXT NOT NULL,
-    denied TEXT NOT NULL,
-    signal_sha256 TEXT NOT NULL,
-    signal TEXT,
-    policy_version TEXT NOT NULL,
-    jurisdiction TEXT,
-    path TEXT NOT NULL,
-    client_network TEXT NOT NULL,
-    instance TEXT NOT NULL,
-    prev_sha256 TEXT NOT NULL,
-    sha256 TEXT NOT NULL,
-    dedup_key TEXT NOT NULL UNIQUE
-);
-CREATE INDEX IF NOT EXISTS receipts_subject ON receipts (site, subject, seq);
-CREATE INDEX IF NOT EXISTS receipts_time ON receipts (event_time);
-CREATE TABLE IF NOT EXISTS aggregates (
-    hour TEXT NOT NULL,
-    site TEXT NOT NULL,
-    instance TEXT NOT NULL,
-    metric TEXT NOT NULL,
-    labels TEXT NOT NULL,
-    value BIGINT NOT NULL,
-    PRIMARY KEY (hour, site, instance, metric, labels)
-);
-";
 
 pub struct PgStore {
     client: Client,
@@ -76,7 +39,8 @@ impl PgStore {
         let mut tx = client.transaction().map_err(err)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CHAIN_LOCK])
             .map_err(err)?;
-        tx.batch_execute(SCHEMA).map_err(err)?;
+        tx.batch_execute(&tables_schema("BIGSERIAL PRIMARY KEY"))
+            .map_err(err)?;
         tx.batch_execute(INVENTORY_SCHEMA).map_err(err)?;
         tx.commit().map_err(err)?;
         Ok(PgStore { client })

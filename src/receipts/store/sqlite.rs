@@ -1,49 +1,12 @@
 //! The embedded store: one SQLite file in WAL mode (readers never wait for the writer).
 
 use super::{
-    append, split_list, AggRow, Filter, InventoryRow, Store, COLUMNS, INVENTORY_SCHEMA,
-    INVENTORY_SELECT, INVENTORY_UPSERT,
+    append, split_list, tables_schema, AggRow, Filter, InventoryRow, Store, COLUMNS,
+    INVENTORY_SCHEMA, INVENTORY_SELECT, INVENTORY_UPSERT,
 };
 use crate::receipts::{Receipt, GENESIS};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS receipts (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    receipt_id TEXT NOT NULL UNIQUE,
-    schema_version TEXT NOT NULL,
-    event_time TEXT NOT NULL,
-    site TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    subject_type TEXT NOT NULL,
-    event TEXT NOT NULL,
-    source TEXT NOT NULL,
-    granted TEXT NOT NULL,
-    denied TEXT NOT NULL,
-    signal_sha256 TEXT NOT NULL,
-    signal TEXT,
-    policy_version TEXT NOT NULL,
-    jurisdiction TEXT,
-    path TEXT NOT NULL,
-    client_network TEXT NOT NULL,
-    instance TEXT NOT NULL,
-    prev_sha256 TEXT NOT NULL,
-    sha256 TEXT NOT NULL,
-    dedup_key TEXT NOT NULL UNIQUE
-);
-CREATE INDEX IF NOT EXISTS receipts_subject ON receipts (site, subject, seq);
-CREATE INDEX IF NOT EXISTS receipts_time ON receipts (event_time);
-CREATE TABLE IF NOT EXISTS aggregates (
-    hour TEXT NOT NULL,
-    site TEXT NOT NULL,
-    instance TEXT NOT NULL,
-    metric TEXT NOT NULL,
-    labels TEXT NOT NULL,
-    value INTEGER NOT NULL,
-    PRIMARY KEY (hour, site, instance, metric, labels)
-);
-";
 
 pub struct SqliteStore {
     conn: Connection,
@@ -64,7 +27,8 @@ impl SqliteStore {
             .map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(err)?;
-        conn.execute_batch(SCHEMA).map_err(err)?;
+        conn.execute_batch(&tables_schema("INTEGER PRIMARY KEY AUTOINCREMENT"))
+            .map_err(err)?;
         conn.execute_batch(INVENTORY_SCHEMA).map_err(err)?;
         Ok(SqliteStore { conn })
     }
