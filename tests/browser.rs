@@ -10,7 +10,6 @@
 
 mod common;
 use common::*;
-use std::path::Path;
 use std::process::Command;
 
 const TRACKER_JS: &str = "document.cookie = '_ga=GA1.1.424242.1764000000; path=/; max-age=3600'; window.__trackerLoaded = true;";
@@ -27,19 +26,6 @@ fn page(tracker_port: u16) -> String {
 <noscript><img src="http://tracker.test:{tracker_port}/pixel.gif"></noscript>
 </body></html>"#
     )
-}
-
-fn available() -> Result<(), String> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
-    if !Path::new("/usr/bin/chromium").exists() && std::env::var_os("CHROMIUM").is_none() {
-        return Err("chromium is not installed (scripts/test installs it)".into());
-    }
-    if !Path::new(&format!("{dir}/node_modules/playwright-core")).exists() {
-        return Err(format!(
-            "{dir}/node_modules is missing (scripts/test runs npm ci there)"
-        ));
-    }
-    Ok(())
 }
 
 #[test]
@@ -98,12 +84,7 @@ struct Tls {
 /// TLS listener, asserts what the page saw, and returns the driver's report; `None` when the
 /// browser is not installed outside CI.
 fn consent_flow(tls: Option<Tls>) -> Option<serde_json::Value> {
-    if let Err(why) = available() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "browser test cannot run in CI: {why}"
-        );
-        eprintln!("skipped: {why}");
+    if !browser_ready() {
         return None;
     }
     let tracker = Origin::start(|req| {
@@ -250,12 +231,7 @@ const APP_JS: &str = "window.__seenByFirstScript = (window.dataLayer || []).map(
 /// it proves violations are seen, and is the only one.
 #[test]
 fn consent_mode_defaults_run_first_under_a_strict_csp() {
-    if let Err(why) = available() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "browser test cannot run in CI: {why}"
-        );
-        eprintln!("skipped: {why}");
+    if !browser_ready() {
         return;
     }
     let site = Origin::start(|req| match req.path.as_str() {

@@ -614,3 +614,26 @@ pub fn fixture(name: &str) -> String {
     );
     path.to_string_lossy().into_owned()
 }
+
+/// Whether the browser tests can run here: Debian's chromium (or `CHROMIUM`) and the
+/// playwright-core driver in tests/browser/node_modules, both installed by scripts/test. Under
+/// `CI=true` a missing part fails the test, saying what to install; elsewhere the test says why
+/// it did not run.
+pub fn browser_ready() -> bool {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
+    let why = if !std::path::Path::new("/usr/bin/chromium").exists()
+        && std::env::var_os("CHROMIUM").is_none()
+    {
+        "chromium is not installed (scripts/test installs it)".to_string()
+    } else if !std::path::Path::new(&format!("{dir}/node_modules/playwright-core")).exists() {
+        format!("{dir}/node_modules is missing (scripts/test runs npm ci there)")
+    } else {
+        return true;
+    };
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "browser test cannot run in CI: {why}"
+    );
+    eprintln!("skipped: {why}");
+    false
+}
