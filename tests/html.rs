@@ -7,14 +7,7 @@ mod gzip;
 use gzip::{gunzip, gzip};
 use std::io::{Read, Write};
 
-const PAGE: &str = r#"<!doctype html><html><head>
-<script async src="https://www.googletagmanager.com/gtag/js?id=G-1"></script>
-<script>window.dataLayer=window.dataLayer||[];function gtag(){dataLayer.push(arguments)}gtag('config','G-1');</script>
-<script src="/app.js"></script>
-</head><body><h1>Shop</h1>
-<img src="https://www.facebook.com/tr?id=1&ev=PageView" height="1">
-<noscript><img src="https://www.facebook.com/tr?id=1&ev=PageView&noscript=1"></noscript>
-</body></html>"#;
+const PAGE: &str = TRACKER_PAGE;
 
 /// A page with nothing to neutralize, written the ways real pages are: upper-case tags,
 /// single-quoted and bare attributes, entities in attribute values, inline scripts of every kind.

@@ -42,15 +42,8 @@ const READ_TIMEOUT: Duration = Duration::from_secs(20);
 /// `client_header_timeout_ms` of the proxy, so a half-sent header is answered quickly.
 const HEADER_TIMEOUT_MS: u64 = 1000;
 
-/// An HTML page with a Google tag (analytics) and a Facebook pixel (marketing), as in tests/html.rs.
-const PAGE: &str = r#"<!doctype html><html><head>
-<script async src="https://www.googletagmanager.com/gtag/js?id=G-1"></script>
-<script>window.dataLayer=window.dataLayer||[];function gtag(){dataLayer.push(arguments)}gtag('config','G-1');</script>
-<script src="/app.js"></script>
-</head><body><h1>Shop</h1>
-<img src="https://www.facebook.com/tr?id=1&ev=PageView" height="1">
-<noscript><img src="https://www.facebook.com/tr?id=1&ev=PageView&noscript=1"></noscript>
-</body></html>"#;
+/// An HTML page with a Google tag (analytics) and a Facebook pixel (marketing).
+const PAGE: &str = TRACKER_PAGE;
 const GTAG: &str =
     r#"<script async src="https://www.googletagmanager.com/gtag/js?id=G-1"></script>"#;
 

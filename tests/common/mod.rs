@@ -637,3 +637,14 @@ pub fn browser_ready() -> bool {
     eprintln!("skipped: {why}");
     false
 }
+
+/// A shop page with a Google tag (analytics) and a Facebook pixel and its `<noscript>` image
+/// (marketing), in the shape of the vendors' install snippets.
+pub const TRACKER_PAGE: &str = r#"<!doctype html><html><head>
+<script async src="https://www.googletagmanager.com/gtag/js?id=G-1"></script>
+<script>window.dataLayer=window.dataLayer||[];function gtag(){dataLayer.push(arguments)}gtag('config','G-1');</script>
+<script src="/app.js"></script>
+</head><body><h1>Shop</h1>
+<img src="https://www.facebook.com/tr?id=1&ev=PageView" height="1">
+<noscript><img src="https://www.facebook.com/tr?id=1&ev=PageView&noscript=1"></noscript>
+</body></html>"#;
