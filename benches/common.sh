@@ -79,3 +79,36 @@ wait_http() {
     sleep 0.1
   done
 }
+
+# callgrind_instructions NAME CONFIG COOKIE N: prints "NAME Ir", the instructions the proxy ran
+# for N requests with COOKIE on one keep-alive connection to its port 18186, after 200 warm-up
+# requests (counters zeroed after them; start-up and shut-down excluded). The dumps stay in
+# $work (KEEP=1 keeps them for callgrind_annotate).
+callgrind_instructions() {
+  local name=$1 config=$2 cookie=$3 count=$4 pid dump
+  [ -f "$work/client.py" ] || cat > "$work/client.py" <<'PY'
+import http.client, sys
+port, n, cookie = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+c = http.client.HTTPConnection("127.0.0.1", port)
+for _ in range(n):
+    c.request("GET", "/", headers={"Cookie": cookie})
+    r = c.getresponse()
+    r.read()
+    assert r.status == 200, r.status
+PY
+  valgrind --tool=callgrind --callgrind-out-file="$work/$name.out" \
+    target/release/consentgate run --config "$config" >"$work/$name.log" 2>&1 &
+  pid=$!
+  bench_pids=("$pid")
+  wait_http http://127.0.0.1:18186/ 40
+  python3 "$work/client.py" 18186 200 "$cookie"
+  callgrind_control -z "$pid" >/dev/null
+  python3 "$work/client.py" 18186 "$count" "$cookie"
+  callgrind_control -d "$pid" >/dev/null
+  kill "$pid"
+  wait "$pid" 2>/dev/null || true
+  bench_pids=()
+  # The dump after zeroing is the file with the highest suffix.
+  dump=$(ls -v "$work/$name.out".* | tail -1)
+  echo "$name $(awk '/^summary:/ {print $2}' "$dump")"
+}

@@ -17,35 +17,9 @@ bench_with_peers cg-instr valgrind nginx-light libnginx-mod-http-lua
 # KEEP=1 keeps the callgrind dumps (for callgrind_annotate) and says where.
 if [ -n "${KEEP:-}" ]; then echo "dumps in $work" >&2; fi
 
-cat > "$work/client.py" <<'PY'
-import http.client, sys
-port, n, cookie = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-c = http.client.HTTPConnection("127.0.0.1", port)
-for _ in range(n):
-    c.request("GET", "/", headers={"Cookie": cookie})
-    r = c.getresponse()
-    r.read()
-    assert r.status == 200, r.status
-PY
-
 measure() { # target mode cookie
   bench_config "$work/$1.toml" 18186 18196 "$2"
-  valgrind --tool=callgrind --callgrind-out-file="$work/$1.out" \
-    target/release/consentgate run --config "$work/$1.toml" >"$work/$1.log" 2>&1 &
-  vg_pid=$!
-  bench_pids=("$vg_pid")
-  wait_http http://127.0.0.1:18186/ 40
-  python3 "$work/client.py" 18186 200 "$3"
-  callgrind_control -z "$vg_pid" >/dev/null
-  python3 "$work/client.py" 18186 "$n" "$3"
-  callgrind_control -d "$vg_pid" >/dev/null
-  kill "$vg_pid"
-  wait "$vg_pid" 2>/dev/null || true
-  bench_pids=()
-  # The dump after zeroing is the file with the highest suffix.
-  local dump
-  dump=$(ls -v "$work/$1.out".* | tail -1)
-  echo "$1 $(awk '/^summary:/ {print $2}' "$dump")"
+  callgrind_instructions "$1" "$work/$1.toml" "$3" "$n"
 }
 {
   measure cg-off off "$consent"

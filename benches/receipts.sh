@@ -16,17 +16,6 @@ n=${1:-2000}
 m=${2:-20000}
 bench_with_peers cg-receipts valgrind nginx-light libnginx-mod-http-lua
 
-cat > "$work/client.py" <<'PY'
-import http.client, sys
-port, n, cookie = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-c = http.client.HTTPConnection("127.0.0.1", port)
-for _ in range(n):
-    c.request("GET", "/", headers={"Cookie": cookie})
-    r = c.getresponse()
-    r.read()
-    assert r.status == 200, r.status
-PY
-
 # config FILE RECEIPTS(0/1): the benchmark site, with OneTrust read too, and [receipts].
 config() {
   bench_config "$1" 18186 18196 enforce
@@ -38,21 +27,7 @@ config() {
 
 measure() { # target receipts
   config "$work/$1.toml" "$2"
-  valgrind --tool=callgrind --callgrind-out-file="$work/$1.out" \
-    target/release/consentgate run --config "$work/$1.toml" >"$work/$1.log" 2>&1 &
-  vg_pid=$!
-  bench_pids=("$vg_pid")
-  wait_http http://127.0.0.1:18186/ 40
-  python3 "$work/client.py" 18186 200 "$consent"
-  callgrind_control -z "$vg_pid" >/dev/null
-  python3 "$work/client.py" 18186 "$n" "$consent"
-  callgrind_control -d "$vg_pid" >/dev/null
-  kill "$vg_pid"
-  wait "$vg_pid" 2>/dev/null || true
-  bench_pids=()
-  local dump
-  dump=$(ls -v "$work/$1.out".* | tail -1)
-  echo "$1 $(awk '/^summary:/ {print $2}' "$dump")"
+  callgrind_instructions "$1" "$work/$1.toml" "$consent" "$n"
 }
 {
   measure cg-receipts-off 0

@@ -124,13 +124,6 @@ pub static CONSENT_SOURCES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .unwrap()
 });
 
-/// Counts one consent source read on a request.
-pub fn count_consent_source(site: &str, via: crate::consent::Via, format: &'static str) {
-    CONSENT_SOURCES
-        .with_label_values(&[site, via.as_str(), format])
-        .inc();
-}
-
 /// Requests whose upstream failed.
 pub static UPSTREAM_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
@@ -559,6 +552,9 @@ pub struct SiteMetrics {
     pub expiry_cache_bytes: IntGauge,
     /// Per jurisdiction rule (in order), per reason; empty for a site without rules.
     pub jurisdictions: Vec<[IntCounter; 3]>,
+    /// `consentgate_consent_sources_total` per registry format (`consent::registry::FORMATS`
+    /// order), per `Via`; resolved at first use, so a format never seen shows no series.
+    consent_sources: Vec<[std::sync::OnceLock<IntCounter>; 2]>,
 }
 
 /// One value per label of `L`, in `L::ALL` order.
@@ -591,7 +587,27 @@ impl SiteMetrics {
             expiry_lines_over_limit: EXPIRY_LINES_OVER_LIMIT.with_label_values(&[site]),
             expiry_cache_bytes: EXPIRY_CACHE_BYTES.with_label_values(&[site]),
             jurisdictions: Vec::new(),
+            consent_sources: crate::consent::registry::FORMATS
+                .iter()
+                .map(|_| Default::default())
+                .collect(),
         }
+    }
+
+    /// Counts one consent source read on a request (no label hashing after the first).
+    pub fn count_consent_source(&self, site: &str, via: crate::consent::Via, format: &str) {
+        let Some(slots) =
+            crate::consent::registry::index(format).and_then(|i| self.consent_sources.get(i))
+        else {
+            return;
+        };
+        let via_index = match via {
+            crate::consent::Via::Cookie => 0,
+            crate::consent::Via::Header => 1,
+        };
+        slots[via_index]
+            .get_or_init(|| CONSENT_SOURCES.with_label_values(&[site, via.as_str(), format]))
+            .inc();
     }
 
     /// Resolves the jurisdiction counters for the site's rules (label values: the configured

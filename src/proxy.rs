@@ -658,7 +658,8 @@ fn count_request(site: &Site, ctx: &mut RequestCtx, consent: ConsentLabel) {
         site.metrics.gpc.inc();
     }
     for s in &plan.consent.sources {
-        metrics::count_consent_source(&site.name, s.via, s.format);
+        site.metrics
+            .count_consent_source(&site.name, s.via, s.format);
         if s.error.is_some() {
             metrics::CONSENT_ERRORS
                 .with_label_values(&[&site.name, s.format])

@@ -124,6 +124,11 @@ pub fn find(name: &str) -> Option<&'static FormatEntry> {
     FORMATS.iter().find(|f| f.name == name)
 }
 
+/// The position of the format named `name` in [`FORMATS`] (per-format tables index by it).
+pub fn index(name: &str) -> Option<usize> {
+    FORMATS.iter().position(|f| f.name == name)
+}
+
 /// Every format name, in registry order.
 pub fn names() -> impl Iterator<Item = &'static str> {
     FORMATS.iter().map(|f| f.name)
