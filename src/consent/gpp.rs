@@ -141,42 +141,36 @@ pub struct GppString {
     pub sections: Vec<Section>,
 }
 
-/// Bits of a base64url text, most significant first.
-struct Bits {
+/// A base64url text decoded (`tcf::base64url`: padding and trailing bits as real encoders
+/// write them), read through the TCF decoder's bit reader.
+struct Decoded {
     data: Vec<u8>,
     len: usize,
-    pos: usize,
 }
 
-impl Bits {
-    fn new(text: &str, what: &str) -> Result<Bits, ConsentError> {
+impl Decoded {
+    fn new(text: &str, what: &str) -> Result<Decoded, ConsentError> {
         let (data, len) = tcf::base64url(text)
             .map_err(|_| ConsentError::new(format!("GPP {what} is not base64url")))?;
-        Ok(Bits { data, len, pos: 0 })
+        Ok(Decoded { data, len })
     }
 
-    fn left(&self) -> usize {
-        self.len - self.pos
+    fn bits(&self) -> Bits<'_> {
+        Bits(tcf::Bits::new(&self.data, self.len))
     }
+}
 
+/// Bits most significant first; `None` when the text ends first.
+struct Bits<'a>(tcf::Bits<'a>);
+
+impl Bits<'_> {
     fn bit(&mut self) -> Option<bool> {
-        if self.pos >= self.len {
-            return None;
-        }
-        let b = self.data[self.pos / 8] >> (7 - self.pos % 8) & 1;
-        self.pos += 1;
-        Some(b == 1)
+        self.int(1).map(|b| b == 1)
     }
 
+    /// An `n`-bit integer, 1 <= n <= 56 (GPP's fields are at most 12 bits).
     fn int(&mut self, n: usize) -> Option<u64> {
-        if self.left() < n {
-            return None;
-        }
-        let mut v = 0u64;
-        for _ in 0..n {
-            v = v << 1 | u64::from(self.bit()?);
-        }
-        Some(v)
+        self.0.read(n).ok()
     }
 
     /// A Fibonacci-coded integer (Zeckendorf bits, least significant first, ended by `11`).
@@ -205,7 +199,8 @@ impl Bits {
 /// The header: type 3, version 1, then the section ids as a Fibonacci-coded range.
 pub fn decode_header(text: &str) -> Result<Vec<u16>, ConsentError> {
     let bad = || ConsentError::new("GPP header is truncated or malformed");
-    let mut b = Bits::new(text, "header")?;
+    let decoded = Decoded::new(text, "header")?;
+    let mut b = decoded.bits();
     let kind = b.int(6).ok_or_else(bad)?;
     if kind != 3 {
         return Err(ConsentError::new(format!(
@@ -395,8 +390,9 @@ pub fn section_name(id: u16) -> Option<&'static str> {
 pub fn decode_us_section(id: u16, text: &str) -> Result<Option<UsSection>, ConsentError> {
     let mut segments = text.split('.');
     let core = segments.next().unwrap_or("");
-    let mut b = Bits::new(core, "section")?;
-    let Some((name, fields, has_gpc)) = layout(id, b.len) else {
+    let decoded = Decoded::new(core, "section")?;
+    let mut b = decoded.bits();
+    let Some((name, fields, has_gpc)) = layout(id, decoded.len) else {
         return Ok(None);
     };
     let truncated = || ConsentError::new(format!("GPP section {name} is truncated"));
@@ -417,7 +413,7 @@ pub fn decode_us_section(id: u16, text: &str) -> Result<Option<UsSection>, Conse
     // iab_gpp and the specification's 2024 revision write), which must then be complete.
     match (&out[0].1, id) {
         (Field::Int(1), _) => {}
-        (Field::Int(2), 7) if b.len >= 70 => {}
+        (Field::Int(2), 7) if decoded.len >= 70 => {}
         (Field::Int(2), 7) => return Err(truncated()),
         (Field::Int(v), _) => {
             return Err(ConsentError::new(format!(
@@ -433,7 +429,8 @@ pub fn decode_us_section(id: u16, text: &str) -> Result<Option<UsSection>, Conse
                 "GPP section {name} has no sub-sections, but one follows `.`"
             )));
         }
-        let mut b = Bits::new(sub, "sub-section")?;
+        let decoded = Decoded::new(sub, "sub-section")?;
+        let mut b = decoded.bits();
         let kind = b.int(2).ok_or_else(truncated)?;
         if kind != 1 {
             return Err(ConsentError::new(format!(

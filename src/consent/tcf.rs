@@ -104,7 +104,8 @@ impl TcString {
     }
 }
 
-struct Bits<'a> {
+/// A bit reader over decoded base64url (also the GPP decoder's, `consent::gpp`).
+pub(crate) struct Bits<'a> {
     data: &'a [u8],
     /// How many bits the string carries: six per character, which is not a whole number of
     /// bytes when the length is not a multiple of four (the IAB encoders pad to 6 bits, not 8).
@@ -112,8 +113,14 @@ struct Bits<'a> {
     pos: usize,
 }
 
-impl Bits<'_> {
-    fn read(&mut self, n: usize) -> Result<u64, ConsentError> {
+impl<'a> Bits<'a> {
+    /// The first `len` bits of `data` (as [`base64url`] returns them).
+    pub(crate) fn new(data: &'a [u8], len: usize) -> Bits<'a> {
+        Bits { data, len, pos: 0 }
+    }
+
+    /// The next `n` bits (1 to 56), most significant first.
+    pub(crate) fn read(&mut self, n: usize) -> Result<u64, ConsentError> {
         debug_assert!((1..=56).contains(&n));
         if self.pos + n > self.len {
             return Err(ConsentError::new(format!(
@@ -336,11 +343,7 @@ pub fn decode(value: &str) -> Result<TcString, ConsentError> {
         ));
     }
     let (data, len) = base64url(core)?;
-    let mut b = Bits {
-        data: &data,
-        len,
-        pos: 0,
-    };
+    let mut b = Bits::new(&data, len);
     let version = b.read(6)? as u8;
     if version != 2 {
         return Err(ConsentError::new(format!(
@@ -392,11 +395,7 @@ fn check_segment(segment: &str) -> Result<(), ConsentError> {
         return Err(ConsentError::new("TC string segment is implausibly long"));
     }
     let (data, len) = base64url(segment)?;
-    let mut b = Bits {
-        data: &data,
-        len,
-        pos: 0,
-    };
+    let mut b = Bits::new(&data, len);
     match b.read(3)? {
         1 | 2 => {
             b.vendors()?;
