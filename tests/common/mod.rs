@@ -155,13 +155,23 @@ pub fn response(status: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> 
     out
 }
 
-/// A free loopback port (bound then released; the window for a clash is tiny).
+/// A free loopback port (bound then released). Tests in one binary run in parallel, and the
+/// kernel may hand a just-released port to the next `bind(0)`, so ports already given out by
+/// this process are never given out again: two proxies started at once cannot get one port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut given = GIVEN.lock().unwrap();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// The real binary, running one configuration. Killed on drop.
@@ -178,12 +188,17 @@ pub struct Proxy {
 pub struct TempDir(pub PathBuf);
 
 impl TempDir {
+    /// A new, empty directory of this process's own. Named by a counter, not a port: two
+    /// parallel tests once shared a directory and one removed the other's config and log.
     pub fn new(tag: &str) -> TempDir {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let p = std::env::temp_dir().join(format!(
-            "consentgate-test-{tag}-{}-{}",
-            std::process::id(),
-            free_port()
+            "consentgate-test-{tag}-{}-{n}",
+            std::process::id()
         ));
+        // A leftover from an earlier run with the same pid is stale: start empty.
+        let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).unwrap();
         TempDir(p)
     }
