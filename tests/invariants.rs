@@ -23,10 +23,12 @@
 //! HTTP/2 run does an eighth of that (at least 8), since each case starts a curl.
 
 mod common;
+#[path = "support/h2_client.rs"]
+mod h2_client;
 use common::*;
+use h2_client::TlsProxy;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 const NECESSARY: &str = "necessary";
@@ -483,94 +485,33 @@ fn http1_no_cookie_without_consent_and_kept_lines_byte_identical() {
     }
 }
 
-/// A self-signed certificate for `inv.test` (PEM files in `dir`): curl runs with `-k`, as this
-/// test is about gating, not certificate checks (tests/tls.rs does those).
-fn certificate(dir: &std::path::Path) -> (String, String) {
-    let ck = rcgen::generate_simple_self_signed(vec!["inv.test".to_string()]).unwrap();
-    let cert = dir.join("cert.pem");
-    let key = dir.join("key.pem");
-    std::fs::write(&cert, ck.cert.pem()).unwrap();
-    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
-    (
-        cert.to_string_lossy().into_owned(),
-        key.to_string_lossy().into_owned(),
-    )
-}
-
-/// curl is needed for HTTP/2; missing, the test fails saying what to install.
-fn curl() -> Command {
-    let found = Command::new("sh")
-        .args(["-c", "command -v curl"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        found,
-        "`curl` is not installed; run scripts/setup curl (scripts/test does)"
-    );
-    Command::new("curl")
-}
-
 #[test]
 fn http2_no_cookie_without_consent_and_kept_lines_byte_identical() {
     let (origin, slot) = origin();
-    let dir = TempDir::new("invariants-h2");
-    let (cert, key) = certificate(&dir.0);
-    let port = free_port();
-    let proxy = Proxy::start_with(
-        &site(&origin),
-        &format!(
-            "listen_tls = [\"127.0.0.1:{port}\"]\n[[proxy.certificate]]\ncert = \"{cert}\"\nkey = \"{key}\"\n"
-        ),
-    );
-    eventually("the TLS listener", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    let resolve = format!("inv.test:{port}:127.0.0.1");
+    let tls = TlsProxy::start(&site(&origin));
     let counter = std::sync::atomic::AtomicU64::new(0);
     let result = runner((cases() / 8).max(8)).run(&any_case(), |case| {
         let id = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         *slot.lock().unwrap() = case.set_cookies.clone();
         let (path, headers) = request_headers(&case, id);
-        let mut cmd = curl();
-        cmd.args([
-            "-sS",
-            "-i",
-            "-k",
-            "--http2",
-            "--max-time",
-            "20",
-            "--resolve",
-        ])
-        .arg(&resolve);
         // Every other case sends each cookie as a `cookie` field of its own, as browsers do
         // over HTTP/2 (RFC 9113 8.2.3).
         let split = id % 2 == 1;
+        let mut lines = Vec::new();
         for (n, v) in &headers {
             if split && n == "Cookie" {
-                for pair in v.split("; ") {
-                    cmd.arg("-H").arg(format!("Cookie: {pair}"));
-                }
+                lines.extend(v.split("; ").map(|pair| format!("Cookie: {pair}")));
             } else {
-                cmd.arg("-H").arg(format!("{n}: {v}"));
+                lines.push(format!("{n}: {v}"));
             }
         }
-        let out = cmd
-            .arg(format!("https://inv.test:{port}{path}"))
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let head = stdout.split("\r\n\r\n").next().unwrap_or("");
+        let r = tls.get(&path, &lines);
         prop_assert!(
-            head.starts_with("HTTP/2 200"),
-            "not an HTTP/2 200: {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
+            r.status == 200 && r.final_head().starts_with("HTTP/2 ") && r.exit == 0,
+            "not a complete HTTP/2 200: {r:?}"
         );
         // HTTP/2 has no folding, but the proxy could still merge lines: each field is one line.
-        let got: Vec<String> = head
-            .split("\r\n")
-            .filter_map(|l| l.strip_prefix("set-cookie: "))
-            .map(str::to_string)
-            .collect();
+        let got = r.header_all("set-cookie");
         // The origin speaks HTTP/1.1: split fields arrive joined into one `Cookie` line
         // (RFC 9113 8.2.3).
         let lines = origin
@@ -585,7 +526,7 @@ fn http2_no_cookie_without_consent_and_kept_lines_byte_identical() {
         );
         check(&case, &got, &cookies_at_origin(&origin, &path)?)
     });
-    drop(proxy);
+    drop(tls);
     if let Err(e) = result {
         panic!("{e}");
     }
