@@ -547,7 +547,8 @@ fn assert_h2_cut(r: &H2Response) {
     }
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(
-        r.exit, CURL_STREAM_RESET,
+        r.exit,
+        CURL_STREAM_RESET,
         "a cut origin body did not end with RST_STREAM (curl exit {}, {} body bytes): {}",
         r.exit,
         r.body.len(),
@@ -561,7 +562,11 @@ fn assert_h2_cut(r: &H2Response) {
 fn assert_h2_complete(r: &H2Response, body: &[u8]) {
     h2_common_checks(r);
     assert_eq!((r.status, r.exit), (200, 0), "{r:?}");
-    assert!(r.body == body, "body differs ({} bytes): {r:?}", r.body.len());
+    assert!(
+        r.body == body,
+        "body differs ({} bytes): {r:?}",
+        r.body.len()
+    );
     if let Some(len) = r.header("content-length") {
         assert_eq!(len, body.len().to_string(), "{r:?}");
     }

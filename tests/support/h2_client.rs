@@ -54,8 +54,16 @@ impl TlsProxy {
     /// each passed as one `-H`, so repeated names stay separate fields).
     pub fn get(&self, path: &str, header_lines: &[String]) -> H2Response {
         let mut cmd = curl();
-        cmd.args(["-sS", "-i", "-k", "--http2", "--max-time", "30", "--resolve"])
-            .arg(format!("{HOST}:{}:127.0.0.1", self.port));
+        cmd.args([
+            "-sS",
+            "-i",
+            "-k",
+            "--http2",
+            "--max-time",
+            "30",
+            "--resolve",
+        ])
+        .arg(format!("{HOST}:{}:127.0.0.1", self.port));
         for line in header_lines {
             cmd.arg("-H").arg(line);
         }
