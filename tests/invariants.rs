@@ -14,19 +14,23 @@
 //! test's own table ([`TABLE`]), which is also what the site's `[site.cookies]` says, so a
 //! disagreement is the proxy's. Names outside the table are unknown (`unknown_cookies =
 //! "strip"`), which grants them nothing. The consent state comes from the first-party consent
-//! cookie (README: "listed categories granted"), OneTrust's `OptanonConsent` (its `groups`),
-//! combined by the documented rule (docs/CONSENT.md), and `Sec-GPC: 1` (the default policy,
-//! `deny-marketing`).
+//! cookie (README: "listed categories granted"), OneTrust's `OptanonConsent` (its `groups`), an
+//! IAB TCF TC string a real CMP wrote (`euconsent-v2` or OneTrust's `eupubconsent-v2`, from
+//! tests/fixtures/consent/tcf.jsonl, granting what that file records from the IAB reference
+//! decoder), combined by the documented rule (docs/CONSENT.md), and `Sec-GPC: 1` (the default
+//! policy, `deny-marketing`).
 //!
 //! One proxy and one origin serve all cases; the origin answers with the lines the current case
 //! put in a shared slot. `PROPTEST_CASES` sets the number of HTTP/1.1 cases (default 256); the
 //! HTTP/2 run does an eighth of that (at least 8), since each case starts a curl.
 
 mod common;
+#[path = "support/h2_client.rs"]
+mod h2_client;
 use common::*;
+use h2_client::TlsProxy;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 const NECESSARY: &str = "necessary";
@@ -59,6 +63,9 @@ const UNKNOWN: &[&str] = &["zq_unknown", "Zq-Other"];
 const CONSENT: &str = "consent";
 /// OneTrust's consent cookie (necessary by definition, as every CMP cookie).
 const ONETRUST: &str = "OptanonConsent";
+/// The cookies a TC string is read from (docs/CONSENT.md, "IAB TCF v2.2"): CMP cookies,
+/// necessary by definition.
+const TCF_COOKIES: &[&str] = &["euconsent-v2", "eupubconsent-v2"];
 /// OneTrust's default groups and their categories (docs/CONSENT.md, "OneTrust").
 const OT_GROUPS: &[(&str, &str)] = &[
     ("C0002", ANALYTICS),
@@ -66,6 +73,69 @@ const OT_GROUPS: &[(&str, &str)] = &[
     ("C0004", MARKETING),
     ("C0005", MARKETING),
 ];
+
+/// A TC string a real CMP wrote, from tests/fixtures/consent/tcf.jsonl (provenance on each line
+/// there), with the decision that file records for it. That decision is the IAB reference
+/// decoder's (`@iabtcf/core`) purpose consents under the default purpose table, so the oracle
+/// never asks consentgate's own decoder.
+#[derive(Clone)]
+struct TcfVector {
+    /// The fixture's `name`, shown when a case fails.
+    name: String,
+    /// The cookie it was captured in (`euconsent-v2`, or `eupubconsent-v2` for OneTrust).
+    cookie: String,
+    value: String,
+    /// The fixture's `expect`: (category, granted).
+    expect: Vec<(&'static str, bool)>,
+}
+
+/// The fixture's name and decision, not the long string, in a shrunk case.
+impl std::fmt::Debug for TcfVector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} in {} {:?}", self.name, self.cookie, self.expect)
+    }
+}
+
+impl TcfVector {
+    fn grants(&self, cat: &str) -> bool {
+        self.expect.iter().any(|(c, g)| *c == cat && *g)
+    }
+}
+
+/// The fixture's vectors written by CMPs on real sites (Didomi, OneTrust, and the CMPs whose
+/// accept and reject strings uBlock Origin's lists carry): every one but the IAB test-suite
+/// strings (named `iab-*`), each a single TCF cookie.
+fn tcf_vectors() -> Vec<TcfVector> {
+    let text = std::fs::read_to_string(fixture("consent/tcf.jsonl")).unwrap();
+    let vectors: Vec<TcfVector> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| !v["name"].as_str().unwrap().starts_with("iab-"))
+        .map(|v| {
+            let (cookie, value) = v["cookie"].as_str().unwrap().split_once('=').unwrap();
+            assert!(
+                TCF_COOKIES.contains(&cookie) && !value.contains(';'),
+                "{v}: not a single TCF cookie"
+            );
+            TcfVector {
+                name: v["name"].as_str().unwrap().to_string(),
+                cookie: cookie.to_string(),
+                value: value.to_string(),
+                expect: [PREFERENCES, ANALYTICS, MARKETING]
+                    .iter()
+                    .map(|c| (*c, v["expect"][c].as_bool().unwrap()))
+                    .collect(),
+            }
+        })
+        .collect();
+    // Both answers must be drawn for each category, or the oracle is not tested against them.
+    for cat in [PREFERENCES, ANALYTICS, MARKETING] {
+        assert!(vectors.iter().any(|v| v.grants(cat)));
+        assert!(vectors.iter().any(|v| !v.grants(cat)));
+    }
+    vectors
+}
 
 fn category(name: &str) -> Option<&'static str> {
     TABLE.iter().find(|(n, _)| *n == name).map(|(_, c)| *c)
@@ -92,7 +162,7 @@ cookie_domains = ["test.local"]
 
 [site.consent]
 cookie = "{CONSENT}"
-sources = ["first-party", "onetrust"]
+sources = ["first-party", "onetrust", "tcf"]
 
 [site.cookies]
 necessary = [{}]
@@ -117,6 +187,8 @@ struct Case {
     consent_flags: bool,
     /// OneTrust's `groups` (`C0001:1` always first): (group, granted); `None`: no cookie.
     onetrust: Option<Vec<(&'static str, bool)>>,
+    /// A real TC string in its cookie; `None`: no TCF cookie.
+    tcf: Option<TcfVector>,
     gpc: bool,
     /// Request cookies (name, value), duplicates allowed.
     cookies: Vec<(String, String)>,
@@ -128,7 +200,8 @@ impl Case {
     /// The documented rule (docs/CONSENT.md, "Several sources"): each source grants, refuses
     /// or says nothing about a category; granted when some source grants it and none refuses.
     /// The first-party cookie refuses what it leaves out; OneTrust speaks through the groups it
-    /// lists (several mapped to one category: any refused refuses). Then GPC refuses marketing.
+    /// lists (several mapped to one category: any refused refuses); a TC string speaks for every
+    /// category, as its fixture records. Then GPC refuses marketing.
     fn granted(&self, cat: &str) -> bool {
         if cat == NECESSARY {
             return true;
@@ -148,12 +221,18 @@ impl Case {
                     .map(|(_, granted)| *granted),
             );
         }
+        if let Some(tcf) = &self.tcf {
+            says.push(tcf.grants(cat));
+        }
         !says.is_empty() && says.iter().all(|g| *g)
     }
 
     /// Whether a cookie of this name may reach the client or the origin.
     fn allowed(&self, name: &str) -> bool {
-        name == CONSENT || name == ONETRUST || category(name).is_some_and(|c| self.granted(c))
+        name == CONSENT
+            || name == ONETRUST
+            || TCF_COOKIES.contains(&name)
+            || category(name).is_some_and(|c| self.granted(c))
     }
 
     fn consent_value(&self) -> Option<String> {
@@ -192,6 +271,9 @@ impl Case {
         }
         if let Some(v) = self.onetrust_value() {
             out.push((ONETRUST.to_string(), v));
+        }
+        if let Some(t) = &self.tcf {
+            out.push((t.cookie.clone(), t.value.clone()));
         }
         out
     }
@@ -306,7 +388,7 @@ fn any_set_cookie() -> impl Strategy<Value = String> {
     prop_oneof![9 => with_pair, 1 => no_eq]
 }
 
-fn any_case() -> impl Strategy<Value = Case> {
+fn any_case(tcf: &[TcfVector]) -> impl Strategy<Value = Case> {
     (
         proptest::option::weighted(
             0.8,
@@ -329,6 +411,7 @@ fn any_case() -> impl Strategy<Value = Case> {
                     .collect::<Vec<_>>()
             }),
         ),
+        proptest::option::weighted(0.4, proptest::sample::select(tcf.to_vec())),
         any::<bool>(),
         proptest::collection::vec(
             (
@@ -340,10 +423,11 @@ fn any_case() -> impl Strategy<Value = Case> {
         proptest::collection::vec(any_set_cookie(), 0..10),
     )
         .prop_map(
-            |(consent, consent_flags, onetrust, gpc, cookies, set_cookies)| Case {
+            |(consent, consent_flags, onetrust, tcf, gpc, cookies, set_cookies)| Case {
                 consent,
                 consent_flags,
                 onetrust,
+                tcf,
                 gpc,
                 cookies,
                 set_cookies,
@@ -460,7 +544,7 @@ fn http1_no_cookie_without_consent_and_kept_lines_byte_identical() {
     let (origin, slot) = origin();
     let proxy = Proxy::start(&site(&origin));
     let counter = std::sync::atomic::AtomicU64::new(0);
-    let result = runner(cases()).run(&any_case(), |case| {
+    let result = runner(cases()).run(&any_case(&tcf_vectors()), |case| {
         let id = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         *slot.lock().unwrap() = case.set_cookies.clone();
         let (path, headers) = request_headers(&case, id);
@@ -483,94 +567,33 @@ fn http1_no_cookie_without_consent_and_kept_lines_byte_identical() {
     }
 }
 
-/// A self-signed certificate for `inv.test` (PEM files in `dir`): curl runs with `-k`, as this
-/// test is about gating, not certificate checks (tests/tls.rs does those).
-fn certificate(dir: &std::path::Path) -> (String, String) {
-    let ck = rcgen::generate_simple_self_signed(vec!["inv.test".to_string()]).unwrap();
-    let cert = dir.join("cert.pem");
-    let key = dir.join("key.pem");
-    std::fs::write(&cert, ck.cert.pem()).unwrap();
-    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
-    (
-        cert.to_string_lossy().into_owned(),
-        key.to_string_lossy().into_owned(),
-    )
-}
-
-/// curl is needed for HTTP/2; missing, the test fails saying what to install.
-fn curl() -> Command {
-    let found = Command::new("sh")
-        .args(["-c", "command -v curl"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        found,
-        "`curl` is not installed; run scripts/setup curl (scripts/test does)"
-    );
-    Command::new("curl")
-}
-
 #[test]
 fn http2_no_cookie_without_consent_and_kept_lines_byte_identical() {
     let (origin, slot) = origin();
-    let dir = TempDir::new("invariants-h2");
-    let (cert, key) = certificate(&dir.0);
-    let port = free_port();
-    let proxy = Proxy::start_with(
-        &site(&origin),
-        &format!(
-            "listen_tls = [\"127.0.0.1:{port}\"]\n[[proxy.certificate]]\ncert = \"{cert}\"\nkey = \"{key}\"\n"
-        ),
-    );
-    eventually("the TLS listener", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    let resolve = format!("inv.test:{port}:127.0.0.1");
+    let tls = TlsProxy::start(&site(&origin));
     let counter = std::sync::atomic::AtomicU64::new(0);
-    let result = runner((cases() / 8).max(8)).run(&any_case(), |case| {
+    let result = runner((cases() / 8).max(8)).run(&any_case(&tcf_vectors()), |case| {
         let id = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         *slot.lock().unwrap() = case.set_cookies.clone();
         let (path, headers) = request_headers(&case, id);
-        let mut cmd = curl();
-        cmd.args([
-            "-sS",
-            "-i",
-            "-k",
-            "--http2",
-            "--max-time",
-            "20",
-            "--resolve",
-        ])
-        .arg(&resolve);
         // Every other case sends each cookie as a `cookie` field of its own, as browsers do
         // over HTTP/2 (RFC 9113 8.2.3).
         let split = id % 2 == 1;
+        let mut lines = Vec::new();
         for (n, v) in &headers {
             if split && n == "Cookie" {
-                for pair in v.split("; ") {
-                    cmd.arg("-H").arg(format!("Cookie: {pair}"));
-                }
+                lines.extend(v.split("; ").map(|pair| format!("Cookie: {pair}")));
             } else {
-                cmd.arg("-H").arg(format!("{n}: {v}"));
+                lines.push(format!("{n}: {v}"));
             }
         }
-        let out = cmd
-            .arg(format!("https://inv.test:{port}{path}"))
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let head = stdout.split("\r\n\r\n").next().unwrap_or("");
+        let r = tls.get(&path, &lines);
         prop_assert!(
-            head.starts_with("HTTP/2 200"),
-            "not an HTTP/2 200: {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
+            r.status == 200 && r.final_head().starts_with("HTTP/2 ") && r.exit == 0,
+            "not a complete HTTP/2 200: {r:?}"
         );
         // HTTP/2 has no folding, but the proxy could still merge lines: each field is one line.
-        let got: Vec<String> = head
-            .split("\r\n")
-            .filter_map(|l| l.strip_prefix("set-cookie: "))
-            .map(str::to_string)
-            .collect();
+        let got = r.header_all("set-cookie");
         // The origin speaks HTTP/1.1: split fields arrive joined into one `Cookie` line
         // (RFC 9113 8.2.3).
         let lines = origin
@@ -585,7 +608,7 @@ fn http2_no_cookie_without_consent_and_kept_lines_byte_identical() {
         );
         check(&case, &got, &cookies_at_origin(&origin, &path)?)
     });
-    drop(proxy);
+    drop(tls);
     if let Err(e) = result {
         panic!("{e}");
     }

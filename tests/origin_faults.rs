@@ -8,12 +8,18 @@
 //! wrong length; no marketing `Set-Cookie` (the faulty origin sends `_fbp` before failing) on
 //! any path; and the failure counted in `/metrics`.
 //!
+//! The same faults run a second time with the client speaking HTTP/2 over TLS (curl) to the
+//! proxy; the origin stays HTTP/1.x. There a cut body must end with `RST_STREAM`.
+//!
 //! The site's origin timeouts are set small (`read_ms = 400`); the time bounds asserted are
 //! generous (10 s) so a loaded CI host does not fail them, while a hang (the proxy waiting for
 //! the origin's 60 s default or forever) does.
 
 mod common;
+#[path = "support/h2_client.rs"]
+mod h2_client;
 use common::*;
+use h2_client::{H2Response, TlsProxy, CURL_STREAM_RESET};
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
@@ -313,12 +319,15 @@ fn refused_connection_is_a_counted_502() {
     expect_counted(&p, ERRORS, "error=\"ConnectRefused\"");
 }
 
+/// RST after `_fbp` and half a header line.
+fn reset_mid_headers(c: &mut TcpStream) {
+    let _ = c.write_all(format!("HTTP/1.1 200 OK\r\n{FBP}{SESSION}Content-Ty").as_bytes());
+    reset(c);
+}
+
 #[test]
 fn reset_mid_headers_is_a_counted_502() {
-    let p = start(|c| {
-        let _ = c.write_all(format!("HTTP/1.1 200 OK\r\n{FBP}{SESSION}Content-Ty").as_bytes());
-        reset(c);
-    });
+    let p = start(reset_mid_headers);
     let ex = exchange(&p, "/");
     assert_error(&ex, &[502]);
     expect_counted(&p, ERRORS, "");
@@ -336,64 +345,80 @@ fn head_then_partial_body(c: &mut TcpStream) {
     let _ = c.flush();
 }
 
+/// 100 of 1,000 announced bytes, then RST.
+fn reset_mid_body(c: &mut TcpStream) {
+    head_then_partial_body(c);
+    std::thread::sleep(Duration::from_millis(100));
+    reset(c);
+}
+
 #[test]
 fn reset_mid_body_cuts_the_body_and_is_counted() {
-    let p = start(|c| {
-        head_then_partial_body(c);
-        std::thread::sleep(Duration::from_millis(100));
-        reset(c);
-    });
+    let p = start(reset_mid_body);
     let ex = exchange(&p, "/");
     assert_cut(&ex);
     expect_counted(&p, ERRORS, "");
 }
 
+/// Nothing at all after the request: the origin holds the connection open.
+fn stall_before_headers(_: &mut TcpStream) {
+    std::thread::sleep(Duration::from_secs(15));
+}
+
 #[test]
 fn stall_before_headers_is_a_counted_504() {
-    // Nothing at all after the request: the origin holds the connection open.
-    let p = start(|_| std::thread::sleep(Duration::from_secs(15)));
+    let p = start(stall_before_headers);
     let ex = exchange(&p, "/");
     assert_error(&ex, &[504]);
     expect_counted(&p, TIMEOUTS, "phase=\"read\"");
     expect_counted(&p, ERRORS, "");
 }
 
+/// 100 of 1,000 announced bytes, then silence.
+fn stall_mid_body(c: &mut TcpStream) {
+    head_then_partial_body(c);
+    std::thread::sleep(Duration::from_secs(15));
+}
+
 #[test]
 fn stall_mid_body_cuts_the_body_and_is_counted() {
-    let p = start(|c| {
-        head_then_partial_body(c);
-        std::thread::sleep(Duration::from_secs(15));
-    });
+    let p = start(stall_mid_body);
     let ex = exchange(&p, "/");
     assert_cut(&ex);
     expect_counted(&p, TIMEOUTS, "phase=\"read\"");
 }
 
+/// TLS-looking bytes, no status line.
+fn garbage(c: &mut TcpStream) {
+    let _ = c.write_all(b"\x16\x03\x01 this is not HTTP\r\n_fbp=1\r\n\r\n");
+    let _ = c.shutdown(Shutdown::Write);
+    std::thread::sleep(Duration::from_millis(200));
+}
+
 #[test]
 fn garbage_response_is_a_counted_502() {
-    let p = start(|c| {
-        let _ = c.write_all(b"\x16\x03\x01 this is not HTTP\r\n_fbp=1\r\n\r\n");
-        let _ = c.shutdown(Shutdown::Write);
-        std::thread::sleep(Duration::from_millis(200));
-    });
+    let p = start(garbage);
     let ex = exchange(&p, "/");
     assert_error(&ex, &[502]);
     expect_counted(&p, ERRORS, "");
+}
+
+/// Both framings: `Content-Length: 100` and a chunked body of 5 bytes (`hello`).
+fn content_length_and_chunked(c: &mut TcpStream) {
+    let _ = c.write_all(
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n{FBP}Content-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    std::thread::sleep(Duration::from_millis(200));
 }
 
 #[test]
 fn content_length_with_transfer_encoding_is_refused_or_framed_once() {
     // RFC 9112 6.3: Transfer-Encoding overrides Content-Length; the message "ought to be
     // handled as an error", and an intermediary that forwards it must drop Content-Length.
-    let p = start(|c| {
-        let _ = c.write_all(
-            format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n{FBP}Content-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
-            )
-            .as_bytes(),
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    });
+    let p = start(content_length_and_chunked);
     let ex = exchange(&p, "/");
     common_checks(&ex);
     if ex.status == 502 {
@@ -410,17 +435,20 @@ fn content_length_with_transfer_encoding_is_refused_or_framed_once() {
     assert!(ex.complete, "{ex:?}");
 }
 
+/// `100` and `103` (with `_fbp`) before the final `200`.
+fn interim_then_final(c: &mut TcpStream) {
+    let _ = c.write_all(
+        format!(
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n{FBP}\r\nHTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n{FBP}{SESSION}Content-Length: 5\r\n\r\nhello"
+        )
+        .as_bytes(),
+    );
+    std::thread::sleep(Duration::from_millis(200));
+}
+
 #[test]
 fn interim_1xx_responses_carry_no_marketing_cookie_and_the_final_one_arrives() {
-    let p = start(|c| {
-        let _ = c.write_all(
-            format!(
-                "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n{FBP}\r\nHTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n{FBP}{SESSION}Content-Length: 5\r\n\r\nhello"
-            )
-            .as_bytes(),
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    });
+    let p = start(interim_then_final);
     let ex = exchange(&p, "/");
     common_checks(&ex);
     assert_eq!(ex.status, 200, "{:?}", ex.heads);
@@ -433,21 +461,27 @@ fn interim_1xx_responses_carry_no_marketing_cookie_and_the_final_one_arrives() {
     );
 }
 
+/// The 64 KiB body [`http10_close_delimited`] sends.
+fn http10_body() -> Vec<u8> {
+    (0..64u8).flat_map(|i| [b'a' + i % 26; 1024]).collect()
+}
+
+/// An HTTP/1.0 head without a length, 64 KiB, then FIN.
+fn http10_close_delimited(c: &mut TcpStream) {
+    let _ = c.write_all(
+        format!("HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n{FBP}{SESSION}\r\n").as_bytes(),
+    );
+    let _ = c.write_all(&http10_body());
+    let _ = c.shutdown(Shutdown::Write);
+}
+
 #[test]
 fn close_delimited_http10_body_is_delivered_complete() {
-    let p = start(|c| {
-        let _ = c.write_all(
-            format!("HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n{FBP}{SESSION}\r\n").as_bytes(),
-        );
-        for i in 0..64u8 {
-            let _ = c.write_all(&[b'a' + i % 26; 1024]);
-        }
-        let _ = c.shutdown(Shutdown::Write);
-    });
+    let p = start(http10_close_delimited);
     let ex = exchange(&p, "/");
     common_checks(&ex);
     assert_eq!(ex.status, 200, "{:?}", ex.heads);
-    let expected: Vec<u8> = (0..64u8).flat_map(|i| [b'a' + i % 26; 1024]).collect();
+    let expected = http10_body();
     assert_eq!(ex.body.len(), expected.len(), "{:?}", ex.heads);
     assert!(ex.body == expected, "the body's bytes changed");
     // Framed (chunked) to the client, the framing must say complete; close-delimited, the
@@ -455,4 +489,170 @@ fn close_delimited_http10_body_is_delivered_complete() {
     let framed = ex.header("content-length").is_some() || ex.header("transfer-encoding").is_some();
     assert!(!framed || ex.complete, "{:?}", ex.heads);
     assert!(ex.final_head().contains("SESSIONID=s3ss10n"));
+}
+
+// The same faults with the client speaking HTTP/2 over TLS to the proxy (the origin stays
+// HTTP/1.x). Before the response head went out, the answer is the same error status. After it,
+// HTTP/2 has no "close the connection" to show a cut: the proxy must end the stream with
+// `RST_STREAM` rather than a clean `END_STREAM`, which curl reports as exit code 92; a clean end
+// would hand the client a short body as if it were whole.
+
+fn start_h2(fault: Fault) -> TlsProxy {
+    TlsProxy::start(&site(faulty_origin(fault)))
+}
+
+/// One GET (no consent cookie) over HTTP/2.
+fn exchange_h2(tls: &TlsProxy) -> H2Response {
+    tls.get("/", &[])
+}
+
+/// Bounded time, HTTP/2, no marketing cookie in anything curl printed (every head, interim ones
+/// included, and the body).
+#[track_caller]
+fn h2_common_checks(r: &H2Response) {
+    assert!(
+        r.elapsed < BOUND,
+        "the client waited {:?} (bound {BOUND:?}): {r:?}",
+        r.elapsed
+    );
+    assert!(
+        r.final_head().starts_with("HTTP/2 "),
+        "not an HTTP/2 response: {r:?}"
+    );
+    let text = String::from_utf8_lossy(&r.raw);
+    assert!(
+        !text.contains("_fbp"),
+        "a marketing cookie reached a client without consent:\n{text}"
+    );
+}
+
+/// An error status, on a stream that ended cleanly.
+#[track_caller]
+fn assert_h2_error(r: &H2Response, statuses: &[u16]) {
+    h2_common_checks(r);
+    assert!(
+        statuses.contains(&r.status),
+        "expected one of {statuses:?}, got {}: {r:?}",
+        r.status
+    );
+    assert_eq!(r.exit, 0, "the error answer itself was cut: {r:?}");
+}
+
+/// The head went out, then the stream was reset: the client knows the body is not whole.
+#[track_caller]
+fn assert_h2_cut(r: &H2Response) {
+    h2_common_checks(r);
+    if (r.status == 502 || r.status == 504) && r.exit == 0 {
+        return; // failed before the head went out: an error answer is as good
+    }
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        r.exit,
+        CURL_STREAM_RESET,
+        "a cut origin body did not end with RST_STREAM (curl exit {}, {} body bytes): {}",
+        r.exit,
+        r.body.len(),
+        r.stderr
+    );
+    assert!(r.body.len() < 1000, "{r:?}");
+}
+
+/// A complete `200` on a stream that ended cleanly, with the necessary cookie kept.
+#[track_caller]
+fn assert_h2_complete(r: &H2Response, body: &[u8]) {
+    h2_common_checks(r);
+    assert_eq!((r.status, r.exit), (200, 0), "{r:?}");
+    assert!(
+        r.body == body,
+        "body differs ({} bytes): {r:?}",
+        r.body.len()
+    );
+    if let Some(len) = r.header("content-length") {
+        assert_eq!(len, body.len().to_string(), "{r:?}");
+    }
+}
+
+#[test]
+fn h2_refused_connection_is_a_counted_502() {
+    let closed: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let tls = TlsProxy::start(&site(closed));
+    assert_h2_error(&exchange_h2(&tls), &[502]);
+    expect_counted(&tls.proxy, ERRORS, "error=\"ConnectRefused\"");
+}
+
+#[test]
+fn h2_reset_mid_headers_is_a_counted_502() {
+    let tls = start_h2(reset_mid_headers);
+    assert_h2_error(&exchange_h2(&tls), &[502]);
+    expect_counted(&tls.proxy, ERRORS, "");
+}
+
+#[test]
+fn h2_reset_mid_body_resets_the_stream_and_is_counted() {
+    let tls = start_h2(reset_mid_body);
+    assert_h2_cut(&exchange_h2(&tls));
+    expect_counted(&tls.proxy, ERRORS, "");
+}
+
+#[test]
+fn h2_stall_before_headers_is_a_counted_504() {
+    let tls = start_h2(stall_before_headers);
+    assert_h2_error(&exchange_h2(&tls), &[504]);
+    expect_counted(&tls.proxy, TIMEOUTS, "phase=\"read\"");
+    expect_counted(&tls.proxy, ERRORS, "");
+}
+
+#[test]
+fn h2_stall_mid_body_resets_the_stream_and_is_counted() {
+    let tls = start_h2(stall_mid_body);
+    assert_h2_cut(&exchange_h2(&tls));
+    expect_counted(&tls.proxy, TIMEOUTS, "phase=\"read\"");
+}
+
+#[test]
+fn h2_garbage_response_is_a_counted_502() {
+    let tls = start_h2(garbage);
+    assert_h2_error(&exchange_h2(&tls), &[502]);
+    expect_counted(&tls.proxy, ERRORS, "");
+}
+
+#[test]
+fn h2_content_length_with_transfer_encoding_is_refused_or_framed_once() {
+    let tls = start_h2(content_length_and_chunked);
+    let r = exchange_h2(&tls);
+    if r.status == 502 {
+        assert_h2_error(&r, &[502]);
+        expect_counted(&tls.proxy, ERRORS, "");
+        return;
+    }
+    // HTTP/2 frames by DATA and END_STREAM; a `content-length` may only repeat the real length
+    // (RFC 9113 8.1.1), never the origin's stale 100.
+    assert_h2_complete(&r, b"hello");
+    assert!(r.header("transfer-encoding").is_none(), "{r:?}");
+}
+
+#[test]
+fn h2_interim_1xx_responses_carry_no_marketing_cookie_and_the_final_one_arrives() {
+    let tls = start_h2(interim_then_final);
+    let r = exchange_h2(&tls);
+    assert_h2_complete(&r, b"hello");
+    assert!(
+        r.header_all("set-cookie")
+            .iter()
+            .any(|c| c.starts_with("SESSIONID=s3ss10n")),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn h2_close_delimited_http10_body_is_delivered_complete() {
+    let tls = start_h2(http10_close_delimited);
+    let r = exchange_h2(&tls);
+    assert_h2_complete(&r, &http10_body());
+    assert!(
+        r.header_all("set-cookie")
+            .iter()
+            .any(|c| c.starts_with("SESSIONID=s3ss10n")),
+        "{r:?}"
+    );
 }
