@@ -241,6 +241,11 @@ async fn write_block_response(
 impl ProxyHttp for ConsentGate {
     type CTX = RequestCtx;
 
+    /// No downstream modules. pingora's default adds its response compression module switched
+    /// off (level 0), which still costs an allocation and four filter calls per request
+    /// (~750 instructions, docs/BENCHMARKS.md); consentgate compresses nothing.
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             started: Instant::now(),
