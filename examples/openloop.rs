@@ -301,27 +301,30 @@ async fn worker(
             }
             Err(_) => Err(()),
         };
-        let mut s = shared.borrow_mut();
-        let done = s.start.elapsed().as_nanos() as u64;
-        match result {
-            Ok(status) => {
-                if due >= s.measure_from {
-                    if !(200..300).contains(&status) {
-                        s.non2xx += 1;
-                    }
-                    s.samples.push(done.saturating_sub(due));
-                    s.last_done = s.last_done.max(done);
-                }
-            }
-            Err(()) => {
-                if due >= s.measure_from {
-                    s.errors += 1;
-                }
-                drop(s);
-                // A refused or failing server: do not spin; the next request waits a little.
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
+        record(&mut shared.borrow_mut(), due, result);
+        if result.is_err() {
+            // A refused or failing server: do not spin; the next request waits a little.
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
+    }
+}
+
+/// Records one request's outcome (`Ok(status)` or an error) if it was scheduled in the
+/// measured window.
+fn record(s: &mut Shared, due: u64, result: Result<u16, ()>) {
+    let done = s.start.elapsed().as_nanos() as u64;
+    if due < s.measure_from {
+        return;
+    }
+    match result {
+        Ok(status) => {
+            if !(200..300).contains(&status) {
+                s.non2xx += 1;
+            }
+            s.samples.push(done.saturating_sub(due));
+            s.last_done = s.last_done.max(done);
+        }
+        Err(()) => s.errors += 1,
     }
 }
 
