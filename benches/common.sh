@@ -22,6 +22,60 @@ bench_config() {
       "$example" > "$1"
 }
 
+# bench_config_tls FILE PORT ADMIN_PORT MODE CERT KEY: bench_config, serving on PORT with TLS
+# (`listen_tls`, HTTP/1.1 and HTTP/2 by ALPN) with the certificate CERT / KEY instead of plain
+# HTTP.
+bench_config_tls() {
+  bench_config "$1" "$2" "$3" "$4"
+  sed -i "s|^listen = |listen_tls = |" "$1"
+  printf '\n[[proxy.certificate]]\ncert = "%s"\nkey = "%s"\n' "$5" "$6" >> "$1"
+}
+
+# bench_cg_start CONFIG: starts the release consentgate with CONFIG (log in CONFIG.log), adds
+# it to bench_pids and sets $cg_pid.
+bench_cg_start() {
+  target/release/consentgate run --config "$1" --upgrade-sock "${1%.toml}.sock" >"$1.log" 2>&1 &
+  cg_pid=$!
+  bench_pids+=("$cg_pid")
+}
+
+# bench_cg_pair: the two consentgate targets the proxy benchmarks compare, from the same binary
+# in front of the benchmark origin: $off_pid (mode = "off", http://127.0.0.1:18084/) and
+# $gate_pid (mode = "enforce", http://127.0.0.1:18085/), waited for together with the nginx
+# peers (18082, 18083).
+bench_cg_pair() {
+  bench_config "$work/off.toml" 18084 18094 off
+  bench_config "$work/gate.toml" 18085 18095 enforce
+  bench_cg_start "$work/off.toml"
+  off_pid=$cg_pid
+  bench_cg_start "$work/gate.toml"
+  gate_pid=$cg_pid
+  for port in 18084 18085 18082 18083; do wait_http "http://127.0.0.1:$port/"; done
+}
+
+# cpu_ticks PID: CPU clock ticks (user+sys, getconf CLK_TCK per second) used so far by PID, its
+# threads and its children's threads (an nginx master and its workers).
+cpu_ticks() {
+  local total=0 p t
+  for p in $(pgrep -P "$1") "$1"; do
+    for t in /proc/"$p"/task/*/stat; do
+      # Fields counted after the ')' closing the command name: 12 utime, 13 stime.
+      total=$((total + $(sed 's/^.*) //' "$t" | awk '{print $12 + $13}')))
+    done
+  done
+  echo "$total"
+}
+
+# bench_pin CPUS PID...: moves each PID, its threads and its children (nginx workers) to the
+# CPU list CPUS (taskset syntax, e.g. 0 or 0-2).
+bench_pin() {
+  local cpus=$1 p c
+  shift
+  for p in "$@"; do
+    for c in "$p" $(pgrep -P "$p"); do taskset -a -p -c "$cpus" "$c" >/dev/null; done
+  done
+}
+
 # bench_peers: sets $peers to the benchmark peers directory (its absolute path), or exits saying
 # what to set. The benchmark origin and nginx peers are not part of this repository: they come
 # with the benchmark host's shared tooling (../shared/bench beside the checkout) or

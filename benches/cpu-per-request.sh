@@ -15,14 +15,7 @@ cd "$(dirname "$0")/.."
 rounds=${1:-5}
 bench_with_peers cg-bench wrk nginx-light libnginx-mod-http-lua
 
-bench_config "$work/off.toml" 18084 18094 off
-bench_config "$work/gate.toml" 18085 18095 enforce
-target/release/consentgate run --config "$work/off.toml" --upgrade-sock "$work/off.sock" >/dev/null 2>&1 &
-off_pid=$!
-target/release/consentgate run --config "$work/gate.toml" --upgrade-sock "$work/gate.sock" >/dev/null 2>&1 &
-gate_pid=$!
-bench_pids=("$off_pid" "$gate_pid")
-for port in 18084 18085 18082 18083; do wait_http "http://127.0.0.1:$port/"; done
+bench_cg_pair
 
 noconsent="Cookie: $noconsent"
 consent="Cookie: $consent"
