@@ -139,7 +139,14 @@ wait_http() {
 # requests (counters zeroed after them; start-up and shut-down excluded). The dumps stay in
 # $work (KEEP=1 keeps them for callgrind_annotate).
 callgrind_instructions() {
-  local name=$1 config=$2 cookie=$3 count=$4 pid dump
+  callgrind_run "$1" "$3" "$4" target/release/consentgate run --config "$2"
+}
+
+# callgrind_run NAME COOKIE N COMMAND...: the same measurement for any server COMMAND that
+# listens on 127.0.0.1:18186 (examples/bare-pingora, nginx with master_process off).
+callgrind_run() {
+  local name=$1 cookie=$2 count=$3 pid dump
+  shift 3
   [ -f "$work/client.py" ] || cat > "$work/client.py" <<'PY'
 import http.client, sys
 port, n, cookie = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
@@ -150,8 +157,7 @@ for _ in range(n):
     r.read()
     assert r.status == 200, r.status
 PY
-  valgrind --tool=callgrind --callgrind-out-file="$work/$name.out" \
-    target/release/consentgate run --config "$config" >"$work/$name.log" 2>&1 &
+  valgrind --tool=callgrind --callgrind-out-file="$work/$name.out" "$@" >"$work/$name.log" 2>&1 &
   pid=$!
   bench_pids=("$pid")
   wait_http http://127.0.0.1:18186/ 40

@@ -6,6 +6,8 @@
 #   consentgate enforce, with consent             cg-consent
 #   plain nginx proxy                             nginx
 #   nginx + Lua gating peer                       nginx-lua
+#   pingora's own proxy loop, nothing else        pingora-bare (examples/bare-pingora.rs: the
+#                                                 floor under any pingora-based proxy)
 # Method: $BENCH_PEERS_DIR/cpu-per-request.sh; every target gets the same Cookie header shape.
 # Prints every run and the medians as a Markdown table. Usage:
 #   benches/cpu-per-request.sh [ROUNDS (default 5)]     DURATION=8 (seconds per wrk run)
@@ -16,6 +18,11 @@ rounds=${1:-5}
 bench_with_peers cg-bench wrk nginx-light libnginx-mod-http-lua
 
 bench_cg_pair
+cargo build --release --quiet --example bare-pingora
+target/release/examples/bare-pingora 127.0.0.1:18087 127.0.0.1:18081 >"$work/bare.log" 2>&1 &
+bare_pid=$!
+bench_pids+=("$bare_pid")
+wait_http http://127.0.0.1:18087/
 
 noconsent="Cookie: $noconsent"
 consent="Cookie: $consent"
@@ -25,7 +32,8 @@ url[cg-noconsent]=http://127.0.0.1:18085/; pid[cg-noconsent]=$gate_pid;         
 url[cg-consent]=http://127.0.0.1:18085/;  pid[cg-consent]=$gate_pid;                     hdr[cg-consent]=$consent
 url[nginx]=http://127.0.0.1:18082/;       pid[nginx]=$(cat /tmp/cg-bench/nginx-proxy.pid); hdr[nginx]=$consent
 url[nginx-lua]=http://127.0.0.1:18083/;   pid[nginx-lua]=$(cat /tmp/cg-bench/nginx-lua.pid); hdr[nginx-lua]=$consent
-targets=(cg-off cg-noconsent cg-consent nginx nginx-lua)
+url[pingora-bare]=http://127.0.0.1:18087/; pid[pingora-bare]=$bare_pid;               hdr[pingora-bare]=$consent
+targets=(cg-off cg-noconsent cg-consent nginx nginx-lua pingora-bare)
 
 # Warm up each target once (connection pools, allocator).
 for t in "${targets[@]}"; do DURATION=2 "$peers/cpu-per-request.sh" "${url[$t]}" "${pid[$t]}" -H "${hdr[$t]}" >/dev/null; done
@@ -48,9 +56,11 @@ off = statistics.median(cpu["cg-off"])
 # Paired: each target against cg-off of the same round, which ran seconds before it. On a
 # shared machine whose speed drifts between rounds, this is the steadier comparison.
 paired = {t: statistics.median(r[t] / r["cg-off"] - 1 for r in by_round.values()) for t in cpu}
-print("\n| target | median CPU us/request | vs cg-off (medians) | vs cg-off (median of per-round ratios) | runs (us/request) | median req/s |")
-print("|---|---|---|---|---|---|")
-for t in ["cg-off", "cg-noconsent", "cg-consent", "nginx", "nginx-lua"]:
+# The same against the nginx + Lua gating peer (issue 13's target: at most 1.2x).
+lua = {t: statistics.median(r[t] / r["nginx-lua"] for r in by_round.values()) for t in cpu}
+print("\n| target | median CPU us/request | vs cg-off (medians) | vs cg-off (median of per-round ratios) | ratio to nginx-lua (median of per-round ratios) | runs (us/request) | median req/s |")
+print("|---|---|---|---|---|---|---|")
+for t in ["cg-off", "cg-noconsent", "cg-consent", "nginx", "nginx-lua", "pingora-bare"]:
     m = statistics.median(cpu[t])
-    print(f"| {t} | {m:.2f} | {100*(m/off-1):+.1f}% | {100*paired[t]:+.1f}% | {', '.join(f'{x:.2f}' for x in cpu[t])} | {statistics.median(rps[t]):.0f} |")
+    print(f"| {t} | {m:.2f} | {100*(m/off-1):+.1f}% | {100*paired[t]:+.1f}% | {lua[t]:.2f} | {', '.join(f'{x:.2f}' for x in cpu[t])} | {statistics.median(rps[t]):.0f} |")
 PY

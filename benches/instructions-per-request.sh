@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 . benches/common.sh
 n=${1:-2000}
 bench_with_peers cg-instr valgrind nginx-light libnginx-mod-http-lua
+cargo build --release --quiet --example bare-pingora
 # KEEP=1 keeps the callgrind dumps (for callgrind_annotate) and says where.
 if [ -n "${KEEP:-}" ]; then echo "dumps in $work" >&2; fi
 
@@ -26,12 +27,18 @@ measure() { # target mode cookie
   measure cg-noconsent enforce "$noconsent"
   measure cg-noconsent-steady enforce "$steady"
   measure cg-consent enforce "$consent"
+  # The references: pingora's own proxy loop alone (examples/bare-pingora.rs), and the nginx +
+  # Lua gating peer run as one process (master_process off) on the measured port.
+  callgrind_run pingora-bare "$consent" "$n" target/release/examples/bare-pingora 127.0.0.1:18186 127.0.0.1:18081
+  sed -e 's/listen 127.0.0.1:18083/listen 127.0.0.1:18186/' -e "s|/tmp/cg-bench/nginx-lua|$work/nginx-lua|" \
+    "$peers/nginx-lua-gate.conf" > "$work/nginx-lua.conf"
+  callgrind_run nginx-lua "$consent" "$n" nginx -c "$work/nginx-lua.conf" -g "daemon off; master_process off;"
 } > "$work/results"
 python3 - "$work/results" "$n" <<'PY'
 import sys
 n = int(sys.argv[2])
 ir = {t: int(v) / n for t, v in (l.split() for l in open(sys.argv[1]))}
 print(f"\n| target | instructions/request | vs cg-off |\n|---|---|---|")
-for t in ["cg-off", "cg-noconsent", "cg-noconsent-steady", "cg-consent"]:
+for t in ["cg-off", "cg-noconsent", "cg-noconsent-steady", "cg-consent", "pingora-bare", "nginx-lua"]:
     print(f"| {t} | {ir[t]:,.0f} | {100 * (ir[t] / ir['cg-off'] - 1):+.1f}% |")
 PY
