@@ -418,8 +418,13 @@ mod tests {
         assert!(inv.snapshot().is_empty() && slots.0[1].get().is_none());
         for stripped in [true, false, true] {
             let mut budget = RequestBudget::default();
-            site.recorder_with(&slots, &mut budget)
-                .record_listed("_ga", Some(1), cat, origin, stripped);
+            site.recorder_with(&slots, &mut budget).record_listed(
+                "_ga",
+                Some(1),
+                cat,
+                origin,
+                stripped,
+            );
         }
         // The same name recorded without its slot lands on the same entry.
         once(&site, "_ga", cat, origin, false);

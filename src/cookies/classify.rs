@@ -374,7 +374,11 @@ mod tests {
         distinct.dedup();
         assert_eq!(distinct.len(), listed.len());
         assert_eq!(slot("dbonly"), None, "database names are looked up");
-        assert_eq!(slot("prefixed"), None, "so are names only a pattern matches");
+        assert_eq!(
+            slot("prefixed"),
+            None,
+            "so are names only a pattern matches"
+        );
         assert_eq!(slot("nobody-knows"), None);
     }
 
