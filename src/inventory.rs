@@ -22,7 +22,7 @@ use crate::labels::CategoryLabel;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, LazyLock, RwLock};
+use std::sync::{Arc, LazyLock, OnceLock, RwLock};
 
 /// Names per site.
 pub const MAX_NAMES_PER_SITE: usize = 2000;
@@ -34,7 +34,7 @@ pub const ENTRY_OVERHEAD: usize = 96;
 pub const NEW_NAMES_PER_REQUEST: u32 = 8;
 
 /// Visitor-chosen keys: a seeded hasher, so names cannot be crafted to collide.
-type Names = HashMap<Box<str>, Entry, foldhash::quality::RandomState>;
+type Names = HashMap<Box<str>, Arc<Entry>, foldhash::quality::RandomState>;
 
 /// Every site's inventory. One per process ([`INVENTORY`]).
 #[derive(Default)]
@@ -207,14 +207,32 @@ impl Default for RequestBudget {
 /// Records the cookies of one request (or of its response) into a site's inventory.
 pub struct Recorder<'a> {
     site: &'a SiteInventory,
+    slots: &'a Slots,
     budget: &'a mut RequestBudget,
 }
+
+/// No slots: every name is looked up.
+static NO_SLOTS: LazyLock<Slots> = LazyLock::new(Slots::default);
 
 impl SiteInventory {
     /// A recorder for one request's cookies or its response's lines (the same `budget` for
     /// both).
     pub fn recorder<'a>(&'a self, budget: &'a mut RequestBudget) -> Recorder<'a> {
-        Recorder { site: self, budget }
+        self.recorder_with(&NO_SLOTS, budget)
+    }
+
+    /// A recorder that keeps the entries of listed names in `slots` (the site's configuration's:
+    /// slot numbers come from its classifier).
+    pub fn recorder_with<'a>(
+        &'a self,
+        slots: &'a Slots,
+        budget: &'a mut RequestBudget,
+    ) -> Recorder<'a> {
+        Recorder {
+            site: self,
+            slots,
+            budget,
+        }
     }
 
     fn snapshot_into(&self, out: &mut Vec<InventoryEntry>) {
@@ -250,39 +268,61 @@ impl Recorder<'_> {
         origin: Option<Origin>,
         stripped: bool,
     ) {
+        self.record_listed(name, None, category, origin, stripped)
+    }
+
+    /// [`Recorder::record`] for a name the classifier lists with `slot` (from its verdict):
+    /// once the name has an entry, the recorder's [`Slots`] hold it, and recording it again
+    /// takes no lock and no hash look-up.
+    pub fn record_listed(
+        &mut self,
+        name: &str,
+        slot: Option<u32>,
+        category: Option<Category>,
+        origin: Option<Origin>,
+        stripped: bool,
+    ) {
         let now = *self.budget.now.get_or_insert_with(now_unix);
         let class = pack(category, origin);
-        let bump = |e: &Entry| {
-            let n = if stripped { &e.stripped } else { &e.kept };
-            n.fetch_add(1, Relaxed);
-            // Stores only when something changed: no cache-line traffic between workers for
-            // the common case.
-            if e.last_seen.load(Relaxed) != now {
-                e.last_seen.store(now, Relaxed);
-            }
-            if e.class.load(Relaxed) != class {
-                e.class.store(class, Relaxed);
-            }
-        };
+        let slot = slot.and_then(|i| self.slots.0.get(i as usize));
+        if let Some(e) = slot.and_then(OnceLock::get) {
+            return e.bump(stripped, now, class);
+        }
+        let entry = self.find_or_add(name, now, class, stripped);
+        if let (Some(slot), Some(entry)) = (slot, entry) {
+            // A name has one entry for the life of the process (names are never removed).
+            let _ = slot.set(entry);
+        }
+    }
+
+    /// Bumps `name`'s entry, adding it if the budgets allow; the entry, when there is one.
+    fn find_or_add(
+        &mut self,
+        name: &str,
+        now: u64,
+        class: u8,
+        stripped: bool,
+    ) -> Option<Arc<Entry>> {
         let site = self.site;
         {
             let names = site.names.read().unwrap_or_else(|e| e.into_inner());
             if let Some(e) = names.get(name) {
-                return bump(e);
+                e.bump(stripped, now, class);
+                return Some(e.clone());
             }
             if !crate::metrics::label_candidate(name)
                 || self.budget.new_names == 0
                 || names.len() >= MAX_NAMES_PER_SITE
             {
-                return site.refuse();
+                site.refuse();
+                return None;
             }
         }
-        let Some(owner) = site.owner.upgrade() else {
-            return;
-        };
+        let owner = site.owner.upgrade()?;
         let mut names = site.names.write().unwrap_or_else(|e| e.into_inner());
         if let Some(e) = names.get(name) {
-            return bump(e);
+            e.bump(stripped, now, class);
+            return Some(e.clone());
         }
         let cost = name.len() + ENTRY_OVERHEAD;
         let reserved = owner
@@ -295,18 +335,49 @@ impl Recorder<'_> {
             if reserved {
                 owner.bytes.fetch_sub(cost, Relaxed);
             }
-            return site.refuse();
+            site.refuse();
+            return None;
         }
         self.budget.new_names -= 1;
-        let e = Entry {
+        let e = Arc::new(Entry {
             class: AtomicU8::new(class),
             kept: AtomicU64::new(0),
             stripped: AtomicU64::new(0),
             first_seen: now,
             last_seen: AtomicU64::new(now),
-        };
-        bump(&e);
-        names.insert(name.into(), e);
+        });
+        e.bump(stripped, now, class);
+        names.insert(name.into(), e.clone());
+        Some(e)
+    }
+}
+
+impl Entry {
+    fn bump(&self, stripped: bool, now: u64, class: u8) {
+        let n = if stripped { &self.stripped } else { &self.kept };
+        n.fetch_add(1, Relaxed);
+        // Stores only when something changed: no cache-line traffic between workers for the
+        // common case.
+        if self.last_seen.load(Relaxed) != now {
+            self.last_seen.store(now, Relaxed);
+        }
+        if self.class.load(Relaxed) != class {
+            self.class.store(class, Relaxed);
+        }
+    }
+}
+
+/// One configuration's shortcut into a site's inventory: the entry of each name its classifier
+/// lists with a slot ([`crate::cookies::classify::Classifier::slot_count`]: the consent
+/// cookies, the operator's rules and the built-in catalogue, a set fixed by the configuration),
+/// filled the first time the name is recorded. Bounded by that set (a pointer per name), built
+/// with the configuration and dropped with it.
+#[derive(Default)]
+pub struct Slots(Box<[OnceLock<Arc<Entry>>]>);
+
+impl Slots {
+    pub fn new(count: usize) -> Slots {
+        Slots((0..count).map(|_| OnceLock::new()).collect())
     }
 }
 
@@ -329,6 +400,39 @@ mod tests {
         let mut budget = RequestBudget::default();
         site.recorder(&mut budget)
             .record(name, cat, origin, stripped);
+    }
+
+    #[test]
+    fn a_slot_counts_as_the_look_up_does() {
+        let inv = fresh();
+        let site = inv.site("shop");
+        let slots = Slots::new(2);
+        let (cat, origin) = (Some(Category::Analytics), Some(Origin::Catalogue));
+        // A request whose budget is spent: the name is refused, its slot stays empty.
+        let mut spent = RequestBudget {
+            new_names: 0,
+            now: None,
+        };
+        site.recorder_with(&slots, &mut spent)
+            .record_listed("_ga", Some(1), cat, origin, true);
+        assert!(inv.snapshot().is_empty() && slots.0[1].get().is_none());
+        for stripped in [true, false, true] {
+            let mut budget = RequestBudget::default();
+            site.recorder_with(&slots, &mut budget).record_listed(
+                "_ga",
+                Some(1),
+                cat,
+                origin,
+                stripped,
+            );
+        }
+        // The same name recorded without its slot lands on the same entry.
+        once(&site, "_ga", cat, origin, false);
+        let snap = inv.snapshot();
+        assert_eq!(snap.len(), 1);
+        assert_eq!((snap[0].kept, snap[0].stripped), (2, 2));
+        assert_eq!(site.refused.load(Relaxed), 1);
+        assert!(slots.0[1].get().is_some() && slots.0[0].get().is_none());
     }
 
     #[test]

@@ -308,7 +308,9 @@ impl ProxyHttp for ConsentGate {
             );
             let lines = req.headers.get_all(COOKIE);
             let enforce = mode == Mode::Enforce;
-            let mut inventory = site.inventory.recorder(&mut ctx.inventory_admissions);
+            let mut inventory = site
+                .inventory
+                .recorder_with(&site.inventory_slots, &mut ctx.inventory_admissions);
             match catch_unwind(AssertUnwindSafe(|| {
                 plan_request_observed(
                     &site.policy,
@@ -319,7 +321,13 @@ impl ProxyHttp for ConsentGate {
                     false,
                     |name, verdict, action| {
                         let stripped = enforce && action != RequestAction::Forward;
-                        inventory.record(name, verdict.category, verdict.origin, stripped);
+                        inventory.record_listed(
+                            name,
+                            verdict.slot,
+                            verdict.category,
+                            verdict.origin,
+                            stripped,
+                        );
                     },
                 )
                 .0
@@ -874,10 +882,12 @@ fn withhold_set_cookies(site: &Site, resp: &mut ResponseHeader) {
 
 /// Counts the planned `Set-Cookie` decisions and the cookies expired.
 fn count_set_cookies(site: &Site, plan: &ResponsePlan<'_>, ctx: &mut RequestCtx) {
-    let mut inventory = site.inventory.recorder(&mut ctx.inventory_admissions);
+    let mut inventory = site
+        .inventory
+        .recorder_with(&site.inventory_slots, &mut ctx.inventory_admissions);
     for d in &plan.set_cookies {
         let stripped = d.action == SetCookieAction::Stripped;
-        inventory.record(d.name, d.category, d.origin, stripped);
+        inventory.record_listed(d.name, d.slot, d.category, d.origin, stripped);
         if d.category.is_none() {
             metrics::count_unknown_cookie(&site.name, d.name, &mut ctx.label_admissions);
         }

@@ -22,6 +22,8 @@ pub struct Site {
     pub metrics: SiteMetrics,
     /// The site's live cookie inventory (src/inventory.rs; kept across reloads).
     pub inventory: Arc<crate::inventory::SiteInventory>,
+    /// This configuration's shortcut to the inventory entries of listed names.
+    pub inventory_slots: crate::inventory::Slots,
     /// Origin connect/read/write/idle timeouts.
     pub timeouts: crate::config::connections::UpstreamTimeouts,
     /// SHA-256 of the site's configuration (consent receipts).
@@ -47,6 +49,7 @@ impl Site {
         let policy = SitePolicy::build(cfg, limits, metrics.expiry_cache_bytes.clone())?;
         Ok(Site {
             inventory: crate::inventory::INVENTORY.site(&name),
+            inventory_slots: crate::inventory::Slots::new(policy.classifier.slot_count()),
             name,
             hosts,
             policy,

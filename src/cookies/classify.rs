@@ -112,13 +112,21 @@ fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
 
 /// The classifier of one site, built once per configuration load: every layer merged into one
 /// exact-name map and one prefix index, each entry tagged with its layer, so a lookup costs one
-/// hash probe and a short prefix scan whatever the number of layers and catalogue entries.
+/// hash probe and a short prefix scan whatever the number of layers and catalogue entries. A name
+/// some layer lists exactly has its final answer (prefixes and globs of lower layers weighed)
+/// worked out once at load, so for the names real traffic mostly carries a lookup is the one
+/// probe (it runs for every cookie and `Set-Cookie` line of every request).
 /// Precedence is kept exactly: a lower layer (consent cookies < rules < catalogue < database)
 /// always wins; within a layer, exact beats the longest prefix, which beats a glob.
 #[derive(Debug, Default)]
 pub struct Classifier {
-    /// Name -> the best (layer, category) for it.
-    exact: FastMap<Box<str>, (u8, Category)>,
+    /// Name -> the (layer, category) [`Classifier::classify`] answers for it: its best exact
+    /// entry, or a lower layer's prefix or glob that beats it (resolved in [`Classifier::new`]);
+    /// and its slot ([`NO_SLOT`] for none).
+    exact: FastMap<Box<str>, (u8, Category, u32)>,
+    /// Slots given: one per name listed by the consent cookies, the rules or the catalogue (not
+    /// the database, which may be large), numbered from 0 (see [`Classifier::slot_count`]).
+    slots: u32,
     /// Prefixes bucketed by their first two bytes; each bucket sorted by (layer, longest first).
     prefixes: FastMap<[u8; 2], Vec<LayeredPattern>>,
     /// Prefixes of one byte (rare), sorted the same way.
@@ -129,6 +137,12 @@ pub struct Classifier {
 
 /// A prefix or glob pattern with its layer (0 = consent cookies ... 3 = database).
 type LayeredPattern = (Box<str>, u8, Category);
+
+/// An exact name without a slot.
+const NO_SLOT: u32 = u32::MAX;
+
+/// The first layer whose names get no slot (the database's).
+const SLOTLESS_LAYER: u8 = 3;
 
 const LAYERS: [Origin; 4] = [
     Origin::ConsentCookie,
@@ -151,7 +165,15 @@ impl Classifier {
         {
             let layer = layer as u8;
             for (name, cat) in set.exact {
-                c.exact.entry(name).or_insert((layer, cat));
+                if let std::collections::hash_map::Entry::Vacant(v) = c.exact.entry(name) {
+                    let slot = if layer < SLOTLESS_LAYER {
+                        c.slots += 1;
+                        c.slots - 1
+                    } else {
+                        NO_SLOT
+                    };
+                    v.insert((layer, cat, slot));
+                }
             }
             for (prefix, cat) in set.prefixes {
                 let entry = (prefix, layer, cat);
@@ -170,6 +192,14 @@ impl Classifier {
             bucket.sort_by(order);
         }
         c.short_prefixes.sort_by(order);
+        // Each exact name's final answer, once: the request path then stops at the probe.
+        let mut exact = std::mem::take(&mut c.exact);
+        for (name, entry) in exact.iter_mut() {
+            if let Some((layer, _, cat)) = c.best_pattern(name, Some((entry.0, 0, entry.1))) {
+                *entry = (layer, cat, entry.2);
+            }
+        }
+        c.exact = exact;
         c
     }
 
@@ -181,9 +211,37 @@ impl Classifier {
 
     /// The category of a cookie name and where it came from; `None` = unknown.
     pub fn classify(&self, name: &str) -> Option<(Category, Origin)> {
-        // Candidates as (layer, rank within layer: 0 exact, 1 prefix, 2 glob, category).
-        let mut best: Option<(u8, u8, Category)> =
-            self.exact.get(name).map(|(layer, cat)| (*layer, 0, *cat));
+        self.classify_slot(name).0
+    }
+
+    /// [`Classifier::classify`], and the name's slot when it has one: a number below
+    /// [`Classifier::slot_count`], the same for the same name (the live inventory keeps its
+    /// entries by it, `crate::inventory::Slots`).
+    pub fn classify_slot(&self, name: &str) -> (Option<(Category, Origin)>, Option<u32>) {
+        // An exact name's entry is already the best of every layer (see `new`).
+        let (best, slot) = match self.exact.get(name) {
+            Some(&(layer, cat, slot)) => (Some((layer, cat)), (slot != NO_SLOT).then_some(slot)),
+            None => (
+                self.best_pattern(name, None)
+                    .map(|(layer, _, cat)| (layer, cat)),
+                None,
+            ),
+        };
+        (best.map(|(layer, cat)| (cat, LAYERS[layer as usize])), slot)
+    }
+
+    /// How many slots [`Classifier::classify_slot`] gives out.
+    pub fn slot_count(&self) -> usize {
+        self.slots as usize
+    }
+
+    /// The best of `best` (a candidate as (layer, rank within layer: 0 exact, 1 prefix,
+    /// 2 glob), category) and the prefixes and globs matching `name`.
+    fn best_pattern(
+        &self,
+        name: &str,
+        mut best: Option<(u8, u8, Category)>,
+    ) -> Option<(u8, u8, Category)> {
         let better = |best: &Option<(u8, u8, Category)>, layer: u8, rank: u8| {
             best.is_none_or(|(l, r, _)| (layer, rank) < (l, r))
         };
@@ -221,7 +279,7 @@ impl Classifier {
                 break;
             }
         }
-        best.map(|(layer, _, cat)| (cat, LAYERS[layer as usize]))
+        best
     }
 }
 
@@ -292,6 +350,36 @@ mod tests {
             !c.is_listed("_ga_ABC123"),
             "matched through the `_ga_*` prefix only"
         );
+    }
+
+    #[test]
+    fn listed_names_but_the_database_ones_have_distinct_slots() {
+        let mut consent = RuleSet::default();
+        consent.add("consent", Necessary).unwrap();
+        let mut rules = RuleSet::default();
+        rules.add("_ga", Marketing).unwrap();
+        rules.add("consent", Marketing).unwrap();
+        rules.add("pre*", Analytics).unwrap();
+        let mut db = RuleSet::default();
+        db.add("dbonly", Analytics).unwrap();
+        let c = Classifier::new(consent, rules, db);
+        let slot = |name| c.classify_slot(name).1;
+        let listed: Vec<u32> = ["consent", "_ga", "_fbp"]
+            .into_iter()
+            .map(|n| slot(n).expect(n))
+            .collect();
+        assert!(listed.iter().all(|s| (*s as usize) < c.slot_count()));
+        let mut distinct = listed.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), listed.len());
+        assert_eq!(slot("dbonly"), None, "database names are looked up");
+        assert_eq!(
+            slot("prefixed"),
+            None,
+            "so are names only a pattern matches"
+        );
+        assert_eq!(slot("nobody-knows"), None);
     }
 
     #[test]

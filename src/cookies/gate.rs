@@ -24,6 +24,8 @@ pub struct Verdict {
     pub category: Option<Category>,
     pub origin: Option<Origin>,
     pub allowed: bool,
+    /// The name's slot in the classifier (a name it lists exactly), for the live inventory.
+    pub slot: Option<u32>,
 }
 
 impl Verdict {
@@ -45,11 +47,13 @@ impl Gate<'_> {
         // A jurisdiction without gating (`model = "off"`) lets everything through, as
         // `mode = "off"` would.
         let ungated = consent.model == Model::Off;
-        match self.classifier.classify(name) {
+        let (class, slot) = self.classifier.classify_slot(name);
+        match class {
             None => Verdict {
                 category: None,
                 origin: None,
                 allowed: ungated || self.unknown == UnknownPolicy::Keep,
+                slot,
             },
             Some((category, origin)) => {
                 let mut allowed = ungated || consent.grants.allows(category);
@@ -64,6 +68,7 @@ impl Gate<'_> {
                     category: Some(category),
                     origin: Some(origin),
                     allowed,
+                    slot,
                 }
             }
         }
@@ -120,11 +125,12 @@ pub fn request_action(v: &Verdict) -> RequestAction {
 /// `Expires` dates included, for each `Set-Cookie` line of every response, where only the name
 /// is needed. Kept lines go out as the origin's bytes, so nothing else is read.
 pub fn set_cookie_name(line: &[u8]) -> &[u8] {
-    let pair = match line.iter().position(|b| *b == b';') {
+    // memchr: this runs for every `Set-Cookie` line of every response.
+    let pair = match memchr::memchr(b';', line) {
         Some(i) => &line[..i],
         None => line,
     };
-    match pair.iter().position(|b| *b == b'=') {
+    match memchr::memchr(b'=', pair) {
         Some(i) => pair[..i].trim_ascii(),
         None => b"",
     }

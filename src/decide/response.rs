@@ -51,6 +51,8 @@ pub struct SetCookieDecision<'a> {
     /// Which layer classified it (`None` = unknown), for the live cookie inventory.
     pub origin: Option<crate::cookies::classify::Origin>,
     pub action: SetCookieAction,
+    /// The name's classifier slot, for the live inventory (`Verdict::slot`).
+    pub slot: Option<u32>,
 }
 
 impl SetCookieDecision<'_> {
@@ -195,6 +197,7 @@ pub fn plan_response<'a>(
                 category: verdict.category,
                 origin: verdict.origin,
                 action,
+                slot: verdict.slot,
             }
         })
         .collect();
