@@ -808,12 +808,21 @@ fn plan_forwarded_headers(
 /// Applies the forwarding edits to the origin's request (on every attempt: pingora rebuilds
 /// the request for a retry). Remove, then append: as for `Cookie`, an insert would reallocate.
 fn apply_forwarded(req: &mut RequestHeader, plan: &ForwardedPlan) -> Result<()> {
-    for name in plan.remove {
-        req.remove_header(*name);
+    // Most requests carry none of these names: one pass over the names then saves a hashed
+    // look-up per name removed (a removal of an absent name changes nothing).
+    let carried = forwarded::carries_forwarding(&req.headers);
+    if carried {
+        for name in plan.remove {
+            req.remove_header(*name);
+        }
     }
     for (name, value) in &plan.set {
-        req.remove_header(*name);
-        req.append_header((*name).clone(), value.clone())?;
+        if carried {
+            req.remove_header(*name);
+        }
+        // The name as a `&'static str` (the same lowercase bytes pingora would copy out of a
+        // `HeaderName` of this kind): pingora keeps it as the case to write without a copy.
+        req.append_header(name.as_str(), value.clone())?;
     }
     Ok(())
 }
