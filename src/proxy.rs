@@ -633,15 +633,18 @@ impl ProxyHttp for ConsentGate {
 /// The origin for this request (consistent hash on the session cookie, else round-robin) and
 /// its peer (`None` only for a site without origins, which the configuration refuses).
 fn pick_upstream(site: &Site, session: &Session, tried: &[usize]) -> Option<(usize, HttpPeer)> {
-    let req = session.req_header();
-    let client = session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| a.ip());
-    let lines = req.headers.get_all(COOKIE);
-    let key = site
-        .upstreams
-        .hash_key(lines.iter().map(HeaderValue::as_bytes), client);
+    // The key is read only when the balancing uses one (most sites: no cookie look-up).
+    let key = if site.upstreams.reads_key() {
+        let client = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let lines = session.req_header().headers.get_all(COOKIE);
+        site.upstreams
+            .hash_key(lines.iter().map(HeaderValue::as_bytes), client)
+    } else {
+        Vec::new()
+    };
     let index = site.upstreams.select(&key, tried)?;
     Some((index, site.upstreams.peer(index)))
 }
