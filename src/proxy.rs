@@ -56,8 +56,10 @@ pub struct RequestCtx {
     /// The tracker match, when the request was blocked (or would be, in report-only).
     blocked: Option<BlockMatch>,
     /// The HTML body rewrite in progress (in a Mutex only because pingora needs the context to
-    /// be `Sync`; one task uses it at a time).
-    body: Option<std::sync::Mutex<BodyRewrite>>,
+    /// be `Sync`; one task uses it at a time). Boxed: inline it was 1.5 KB of a 2 KB context
+    /// that pingora's request future holds, and that future is copied into its box on every
+    /// request, rewritten or not.
+    body: Option<Box<std::sync::Mutex<BodyRewrite>>>,
     /// New unknown-cookie-name labels this request may still admit.
     label_admissions: u32,
     /// New names this request may still add to the live cookie inventory, and the time.
@@ -558,7 +560,7 @@ impl ProxyHttp for ConsentGate {
             let grants = ctx.plan.consent.grants;
             let scheme = ctx.scheme();
             match start_body_rewrite(&site, grants, rw, session.req_header(), scheme) {
-                Some(body) => ctx.body = Some(std::sync::Mutex::new(body)),
+                Some(body) => ctx.body = Some(Box::new(std::sync::Mutex::new(body))),
                 None => plan.html = HtmlPlan::Skip(RewriteSkip::Charset),
             }
         }
@@ -646,15 +648,18 @@ impl ProxyHttp for ConsentGate {
 /// The origin for this request (consistent hash on the session cookie, else round-robin) and
 /// its peer (`None` only for a site without origins, which the configuration refuses).
 fn pick_upstream(site: &Site, session: &Session, tried: &[usize]) -> Option<(usize, HttpPeer)> {
-    let req = session.req_header();
-    let client = session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| a.ip());
-    let lines = req.headers.get_all(COOKIE);
-    let key = site
-        .upstreams
-        .hash_key(lines.iter().map(HeaderValue::as_bytes), client);
+    // The key is read only when the balancing uses one (most sites: no cookie look-up).
+    let key = if site.upstreams.reads_key() {
+        let client = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let lines = session.req_header().headers.get_all(COOKIE);
+        site.upstreams
+            .hash_key(lines.iter().map(HeaderValue::as_bytes), client)
+    } else {
+        Vec::new()
+    };
     let index = site.upstreams.select(&key, tried)?;
     Some((index, site.upstreams.peer(index)))
 }
@@ -821,12 +826,21 @@ fn plan_forwarded_headers(
 /// Applies the forwarding edits to the origin's request (on every attempt: pingora rebuilds
 /// the request for a retry). Remove, then append: as for `Cookie`, an insert would reallocate.
 fn apply_forwarded(req: &mut RequestHeader, plan: &ForwardedPlan) -> Result<()> {
-    for name in plan.remove {
-        req.remove_header(*name);
+    // Most requests carry none of these names: one pass over the names then saves a hashed
+    // look-up per name removed (a removal of an absent name changes nothing).
+    let carried = forwarded::carries_forwarding(&req.headers);
+    if carried {
+        for name in plan.remove {
+            req.remove_header(*name);
+        }
     }
     for (name, value) in &plan.set {
-        req.remove_header(*name);
-        req.append_header((*name).clone(), value.clone())?;
+        if carried {
+            req.remove_header(*name);
+        }
+        // The name as a `&'static str` (the same lowercase bytes pingora would copy out of a
+        // `HeaderName` of this kind): pingora keeps it as the case to write without a copy.
+        req.append_header(name.as_str(), value.clone())?;
     }
     Ok(())
 }

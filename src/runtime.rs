@@ -66,7 +66,9 @@ pub struct Runtime {
     pub proxy: ProxyConfig,
     pub sites: Vec<Arc<Site>>,
     pub loaded_at: SystemTime,
-    exact_hosts: HashMap<String, usize>,
+    /// Looked up on every request. foldhash, not SipHash: the keys are the operator's host
+    /// names (a client's Host header is only looked up, it never adds a key to collide with).
+    exact_hosts: HashMap<String, usize, foldhash::fast::RandomState>,
     /// `*.example.com` patterns as (".example.com", site), longest first.
     wildcard_hosts: Vec<(String, usize)>,
     default_site: Option<usize>,
@@ -75,7 +77,7 @@ pub struct Runtime {
 impl Runtime {
     pub fn build(config: Config) -> Result<Runtime, String> {
         let mut sites = Vec::new();
-        let mut exact_hosts = HashMap::new();
+        let mut exact_hosts = HashMap::default();
         let mut wildcard_hosts = Vec::new();
         let mut default_site = None;
         for (i, s) in config.sites.into_iter().enumerate() {

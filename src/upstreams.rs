@@ -147,6 +147,11 @@ impl Upstreams {
     /// the same one again). `key` is [`Upstreams::hash_key`]'s. Connect retries are limited
     /// to other origins by the proxy (`untried_left`).
     pub fn select(&self, key: &[u8], tried: &[usize]) -> Option<usize> {
+        if self.list.len() == 1 {
+            // The only origin is every rule's answer (healthy, fail-open fallback, or asked
+            // again): skip the balancer's walk, its health look-ups and the clock.
+            return Some(0);
+        }
         let now = now_ms();
         let pick = |accept: &dyn Fn(&Backend, bool) -> bool| {
             let b = match &self.balancer {
@@ -185,6 +190,12 @@ impl Upstreams {
         (0..self.list.len()).any(|i| !tried.contains(&i))
     }
 
+    /// Whether [`Self::select`] reads a key: only consistent hashing over several origins does
+    /// (the proxy then skips reading the request's cookies and address for it).
+    pub fn reads_key(&self) -> bool {
+        self.list.len() > 1 && matches!(self.balancer, Balancer::Hash(_))
+    }
+
     /// The consistent-hash key: `hash_cookie`'s value when the request has it, else the client
     /// address (the same client keeps its origin until it has a session). Empty for
     /// round-robin.
@@ -193,7 +204,7 @@ impl Upstreams {
         cookie_lines: impl Iterator<Item = &'a [u8]>,
         client: Option<IpAddr>,
     ) -> Vec<u8> {
-        if !matches!(self.balancer, Balancer::Hash(_)) {
+        if !self.reads_key() {
             return Vec::new();
         }
         if let Some(name) = &self.hash_cookie {

@@ -10,6 +10,7 @@
 //! one linear pass and a fixed amount of memory.
 
 use crate::config::ForwardedSettings;
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Version};
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -83,7 +84,19 @@ pub struct ForwardedPlan {
     /// (A static list: the common untrusted case allocates nothing for it.)
     pub remove: &'static [&'static HeaderName],
     /// Headers set on the origin's request: each replaces every line of its name.
+    /// (A `Vec`, not inline: the plan lives in the request context, which pingora's request
+    /// future holds and copies, byte for byte, into its box once per request.)
     pub set: Vec<(&'static HeaderName, HeaderValue)>,
+}
+
+/// Whether a request carries any header a plan may remove or set (the `X-Forwarded-*` family,
+/// `Forwarded`, `Via`). One pass over its names: most requests carry none, and then removing
+/// each name would cost a hashed look-up per name for nothing.
+pub fn carries_forwarding(headers: &HeaderMap) -> bool {
+    headers.keys().any(|k| {
+        let s = k.as_str();
+        s.starts_with("x-forwarded-") || *k == FORWARDED || *k == VIA
+    })
 }
 
 /// Decides the client, scheme and header edits for one request.
@@ -133,7 +146,14 @@ fn own_element(input: &ForwardedInput<'_>, own: Scheme) -> HeaderValue {
 
 /// The request's host as an `X-Forwarded-Host` value, when it is a valid header value.
 fn host_value(input: &ForwardedInput<'_>) -> Option<HeaderValue> {
-    input.host.and_then(|h| HeaderValue::from_str(h).ok())
+    let host = input.host?;
+    // When the host is the Host header's value (the common case), that value itself: its clone
+    // shares the request's bytes, where a new value would be a copy (and its every clone, as
+    // the proxy applies the plan, another allocation). The same bytes either way.
+    match input.headers.get(http::header::HOST) {
+        Some(v) if v.as_bytes() == host.as_bytes() => Some(v.clone()),
+        _ => HeaderValue::from_str(host).ok(),
+    }
 }
 
 /// The edits for a peer that is not trusted: its forwarding headers replaced by our own.
@@ -423,8 +443,62 @@ fn forwarded_element(peer: IpAddr, scheme: Scheme, host: Option<&str>) -> Header
 }
 
 /// The address as `X-Forwarded-For` writes it (an IPv4-mapped IPv6 peer as IPv4).
-fn ip_value(ip: IpAddr) -> HeaderValue {
-    HeaderValue::from_str(&ip.to_canonical().to_string()).expect("an address is a valid value")
+/// This runs for every request: the text is written into a small buffer (`to_string` formats
+/// through `Display` into a `String`, then the value copies it), and the value owns that buffer
+/// as shared bytes, so the clone the proxy makes when it applies the plan costs no allocation.
+pub(crate) fn ip_value(ip: IpAddr) -> HeaderValue {
+    let mut text = IpText {
+        buf: [0; IP_TEXT_MAX],
+        len: 0,
+    };
+    text.len = match ip.to_canonical() {
+        IpAddr::V4(v4) => write_ipv4(v4, &mut text.buf),
+        IpAddr::V6(v6) => {
+            // Rarer (IPv6 clients): `Display`, into the buffer all the same.
+            use std::io::Write;
+            let mut w = &mut text.buf[..];
+            write!(w, "{v6}").expect("IPv6 text fits in IP_TEXT_MAX bytes");
+            IP_TEXT_MAX - w.len()
+        }
+    } as u8;
+    HeaderValue::from_maybe_shared(Bytes::from_owner(text)).expect("an address is a valid value")
+}
+
+/// The longest text of an address: IPv6 is at most 39 bytes (45 with an embedded IPv4).
+const IP_TEXT_MAX: usize = 45;
+
+/// An address's text, owned by the `Bytes` of its header value.
+struct IpText {
+    buf: [u8; IP_TEXT_MAX],
+    len: u8,
+}
+
+impl AsRef<[u8]> for IpText {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[..usize::from(self.len)]
+    }
+}
+
+/// Writes `a.b.c.d` (as `Ipv4Addr`'s `Display` does) into `buf`, returning its length.
+fn write_ipv4(ip: std::net::Ipv4Addr, buf: &mut [u8; IP_TEXT_MAX]) -> usize {
+    let mut n = 0;
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            buf[n] = b'.';
+            n += 1;
+        }
+        if octet >= 100 {
+            buf[n] = b'0' + octet / 100;
+            n += 1;
+        }
+        if octet >= 10 {
+            buf[n] = b'0' + octet / 10 % 10;
+            n += 1;
+        }
+        buf[n] = b'0' + octet % 10;
+        n += 1;
+    }
+    n
 }
 
 fn static_value(s: &'static str) -> HeaderValue {

@@ -339,3 +339,72 @@ fn a_hostile_header_stays_linear() {
     // A generous bound: quadratic work on 1 MB would take minutes.
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
+
+#[test]
+fn addresses_are_written_as_the_standard_library_writes_them() {
+    // The text the hand-written writer must produce is `Display`'s (RFC 4291 / RFC 5952 forms
+    // for IPv6, dotted decimal for IPv4): every octet width, and IPv6 shapes with `::`, an
+    // embedded IPv4 and a mapped IPv4 (written as IPv4, as a dual-stack listener's clients).
+    let cases = [
+        "0.0.0.0",
+        "1.2.3.4",
+        "9.10.99.100",
+        "127.0.0.1",
+        "192.168.100.255",
+        "255.255.255.255",
+        "::",
+        "::1",
+        "2001:db8::8a2e:370:7334",
+        "2001:db8:85a3:8d3:1319:8a2e:370:7348",
+        "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        "::1.2.3.4",
+    ];
+    for c in cases {
+        let a: IpAddr = c.parse().unwrap();
+        assert_eq!(ip_value(a).to_str().unwrap(), a.to_string(), "{c}");
+    }
+    let mapped: IpAddr = "::ffff:203.0.113.7".parse().unwrap();
+    assert_eq!(ip_value(mapped).to_str().unwrap(), "203.0.113.7");
+    // Every octet value, in each position.
+    for o in 0..=255u8 {
+        let a = IpAddr::from([o, 255 - o, o / 3, o.wrapping_mul(7)]);
+        assert_eq!(ip_value(a).to_str().unwrap(), a.to_string());
+    }
+}
+
+#[test]
+fn forwarding_headers_are_found_among_a_requests_names() {
+    assert!(!carries_forwarding(&headers(&[
+        ("host", "shop.example"),
+        ("x-forwarded", "not one of them"),
+        ("cookie", "a=1"),
+    ])));
+    for name in [
+        "x-forwarded-for",
+        "X-Forwarded-Proto",
+        "x-forwarded-host",
+        "forwarded",
+        "via",
+    ] {
+        assert!(
+            carries_forwarding(&headers(&[("host", "a"), (name, "1.1 x")])),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn the_host_header_value_is_forwarded_as_x_forwarded_host() {
+    // Both sources of the host: the Host header, and an authority when there is no Host.
+    let s = settings(&[], ForwardedHeaders::XForwarded);
+    let h = headers(&[("host", "shop.example")]);
+    assert_eq!(
+        set(&plan(&s, "192.0.2.1", false, &h), "x-forwarded-host"),
+        Some("shop.example")
+    );
+    let none = HeaderMap::new();
+    assert_eq!(
+        set(&plan(&s, "192.0.2.1", false, &none), "x-forwarded-host"),
+        Some("shop.example")
+    );
+}
