@@ -39,6 +39,9 @@ fn main() {
         threads: 1,
         // As consentgate runs it (src/server.rs).
         work_stealing: false,
+        // The benchmarks stop it with SIGTERM: no grace period to wait out.
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(0),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
