@@ -45,22 +45,4 @@ for r in $(seq "$rounds"); do
     echo "$r $t $(sed 's/.*cpu_us_per_request=//' <<<"$line") $(sed 's/.*rps=\([^ ]*\).*/\1/' <<<"$line")" >> "$results"
   done
 done
-python3 - "$results" <<'PY'
-import sys, statistics, collections
-cpu = collections.defaultdict(list); rps = collections.defaultdict(list)
-by_round = collections.defaultdict(dict)
-for line in open(sys.argv[1]):
-    n, t, c, r = line.split()
-    cpu[t].append(float(c)); rps[t].append(float(r)); by_round[n][t] = float(c)
-off = statistics.median(cpu["cg-off"])
-# Paired: each target against cg-off of the same round, which ran seconds before it. On a
-# shared machine whose speed drifts between rounds, this is the steadier comparison.
-paired = {t: statistics.median(r[t] / r["cg-off"] - 1 for r in by_round.values()) for t in cpu}
-# The same against the nginx + Lua gating peer (issue 13's target: at most 1.2x).
-lua = {t: statistics.median(r[t] / r["nginx-lua"] for r in by_round.values()) for t in cpu}
-print("\n| target | median CPU us/request | vs cg-off (medians) | vs cg-off (median of per-round ratios) | ratio to nginx-lua (median of per-round ratios) | runs (us/request) | median req/s |")
-print("|---|---|---|---|---|---|---|")
-for t in ["cg-off", "cg-noconsent", "cg-consent", "nginx", "nginx-lua", "pingora-bare"]:
-    m = statistics.median(cpu[t])
-    print(f"| {t} | {m:.2f} | {100*(m/off-1):+.1f}% | {100*paired[t]:+.1f}% | {lua[t]:.2f} | {', '.join(f'{x:.2f}' for x in cpu[t])} | {statistics.median(rps[t]):.0f} |")
-PY
+python3 benches/benchlib.py cpu-table "$results" nginx-lua

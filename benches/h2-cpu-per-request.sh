@@ -78,20 +78,4 @@ for r in $(seq "$rounds"); do
     echo "$r $t $(sed 's/.*cpu_us_per_request=//' <<<"$line") $(sed 's/.*rps=\([^ ]*\).*/\1/' <<<"$line")" >> "$results"
   done
 done
-python3 - "$results" <<'PY'
-import sys, statistics, collections
-cpu = collections.defaultdict(list); rps = collections.defaultdict(list)
-by_round = collections.defaultdict(dict)
-for line in open(sys.argv[1]):
-    n, t, c, r = line.split()
-    cpu[t].append(float(c)); rps[t].append(float(r)); by_round[n][t] = float(c)
-off = statistics.median(cpu["cg-off"])
-# Paired: each target against cg-off of the same round, run seconds before it.
-paired = {t: statistics.median(r[t] / r["cg-off"] - 1 for r in by_round.values()) for t in cpu}
-nginx = statistics.median(cpu["nginx-h2"])
-print("\n| target (TLS, HTTP/2) | median CPU us/request | vs cg-off (medians) | vs cg-off (median of per-round ratios) | ratio to nginx-h2 | runs (us/request) | median req/s |")
-print("|---|---|---|---|---|---|---|")
-for t in ["cg-off", "cg-noconsent", "cg-consent", "nginx-h2"]:
-    m = statistics.median(cpu[t])
-    print(f"| {t} | {m:.2f} | {100*(m/off-1):+.1f}% | {100*paired[t]:+.1f}% | {m/nginx:.2f} | {', '.join(f'{x:.2f}' for x in cpu[t])} | {statistics.median(rps[t]):.0f} |")
-PY
+python3 benches/benchlib.py cpu-table "$results" nginx-h2 "target (TLS, HTTP/2)"
