@@ -164,22 +164,7 @@ fn exchange(proxy: &Proxy, path: &str) -> Exchange {
     }
     let elapsed = start.elapsed();
     // Split off the heads: 1xx heads, then the final one.
-    let mut heads = Vec::new();
-    let mut rest: &[u8] = &raw;
-    let mut status = 0;
-    while let Some(end) = rest.windows(4).position(|w| w == b"\r\n\r\n") {
-        let head = String::from_utf8_lossy(&rest[..end + 4]).into_owned();
-        rest = &rest[end + 4..];
-        status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        heads.push(head);
-        if !(100..200).contains(&status) {
-            break;
-        }
-    }
+    let (heads, status, rest) = split_heads(&raw);
     let mut ex = Exchange {
         heads,
         status,

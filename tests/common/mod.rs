@@ -661,3 +661,29 @@ pub const TRACKER_PAGE: &str = r#"<!doctype html><html><head>
 <img src="https://www.facebook.com/tr?id=1&ev=PageView" height="1">
 <noscript><img src="https://www.facebook.com/tr?id=1&ev=PageView&noscript=1"></noscript>
 </body></html>"#;
+
+/// Splits a response's bytes into its heads (any 1xx heads, then the final one, each with its
+/// blank line), the final status (0: none) and what follows the final head. A head must start
+/// with `HTTP/`: anything else is left as the rest.
+pub fn split_heads(raw: &[u8]) -> (Vec<String>, u16, &[u8]) {
+    let mut heads = Vec::new();
+    let mut status = 0;
+    let mut rest = raw;
+    while rest.starts_with(b"HTTP/") {
+        let Some(end) = rest.windows(4).position(|w| w == b"\r\n\r\n") else {
+            break;
+        };
+        let head = String::from_utf8_lossy(&rest[..end + 4]).into_owned();
+        rest = &rest[end + 4..];
+        status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        heads.push(head);
+        if !(100..200).contains(&status) {
+            break;
+        }
+    }
+    (heads, status, rest)
+}

@@ -115,25 +115,7 @@ pub struct H2Response {
 
 impl H2Response {
     fn parse(stdout: &[u8], exit: i32, stderr: String, elapsed: Duration) -> H2Response {
-        let mut heads = Vec::new();
-        let mut status = 0;
-        let mut rest = stdout;
-        while rest.starts_with(b"HTTP/") {
-            let Some(end) = rest.windows(4).position(|w| w == b"\r\n\r\n") else {
-                break;
-            };
-            let head = String::from_utf8_lossy(&rest[..end + 4]).into_owned();
-            rest = &rest[end + 4..];
-            status = head
-                .split_whitespace()
-                .nth(1)
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
-            heads.push(head);
-            if !(100..200).contains(&status) {
-                break;
-            }
-        }
+        let (heads, status, rest) = crate::common::split_heads(stdout);
         H2Response {
             heads,
             status,
