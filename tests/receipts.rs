@@ -38,6 +38,11 @@ fn start(origin: &Origin, receipts: &str) -> Proxy {
     Proxy::start(&format!("{}\n[receipts]\n{receipts}\n", site(origin.addr)))
 }
 
+/// The `[receipts]` keys for a SQLite store at `db`, then `extra` (more keys, one per line).
+fn sqlite(db: &std::path::Path, extra: &str) -> String {
+    format!("path = \"{}\"\n{extra}", db.display())
+}
+
 fn cli_json(args: &[&str]) -> Value {
     let (code, out, err) = run_cli(args);
     assert_eq!(code, 0, "{args:?}: {err}");
@@ -183,10 +188,7 @@ fn sqlite_receipts_follow_a_visitor_and_verify_detects_an_edited_row() {
     let db = dir.0.join("receipts.db");
     let p = start(
         &o,
-        &format!(
-            "path = \"{}\"\nbatch_interval_ms = 20\ninstance = \"edge-1\"",
-            db.display()
-        ),
+        &sqlite(&db, "batch_interval_ms = 20\ninstance = \"edge-1\""),
     );
     let list = visitor_story(&p);
     check_story(&list, "edge-1");
@@ -223,10 +225,7 @@ fn sigterm_flushes_the_queue() {
     let dir = TempDir::new("receipts-flush");
     let db = dir.0.join("r.db");
     // Batches every hour: only the SIGTERM flush can write the receipt.
-    let mut p = start(
-        &o,
-        &format!("path = \"{}\"\nbatch_interval_ms = 3600000", db.display()),
-    );
+    let mut p = start(&o, &sqlite(&db, "batch_interval_ms = 3600000"));
     let c = onetrust(VISITOR, true, true, true);
     assert_eq!(p.get("/", &[("Cookie", &c)]).status, 200);
     std::thread::sleep(Duration::from_millis(200));
@@ -425,10 +424,7 @@ fn gpc_taking_back_marketing_is_a_gpc_applied_receipt_and_store_signal_keeps_the
     let db = dir.0.join("r.db");
     let p = start(
         &o,
-        &format!(
-            "path = \"{}\"\nbatch_interval_ms = 20\nstore_signal = true",
-            db.display()
-        ),
+        &sqlite(&db, "batch_interval_ms = 20\nstore_signal = true"),
     );
     let c = onetrust(VISITOR, true, false, true);
     assert_eq!(p.get("/", &[("Cookie", &c)]).status, 200);
