@@ -1,6 +1,6 @@
 """Shared by the benchmark scripts in benches/: free ports, a loopback origin that answers `ok`,
-process figures from /proc (Python scripts), and the CPU-per-request table (`cpu-table`, for
-the shell scripts). Loopback only."""
+process figures from /proc (Python scripts), and the tables of the shell scripts (`cpu-table`
+for CPU per request, `paired-table` for benches/paired.sh). Loopback only."""
 
 import http.server
 import socket
@@ -86,11 +86,55 @@ def cpu_table(results, reference, title="target"):
         )
 
 
+def paired_table(results, capacity):
+    """Prints the Markdown table of benches/paired.sh from its results file (lines `LOAD ROUND
+    TARGET HZ TICKS_A TICKS_B BUSY A key=value... B key=value...`: cg-off is A, TARGET is B,
+    both openloop outputs; BUSY the server CPU's busy share): per load and target, the median over rounds of B's CPU per request and
+    p99 against A's of the same pair, the medians of each, and the per-round ratios."""
+    import collections
+    import statistics
+
+    rows = collections.defaultdict(list)  # (load, target) -> [(cpu_a, cpu_b, a, b)]
+    for line in open(results):
+        load, _, t, hz, ta, tb, busy, _, *rest = line.split()
+        i = rest.index("B")
+        a = {k: float(v) for k, v in (x.split("=") for x in rest[:i])}
+        b = {k: float(v) for k, v in (x.split("=") for x in rest[i + 1 :])}
+        ca = int(ta) / int(hz) * 1e6 / max(a["responses"], 1)
+        cb = int(tb) / int(hz) * 1e6 / max(b["responses"], 1)
+        a["busy"] = float(busy)
+        rows[(load, t)].append((ca, cb, a, b))
+    med = statistics.median
+    print(f"\ncg-off capacity alone (closed loop, wrk -t1 -c32): {float(capacity):.0f} req/s")
+    print(
+        "\n| load | pair (A = cg-off, B) | offered req/s each | CPU µs/request A, B (medians) | CPU B/A"
+        " (median of per-pair ratios) | CPU B/A per pair | p50 µs A, B | p99 µs A, B (medians) | p99 B/A"
+        " (median of per-pair ratios) | p99 B/A per pair | server CPU busy | errors+unfinished A, B |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for (load, t), rs in sorted(rows.items(), key=lambda kv: int(kv[0][0]) if kv[0][0].isdigit() else 0):
+        cpu_ratios = [cb / ca for ca, cb, _, _ in rs]
+        p99_ratios = [b["p99_us"] / max(a["p99_us"], 1e-9) for _, _, a, b in rs]
+        bad = lambda side: sum(x[side]["errors"] + x[side]["unfinished"] for x in rs)
+        print(
+            f"| {load + '%' if load.isdigit() else load} | {t} | {med(x[2]['offered_rps'] for x in rs):.0f}"
+            f" | {med(x[0] for x in rs):.2f}, {med(x[1] for x in rs):.2f}"
+            f" | {med(cpu_ratios):.3f} | {', '.join(f'{x:.3f}' for x in cpu_ratios)}"
+            f" | {med(x[2]['p50_us'] for x in rs):.0f}, {med(x[3]['p50_us'] for x in rs):.0f}"
+            f" | {med(x[2]['p99_us'] for x in rs):.0f}, {med(x[3]['p99_us'] for x in rs):.0f}"
+            f" | {med(p99_ratios):.3f} | {', '.join(f'{x:.2f}' for x in p99_ratios)}"
+            f" | {100 * med(x[2]['busy'] for x in rs):.0f}% | {bad(2):.0f}, {bad(3):.0f} |"
+        )
+
+
 if __name__ == "__main__":
-    # benchlib.py cpu-table RESULTS REFERENCE [TITLE]: the table of cpu_table, for shell scripts.
+    # benchlib.py cpu-table RESULTS REFERENCE [TITLE] | paired-table RESULTS CAPACITY: the
+    # tables above, for the shell scripts.
     import sys
 
     if len(sys.argv) >= 4 and sys.argv[1] == "cpu-table":
         cpu_table(sys.argv[2], sys.argv[3], *sys.argv[4:5])
+    elif len(sys.argv) == 4 and sys.argv[1] == "paired-table":
+        paired_table(sys.argv[2], sys.argv[3])
     else:
-        sys.exit("usage: benchlib.py cpu-table RESULTS REFERENCE [TITLE]")
+        sys.exit("usage: benchlib.py cpu-table RESULTS REFERENCE [TITLE] | paired-table RESULTS CAPACITY")

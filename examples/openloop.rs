@@ -15,7 +15,8 @@
 //!
 //! Output: one line of `key=value` (latencies in microseconds), e.g.
 //! `offered_rps=20000 achieved_rps=19998.7 count=200000 errors=0 non2xx=0 unfinished=0
-//! p50_us=95.1 p90_us=130.2 p99_us=210.7 p99_9_us=900.3 max_us=1500.2`.
+//! p50_us=95.1 p90_us=130.2 p99_us=210.7 p99_9_us=900.3 max_us=1500.2 responses=240000`
+//! (`responses`: every complete response, warm-up included).
 //! Memory is bounded: one 8-byte sample per measured request (rate x duration) and, when the
 //! server falls behind, one 8-byte scheduled time per waiting request (same bound).
 //!
@@ -88,6 +89,9 @@ struct Shared {
     non2xx: u64,
     /// Offset (ns) of the last measured completion, for the achieved rate.
     last_done: u64,
+    /// Complete responses, warm-up included: what the server did in the whole run, for CPU
+    /// per request measured over the run (`benches/paired.sh`).
+    responses: u64,
 }
 
 fn main() -> io::Result<()> {
@@ -151,6 +155,7 @@ async fn run(args: Args, addr: String, request: Vec<u8>) -> io::Result<String> {
         errors: 0,
         non2xx: 0,
         last_done: 0,
+        responses: 0,
     }));
     let notify = Rc::new(Notify::new());
     let request: Rc<[u8]> = request.into();
@@ -231,7 +236,7 @@ async fn run(args: Args, addr: String, request: Vec<u8>) -> io::Result<String> {
         s.samples[rank - 1] as f64 / 1e3
     };
     Ok(format!(
-        "offered_rps={} achieved_rps={:.1} count={} errors={} non2xx={} unfinished={} p50_us={:.1} p90_us={:.1} p99_us={:.1} p99_9_us={:.1} max_us={:.1}",
+        "offered_rps={} achieved_rps={:.1} count={} errors={} non2xx={} unfinished={} p50_us={:.1} p90_us={:.1} p99_us={:.1} p99_9_us={:.1} max_us={:.1} responses={}",
         args.rate,
         achieved,
         count,
@@ -243,6 +248,7 @@ async fn run(args: Args, addr: String, request: Vec<u8>) -> io::Result<String> {
         pct(0.99),
         pct(0.999),
         s.samples.last().copied().unwrap_or(0) as f64 / 1e3,
+        s.responses,
     ))
 }
 
@@ -313,6 +319,9 @@ async fn worker(
 /// measured window.
 fn record(s: &mut Shared, due: u64, result: Result<u16, ()>) {
     let done = s.start.elapsed().as_nanos() as u64;
+    if result.is_ok() {
+        s.responses += 1;
+    }
     if due < s.measure_from {
         return;
     }
