@@ -75,6 +75,60 @@ impl ConsentReader for FirstPartyReader {
 /// an empty value for "refused everything"). Anything unrecognised is an error: the whole source
 /// then grants nothing (fail closed).
 pub fn parse(raw: &str) -> Result<Grants, ConsentError> {
+    // This runs on every request that carries the cookie: the common values take the short
+    // path, everything else (and every error) the general one.
+    match parse_plain(raw) {
+        Some(grants) => Ok(grants),
+        None => parse_general(raw),
+    }
+}
+
+/// The bytes of a value [`parse_plain`] reads: ASCII letters and digits, the separators and the
+/// flag markers. Nothing to URL-decode, unquote or trim (a space is a separator, so an item
+/// holds none).
+fn is_plain_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b',' | b'|' | b'+' | b' ' | b';' | b':' | b'=')
+}
+
+/// [`parse_general`] for the values sites write (`analytics,marketing`,
+/// `analytics:1|marketing:0`), with one comparison per item instead of trimming and comparing
+/// against every keyword. `None` for anything else, including every value that is an error:
+/// the general path reads those, so results and error messages are its own (tests check both
+/// paths agree).
+fn parse_plain(raw: &str) -> Option<Grants> {
+    if !raw.bytes().all(is_plain_byte) {
+        return None;
+    }
+    let mut grants = Grants::NONE;
+    for item in items(raw) {
+        if item.is_empty() {
+            continue;
+        }
+        match item.bytes().position(|b| b == b':' || b == b'=') {
+            None => match Category::parse(item) {
+                // `necessary` is skipped as a keyword; granting it would change nothing.
+                Some(category) => grants.grant(category),
+                None if item.eq_ignore_ascii_case("all") => grants = Grants::ALL,
+                None if item.eq_ignore_ascii_case("none")
+                    || item.eq_ignore_ascii_case("essential") => {}
+                None => return None,
+            },
+            Some(i) => {
+                let category = Category::parse(&item[..i])?;
+                let granted = match &item[i + 1..] {
+                    "1" | "true" | "yes" | "granted" | "allow" => true,
+                    "0" | "false" | "no" | "denied" | "deny" => false,
+                    _ => return None,
+                };
+                grants.set(category, granted);
+            }
+        }
+    }
+    Some(grants)
+}
+
+/// Reads any value: URL-decoded, trimmed (Unicode whitespace), unquoted, then item by item.
+fn parse_general(raw: &str) -> Result<Grants, ConsentError> {
     // Most values carry no escapes: no decoding pass for them (this runs on every request).
     let decoded;
     let value = if raw.contains('%') {
@@ -184,6 +238,110 @@ mod tests {
             let split: Vec<&str> = v.split([',', '|', '+', ' ', ';']).collect();
             assert_eq!(items(v).collect::<Vec<_>>(), split, "{v:?}");
         }
+    }
+
+    /// The short path gives what the general path gives, on every value it takes, and leaves
+    /// every error to the general path (same messages). Values as banners write them, and
+    /// edge cases: case, whitespace other than a space, quotes, escapes, non-ASCII, keywords,
+    /// flags, duplicates.
+    #[test]
+    fn plain_path_agrees_with_general_path() {
+        let values = [
+            "",
+            " ",
+            "analytics,marketing",
+            "ANALYTICS,Marketing",
+            "analytics:1|marketing:0",
+            "analytics=1;marketing=0",
+            "analytics:1,analytics:0",
+            "analytics:0,analytics",
+            "preferences+analytics",
+            " analytics ; marketing ",
+            ",,|;+ ",
+            "all",
+            "ALL,marketing:0",
+            "marketing:0,all",
+            "none",
+            "necessary",
+            "essential,analytics",
+            "necessary:1",
+            "necessary:0",
+            "none:1",
+            "all:1",
+            "analytics:",
+            "analytics:TRUE",
+            "analytics:2",
+            "analytics:1:1",
+            ":1",
+            "=",
+            "analytics,evil",
+            "analytic",
+            "analyticsx",
+            "x",
+            "9",
+            "analytics\tmarketing",
+            "\tanalytics",
+            "analytics\u{b}",
+            "\u{a0}analytics",
+            "analytics\u{a0},marketing",
+            "\"analytics,marketing\"",
+            "analytics%2Cmarketing",
+            "analytics%3A1",
+            "%FF",
+            "statistik,präferenzen",
+            "analytics,marketing\u{3000}",
+            "analytics :1",
+            "analytics: 1",
+        ];
+        // Every pair of the words above too, joined by each separator.
+        let words = [
+            "analytics",
+            "Marketing",
+            "PREFERENCES",
+            "necessary",
+            "all",
+            "none",
+            "essential",
+            "evil",
+            "analytics:1",
+            "marketing=0",
+            "preferences:yes",
+            "analytics:maybe",
+            "",
+        ];
+        let mut inputs: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+        for a in words {
+            for b in words {
+                for sep in [",", "|", "+", " ", ";", ", "] {
+                    inputs.push(format!("{a}{sep}{b}"));
+                }
+            }
+        }
+        let mut plain = 0;
+        for v in &inputs {
+            let general = parse_general(v);
+            match parse_plain(v) {
+                Some(g) => {
+                    plain += 1;
+                    assert_eq!(general, Ok(g), "{v:?}");
+                }
+                None => assert_eq!(parse(v), general, "{v:?}"),
+            }
+            if general.is_err() {
+                assert_eq!(
+                    parse_plain(v),
+                    None,
+                    "an error is the general path's: {v:?}"
+                );
+            }
+        }
+        // The common forms do take the short path.
+        assert!(plain > inputs.len() / 2, "{plain} of {}", inputs.len());
+        assert_eq!(
+            parse_plain("analytics,marketing"),
+            Some(parse_general("analytics,marketing").unwrap())
+        );
+        assert!(parse_plain("analytics:1|marketing:0").is_some());
     }
 
     #[test]
