@@ -29,9 +29,8 @@ pub struct RequestPlan {
     /// `v` built from the kept pairs byte-for-byte (empty = send no `Cookie` header).
     pub upstream_cookie: Option<Vec<u8>>,
     /// Cookies to delete in the browser (their category lacks consent), deduplicated, at most
-    /// `max_expiry_lines` lines' worth. Inline for a few names: no allocation for the list on a
-    /// visitor's requests while their tracking cookies are expired.
-    pub expire: smallvec::SmallVec<[(String, Category); 4]>,
+    /// `max_expiry_lines` lines' worth.
+    pub expire: Vec<(String, Category)>,
     /// Request cookies withheld from the origin, per category.
     pub stripped: [u32; CategoryLabel::COUNT],
     /// Unclassified cookie names seen (for the metric; empty on the common path). Names that
