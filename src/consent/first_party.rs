@@ -50,9 +50,7 @@ impl ConsentReader for FirstPartyReader {
         // Duplicates (same name on several paths/domains) are all read; the most restrictive wins.
         let mut result: Option<Result<Grants, ConsentError>> = None;
         for value in jar.values(&self.cookie) {
-            let r = std::str::from_utf8(value)
-                .map_err(|_| ConsentError::new("value is not UTF-8"))
-                .and_then(parse);
+            let r = parse_bytes(value);
             result = Some(match (result, r) {
                 (None, r) => r,
                 (Some(Err(e)), _) | (Some(Ok(_)), Err(e)) => Err(e),
@@ -77,9 +75,20 @@ impl ConsentReader for FirstPartyReader {
 pub fn parse(raw: &str) -> Result<Grants, ConsentError> {
     // This runs on every request that carries the cookie: the common values take the short
     // path, everything else (and every error) the general one.
-    match parse_plain(raw) {
+    match parse_plain(raw.as_bytes()) {
         Some(grants) => Ok(grants),
         None => parse_general(raw),
+    }
+}
+
+/// [`parse`] for a cookie's bytes; a value that is not UTF-8 is an error. The short path comes
+/// first: the values it takes are ASCII, so they skip the UTF-8 check too (every request).
+fn parse_bytes(raw: &[u8]) -> Result<Grants, ConsentError> {
+    match parse_plain(raw) {
+        Some(grants) => Ok(grants),
+        None => std::str::from_utf8(raw)
+            .map_err(|_| ConsentError::new("value is not UTF-8"))
+            .and_then(parse_general),
     }
 }
 
@@ -92,13 +101,10 @@ pub fn parse(raw: &str) -> Result<Grants, ConsentError> {
 /// for every value that is an error: the general path reads those, so results and error
 /// messages are its own (tests check both paths agree). No trimming is needed: a space is a
 /// separator, so an accepted item holds none.
-fn parse_plain(raw: &str) -> Option<Grants> {
+fn parse_plain(raw: &[u8]) -> Option<Grants> {
     use Category::*;
     let mut grants = Grants::NONE;
-    for item in raw
-        .as_bytes()
-        .split(|b| matches!(b, b',' | b'|' | b'+' | b' ' | b';'))
-    {
+    for item in raw.split(|b| matches!(b, b',' | b'|' | b'+' | b' ' | b';')) {
         // The list form first: its items need no search for a flag.
         let (category, granted) = match item {
             b"analytics" => (Analytics, true),
@@ -335,16 +341,18 @@ mod tests {
         let mut plain = 0;
         for v in &inputs {
             let general = parse_general(v);
-            match parse_plain(v) {
+            match parse_plain(v.as_bytes()) {
                 Some(g) => {
                     plain += 1;
                     assert_eq!(general, Ok(g), "{v:?}");
                 }
                 None => assert_eq!(parse(v), general, "{v:?}"),
             }
+            // The cookie's bytes read as the text does.
+            assert_eq!(parse_bytes(v.as_bytes()), general, "{v:?}");
             if general.is_err() {
                 assert_eq!(
-                    parse_plain(v),
+                    parse_plain(v.as_bytes()),
                     None,
                     "an error is the general path's: {v:?}"
                 );
@@ -353,11 +361,24 @@ mod tests {
         // The forms sites write take the short path; other case is left to the general path.
         assert!(plain > 300, "{plain} of {}", inputs.len());
         assert_eq!(
-            parse_plain("analytics,marketing"),
+            parse_plain(b"analytics,marketing"),
             Some(parse_general("analytics,marketing").unwrap())
         );
-        assert_eq!(parse_plain("Analytics"), None);
-        assert!(parse_plain("analytics:1|marketing:0").is_some());
+        assert_eq!(parse_plain(b"Analytics"), None);
+        // Bytes that are not UTF-8 are the general path's error, whatever surrounds them.
+        for raw in [
+            &b"analytics,\xff"[..],
+            b"\xffanalytics",
+            b"analytics:\xc3",
+            b"\xe9",
+        ] {
+            assert_eq!(
+                parse_bytes(raw),
+                Err(ConsentError::new("value is not UTF-8")),
+                "{raw:?}"
+            );
+        }
+        assert!(parse_plain(b"analytics:1|marketing:0").is_some());
     }
 
     #[test]
