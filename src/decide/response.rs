@@ -234,9 +234,13 @@ fn plan_html(policy: &SitePolicy, grants: Grants, head: &ResponseHead<'_>) -> Ht
     if matches!(head.status, 100..=199 | 204 | 304) {
         return HtmlPlan::Skip(RewriteSkip::NoBody);
     }
+    // The cheap byte test first: most responses are not HTML, and they then skip the text
+    // check of the whole value too (this runs on every response in enforce mode).
     let Some(media) = head
-        .text(CONTENT_TYPE)
-        .filter(|ct| may_be_html(ct))
+        .headers
+        .get(CONTENT_TYPE)
+        .filter(|ct| may_be_html(ct.as_bytes()))
+        .and_then(|ct| ct.to_str().ok())
         .and_then(media_type)
     else {
         return HtmlPlan::Skip(RewriteSkip::NotHtml);
@@ -278,8 +282,15 @@ const HTML_TYPES: [&str; 2] = ["text/html", "application/xhtml+xml"];
 /// Whether a `Content-Type` starts like an HTML one. Most responses a visitor without consent
 /// fetches are not HTML (images, scripts, JSON); this rules them out without parsing, as
 /// `mime` allocates a lower-cased copy of every value it parses. `mime` decides the rest.
-fn may_be_html(content_type: &str) -> bool {
-    let ct = content_type.trim_start().as_bytes();
+/// Bytes, before any text check: a value that is text (`HeaderValue::to_str`: visible ASCII
+/// and tabs) has no leading whitespace but spaces and tabs, so this is what trimming the text
+/// and comparing would give; a value that is not text is not HTML either way.
+fn may_be_html(content_type: &[u8]) -> bool {
+    let start = content_type
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t'))
+        .unwrap_or(content_type.len());
+    let ct = &content_type[start..];
     HTML_TYPES.iter().any(|t| {
         ct.get(..t.len())
             .is_some_and(|p| p.eq_ignore_ascii_case(t.as_bytes()))
@@ -309,4 +320,49 @@ pub fn private_cache_control(origin: Option<&str>) -> String {
                 .any(|n| n.eq_ignore_ascii_case(name))
     }));
     parts.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The byte test on the raw value decides as trimming the text and comparing did, for
+    /// every value that is text (and values that are not text are not HTML either way).
+    #[test]
+    fn may_be_html_on_bytes_agrees_with_the_text_test() {
+        let text_test = |v: &HeaderValue| {
+            v.to_str().ok().is_some_and(|ct| {
+                let ct = ct.trim_start().as_bytes();
+                HTML_TYPES.iter().any(|t| {
+                    ct.get(..t.len())
+                        .is_some_and(|p| p.eq_ignore_ascii_case(t.as_bytes()))
+                })
+            })
+        };
+        for raw in [
+            &b"text/html"[..],
+            b"text/html; charset=utf-8",
+            b"TEXT/HTML",
+            b"  \ttext/html",
+            b"\t",
+            b"",
+            b"text/htm",
+            b"text/plain; charset=utf-8",
+            b"application/xhtml+xml",
+            b"Application/XHTML+XML;q=1",
+            b"application/json",
+            b"image/png",
+            b"text/html\xa0",
+            b"\xc2\xa0text/html",
+            b"text/html; charset=\"\xe9\"",
+            b"\x0btext/html",
+            b"texthtml",
+        ] {
+            let Ok(v) = HeaderValue::from_bytes(raw) else {
+                continue;
+            };
+            let bytes_test = may_be_html(v.as_bytes()) && v.to_str().is_ok();
+            assert_eq!(bytes_test, text_test(&v), "{raw:?}");
+        }
+    }
 }

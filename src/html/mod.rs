@@ -27,6 +27,9 @@ pub const INLINE_SCRIPT_CAP: usize = 256 * 1024;
 pub struct Snippets {
     matcher: Option<AhoCorasick>,
     categories: Vec<Category>,
+    /// `categories` without repeats (at most four): [`PageRules::needed`] scans it on every
+    /// response in enforce mode, where `categories` has one entry per snippet.
+    covered: Vec<Category>,
     pub patterns: Vec<(Category, String)>,
 }
 
@@ -76,9 +79,15 @@ impl Snippets {
                     .map_err(|e| format!("inline script snippets: {e}"))?,
             )
         };
+        let categories: Vec<Category> = patterns.iter().map(|(c, _)| *c).collect();
+        let covered = Category::ALL
+            .into_iter()
+            .filter(|c| categories.contains(c))
+            .collect();
         Ok(Snippets {
             matcher,
-            categories: patterns.iter().map(|(c, _)| *c).collect(),
+            categories,
+            covered,
             patterns,
         })
     }
@@ -110,8 +119,7 @@ impl PageRules {
         if grants.is_all() {
             return false;
         }
-        self.blocklists.needed(grants)
-            || self.snippets.categories.iter().any(|c| !grants.allows(*c))
+        self.blocklists.needed(grants) || self.snippets.covered.iter().any(|c| !grants.allows(*c))
     }
 }
 

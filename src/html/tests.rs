@@ -370,3 +370,25 @@ fn bytes_that_are_not_utf_8_in_held_text_pass_unchanged() {
         }
     }
 }
+
+/// The snippets' categories without repeats decide `needed` as the one-per-snippet list did,
+/// for every visitor's grants, with the default snippets and with a list of one category.
+#[test]
+fn snippet_categories_deduplicated_decide_needed_the_same() {
+    let one = vec![(Category::Marketing, "fbq(".to_string()); 3];
+    for patterns in [default_snippets(), one, Vec::new()] {
+        let snippets = Snippets::new(patterns).unwrap();
+        for mask in 0..8u8 {
+            let grants = Grants::from_categories(
+                Category::OPTIONAL
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| mask & (1 << i) != 0)
+                    .map(|(_, c)| *c),
+            );
+            let per_snippet = snippets.categories.iter().any(|c| !grants.allows(*c));
+            let covered = snippets.covered.iter().any(|c| !grants.allows(*c));
+            assert_eq!(covered, per_snippet, "{grants:?}");
+        }
+    }
+}
