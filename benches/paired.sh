@@ -26,7 +26,7 @@
 # Note that CPU per request at a constant rate is higher than at saturation (each request wakes
 # the proxy on its own instead of sharing a wake-up with others), so a rate of 50% of the
 # closed-loop capacity keeps the CPU busier than 50%: on the host of docs/BENCHMARKS.md, 25% and
-# 40% (the defaults) keep it about half and four fifths busy.
+# 40% (the defaults) kept it 57-70% and 76-91% busy (the capacity moves with the host's speed).
 # CLOSED=1 measures CPU per request at saturation instead, as cpu-per-request.sh does but with
 # both proxies of a pair loaded at once: `wrk -t1 -c32` against each for DURATION seconds (no
 # warm-up in the count; latencies are then wrk's, closed loop, and LOADS is ignored).
