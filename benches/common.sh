@@ -76,6 +76,24 @@ bench_pin() {
   done
 }
 
+# bench_pin_servers PID...: with PIN=1 (the default on 2+ CPUs), moves the PIDs (everything
+# that serves: proxies, origin, peers) to every CPU but the last, and sets $gen to the
+# `taskset` prefix that runs a load generator on the last one, so the generator's work does
+# not queue behind the servers' or the other way round. PIN=0, or one CPU, leaves placement to
+# the scheduler ($gen empty).
+bench_pin_servers() {
+  local ncpu
+  ncpu=$(nproc)
+  gen=()
+  if [ "${PIN:-1}" = 1 ] && [ "$ncpu" -ge 2 ]; then
+    bench_pin "0-$((ncpu - 2))" "$@"
+    gen=(taskset -c "$((ncpu - 1))")
+    echo "pinned: load generators on CPU $((ncpu - 1)), proxies and origin on CPU 0-$((ncpu - 2))"
+  else
+    echo "not pinned"
+  fi
+}
+
 # bench_peers: sets $peers to the benchmark peers directory (its absolute path), or exits saying
 # what to set. The benchmark origin and nginx peers are not part of this repository: they come
 # with the benchmark host's shared tooling (../shared/bench beside the checkout) or

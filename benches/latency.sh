@@ -30,18 +30,8 @@ cargo build --release --quiet --example openloop
 bench_with_peers cg-latency wrk nginx-light libnginx-mod-http-lua
 bench_cg_pair
 
-ncpu=$(nproc)
-gen=()
-if [ "${PIN:-1}" = 1 ] && [ "$ncpu" -ge 2 ]; then
-  gen_cpu=$((ncpu - 1))
-  servers="0-$((ncpu - 2))"
-  bench_pin "$servers" "$off_pid" "$gate_pid" \
-    "$(cat /tmp/cg-bench/origin.pid)" "$(cat /tmp/cg-bench/nginx-proxy.pid)" "$(cat /tmp/cg-bench/nginx-lua.pid)"
-  gen=(taskset -c "$gen_cpu")
-  echo "pinned: load generators on CPU $gen_cpu, proxies and origin on CPU $servers"
-else
-  echo "not pinned"
-fi
+bench_pin_servers "$off_pid" "$gate_pid" "$(cat /tmp/cg-bench/origin.pid)" \
+  "$(cat /tmp/cg-bench/nginx-proxy.pid)" "$(cat /tmp/cg-bench/nginx-lua.pid)"
 
 declare -A url hdr
 url[cg-off]=http://127.0.0.1:18084/;       hdr[cg-off]="Cookie: $consent"

@@ -51,17 +51,7 @@ bench_cg_start "$work/off-b.toml"
 offb_pid=$cg_pid
 wait_http http://127.0.0.1:18086/
 
-ncpu=$(nproc)
-gen=()
-if [ "${PIN:-1}" = 1 ] && [ "$ncpu" -ge 2 ]; then
-  gen_cpu=$((ncpu - 1))
-  servers="0-$((ncpu - 2))"
-  bench_pin "$servers" "$off_pid" "$gate_pid" "$offb_pid" "$(cat /tmp/cg-bench/origin.pid)"
-  gen=(taskset -c "$gen_cpu")
-  echo "pinned: load generators on CPU $gen_cpu, proxies and origin on CPU $servers"
-else
-  echo "not pinned"
-fi
+bench_pin_servers "$off_pid" "$gate_pid" "$offb_pid" "$(cat /tmp/cg-bench/origin.pid)"
 
 origin_pid=$(cat /tmp/cg-bench/origin.pid)
 declare -A url hdr pid
