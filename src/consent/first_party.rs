@@ -134,12 +134,17 @@ fn plain_flagged(item: &[u8]) -> Option<(Category, bool)> {
         b"necessary" => Category::Necessary,
         _ => return None,
     };
-    let granted = match &item[i + 1..] {
-        b"1" | b"true" | b"yes" | b"granted" | b"allow" => true,
-        b"0" | b"false" | b"no" | b"denied" | b"deny" => false,
-        _ => return None,
-    };
-    Some((category, granted))
+    Some((category, flag_value(&item[i + 1..])?))
+}
+
+/// A flag as the format writes it (exact, lower case): granted or refused; `None` for anything
+/// else. One list for both paths.
+fn flag_value(flag: &[u8]) -> Option<bool> {
+    match flag {
+        b"1" | b"true" | b"yes" | b"granted" | b"allow" => Some(true),
+        b"0" | b"false" | b"no" | b"denied" | b"deny" => Some(false),
+        _ => None,
+    }
 }
 
 /// Reads any value: URL-decoded, trimmed (Unicode whitespace), unquoted, then item by item.
@@ -178,14 +183,12 @@ fn parse_general(raw: &str) -> Result<Grants, ConsentError> {
             .ok_or_else(|| ConsentError::new(format!("unknown category `{}`", truncate(name))))?;
         let granted = match flag {
             None => true,
-            Some("1" | "true" | "yes" | "granted" | "allow") => true,
-            Some("0" | "false" | "no" | "denied" | "deny") => false,
-            Some(f) => {
-                return Err(ConsentError::new(format!(
+            Some(f) => flag_value(f.as_bytes()).ok_or_else(|| {
+                ConsentError::new(format!(
                     "flag `{}` for `{name}` is not 1/0/true/false",
                     truncate(f)
-                )))
-            }
+                ))
+            })?,
         };
         grants.set(category, granted);
     }
