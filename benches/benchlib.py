@@ -86,6 +86,31 @@ def cpu_table(results, reference, title="target"):
         )
 
 
+def parse_pair(line):
+    """One line of benches/paired.sh's results (`LOAD ROUND TARGET HZ TICKS_A TICKS_B BUSY A
+    key=value... B key=value...`) as (load, round, target, CPU µs per request of A and of B,
+    A's and B's openloop figures); A's carry `busy`, the server CPU's busy share."""
+    load, r, t, hz, ta, tb, busy, _, *rest = line.split()
+    i = rest.index("B")
+    a = {k: float(v) for k, v in (x.split("=") for x in rest[:i])}
+    b = {k: float(v) for k, v in (x.split("=") for x in rest[i + 1 :])}
+    ca = int(ta) / int(hz) * 1e6 / max(a["responses"], 1)
+    cb = int(tb) / int(hz) * 1e6 / max(b["responses"], 1)
+    a["busy"] = float(busy)
+    return load, r, t, ca, cb, a, b
+
+
+def paired_line(line):
+    """Prints one pair of benches/paired.sh as it finishes."""
+    load, r, t, ca, cb, a, b = parse_pair(line)
+    bad = lambda x: int(x["errors"] + x["unfinished"])
+    print(
+        f"load {load} round {r} cg-off vs {t}: cpu_us {ca:.2f} vs {cb:.2f} ({100 * (cb / ca - 1):+.1f}%), "
+        f"p99_us {a['p99_us']:.0f} vs {b['p99_us']:.0f}, errors+unfinished {bad(a)}/{bad(b)}, "
+        f"server CPU busy {a['busy']:.0%}"
+    )
+
+
 def paired_table(results, capacity):
     """Prints the Markdown table of benches/paired.sh from its results file (lines `LOAD ROUND
     TARGET HZ TICKS_A TICKS_B BUSY A key=value... B key=value...`: cg-off is A, TARGET is B,
@@ -96,13 +121,7 @@ def paired_table(results, capacity):
 
     rows = collections.defaultdict(list)  # (load, target) -> [(cpu_a, cpu_b, a, b)]
     for line in open(results):
-        load, _, t, hz, ta, tb, busy, _, *rest = line.split()
-        i = rest.index("B")
-        a = {k: float(v) for k, v in (x.split("=") for x in rest[:i])}
-        b = {k: float(v) for k, v in (x.split("=") for x in rest[i + 1 :])}
-        ca = int(ta) / int(hz) * 1e6 / max(a["responses"], 1)
-        cb = int(tb) / int(hz) * 1e6 / max(b["responses"], 1)
-        a["busy"] = float(busy)
+        load, _, t, ca, cb, a, b = parse_pair(line)
         rows[(load, t)].append((ca, cb, a, b))
     med = statistics.median
     print(f"\ncg-off capacity alone (closed loop, wrk -t1 -c32): {float(capacity):.0f} req/s")
@@ -128,13 +147,18 @@ def paired_table(results, capacity):
 
 
 if __name__ == "__main__":
-    # benchlib.py cpu-table RESULTS REFERENCE [TITLE] | paired-table RESULTS CAPACITY: the
-    # tables above, for the shell scripts.
+    # benchlib.py cpu-table RESULTS REFERENCE [TITLE] | paired-table RESULTS CAPACITY |
+    # paired-line LINE: the tables and lines above, for the shell scripts.
     import sys
 
     if len(sys.argv) >= 4 and sys.argv[1] == "cpu-table":
         cpu_table(sys.argv[2], sys.argv[3], *sys.argv[4:5])
     elif len(sys.argv) == 4 and sys.argv[1] == "paired-table":
         paired_table(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) == 3 and sys.argv[1] == "paired-line":
+        paired_line(sys.argv[2])
     else:
-        sys.exit("usage: benchlib.py cpu-table RESULTS REFERENCE [TITLE] | paired-table RESULTS CAPACITY")
+        sys.exit(
+            "usage: benchlib.py cpu-table RESULTS REFERENCE [TITLE] | paired-table RESULTS CAPACITY"
+            " | paired-line LINE"
+        )

@@ -94,6 +94,20 @@ bench_pin_servers() {
   fi
 }
 
+# bench_capacity NAME URL HEADER: sets $capacity to the closed-loop capacity of URL (`wrk -t1
+# -c32` with HEADER, $cap_seconds each, the median of 3 runs; the generator placed by $gen) and
+# prints each run.
+bench_capacity() {
+  local caps=() c i
+  for i in 1 2 3; do
+    c=$("${gen[@]}" wrk -t1 -c32 -d"${cap_seconds}s" -H "$3" "$2" | awk '/Requests\/sec/ {print $2}')
+    echo "capacity run $i: $1 $c req/s"
+    caps+=("$c")
+  done
+  capacity=$(printf '%s\n' "${caps[@]}" | sort -g | sed -n 2p)
+  echo "capacity (median of 3): $capacity req/s"
+}
+
 # bench_peers: sets $peers to the benchmark peers directory (its absolute path), or exits saying
 # what to set. The benchmark origin and nginx peers are not part of this repository: they come
 # with the benchmark host's shared tooling (../shared/bench beside the checkout) or

@@ -41,15 +41,7 @@ url[nginx-lua]=http://127.0.0.1:18083/;    hdr[nginx-lua]="Cookie: $consent"
 targets=(cg-off cg-noconsent cg-consent nginx-lua)
 
 # The peer's capacity: closed loop, as many requests as 32 connections get through.
-caps=()
-for i in 1 2 3; do
-  c=$("${gen[@]}" wrk -t1 -c32 -d"${cap_seconds}s" -H "${hdr[nginx-lua]}" "${url[nginx-lua]}" |
-    awk '/Requests\/sec/ {print $2}')
-  echo "capacity run $i: nginx-lua $c req/s"
-  caps+=("$c")
-done
-capacity=$(printf '%s\n' "${caps[@]}" | sort -g | sed -n 2p)
-echo "capacity (median of 3): $capacity req/s"
+bench_capacity nginx-lua "${url[nginx-lua]}" "${hdr[nginx-lua]}"
 
 openloop() { # TARGET RATE SECONDS_MEASURED SECONDS_WARMUP
   "${gen[@]}" target/release/examples/openloop --url "${url[$1]}" -H "${hdr[$1]}" \

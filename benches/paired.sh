@@ -62,15 +62,7 @@ url[cg-steady]=http://127.0.0.1:18085/;    hdr[cg-steady]="Cookie: $steady";    
 url[cg-consent]=http://127.0.0.1:18085/;   hdr[cg-consent]="Cookie: $consent";     pid[cg-consent]=$gate_pid
 pairs=(off-b cg-noconsent cg-steady cg-consent)
 
-caps=()
-for i in 1 2 3; do
-  c=$("${gen[@]}" wrk -t1 -c32 -d"${cap_seconds}s" -H "${hdr[cg-off]}" "${url[cg-off]}" |
-    awk '/Requests\/sec/ {print $2}')
-  echo "capacity run $i: cg-off $c req/s"
-  caps+=("$c")
-done
-capacity=$(printf '%s\n' "${caps[@]}" | sort -g | sed -n 2p)
-echo "capacity (median of 3): $capacity req/s"
+bench_capacity cg-off "${url[cg-off]}" "${hdr[cg-off]}"
 
 # load TARGET RATE OUTFILE: one run against TARGET; OUTFILE gets openloop's key=value line
 # (for CLOSED=1, the same keys from wrk's report: offered_rps=0, every request a response).
@@ -123,18 +115,7 @@ for load in $loads; do
       busy=$(python3 -c "print(round(($a1 - $a0 + $b1 - $b0 + $o1 - $o0) / $hz / ($(date +%s.%N) - $s0), 3))")
       line="$load $r $t $hz $((a1 - a0)) $((b1 - b0)) $busy A $(cat "$work/a") B $(cat "$work/b")"
       echo "$line" >>"$results"
-      python3 - "$line" <<'PY'
-import sys
-load, r, t, hz, ta, tb, busy, _, *rest = sys.argv[1].split()
-i = rest.index("B")
-a = dict(x.split("=") for x in rest[:i]); b = dict(x.split("=") for x in rest[i + 1:])
-ca = int(ta) / int(hz) * 1e6 / max(int(a["responses"]), 1)
-cb = int(tb) / int(hz) * 1e6 / max(int(b["responses"]), 1)
-print(f"load {load} round {r} cg-off vs {t}: cpu_us {ca:.2f} vs {cb:.2f} ({100 * (cb / ca - 1):+.1f}%), "
-      f"p99_us {float(a['p99_us']):.0f} vs {float(b['p99_us']):.0f}, "
-      f"errors+unfinished {int(a['errors']) + int(a['unfinished'])}/{int(b['errors']) + int(b['unfinished'])}, "
-      f"server CPU busy {float(busy):.0%}")
-PY
+      python3 benches/benchlib.py paired-line "$line"
     done
   done
 done
