@@ -128,7 +128,7 @@ pub static CONSENT_SOURCES: LazyLock<IntCounterVec> = LazyLock::new(|| {
 pub static UPSTREAM_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         name::UPSTREAM_ERRORS,
-        "Requests that failed on the upstream side, by site and error (pingora error type, or ContentLengthWithTransferEncoding)",
+        "Requests that failed on the upstream side, by site and pingora error type",
         &["site", "error"]
     )
     .unwrap()

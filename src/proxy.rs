@@ -24,7 +24,6 @@ use crate::metrics;
 use crate::runtime::{Runtime, Site};
 use crate::trackers::respond::block_response;
 use crate::trackers::BlockMatch;
-use crate::upstreams::framing::upstream_error_label;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use http::header::{CACHE_CONTROL, COOKIE, HOST, SET_COOKIE, TRANSFER_ENCODING};
@@ -637,7 +636,7 @@ impl ProxyHttp for ConsentGate {
         let upstream_error = e.filter(|e| *e.esource() == pingora::ErrorSource::Upstream);
         if let Some(err) = upstream_error {
             metrics::UPSTREAM_ERRORS
-                .with_label_values(&[&site.name, upstream_error_label(err)])
+                .with_label_values(&[&site.name, err.etype().as_str()])
                 .inc();
         }
         if ctx.access_log {
@@ -743,7 +742,7 @@ fn access_log(
         neutralized = ctx.counts.neutralized,
         blocked_category = ctx.blocked.as_ref().map(|m| m.category.as_str()),
         blocked_list = ctx.blocked.as_ref().map(|m| m.list.as_str()),
-        upstream_error = upstream_error.map(upstream_error_label),
+        upstream_error = upstream_error.map(|e| e.etype().as_str()),
         duration_us = ctx.started.elapsed().as_micros() as u64,
     );
 }

@@ -9,8 +9,6 @@
 //! - when every origin is unhealthy or ejected, requests go to all of them anyway (fail open):
 //!   a check that is wrong must not take the site down.
 
-pub mod framing;
-
 use crate::config::upstreams::{HealthCheckConfig, Lb, UpstreamTls, UpstreamsConfig};
 use crate::runtime::Runtime;
 use arc_swap::ArcSwap;
@@ -225,12 +223,7 @@ impl Upstreams {
     pub fn peer(&self, i: usize) -> HttpPeer {
         let u = &self.list[i];
         match &self.tls {
-            None => {
-                let mut peer = HttpPeer::new(u.backend.addr.clone(), false, String::new());
-                // Plain HTTP: the connection's response heads are followed (framing.rs).
-                peer.options.custom_l4 = Some(framing::CONNECT.clone());
-                peer
-            }
+            None => HttpPeer::new(u.backend.addr.clone(), false, String::new()),
             Some(tls) => {
                 let sni = tls.sni.clone().unwrap_or_else(|| host_of(&u.addr));
                 let mut peer = HttpPeer::new(u.backend.addr.clone(), true, sni);
