@@ -97,8 +97,17 @@ fn onetrust() {
     let p = proxy(&o, "");
     let c = "OptanonConsent=isGpcEnabled=0&datestamp=Tue+Nov+24+2026&version=202409.1.0&consentId=abc&interactionCount=1&groups=C0001%3A1%2CC0002%3A1%2CC0003%3A0%2CC0004%3A0&geolocation=DE%3BBY";
     assert_eq!(kept(&p, c), ["SESSIONID", "_ga"]);
-    let gpc = "OptanonConsent=isGpcEnabled=1&groups=C0001%3A1%2CC0002%3A1%2CC0003%3A1%2CC0004%3A1";
-    assert_eq!(kept(&p, gpc), ["SESSIONID", "_ga", "lang"]);
+    // `isGpcEnabled=1` records the browser's GPC signal; OneTrust's groups are the decision: it
+    // turns the GPC-honouring groups off itself, and a visitor may opt back in.
+    let gpc_honoured =
+        "OptanonConsent=isGpcEnabled=1&groups=C0001%3A1%2CC0002%3A1%2CC0003%3A1%2CC0004%3A0";
+    assert_eq!(kept(&p, gpc_honoured), ["SESSIONID", "_ga", "lang"]);
+    let opted_back_in =
+        "OptanonConsent=isGpcEnabled=1&groups=C0001%3A1%2CC0002%3A1%2CC0003%3A1%2CC0004%3A1";
+    assert_eq!(
+        kept(&p, opted_back_in),
+        ["SESSIONID", "_ga", "_fbp", "lang"]
+    );
 }
 
 #[test]

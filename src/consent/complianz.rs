@@ -15,7 +15,8 @@ pub struct ComplianzConfig {
     /// Cookie name prefix.
     pub prefix: String,
     /// Complianz category (the part after the prefix) -> ours. Default: statistics ->
-    /// analytics, marketing -> marketing, preferences -> preferences.
+    /// analytics, marketing -> marketing, preferences -> preferences, and the names Complianz 5
+    /// and earlier wrote: stats -> analytics, prefs -> preferences.
     pub map: BTreeMap<String, Category>,
 }
 
@@ -27,6 +28,9 @@ impl Default for ComplianzConfig {
                 ("statistics", Category::Analytics),
                 ("marketing", Category::Marketing),
                 ("preferences", Category::Preferences),
+                // Complianz <= 5 (`assets/js/complianz.js`, `cmplzSaveCategoriesSelection`).
+                ("stats", Category::Analytics),
+                ("prefs", Category::Preferences),
             ]
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
@@ -130,5 +134,19 @@ mod tests {
         assert!(read("cmplz_banner-status=dismissed; other=1").is_none());
         let o = read("cmplz_statistics=yes").unwrap();
         assert!(o.error.is_some() && o.granted == Grants::NONE);
+    }
+
+    /// Complianz 5 and earlier wrote `cmplz_stats` and `cmplz_prefs` (Really-Simple-Plugins/
+    /// complianz-gdpr, `assets/js/complianz.js` @00a1591, `cmplzSaveCategoriesSelection`).
+    #[test]
+    fn legacy_category_names() {
+        let o = read("cmplz_choice=set; cmplz_stats=allow; cmplz_prefs=deny; cmplz_marketing=deny")
+            .unwrap();
+        assert!(o.granted.allows(Category::Analytics));
+        assert!(!o.granted.allows(Category::Preferences));
+        assert!(!o.granted.allows(Category::Marketing));
+        let o = read("cmplz_stats=deny; cmplz_prefs=allow").unwrap();
+        assert!(!o.granted.allows(Category::Analytics));
+        assert!(o.granted.allows(Category::Preferences));
     }
 }

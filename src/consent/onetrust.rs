@@ -1,5 +1,11 @@
 //! OneTrust `OptanonConsent`: a URL-encoded query string whose `groups` lists consent groups as
-//! `C0001:1,C0002:0,...` (or numeric ids `1:1,2:0`); `isGpcEnabled=1` is honoured as opt-out.
+//! `C0001:1,C0002:0,...` (or numeric ids `1:1,2:0`). The groups are OneTrust's decision and are
+//! read as they are. `isGpcEnabled=1` only records that the browser sent a GPC signal: OneTrust
+//! has already turned off the groups the site set to honour it (real cookies show `C0004:0`
+//! beside it), and a visitor may opt back in (CCPA regulations §7025(c)(3)); real accept-all
+//! cookies carry `isGpcEnabled=1` with every group at 1 beside a TC string consenting to every
+//! purpose. The live `Sec-GPC` header is the signal consentgate acts on (the site's `gpc`
+//! policy and jurisdiction model), so the flag is shown in `explain` and not applied twice.
 
 use super::registry::TableReader;
 use super::{
@@ -89,13 +95,10 @@ fn groups(value: &str) -> impl Iterator<Item = Result<(&str, bool), ConsentError
 pub fn parse(raw: &str, cfg: &OneTrustConfig) -> Result<Verdict, ConsentError> {
     let text = query(raw)?;
     let mut groups_value = None;
-    let mut gpc = false;
     for pair in text.split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        match k.trim() {
-            "groups" => groups_value = Some(super::url_decoded(v.as_bytes())?),
-            "isGpcEnabled" => gpc = v.trim() == "1",
-            _ => {}
+        if k.trim() == "groups" {
+            groups_value = Some(super::url_decoded(v.as_bytes())?);
         }
     }
     let value = groups_value.ok_or_else(|| {
@@ -108,12 +111,7 @@ pub fn parse(raw: &str, cfg: &OneTrustConfig) -> Result<Verdict, ConsentError> {
             flags.push((*cat, ok));
         }
     }
-    let mut verdict = combine_flags(flags);
-    if gpc {
-        // OneTrust's own record of a GPC opt-out: marketing is refused whatever the groups say.
-        verdict.set(Category::Marketing, false);
-    }
-    Ok(verdict)
+    Ok(combine_flags(flags))
 }
 
 /// Every field of interest, for `explain` and tests.
@@ -153,15 +151,11 @@ fn short(s: &str) -> &str {
 }
 
 pub fn verdict(c: &OptanonConsent, cfg: &OneTrustConfig) -> Verdict {
-    let mut g = combine_flags(
+    combine_flags(
         c.groups
             .iter()
             .filter_map(|(id, ok)| cfg.groups.get(id).map(|cat| (*cat, *ok))),
-    );
-    if c.gpc {
-        g.set(Category::Marketing, false);
-    }
-    g
+    )
 }
 
 pub struct OneTrustReader {
@@ -247,12 +241,19 @@ mod tests {
         assert!(!g.allows(Category::Marketing));
         let g = verdict(&decode("groups=C0004:1").unwrap(), &cfg).grants();
         assert!(g.allows(Category::Marketing));
+        // `isGpcEnabled=1` records the browser's signal; the groups are the decision (OneTrust
+        // turns off the GPC-honouring groups itself, and a visitor may opt back in).
         let g = verdict(
-            &decode("isGpcEnabled=1&groups=C0004:1,C0002:1").unwrap(),
+            &decode("isGpcEnabled=1&groups=C0004:0,C0002:1").unwrap(),
             &cfg,
         )
         .grants();
         assert!(!g.allows(Category::Marketing) && g.allows(Category::Analytics));
+        let opted_back_in = decode("isGpcEnabled=1&groups=C0004:1,C0002:1").unwrap();
+        assert!(opted_back_in.gpc);
+        assert!(verdict(&opted_back_in, &cfg)
+            .grants()
+            .allows(Category::Marketing));
     }
 
     #[test]
