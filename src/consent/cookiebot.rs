@@ -90,6 +90,17 @@ pub fn parse(text: &str, cfg: &CookiebotConfig) -> Result<Verdict, ConsentError>
         }));
     }
     let fields = decode(text)?;
+    // Every value Cookiebot writes has `necessary` and its category fields; an object without
+    // any (a value escaped twice reads as `{stamp:...}` alone) is not a choice: refused, and
+    // counted as unreadable.
+    if !fields
+        .iter()
+        .any(|(k, _)| *k == "necessary" || cfg.map.contains_key(*k))
+    {
+        return Err(ConsentError::new(
+            "no consent fields (necessary, preferences, statistics, marketing)",
+        ));
+    }
     let mut flags: smallvec::SmallVec<[_; 4]> = smallvec::SmallVec::new();
     for (k, v) in &fields {
         if let Some(cat) = cfg.map.get(*k) {
@@ -161,7 +172,10 @@ mod tests {
         assert!(parse("{necessary:true,marketing:maybe}", &cfg).is_err());
         assert!(parse("necessary:true", &cfg).is_err());
         assert!(parse("{stamp:'abc,marketing:true}", &cfg).is_err());
-        assert_eq!(parse("{}", &cfg).unwrap().grants(), Grants::NONE);
+        assert!(parse("{}", &cfg).is_err());
+        // Seen on a live site (operaballet.nl): the value escaped twice, so only `stamp` reads.
+        assert!(parse("{stamp:^%^27abc^%^27^%^2Cnecessary^%^3Atrue}", &cfg).is_err());
+        assert!(parse("{stamp:'abc',necessary:true}", &cfg).is_ok());
         let big = format!("{{{}}}", "statistics:true,".repeat(100_000));
         assert!(parse(&big, &cfg)
             .unwrap()
