@@ -473,6 +473,19 @@ pub fn decode(value: &str) -> Result<GppString, ConsentError> {
                 sections.len()
             ))
         })?;
+        // Every section, read or not, is URL-safe base64 (sub-sections joined by `.`, `=` padding
+        // tolerated; uspv1's `1YNN` too): an empty or garbled one makes the whole string unreadable, as the IAB's
+        // reference decoder has it, rather than "unsupported" (which decides nothing, and under
+        // an opt-out model would leave every category granted).
+        if text.is_empty()
+            || !text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'='))
+        {
+            return Err(ConsentError::new(format!(
+                "GPP section {id} is empty or not URL-safe base64"
+            )));
+        }
         let section = match id {
             2 => Section::TcfEuV2(Box::new(
                 tcf::decode(text)
@@ -827,5 +840,11 @@ mod tests {
         assert_eq!(gpp.section_ids, vec![2, 6]);
         assert!(matches!(gpp.sections[1], Section::Unsupported(6)));
         assert!(matches!(gpp.sections[0], Section::TcfEuV2(_)));
+        // An empty or garbled section fails the string, read or not (the IAB's reference
+        // decoder, @iabgpp/cmpapi 3.2.0, rejects both).
+        assert!(decode("DBABzw~~BVQqAAAAAgA").is_err());
+        assert!(
+            decode("DBACNYA~CPSG_8APSG_8ANwAAAENAwCAAAAAAAAAAAAAAAAAAAAA.QAAA.IAAA~1Y%N").is_err()
+        );
     }
 }
