@@ -53,6 +53,11 @@ pub fn default_snippets() -> Vec<(Category, String)> {
         s(Analytics, "gtag(\"config\""),
         s(Analytics, "GoogleAnalyticsObject"),
         s(Analytics, "google-analytics.com/analytics.js"),
+        // The classic ga.js snippet (still on old pages): it builds the script URL in code
+        // (`'https://ssl' : 'http://www') + '.google-analytics.com/ga.js'`), so no blocklist
+        // rule sees a URL.
+        s(Analytics, "google-analytics.com/ga.js"),
+        s(Analytics, "_gaq.push"),
         // Meta pixel.
         s(Marketing, "connect.facebook.net"),
         s(Marketing, "fbq('init'"),

@@ -84,6 +84,29 @@ fn trackers_are_neutralized_without_consent() {
     assert!(out.contains(r#"<iframe data-src="https://www.googletagmanager.com/ns.html?id=GTM-1" data-consent-category="analytics" height="0">"#), "{out}");
 }
 
+/// The asynchronous ga.js snippet as Google's ga.js documentation gave it to paste (and as
+/// pages still carry it, e.g. developer.mozilla.org's old pages).
+#[test]
+fn the_classic_google_analytics_snippet_is_neutralized() {
+    let page = r#"<html><head><script type="text/javascript">
+  var _gaq = _gaq || [];
+  _gaq.push(['_setAccount', 'UA-XXXXX-X']);
+  _gaq.push(['_trackPageview']);
+  (function() {
+    var ga = document.createElement('script'); ga.type = 'text/javascript'; ga.async = true;
+    ga.src = ('https:' == document.location.protocol ? 'https://ssl' : 'http://www') + '.google-analytics.com/ga.js';
+    var s = document.getElementsByTagName('script')[0]; s.parentNode.insertBefore(ga, s);
+  })();
+</script></head><body></body></html>"#;
+    let out = rewrite(page, Grants::NONE);
+    assert!(
+        out.contains(r#"<script type="text/javascript"></script><script type="text/plain" data-consent-category="analytics">"#),
+        "{out}"
+    );
+    let analytics = Grants::from_categories([Category::Analytics]);
+    assert_eq!(rewrite(page, analytics), page);
+}
+
 #[test]
 fn consented_categories_are_left_alone() {
     let analytics = Grants::from_categories([Category::Analytics]);
