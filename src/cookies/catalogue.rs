@@ -202,6 +202,9 @@ pub static CATALOGUE: &[CatalogueEntry] = &[
     e("__cfruid", Necessary, "Cloudflare"),
     e("cf_clearance", Necessary, "Cloudflare"),
     e("_cfuvid", Necessary, "Cloudflare"),
+    // Cloudflare Load Balancing session affinity (the Open Cookie Database files it under
+    // "Functional", which would make it a preference).
+    e("__cflb", Necessary, "Cloudflare"),
     e("cf_chl_*", Necessary, "Cloudflare"),
     e("incap_ses_*", Necessary, "Imperva Incapsula"),
     e("visid_incap_*", Necessary, "Imperva Incapsula"),
@@ -268,6 +271,16 @@ pub static CATALOGUE: &[CatalogueEntry] = &[
     e("_shopify_sa_t", Marketing, "Shopify"),
     e("cart", Necessary, "Shopify"),
     e("secure_customer_sig", Necessary, "Shopify"),
+    // Shopify's cart, checkout and store-localization cookies, "necessary" in Shopify's own
+    // cookie list; the Open Cookie Database files several under "Functional" (a preference),
+    // and stripping them empties carts.
+    e("_shopify_essential", Necessary, "Shopify"),
+    e("_secure_session_id", Necessary, "Shopify"),
+    e("cart_currency", Necessary, "Shopify"),
+    e("cart_sig", Necessary, "Shopify"),
+    e("cart_ts", Necessary, "Shopify"),
+    e("localization", Necessary, "Shopify"),
+    e("_tracking_consent", Necessary, "Shopify"),
     e("PrestaShop-*", Necessary, "PrestaShop"),
     e("frontend", Necessary, "Magento"),
     e("form_key", Necessary, "Magento"),
@@ -353,6 +366,13 @@ mod tests {
         assert_eq!(classify("AWSALB"), Some(Necessary));
         assert_eq!(classify("BIGipServerpool_web"), Some(Necessary));
         assert_eq!(classify("__cf_bm"), Some(Necessary));
+        // Cloudflare Load Balancing's session affinity cookie, and Shopify's cart and checkout
+        // cookies (Shopify's cookie list: "necessary"), seen stripped by the Open Cookie
+        // Database's "Functional" = preferences on real Set-Cookie lines.
+        assert_eq!(classify("__cflb"), Some(Necessary));
+        assert_eq!(classify("_shopify_essential"), Some(Necessary));
+        assert_eq!(classify("cart_currency"), Some(Necessary));
+        assert_eq!(classify("localization"), Some(Necessary));
         assert_eq!(classify("incap_ses_123_456"), Some(Necessary));
         assert_eq!(classify("euconsent-v2"), Some(Necessary));
         assert_eq!(classify("OptanonConsent"), Some(Necessary));
