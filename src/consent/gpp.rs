@@ -681,14 +681,30 @@ impl ConsentReader for GppReader {
         }
         let mut result: Option<Result<Verdict, ConsentError>> = None;
         let mut cookie: Option<&Arc<str>> = None;
-        let mut shown = None;
+        // `explain` shows the first copy of each cookie: `__gpp`'s at the top, OneTrust's under
+        // its cookie name when `__gpp` is there too (it may be the one that refuses).
+        let mut shown: Option<Value> = None;
+        let mut onetrust_shown: Option<Value> = None;
         for (name, sid) in [(&self.cookie, sid.as_deref()), (&self.onetrust, None)] {
+            let is_onetrust = std::ptr::eq(name, &self.onetrust);
             for raw in jar.values(name) {
-                cookie.get_or_insert(name);
-                let r = self.read_one(raw, sid, detail && shown.is_none());
+                let first = *cookie.get_or_insert(name);
+                let show = detail
+                    && if is_onetrust && !std::ptr::eq(first, name) {
+                        onetrust_shown.is_none()
+                    } else {
+                        shown.is_none()
+                    };
+                let r = self.read_one(raw, sid, show);
+                // Which cookie failed, when both are read.
+                let r = r.map_err(|e| ConsentError(format!("{name}: {}", e.0)));
                 let r = r.map(|(v, d)| {
-                    if d.is_some() {
-                        shown = d;
+                    if let Some(d) = d {
+                        if is_onetrust && !std::ptr::eq(first, name) {
+                            onetrust_shown = Some(d);
+                        } else {
+                            shown = Some(d);
+                        }
                     }
                     v
                 });
@@ -705,6 +721,9 @@ impl ConsentReader for GppReader {
             (r, _) => r,
         };
         let mut o = SourceOutcome::from_result(self.format(), cookie, result);
+        if let (Some(Value::Object(top)), Some(ot)) = (shown.as_mut(), onetrust_shown) {
+            top.insert(self.onetrust.to_string(), ot);
+        }
         o.details = shown;
         Some(o)
     }
@@ -828,6 +847,18 @@ mod tests {
         // Both: the most restrictive; one unreadable copy fails the source.
         let o = read("__gpp=DBABBg~BAAAAABA.QA; OTGPPConsent=DBABBg~BVWSSSVY.YA").unwrap();
         assert!(o.verdict.refuses(Category::Marketing));
+        // `explain` shows both: OneTrust's copy (the one that refuses here) under its name.
+        let d = o.details.as_ref().unwrap();
+        assert!(d["sections"]["usca"].is_object(), "{d}");
+        assert_eq!(
+            d["OTGPPConsent"]["sections"]["usca"]["SaleOptOut"],
+            json!(1),
+            "{d}"
+        );
+        // And an error names the cookie it came from.
+        let o = read("__gpp=DBABBg~BAAAAABA.QA; OTGPPConsent=DBABBg~").unwrap();
+        let e = o.error.unwrap().0;
+        assert!(e.starts_with("OTGPPConsent: "), "{e}");
         let o = read("__gpp=DBABBg~BAAAAABA.QA; __gpp=junk").unwrap();
         assert!(o.error.is_some() && o.granted == super::super::Grants::NONE);
     }
