@@ -20,6 +20,7 @@ use crate::jurisdiction::Model;
 use crate::labels::CategoryLabel;
 use crate::metrics;
 use crate::policy::SitePolicy;
+use crate::trackers::RequestKind;
 
 /// What the proxy will do with the request's cookies.
 #[derive(Debug, Default)]
@@ -288,6 +289,8 @@ pub struct TrackerRequest<'a> {
     pub referer: Option<&'a str>,
     pub sec_fetch_dest: Option<&'a str>,
     pub accept: Option<&'a str>,
+    /// A beacon ([`crate::trackers::is_beacon`]).
+    pub beacon: bool,
 }
 
 /// Checks a request against the site's blocklists for the categories without consent.
@@ -296,7 +299,7 @@ pub fn check_tracker(
     policy: &SitePolicy,
     consent: &ConsentState,
     req: &TrackerRequest<'_>,
-) -> Option<(crate::trackers::BlockMatch, crate::trackers::RequestKind)> {
+) -> Option<(crate::trackers::BlockMatch, RequestKind)> {
     if !policy.blocklists.needed(consent.grants) {
         return None;
     }
@@ -307,17 +310,29 @@ pub fn check_tracker(
     let forms = crate::trackers::normalize::router_forms(target.path_and_query);
     // The type from the most normalised form (a `.js` written `.j%73` is still a script).
     let typed_path = forms.last().map_or(target.path_and_query, String::as_str);
-    let kind = crate::trackers::infer_kind(req.sec_fetch_dest, req.accept, typed_path);
+    let inferred = crate::trackers::infer_kind(req.sec_fetch_dest, req.accept, typed_path);
+    // A beacon is typed `ping` by the browser; it is also checked as the fetch it looks like
+    // (a `POST` in `no-cors` mode may be one), and a rule for either type blocks it.
+    let both = [RequestKind::Ping, inferred];
+    let kinds = if req.beacon && matches!(inferred, RequestKind::Xhr | RequestKind::Other) {
+        &both[..]
+    } else {
+        &both[1..]
+    };
     // Without a Referer the request is taken as first-party (its own page).
     let source = req.referer.unwrap_or(&url);
-    if let Some(m) = policy.blocklists.check(&url, source, kind, consent.grants) {
-        return Some((m, kind));
+    for &kind in kinds {
+        if let Some(m) = policy.blocklists.check(&url, source, kind, consent.grants) {
+            return Some((m, kind));
+        }
     }
     forms.iter().find_map(|form| {
         let url = target.url_with(target.host.unwrap_or(""), form);
-        policy
-            .blocklists
-            .check(&url, source, kind, consent.grants)
-            .map(|m| (m, kind))
+        kinds.iter().find_map(|&kind| {
+            policy
+                .blocklists
+                .check(&url, source, kind, consent.grants)
+                .map(|m| (m, kind))
+        })
     })
 }

@@ -311,13 +311,17 @@ fn explain_url(
     let uri: http::Uri = u
         .parse()
         .map_err(|e| format!("--url `{u}` is not a URL: {e}"))?;
+    // `--dest ping`: a beacon (`navigator.sendBeacon`, `<a ping>`), sent as `empty`.
+    let beacon = req.dest == Some("ping");
+    let dest = if beacon { Some("empty") } else { req.dest };
     let treq = TrackerRequest {
         target: RequestTarget::from_url(&uri),
         referer: req.referer,
-        sec_fetch_dest: req.dest,
+        sec_fetch_dest: dest,
         accept: None,
+        beacon,
     };
-    let kind = crate::trackers::infer_kind(req.dest, None, treq.target.path_and_query);
+    let kind = crate::trackers::infer_kind(dest, None, treq.target.path_and_query);
     Ok(match check_tracker(policy, consent, &treq) {
         Some((m, kind)) => json!({
             "url": u,

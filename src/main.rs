@@ -87,8 +87,8 @@ enum Command {
         /// The page the request comes from (Referer), for third-party rules.
         #[arg(long)]
         referer: Option<String>,
-        /// The request's Sec-Fetch-Dest (script, image, iframe, document, empty); default:
-        /// inferred from the URL's extension.
+        /// The request's Sec-Fetch-Dest (script, image, iframe, document, empty), or `ping` for a
+        /// beacon (sendBeacon, `<a ping>`); default: inferred from the URL's extension.
         #[arg(long)]
         dest: Option<String>,
         /// The response's status (default 200). With any of the response options (this one,

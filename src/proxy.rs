@@ -115,6 +115,12 @@ impl ConsentGate {
             referer: header("referer"),
             sec_fetch_dest: header("sec-fetch-dest"),
             accept: header("accept"),
+            beacon: crate::trackers::is_beacon(
+                req.method.as_str(),
+                header("sec-fetch-mode"),
+                header("content-type"),
+                req.headers.contains_key("ping-to"),
+            ),
         };
         let checked = catch_unwind(AssertUnwindSafe(|| {
             check_tracker(&site.policy, &ctx.plan.consent, &treq)

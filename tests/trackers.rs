@@ -171,6 +171,51 @@ fn easyprivacy_blocks_first_party_trackers() {
 }
 
 #[test]
+fn beacons_match_ping_rules() {
+    // EasyPrivacy's `/analytics4.php$ping` applies to beacons only. Browsers send a beacon with
+    // `Sec-Fetch-Dest: empty`, like a fetch: `navigator.sendBeacon` as a `no-cors` POST,
+    // `<a ping>` with `Ping-To` and `Content-Type: text/ping`.
+    let path = fixture("lists/easyprivacy.txt");
+    let o = origin();
+    let p = Proxy::start(&analytics_list_site("ep", o.addr, &path));
+    let referer = ("Referer", "http://shop.test/page");
+    let beacon = [
+        ("Host", "shop.test"),
+        ("Sec-Fetch-Dest", "empty"),
+        ("Sec-Fetch-Mode", "no-cors"),
+        ("Content-Type", "text/plain;charset=UTF-8"),
+        ("Content-Length", "2"),
+        referer,
+    ];
+    let r = send_body(p.addr, "POST", "/analytics4.php", &beacon, b"{}");
+    assert_eq!(r.header_all("x-consentgate"), vec![b"blocked".to_vec()]);
+    assert_eq!(r.status, 204);
+    let ping = [
+        ("Host", "shop.test"),
+        ("Sec-Fetch-Dest", "empty"),
+        ("Sec-Fetch-Mode", "no-cors"),
+        ("Content-Type", "text/ping"),
+        ("Ping-From", "http://shop.test/page"),
+        ("Ping-To", "http://shop.test/out"),
+        ("Content-Length", "4"),
+        referer,
+    ];
+    let r = send_body(p.addr, "POST", "/analytics4.php", &ping, b"PING");
+    assert_eq!(r.header_all("x-consentgate"), vec![b"blocked".to_vec()]);
+    assert!(o.received().is_empty(), "the origin saw a beacon");
+    // The same URL fetched (`cors`) is not a beacon: the `$ping` rule does not apply.
+    let fetch = [
+        ("Host", "shop.test"),
+        ("Sec-Fetch-Dest", "empty"),
+        ("Sec-Fetch-Mode", "cors"),
+        referer,
+    ];
+    let r = get(p.addr, "/analytics4.php", &fetch);
+    assert!(r.header_all("x-consentgate").is_empty(), "{r:?}");
+    assert_eq!(o.received().len(), 1);
+}
+
+#[test]
 fn report_only_counts_would_block_and_proxies() {
     let o = origin();
     let p = Proxy::start(&shop_site(o.addr, "mode = \"report-only\""));

@@ -56,6 +56,25 @@ impl RequestKind {
     }
 }
 
+/// Whether a request is a beacon, which browsers type `ping` (and blocklist rules match with
+/// `$ping`) although it arrives with `Sec-Fetch-Dest: empty` like a fetch: `<a ping>` (a
+/// `Ping-To` header, or `Content-Type: text/ping`), or `navigator.sendBeacon` (a `POST` in
+/// `no-cors` mode, what sendBeacon sends with a text or form body; fetch and XHR default to
+/// `cors`).
+pub fn is_beacon(
+    method: &str,
+    sec_fetch_mode: Option<&str>,
+    content_type: Option<&str>,
+    ping_to: bool,
+) -> bool {
+    let text_ping = content_type.is_some_and(|c| {
+        c.trim_start()
+            .get(..9)
+            .is_some_and(|t| t.eq_ignore_ascii_case("text/ping"))
+    });
+    ping_to || text_ping || (method == "POST" && sec_fetch_mode == Some("no-cors"))
+}
+
 /// Infers the request type: `Sec-Fetch-Dest` when the browser sent it (all current browsers
 /// do), else `Accept`, else the path's extension.
 pub fn infer_kind(sec_fetch_dest: Option<&str>, accept: Option<&str>, path: &str) -> RequestKind {

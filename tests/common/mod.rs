@@ -448,6 +448,17 @@ pub fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> RawRespons
 /// given and `Host: test.local` unless `headers` names another Host. A refused connection or an
 /// unreadable answer reads as status 0.
 pub fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> RawResponse {
+    send_body(addr, method, path, headers, b"")
+}
+
+/// [`send`] with a body after the head (`headers` should give its `Content-Length`).
+pub fn send_body(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> RawResponse {
     let mut req = format!("{method} {path} HTTP/1.1\r\n");
     if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
         req.push_str("Host: test.local\r\n");
@@ -468,6 +479,7 @@ pub fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]
     };
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
     read_response(&mut BufReader::new(s), method == "HEAD").unwrap_or_else(|_| no_answer())
 }
 
