@@ -58,6 +58,12 @@ pub fn default_snippets() -> Vec<(Category, String)> {
         // rule sees a URL.
         s(Analytics, "google-analytics.com/ga.js"),
         s(Analytics, "_gaq.push"),
+        // Google Publisher Tag and Amazon ads loaders, which build the script URL in code.
+        s(Marketing, "googletagservices.com/tag/js/gpt.js"),
+        s(Marketing, "amazon-adsystem.com/aax2/amzn_ads.js"),
+        // comScore and Chartbeat audience measurement (their loaders write the script tag).
+        s(Analytics, "scorecardresearch.com/beacon.js"),
+        s(Analytics, "_sf_async_config"),
         // Meta pixel.
         s(Marketing, "connect.facebook.net"),
         s(Marketing, "fbq('init'"),
@@ -288,6 +294,23 @@ fn inline_script_start(state: Arc<Mutex<State>>) -> Handler {
     })
 }
 
+/// Whether an inline script is a framework's serialized page data rather than code a site
+/// pasted: Next.js (App Router) streams the rendered page as `self.__next_f.push([1,"..."])`
+/// chunks, Nuxt and Remix assign theirs to a global. A tag manager snippet rendered by the page
+/// appears in that data as a string (found on time.com); making the chunk inert would stop the
+/// app from starting, so such scripts are never neutralized (the page's own `<script>` for the
+/// snippet still is; `[site.csp]` keeps a script loaded from the data from running).
+fn is_framework_payload(text: &str) -> bool {
+    const PREFIXES: [&str; 4] = [
+        "self.__next_f.push(",
+        "(self.__next_f=self.__next_f||[]).push(",
+        "window.__NUXT__=",
+        "window.__remixContext",
+    ];
+    let t = text.trim_start();
+    PREFIXES.iter().any(|p| t.starts_with(p))
+}
+
 /// The text of an inline script: held until seen whole, then written unchanged (the input
 /// bytes themselves) or moved into an inert copy.
 fn inline_script_text(state: Arc<Mutex<State>>) -> Handler {
@@ -309,7 +332,11 @@ fn inline_script_text(state: Arc<Mutex<State>>) -> Handler {
             return Ok(());
         };
         st.held_from = None;
-        let cats = st.rules.snippets.categories_in(&text);
+        let cats = if is_framework_payload(&text) {
+            Vec::new()
+        } else {
+            st.rules.snippets.categories_in(&text)
+        };
         match cats.iter().copied().find(|c| !st.grants.allows(*c)) {
             Some(cat) if !over_cap => {
                 st.neutralized.push((cat, "inline-script"));

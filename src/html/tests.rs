@@ -107,6 +107,45 @@ fn the_classic_google_analytics_snippet_is_neutralized() {
     assert_eq!(rewrite(page, analytics), page);
 }
 
+/// Next.js streams the rendered page as data scripts; a tag manager snippet the page renders
+/// appears inside one as a string (time.com). The chunk is data the app needs: left alone.
+#[test]
+fn framework_data_scripts_are_never_neutralized() {
+    let page = concat!(
+        r#"<html><head><script>(self.__next_f=self.__next_f||[]).push([0])</script>"#,
+        r#"<script>self.__next_f.push([1,"15:["$","script",null,{"dangerouslySetInnerHTML":{"__html":"window.dataLayer=window.dataLayer||[];function gtag(){dataLayer.push(arguments);}gtag('config','G-1');"}}]
+"])</script>"#,
+        r#"<script>window.dataLayer=window.dataLayer||[];function gtag(){dataLayer.push(arguments);}gtag('config','G-1');</script>"#,
+        r#"</head><body></body></html>"#
+    );
+    let out = rewrite(page, Grants::NONE);
+    assert!(
+        out.contains(r#"<script>self.__next_f.push([1,"15:"#),
+        "{out}"
+    );
+    // The page's own copy of the snippet is still made inert.
+    assert!(
+        out.contains(r#"<script></script><script type="text/plain" data-consent-category="analytics">window.dataLayer"#),
+        "{out}"
+    );
+}
+
+/// Loaders found on real pages (theverge.com, huffpost.com, fox13now.com) that write their
+/// script tag from code, so no blocklist rule sees a URL.
+#[test]
+fn ad_and_audience_loaders_are_neutralized() {
+    for (text, cat) in [
+        ("var gads=document.createElement('script');gads.src='//www.googletagservices.com/tag/js/gpt.js';", "marketing"),
+        ("document.write(unescape(\"%3Cscript src='\" + (document.location.protocol == \"https:\" ? \"https://sb\" : \"http://b\") + \".scorecardresearch.com/beacon.js'%3E%3C/script%3E\"));", "analytics"),
+        ("var _sf_async_config={uid:1,domain:'x.test'};function loadChartbeat(){}", "analytics"),
+    ] {
+        let page = format!("<script>{text}</script>");
+        let out = rewrite(&page, Grants::NONE);
+        let inert = format!("<script></script><script type=\"text/plain\" data-consent-category=\"{cat}\">");
+        assert!(out.starts_with(&inert), "{out}");
+    }
+}
+
 #[test]
 fn consented_categories_are_left_alone() {
     let analytics = Grants::from_categories([Category::Analytics]);
