@@ -216,6 +216,8 @@ pub static CATALOGUE: &[CatalogueEntry] = &[
     e("bm_mi", Necessary, "Akamai Bot Manager"),
     e("_abck", Necessary, "Akamai Bot Manager"),
     e("datadome", Necessary, "DataDome"),
+    e("__uzm*", Necessary, "Radware Bot Manager (ShieldSquare)"),
+    e("QueueITAccepted-*", Necessary, "Queue-it"),
     // --- Load balancers: session affinity ---
     e("AWSALB", Necessary, "AWS Elastic Load Balancing"),
     e("AWSALBCORS", Necessary, "AWS Elastic Load Balancing"),
@@ -233,6 +235,7 @@ pub static CATALOGUE: &[CatalogueEntry] = &[
     e("GCLB", Necessary, "Google Cloud Load Balancing"),
     e("INGRESSCOOKIE", Necessary, "Kubernetes ingress-nginx"),
     e("route", Necessary, "nginx sticky"),
+    e("X-Mapping-*", Necessary, "Riverbed / Zeus Traffic Manager"),
     // --- Application sessions and CSRF ---
     e("PHPSESSID", Necessary, "PHP"),
     e("JSESSIONID", Necessary, "Java Servlet"),
@@ -250,6 +253,10 @@ pub static CATALOGUE: &[CatalogueEntry] = &[
     e("csrftoken", Necessary, "Django"),
     e("django_language", Preferences, "Django"),
     e("laravel_session", Necessary, "Laravel"),
+    e("ci_session", Necessary, "CodeIgniter"),
+    e("OCSESSID", Necessary, "OpenCart"),
+    e("dwsid", Necessary, "Salesforce Commerce Cloud"),
+    e("dwac_*", Necessary, "Salesforce Commerce Cloud"),
     e("XSRF-TOKEN", Necessary, "Laravel / Angular"),
     e("connect.sid", Necessary, "Express"),
     e("SESSIONID", Necessary, "generic"),
@@ -281,6 +288,7 @@ pub static CATALOGUE: &[CatalogueEntry] = &[
     e("cart_ts", Necessary, "Shopify"),
     e("localization", Necessary, "Shopify"),
     e("_tracking_consent", Necessary, "Shopify"),
+    e("_cmp_a", Necessary, "Shopify"),
     e("PrestaShop-*", Necessary, "PrestaShop"),
     e("frontend", Necessary, "Magento"),
     e("form_key", Necessary, "Magento"),
@@ -373,6 +381,21 @@ mod tests {
         assert_eq!(classify("_shopify_essential"), Some(Necessary));
         assert_eq!(classify("cart_currency"), Some(Necessary));
         assert_eq!(classify("localization"), Some(Necessary));
+        // Sessions, consent, load-balancer and bot-protection cookies seen stripped in real
+        // Cookie headers (CodeIgniter, OpenCart, Salesforce Commerce Cloud, Shopify's consent
+        // record, Zeus affinity, Queue-it, ShieldSquare).
+        for name in [
+            "ci_session",
+            "OCSESSID",
+            "dwsid",
+            "dwac_bcIBMiaaiZcJYaaadkJ5QZHsYd",
+            "_cmp_a",
+            "X-Mapping-fjhppofk",
+            "QueueITAccepted-SDFrts345E-V3_bookerevent",
+            "__uzma",
+        ] {
+            assert_eq!(classify(name), Some(Necessary), "{name}");
+        }
         assert_eq!(classify("incap_ses_123_456"), Some(Necessary));
         assert_eq!(classify("euconsent-v2"), Some(Necessary));
         assert_eq!(classify("OptanonConsent"), Some(Necessary));

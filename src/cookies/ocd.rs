@@ -33,7 +33,8 @@ impl fmt::Display for OcdError {
 }
 
 /// What a load produced: the rules and how many rows were skipped (names that cannot be
-/// cookie names, such as placeholders with spaces or brackets).
+/// cookie names, such as placeholders with spaces or brackets, and bare names of cookies on a
+/// vendor's own domain).
 pub struct OcdLoad {
     pub rules: Vec<OcdRule>,
     pub skipped: usize,
@@ -104,6 +105,13 @@ fn leaves_quote_open(tail: &[u8]) -> bool {
     true
 }
 
+/// Whether a `Domain` cell scopes the row to a vendor's domain: marked `(3rd party)`, or a
+/// domain with a leading dot (`.springserve.com`). An empty cell, or a bare domain
+/// (`hubspot.com`, which the database also uses for cookies set on the site), is not.
+fn vendor_scoped(domain: &str) -> bool {
+    domain.to_ascii_lowercase().contains("(3rd party)") || domain.trim_start().starts_with('.')
+}
+
 /// Parses the CSV text; `file` names it in errors.
 pub fn parse(text: &str, file: &str) -> Result<OcdLoad, OcdError> {
     let err = |line: usize, message: String| OcdError {
@@ -135,6 +143,8 @@ pub fn parse(text: &str, file: &str) -> Result<OcdLoad, OcdError> {
         col("Cookie / Data Key name")?,
         col("Wildcard match")?,
     );
+    // Optional: older copies of the database may not have it.
+    let c_domain = col("Domain").ok();
     let mut rules = Vec::new();
     let mut skipped = 0;
     for (line, rec) in recs.iter().skip(1) {
@@ -162,6 +172,16 @@ pub fn parse(text: &str, file: &str) -> Result<OcdLoad, OcdError> {
         if name.contains([
             ' ', ';', ',', '=', '"', '<', '>', '[', ']', '{', '}', '(', ')', '\n',
         ]) {
+            skipped += 1;
+            continue;
+        }
+        // A row scoped to a vendor's own domain describes a cookie this proxy never sees (the
+        // browser sends it to the vendor). Its name only matters here when the vendor's script
+        // also sets it on the site, which vendors do with prefixed names (`_fbp`, `_ym_uid`,
+        // `__insp_wid`); a bare name from such a row (`s` and `locale` for facebook.com, `PID`
+        // for scorecardresearch.com, `ssid` for springserve.com) is far more often the site's
+        // own cookie (eBay's session `s`, doctolib's `ssid`), which it would strip and expire.
+        if c_domain.is_some_and(|c| vendor_scoped(get(c))) && !name.starts_with('_') {
             skipped += 1;
             continue;
         }
@@ -270,8 +290,31 @@ mod tests {
         assert_eq!(find("_ga_*"), Some(Category::Analytics));
         assert_eq!(find("lz_last_visit"), Some(Category::Preferences));
         // Placeholders that cannot be cookie names: `barometric[cuid]`, `barometric[idfa]`,
-        // `pvc_visits[0]`, `Site History`.
-        assert_eq!(l.skipped, 4);
-        assert_eq!(l.rules.len(), 48 - 4);
+        // `pvc_visits[0]`, `Site History`; and six bare names on a vendor's domain
+        // (`userlang` on `cookiebot.com (3rd party)`, `csrf_same_site` on `.twitter.com`, ...).
+        assert_eq!(find("userlang"), None);
+        assert_eq!(find("lu"), None);
+        assert_eq!(find("csrf_same_site"), None);
+        assert_eq!(l.skipped, 4 + 6);
+        assert_eq!(l.rules.len(), 48 - 4 - 6);
+    }
+
+    /// Rows as the database writes them (Domain cells of the real file): a bare name scoped to
+    /// a vendor's domain is left out, a prefixed one and any row without a vendor scope stay.
+    #[test]
+    fn bare_names_on_a_vendor_domain_are_left_out() {
+        let text = format!(
+            "{HEADER}1,Facebook,Marketing,s,facebook.com (3rd party),,,,,0\n\
+             2,Springserve,Marketing,ssid,.springserve.com,,,,,0\n\
+             3,ComScore,Marketing,PID,.scorecardresearch.com,,,,,0\n\
+             4,Facebook,Marketing,_fbp,facebook.com (3rd party),,,,,0\n\
+             5,Yandex Metrica,Analytics,_ym_visorc_,.yandex.ru,,,,,1\n\
+             6,HubSpot,Marketing,hubspotutk,hubspot.com,,,,,0\n\
+             7,CodeIgniter,Functional,ci_session,,,,,,0\n"
+        );
+        let l = parse(&text, "ocd.csv").unwrap();
+        let names: Vec<&str> = l.rules.iter().map(|r| r.pattern.as_str()).collect();
+        assert_eq!(names, ["_fbp", "_ym_visorc_*", "hubspotutk", "ci_session"]);
+        assert_eq!(l.skipped, 3);
     }
 }
