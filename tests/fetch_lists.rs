@@ -96,7 +96,7 @@ fn a_good_download_lands_whole_and_the_proxy_accepts_it() {
         "{out}"
     );
     assert!(
-        out.contains(&format!("easyprivacy.txt: 277 rules, {} bytes", ep.len())),
+        out.contains(&format!("easyprivacy.txt: 278 rules, {} bytes", ep.len())),
         "{out}"
     );
     let paths: Vec<String> = origin.received().iter().map(|r| r.path.clone()).collect();
@@ -231,6 +231,6 @@ fn a_download_that_stalls_is_abandoned_at_the_timeout() {
     assert!(std::fs::read(dir.join("easylist.txt")).unwrap() == old.0);
     // The other list is independent of the failure and is updated.
     assert!(std::fs::read(dir.join("easyprivacy.txt")).unwrap() == ep);
-    assert!(out.contains("easyprivacy.txt: 277 rules"), "{out}");
+    assert!(out.contains("easyprivacy.txt: 278 rules"), "{out}");
     assert_eq!(entries(&dir), ["easylist.txt", "easyprivacy.txt"]);
 }
