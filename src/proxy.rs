@@ -108,6 +108,11 @@ impl ConsentGate {
         ctx: &mut RequestCtx,
         site: &Site,
     ) -> Result<Option<bool>> {
+        // Nothing to match (the visitor consented to every category the lists cover): the
+        // request's headers are not even looked at.
+        if !site.policy.blocklists.needed(ctx.plan.consent.grants) {
+            return Ok(None);
+        }
         let req = session.req_header();
         let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
         let treq = TrackerRequest {

@@ -179,27 +179,26 @@ fn beacons_match_ping_rules() {
     let o = origin();
     let p = Proxy::start(&analytics_list_site("ep", o.addr, &path));
     let referer = ("Referer", "http://shop.test/page");
-    let beacon = [
+    let no_cors = [
         ("Host", "shop.test"),
         ("Sec-Fetch-Dest", "empty"),
         ("Sec-Fetch-Mode", "no-cors"),
-        ("Content-Type", "text/plain;charset=UTF-8"),
-        ("Content-Length", "2"),
         referer,
     ];
+    let with = |extra: &[(&'static str, &'static str)]| [&no_cors[..], extra].concat();
+    let beacon = with(&[
+        ("Content-Type", "text/plain;charset=UTF-8"),
+        ("Content-Length", "2"),
+    ]);
     let r = send_body(p.addr, "POST", "/analytics4.php", &beacon, b"{}");
     assert_eq!(r.header_all("x-consentgate"), vec![b"blocked".to_vec()]);
     assert_eq!(r.status, 204);
-    let ping = [
-        ("Host", "shop.test"),
-        ("Sec-Fetch-Dest", "empty"),
-        ("Sec-Fetch-Mode", "no-cors"),
+    let ping = with(&[
         ("Content-Type", "text/ping"),
         ("Ping-From", "http://shop.test/page"),
         ("Ping-To", "http://shop.test/out"),
         ("Content-Length", "4"),
-        referer,
-    ];
+    ]);
     let r = send_body(p.addr, "POST", "/analytics4.php", &ping, b"PING");
     assert_eq!(r.header_all("x-consentgate"), vec![b"blocked".to_vec()]);
     assert!(o.received().is_empty(), "the origin saw a beacon");

@@ -473,10 +473,10 @@ pub fn decode(value: &str) -> Result<GppString, ConsentError> {
                 sections.len()
             ))
         })?;
-        // Every section, read or not, is URL-safe base64 (sub-sections joined by `.`, `=` padding
-        // tolerated; uspv1's `1YNN` too): an empty or garbled one makes the whole string unreadable, as the IAB's
-        // reference decoder has it, rather than "unsupported" (which decides nothing, and under
-        // an opt-out model would leave every category granted).
+        // Every section, read or not, is URL-safe base64 (sub-sections joined by `.`, `=`
+        // padding tolerated; uspv1's `1YNN` too). An empty or garbled one makes the whole
+        // string unreadable, as the IAB's reference decoder has it, rather than "unsupported"
+        // (which decides nothing, and under an opt-out model would leave everything granted).
         if text.is_empty()
             || !text
                 .bytes()
@@ -686,25 +686,20 @@ impl ConsentReader for GppReader {
         let mut shown: Option<Value> = None;
         let mut onetrust_shown: Option<Value> = None;
         for (name, sid) in [(&self.cookie, sid.as_deref()), (&self.onetrust, None)] {
-            let is_onetrust = std::ptr::eq(name, &self.onetrust);
             for raw in jar.values(name) {
                 let first = *cookie.get_or_insert(name);
-                let show = detail
-                    && if is_onetrust && !std::ptr::eq(first, name) {
-                        onetrust_shown.is_none()
-                    } else {
-                        shown.is_none()
-                    };
-                let r = self.read_one(raw, sid, show);
+                // OneTrust's copy beside `__gpp`'s goes in its own slot.
+                let slot = if std::ptr::eq(first, name) {
+                    &mut shown
+                } else {
+                    &mut onetrust_shown
+                };
+                let r = self.read_one(raw, sid, detail && slot.is_none());
                 // Which cookie failed, when both are read.
                 let r = r.map_err(|e| ConsentError(format!("{name}: {}", e.0)));
                 let r = r.map(|(v, d)| {
-                    if let Some(d) = d {
-                        if is_onetrust && !std::ptr::eq(first, name) {
-                            onetrust_shown = Some(d);
-                        } else {
-                            shown = Some(d);
-                        }
+                    if d.is_some() {
+                        *slot = d;
                     }
                     v
                 });
