@@ -28,19 +28,13 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// xorshift64*, for the damage: a fixed seed damages the same strings every run.
-struct Rng(u64);
+#[path = "support/rng.rs"]
+mod rng;
+use rng::Rng;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
+/// A random index below `n`.
+fn pick(r: &mut Rng, n: usize) -> usize {
+    r.below(n as u64) as usize
 }
 
 fn node(args: &[&str], input: &str) -> String {
@@ -86,14 +80,14 @@ fn tcf_reference(strings: &[&str]) -> Vec<Value> {
 fn damage(r: &mut Rng, s: &str) -> String {
     let mut s = s.to_string();
     let sections: Vec<&str> = s.split('~').collect();
-    match r.below(7) {
+    match pick(r, 7) {
         // Cut short anywhere.
-        0 => s.truncate(1 + r.below(s.len() - 1)),
+        0 => s.truncate(1 + pick(r, s.len() - 1)),
         // One character replaced by another base64url character (not a separator).
         1 => {
-            let i = r.below(s.len());
+            let i = pick(r, s.len());
             if !matches!(s.as_bytes()[i], b'~' | b'.') {
-                let c = ALPHABET[r.below(64)] as char;
+                let c = ALPHABET[pick(r, 64)] as char;
                 s.replace_range(i..=i, &c.to_string());
             }
         }
@@ -103,14 +97,14 @@ fn damage(r: &mut Rng, s: &str) -> String {
         3 => s.push_str("~BAAAAABA"),
         // A section emptied.
         4 if sections.len() > 1 => {
-            let i = 1 + r.below(sections.len() - 1);
+            let i = 1 + pick(r, sections.len() - 1);
             let mut v = sections.clone();
             v[i] = "";
             s = v.join("~");
         }
         // A stray sub-section after a section.
         5 if sections.len() > 1 => {
-            let i = 1 + r.below(sections.len() - 1);
+            let i = 1 + pick(r, sections.len() - 1);
             let mut v: Vec<String> = sections.iter().map(|p| p.to_string()).collect();
             v[i].push_str(".QA");
             s = v.join("~");
@@ -118,7 +112,7 @@ fn damage(r: &mut Rng, s: &str) -> String {
         // The header's last character replaced (section ids change or break).
         _ => {
             let end = sections[0].len() - 1;
-            let c = ALPHABET[r.below(64)] as char;
+            let c = ALPHABET[pick(r, 64)] as char;
             s.replace_range(end..=end, &c.to_string());
         }
     }
