@@ -192,7 +192,8 @@ fn in_a_section_we_read_past(error: &str) -> bool {
 }
 
 /// Every difference between our reading of `s` and the reference's (`want`); `known` are the
-/// section ids the reference knows (it drops others from its list). Returns whether we refused.
+/// section ids the reference knows (it drops others from its list). Returns whether either side
+/// refused the string (its sections then count as not compared).
 fn compare(
     s: &str,
     want: &Value,
