@@ -11,7 +11,10 @@
 //! printed reason unless `CI` is set, where a missing browser is a failure.
 
 mod common;
+#[path = "support/rng.rs"]
+mod rng;
 use common::*;
+use rng::Rng;
 use std::process::Command;
 
 const TRACKER_JS: &str = "document.cookie = '_ga=GA1.1.424242.1764000000; path=/; max-age=3600'; window.__trackerLoaded = true;";
@@ -159,32 +162,20 @@ fn consent_flow(tls: Option<Tls>) -> Option<serde_json::Value> {
         &proxy_keys,
     );
 
-    let mut driver = Command::new("node");
-    driver.arg(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/browser/consent_flow.mjs"
-    ));
-    match &tls {
-        None => driver.arg(proxy.addr.port().to_string()),
+    let driver_port = match &tls {
+        None => proxy.addr.port(),
         Some(_) => {
             eventually("the TLS listener", || {
                 std::net::TcpStream::connect(("127.0.0.1", tls_port)).is_ok()
             });
-            driver.arg(tls_port.to_string())
+            tls_port
         }
     };
-    driver.arg(counting.addr.port().to_string());
+    let mut args = vec![driver_port.to_string(), counting.addr.port().to_string()];
     if let Some(t) = &tls {
-        driver.args(["https", &t.spki]);
+        args.extend(["https".to_string(), t.spki.clone()]);
     }
-    let out = driver.output().expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "driver failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let v = run_browser_driver("consent_flow.mjs", &args);
     let before = &v["before"];
     let after = &v["after"];
     // Before consent: the script was neutralized, the tracker host saw nothing, no cookie.
@@ -254,21 +245,7 @@ fn consent_mode_defaults_run_first_under_a_strict_csp() {
         "[[site]]\nname = \"shop\"\nhosts = [\"*\"]\nupstreams = [\"{}\"]\n[site.consent_mode]\nenabled = true\n[site.csp]\nbase = \"default-src 'self'; script-src 'self'; object-src 'none'\"\n",
         site.addr
     ));
-    let out = Command::new("node")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/browser/consent_mode.mjs"
-        ))
-        .arg(proxy.addr.port().to_string())
-        .output()
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "driver failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let v = run_browser_driver("consent_mode.mjs", &[proxy.addr.port().to_string()]);
     let expected = serde_json::json!([
         "consent",
         "default",
@@ -335,14 +312,9 @@ fn the_browsers_cookie_jar_holds_exactly_the_consented_cookies() {
         return;
     }
     const PAGES: usize = 30;
-    // Fixed seed (xorshift64*): every run sends the same lines.
-    let mut state = 0x0c00_c1e5_u64;
-    let mut next = move |n: u64| {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        state.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-    };
+    // Fixed seed: every run sends the same lines.
+    let mut rng = Rng(0x0c00_c1e5);
+    let mut next = |n: u64| rng.below(n);
     let names: Vec<&str> = NECESSARY
         .iter()
         .chain(&OPTIONAL)
@@ -382,21 +354,8 @@ fn the_browsers_cookie_jar_holds_exactly_the_consented_cookies() {
         site.addr
     ));
     let jars = |port: u16, preset: &str| -> Vec<Vec<(String, String)>> {
-        let out = Command::new("node")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/browser/cookie_jar.mjs"
-            ))
-            .args([port.to_string(), PAGES.to_string(), preset.to_string()])
-            .output()
-            .expect("node runs");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "driver failed: {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+        let args = [port.to_string(), PAGES.to_string(), preset.to_string()];
+        serde_json::from_value(run_browser_driver("cookie_jar.mjs", &args)).unwrap()
     };
 
     for (preset, allowed) in [

@@ -12,7 +12,6 @@ use common::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 const SC_SESSION: &str = "SESSIONID=abc123; Path=/; HttpOnly";
 const SC_GA: &str = "_ga=GA1.2.111.222; Path=/; Max-Age=63072000";
@@ -596,25 +595,16 @@ fn dashboard_in_chromium_shows_the_numbers_of_metrics() {
     std::fs::create_dir_all(&artefacts).unwrap();
     let shot = artefacts.join("dashboard.png");
     let _ = std::fs::remove_file(&shot);
-    let out = Command::new("node")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/browser/dashboard.mjs"
-        ))
-        .arg(format!("http://{}/", p.admin))
-        .arg(&shot)
-        .arg(p.addr.port().to_string())
-        .output()
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "driver failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let v = run_browser_driver(
+        "dashboard.mjs",
+        &[
+            std::ffi::OsString::from(format!("http://{}/", p.admin)),
+            shot.clone().into_os_string(),
+            p.addr.port().to_string().into(),
+        ],
     );
     // Right after the page rendered: nothing went through the proxy in between.
     let metrics = samples(&p.metrics());
-    let v: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(
         v["violations"],
         serde_json::json!([]),

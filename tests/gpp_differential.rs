@@ -13,8 +13,6 @@
 
 use consentgate::consent::gpp;
 use serde_json::{json, Value};
-use std::io::Write;
-use std::process::{Command, Stdio};
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/gpp-reference");
 const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -28,8 +26,11 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+#[path = "support/reference.rs"]
+mod reference;
 #[path = "support/rng.rs"]
 mod rng;
+use reference::{run_node, tcf_reference};
 use rng::Rng;
 
 /// A random index below `n`.
@@ -43,37 +44,6 @@ fn node(args: &[&str], input: &str) -> String {
         "the IAB reference GPP library is missing: run `npm ci` in {DIR} (scripts/test does)"
     );
     run_node(DIR, &[&["reference.mjs"], args].concat(), input)
-}
-
-fn run_node(dir: &str, args: &[&str], input: &str) -> String {
-    let mut child = Command::new("node")
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("node is not installed (scripts/test installs nodejs)");
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_string();
-    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()).unwrap());
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    assert!(out.status.success(), "node {args:?} failed");
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// The IAB's TCF reference decoder (tests/tcf-reference, `@iabtcf/core`) on TC strings: one
-/// JSON answer per string, `{"error": ...}` where it refuses one.
-fn tcf_reference(strings: &[&str]) -> Vec<Value> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tcf-reference");
-    assert!(
-        std::path::Path::new(&format!("{dir}/node_modules/@iabtcf/core")).exists(),
-        "the IAB TCF reference decoder is missing: run `npm ci` in {dir} (scripts/test does)"
-    );
-    let out = run_node(dir, &["decode.mjs"], &(strings.join("\n") + "\n"));
-    out.lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 /// One way to break a string, chosen at random.

@@ -10,8 +10,6 @@
 //! test fails and says so.
 
 use serde_json::Value;
-use std::io::Write;
-use std::process::{Command, Stdio};
 
 /// Strings per run; `TCF_DIFF_CASES` and `TCF_DIFF_SEED` run more or others (a long run:
 /// `TCF_DIFF_CASES=100000 cargo test --test tcf_differential`).
@@ -23,8 +21,11 @@ fn cases() -> usize {
 }
 const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
+#[path = "support/reference.rs"]
+mod reference;
 #[path = "support/rng.rs"]
 mod rng;
+use reference::tcf_reference;
 use rng::Rng;
 
 #[derive(Default)]
@@ -150,32 +151,6 @@ fn tc_string(r: &mut Rng) -> String {
     s
 }
 
-fn reference(strings: &[String]) -> Vec<Value> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tcf-reference");
-    assert!(
-        std::path::Path::new(&format!("{dir}/node_modules/@iabtcf/core")).exists(),
-        "the IAB reference decoder is missing: run `npm ci` in {dir} (scripts/test does)"
-    );
-    let mut child = Command::new("node")
-        .arg("decode.mjs")
-        .current_dir(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("node is not installed (scripts/test installs nodejs)");
-    let input = strings.join("\n") + "\n";
-    let mut stdin = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()).unwrap());
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    assert!(out.status.success(), "node decode.mjs failed");
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 /// Publisher restrictions compare as sets (no order is encoded).
 fn normalized(mut v: Value) -> Value {
     if let Some(list) = v
@@ -196,7 +171,7 @@ fn random_tc_strings_decode_as_the_iab_reference_decoder_reads_them() {
     let cases = cases();
     let mut rng = Rng(seed | 1);
     let strings: Vec<String> = (0..cases).map(|_| tc_string(&mut rng)).collect();
-    let expected = reference(&strings);
+    let expected = tcf_reference(&strings);
     assert_eq!(expected.len(), strings.len(), "one answer per string");
     let (mut refused, mut bad) = (0, Vec::new());
     for (s, want) in strings.iter().zip(expected) {

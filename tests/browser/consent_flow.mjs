@@ -5,7 +5,7 @@
 // With `https`, the site is opened over HTTPS; the proxy's test certificate is accepted by its
 // public key hash only (--ignore-certificate-errors-spki-list), every other certificate check
 // stays on.
-import { chromium } from 'playwright-core';
+import { launch } from './launch.mjs';
 
 const [proxyPort, trackerPort, scheme = 'http', spki] = process.argv.slice(2);
 const tlsArgs = scheme === 'https'
@@ -17,16 +17,11 @@ const tlsArgs = scheme === 'https'
 const trackerCount = async () =>
   (await (await fetch(`http://127.0.0.1:${trackerPort}/__count`)).json()).count;
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: [
-    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    // Two "hosts" on loopback: the site (through consentgate) and a third-party tracker.
-    '--host-resolver-rules=MAP site.test 127.0.0.1, MAP tracker.test 127.0.0.1',
-    ...tlsArgs,
-  ],
-});
+const browser = await launch([
+  // Two "hosts" on loopback: the site (through consentgate) and a third-party tracker.
+  '--host-resolver-rules=MAP site.test 127.0.0.1, MAP tracker.test 127.0.0.1',
+  ...tlsArgs,
+]);
 try {
   const page = await (await browser.newContext()).newPage();
   const url = `${scheme}://site.test:${proxyPort}/`;

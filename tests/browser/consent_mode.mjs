@@ -3,15 +3,10 @@
 // Prints one JSON line: the page's dataLayer entries (each `arguments` as an array), what the
 // page's own first script saw of dataLayer when it ran, and every Content-Security-Policy
 // violation the page reported (securitypolicyviolation events and console messages).
-import { chromium } from 'playwright-core';
+import { launch } from './launch.mjs';
 
 const [proxyPort] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync',
-    '--host-resolver-rules=MAP site.test 127.0.0.1'],
-});
+const browser = await launch(['--host-resolver-rules=MAP site.test 127.0.0.1']);
 try {
   const page = await (await browser.newContext()).newPage();
   const console_ = [];

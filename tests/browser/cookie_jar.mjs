@@ -4,17 +4,10 @@
 // Loads http://site.test:PORT/p/0 .. /p/(PAGES-1), each in a fresh browser context (an empty
 // jar, or one holding only the cookie NAME=VALUE, e.g. a consent cookie), and prints one JSON
 // line: for each page, the [name, value] pairs the jar then holds.
-import { chromium } from 'playwright-core';
+import { launch } from './launch.mjs';
 
 const [port, pages, preset] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: [
-    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--host-resolver-rules=MAP site.test 127.0.0.1',
-  ],
-});
+const browser = await launch(['--host-resolver-rules=MAP site.test 127.0.0.1']);
 try {
   const jars = [];
   for (let i = 0; i < Number(pages); i++) {

@@ -5,14 +5,10 @@
 // page shows under a `data-k` key (as displayed text; `data-v` where set) before (`first`) and
 // after that request (`values`), the console errors, CSP violations the page reported,
 // requests that failed. Saves a full-page screenshot.
-import { chromium } from 'playwright-core';
+import { launch } from './launch.mjs';
 
 const [url, screenshot, proxyPort] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 try {
   const page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
   const consoleErrors = [];

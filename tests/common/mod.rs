@@ -663,6 +663,30 @@ pub fn browser_ready() -> bool {
     false
 }
 
+/// Runs a browser driver of tests/browser/ (`node SCRIPT ARGS...`) and returns the JSON of the
+/// last line it printed; a driver that fails fails the test with what it printed.
+pub fn run_browser_driver<S: AsRef<std::ffi::OsStr>>(
+    script: &str,
+    args: &[S],
+) -> serde_json::Value {
+    let out = std::process::Command::new("node")
+        .arg(format!(
+            "{}/tests/browser/{script}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .args(args)
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "driver {script} failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("driver {script} printed no JSON line ({e}): {stdout}"))
+}
+
 /// A shop page with a Google tag (analytics) and a Facebook pixel and its `<noscript>` image
 /// (marketing), in the shape of the vendors' install snippets.
 pub const TRACKER_PAGE: &str = r#"<!doctype html><html><head>
