@@ -1,9 +1,10 @@
 //! The simple first-party consent cookie for sites with their own banner:
-//! `analytics,marketing` (the listed categories are granted) or
-//! `analytics:1,marketing:0` (explicit flags). Both may be URL-encoded; `|`, `+`, space and `;`
-//! are accepted as separators too, as sites write them.
+//! `analytics,marketing` (the list form: the listed categories are granted, every other one
+//! refused) or `analytics:1,marketing:0` (the flag form: each named category granted or
+//! refused, the others not carried). Both may be URL-encoded; `|`, `+`, space and `;` are
+//! accepted as separators too, as sites write them.
 
-use super::{Category, ConsentError, ConsentReader, Grants, SourceOutcome, Verdict};
+use super::{read_each, Category, ConsentError, ConsentReader, Grants, SourceOutcome, Verdict};
 use crate::cookies::header::CookieJar;
 use std::sync::Arc;
 
@@ -34,9 +35,7 @@ impl ConsentReader for FirstPartyReader {
 
     fn read_value(&self, raw: &[u8], source: &Arc<str>, detail: bool) -> Option<SourceOutcome> {
         // `X-Consent: analytics` from an app: the same syntax as the cookie.
-        let result = super::url_decoded(raw)
-            .and_then(|v| parse(&v))
-            .map(Verdict::covering_all);
+        let result = super::url_decoded(raw).and_then(|v| parse(&v));
         let mut outcome = SourceOutcome::from_result(self.format(), source, result);
         if detail {
             outcome.details = Some(serde_json::json!({
@@ -48,17 +47,7 @@ impl ConsentReader for FirstPartyReader {
 
     fn read(&self, jar: &CookieJar<'_>, detail: bool) -> Option<SourceOutcome> {
         // Duplicates (same name on several paths/domains) are all read; the most restrictive wins.
-        let mut result: Option<Result<Grants, ConsentError>> = None;
-        for value in jar.values(&self.cookie) {
-            let r = parse_bytes(value);
-            result = Some(match (result, r) {
-                (None, r) => r,
-                (Some(Err(e)), _) | (Some(Ok(_)), Err(e)) => Err(e),
-                (Some(Ok(a)), Ok(b)) => Ok(a.intersect(b)),
-            });
-        }
-        // The first-party value lists what is granted: every category it omits is refused.
-        let result = result?.map(Verdict::covering_all);
+        let result = read_each(jar, &self.cookie, parse_bytes)?;
         let mut outcome = SourceOutcome::from_result(self.format(), &self.cookie, result);
         if detail {
             outcome.details = Some(serde_json::json!({
@@ -69,10 +58,14 @@ impl ConsentReader for FirstPartyReader {
     }
 }
 
-/// Reads the cookie value. An empty value grants nothing but is not an error (a banner may write
-/// an empty value for "refused everything"). Anything unrecognised is an error: the whole source
-/// then grants nothing (fail closed).
-pub fn parse(raw: &str) -> Result<Grants, ConsentError> {
+/// Reads the cookie value. The list form (`analytics,marketing`, `all`, `none`: any item without
+/// a flag) lists what is granted, so it carries every category and refuses what it leaves out.
+/// The flag form (every item `category:flag`) carries only the categories it names: under
+/// opt-out only an explicit `0` refuses (`marketing:0` leaves analytics alone), under opt-in a
+/// category no source carries is refused anyway. An empty value refuses everything but is not
+/// an error (a banner may write an empty value for "refused everything"). Anything
+/// unrecognised is an error: the whole source then grants nothing (fail closed).
+pub fn parse(raw: &str) -> Result<Verdict, ConsentError> {
     // This runs on every request that carries the cookie: the common values take the short
     // path, everything else (and every error) the general one.
     match parse_plain(raw.as_bytes()) {
@@ -83,7 +76,7 @@ pub fn parse(raw: &str) -> Result<Grants, ConsentError> {
 
 /// [`parse`] for a cookie's bytes; a value that is not UTF-8 is an error. The short path comes
 /// first: the values it takes are ASCII, so they skip the UTF-8 check too (every request).
-fn parse_bytes(raw: &[u8]) -> Result<Grants, ConsentError> {
+fn parse_bytes(raw: &[u8]) -> Result<Verdict, ConsentError> {
     match parse_plain(raw) {
         Some(grants) => Ok(grants),
         None => std::str::from_utf8(raw)
@@ -101,27 +94,67 @@ fn parse_bytes(raw: &[u8]) -> Result<Grants, ConsentError> {
 /// for every value that is an error: the general path reads those, so results and error
 /// messages are its own (tests check both paths agree). No trimming is needed: a space is a
 /// separator, so an accepted item holds none.
-fn parse_plain(raw: &[u8]) -> Option<Grants> {
+fn parse_plain(raw: &[u8]) -> Option<Verdict> {
     use Category::*;
-    let mut grants = Grants::NONE;
+    let mut value = Value::default();
     for item in raw.split(|b| matches!(b, b',' | b'|' | b'+' | b' ' | b';')) {
         // The list form first: its items need no search for a flag.
-        let (category, granted) = match item {
-            b"analytics" => (Analytics, true),
-            b"marketing" => (Marketing, true),
-            b"preferences" => (Preferences, true),
-            // A keyword the general path skips; granting it changes nothing (always granted).
-            b"necessary" => (Necessary, true),
-            b"" | b"none" | b"essential" => continue,
-            b"all" => {
-                grants = Grants::ALL;
-                continue;
+        match item {
+            b"analytics" => value.listed(Analytics),
+            b"marketing" => value.listed(Marketing),
+            b"preferences" => value.listed(Preferences),
+            // Keywords of the list form that grant nothing optional.
+            b"necessary" | b"none" | b"essential" => value.listed(Necessary),
+            b"" => {}
+            b"all" => value.all(),
+            _ => {
+                let (category, granted) = plain_flagged(item)?;
+                value.flagged(category, granted);
             }
-            _ => plain_flagged(item)?,
-        };
-        grants.set(category, granted);
+        }
     }
-    Some(grants)
+    Some(value.verdict())
+}
+
+/// A value as its items are read.
+#[derive(Default)]
+struct Value {
+    /// What the value grants, item by item (the later item wins).
+    grants: Grants,
+    /// What its `category:flag` items say, and nothing about the categories they do not name.
+    flags: Verdict,
+    /// An item of the list form was seen: the value lists what is granted.
+    list: bool,
+    /// A `category:flag` item was seen.
+    flagged: bool,
+}
+
+impl Value {
+    fn listed(&mut self, c: Category) {
+        self.grants.grant(c);
+        self.list = true;
+    }
+
+    fn all(&mut self) {
+        self.grants = Grants::ALL;
+        self.list = true;
+    }
+
+    fn flagged(&mut self, c: Category, granted: bool) {
+        self.grants.set(c, granted);
+        self.flags.set(c, granted);
+        self.flagged = true;
+    }
+
+    /// The list form (or no item at all: an empty value refuses everything) carries every
+    /// category; the flag form only the categories it names.
+    fn verdict(self) -> Verdict {
+        if self.list || !self.flagged {
+            Verdict::covering_all(self.grants)
+        } else {
+            self.flags
+        }
+    }
 }
 
 /// An item of the flag form as [`parse_plain`] takes it (`analytics:1`, `marketing=false`).
@@ -148,7 +181,7 @@ fn flag_value(flag: &[u8]) -> Option<bool> {
 }
 
 /// Reads any value: URL-decoded, trimmed (Unicode whitespace), unquoted, then item by item.
-fn parse_general(raw: &str) -> Result<Grants, ConsentError> {
+fn parse_general(raw: &str) -> Result<Verdict, ConsentError> {
     // Most values carry no escapes: no decoding pass for them (this runs on every request).
     let decoded;
     let value = if raw.contains('%') {
@@ -160,7 +193,7 @@ fn parse_general(raw: &str) -> Result<Grants, ConsentError> {
         raw
     };
     let value = value.trim().trim_matches('"');
-    let mut grants = Grants::NONE;
+    let mut out = Value::default();
     for item in items(value) {
         let item = item.trim();
         if item.is_empty() {
@@ -173,26 +206,29 @@ fn parse_general(raw: &str) -> Result<Grants, ConsentError> {
         };
         let is = |word: &str| name.eq_ignore_ascii_case(word);
         if flag.is_none() && (is("none") || is("necessary") || is("essential")) {
+            out.listed(Category::Necessary);
             continue;
         }
         if flag.is_none() && is("all") {
-            grants = Grants::ALL;
+            out.all();
             continue;
         }
         let category = Category::parse(name)
             .ok_or_else(|| ConsentError::new(format!("unknown category `{}`", truncate(name))))?;
-        let granted = match flag {
-            None => true,
-            Some(f) => flag_value(f.as_bytes()).ok_or_else(|| {
-                ConsentError::new(format!(
-                    "flag `{}` for `{name}` is not 1/0/true/false",
-                    truncate(f)
-                ))
-            })?,
-        };
-        grants.set(category, granted);
+        match flag {
+            None => out.listed(category),
+            Some(f) => {
+                let granted = flag_value(f.as_bytes()).ok_or_else(|| {
+                    ConsentError::new(format!(
+                        "flag `{}` for `{name}` is not 1/0/true/false",
+                        truncate(f)
+                    ))
+                })?;
+                out.flagged(category, granted);
+            }
+        }
     }
-    Ok(grants)
+    Ok(out.verdict())
 }
 
 /// The pieces of `value` between separators (`,`, `|`, `+`, space, `;`), untrimmed: what
@@ -225,19 +261,41 @@ mod tests {
     use Category::*;
 
     #[test]
-    fn list_form() {
-        let g = parse("analytics,marketing").unwrap();
-        assert!(g.allows(Analytics) && g.allows(Marketing) && !g.allows(Preferences));
-        assert_eq!(parse("").unwrap(), Grants::NONE);
-        assert_eq!(parse("all").unwrap(), Grants::ALL);
+    fn list_form_carries_every_category() {
+        let v = parse("analytics,marketing").unwrap();
+        assert_eq!(v, Verdict::covering_all(Grants::from_categories([Analytics, Marketing])));
+        assert!(v.refuses(Preferences));
+        for all_refused in ["", "none", "necessary", " , "] {
+            assert_eq!(parse(all_refused).unwrap(), Verdict::covering_all(Grants::NONE));
+        }
+        assert_eq!(parse("all").unwrap(), Verdict::covering_all(Grants::ALL));
+        // An item without a flag makes it the list form: what it does not grant is refused.
+        let v = parse("all,marketing:0").unwrap();
+        assert!(v.refuses(Marketing) && v.grants().allows(Analytics));
+        let v = parse("analytics,marketing:1").unwrap();
+        assert!(v.refuses(Preferences) && v.grants().allows(Marketing));
     }
 
     #[test]
-    fn flag_form_and_url_encoding() {
-        let g = parse("analytics%3A1%2Cmarketing%3A0").unwrap();
-        assert!(g.allows(Analytics) && !g.allows(Marketing));
-        let g = parse("preferences:true,analytics:0").unwrap();
-        assert!(g.allows(Preferences) && !g.allows(Analytics));
+    fn flag_form_carries_only_the_categories_it_names() {
+        let v = parse("analytics%3A1%2Cmarketing%3A0").unwrap();
+        assert!(v.grants().allows(Analytics) && v.refuses(Marketing));
+        assert_eq!(v.not_carried(), [Preferences]);
+        let v = parse("preferences:true,analytics:0").unwrap();
+        assert!(v.grants().allows(Preferences) && v.refuses(Analytics));
+        assert!(!v.carries(Marketing));
+        // `marketing:0` refuses marketing and says nothing else: opt-out keeps the others,
+        // opt-in grants none of them (nobody granted them).
+        let v = parse("marketing:0").unwrap();
+        assert_eq!(v.not_carried(), [Preferences, Analytics]);
+        assert_eq!(
+            v.unless_refused(),
+            Grants::from_categories([Preferences, Analytics])
+        );
+        assert_eq!(v.grants(), Grants::NONE);
+        // The later flag for a category wins; `necessary` carries nothing optional.
+        assert!(parse("analytics:1,analytics:0").unwrap().refuses(Analytics));
+        assert_eq!(parse("necessary:1").unwrap(), Verdict::NOTHING);
     }
 
     #[test]
