@@ -12,16 +12,18 @@ use std::ops::Range;
 use toml::Spanned;
 
 impl Validator<'_> {
-    /// Builds the readers named by `sources` (or, when `sources` is not written, first-party
-    /// plus every format with a table), reporting unknown names and bad tables.
+    /// Builds the readers named by `sources`, reporting unknown names and bad tables. When
+    /// `sources` is not written: first-party plus every format with a table, or, for a site
+    /// with an opt-out jurisdiction (`opt_out`), every format (see [`default_sources`]).
     pub(super) fn consent_readers(
         &mut self,
         c: &RawConsent,
         consent_cookie: &str,
+        opt_out: bool,
     ) -> Vec<Box<dyn ConsentReader>> {
         let formats = match &c.sources {
             Some(list) => self.listed_sources(list, c),
-            None => default_sources(c),
+            None => default_sources(c, opt_out),
         };
         let mut readers = Vec::new();
         for (entry, span) in formats {
@@ -257,14 +259,18 @@ fn names(lhs: &str, key: &str) -> bool {
     is(lhs) || lhs.rsplit_once('.').is_some_and(|(_, last)| is(last))
 }
 
-/// `sources` when it is not written: first-party plus every format with a table, in registry
-/// order.
-fn default_sources(c: &RawConsent) -> Vec<(&'static FormatEntry, Range<usize>)> {
+/// `sources` when it is not written, in registry order: first-party plus every format with a
+/// table; with `every` (the site has an opt-out jurisdiction), every format, each by its
+/// table or its default cookie names. Under opt-in a format not read grants nothing, so
+/// reading few fails closed; under opt-out a format not read cannot refuse anything, so an
+/// OneTrust or GPP opt-out would be ignored and the visitor tracked: there, every format the
+/// proxy knows is read.
+fn default_sources(c: &RawConsent, every: bool) -> Vec<(&'static FormatEntry, Range<usize>)> {
     registry::FORMATS
         .iter()
         .filter_map(|f| match c.tables.get(f.name) {
             Some(t) => Some((f, t.span())),
-            None if !f.has_table => Some((f, 0..0)),
+            None if every || !f.has_table => Some((f, 0..0)),
             None => None,
         })
         .collect()
@@ -302,6 +308,25 @@ mod tests {
     }
 
     #[test]
+    fn an_opt_out_site_without_sources_reads_every_format() {
+        let rule = |model: &str| {
+            format!("[[site.jurisdiction]]\nname = \"r\"\nregions = [\"*\"]\nmodel = \"{model}\"\n")
+        };
+        let every: Vec<&str> = crate::consent::registry::names().collect();
+        // Under opt-out a format not read could not refuse: every one is read.
+        let s = sources(&format!("[site.consent.gpp]\ncookie = \"g\"\n{}", rule("opt-out")));
+        assert_eq!(s.unwrap(), every);
+        // Under opt-in (and off) a format not read grants nothing: the default stays.
+        for model in ["opt-in", "off"] {
+            let s = sources(&format!("[site.consent.gpp]\n{}", rule(model)));
+            assert_eq!(s.unwrap(), ["first-party", "gpp"], "{model}");
+        }
+        // Written `sources` are the operator's choice.
+        let s = sources(&format!("sources = [\"onetrust\"]\n{}", rule("opt-out")));
+        assert_eq!(s.unwrap(), ["onetrust"]);
+    }
+
+    #[test]
     fn an_unknown_table_is_named_with_its_line_and_the_nearest_format() {
         let e = sources("cookie = \"c\"\n[site.consent.tfc]\ncookie = [\"x\"]\n").unwrap_err();
         assert_eq!(e.len(), 1, "{e:?}");
@@ -316,7 +341,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.len(), 2, "{e:?}");
         assert!(e[0].starts_with("t.toml:9: unknown key `cokie`; did you mean `cookie`?"));
-        assert!(e[1].starts_with("t.toml:10: this value is integer `1`, but a boolean"));
+        assert!(e[1].starts_with("t.toml:10: this value is integer `1`; write a boolean here"));
         // One level down: the bad entry of a sub-table, on its own line.
         let e = sources(
             "[site.consent.cookiebot]\n[site.consent.cookiebot.map]\npreferences = \"preferences\"\nstatistics = \"ads\"\n",
@@ -374,6 +399,35 @@ mod tests {
         assert!(
             e[3].starts_with("t.toml:17: [[site.consent.header]]: header `X-A` is listed twice"),
             "{e:?}"
+        );
+        // One header as a single table (issue 11 writes `[site.consent.header]`), also inline.
+        for one in [
+            "[site.consent.header]\nname = \"X-Consent\"\nformat = \"first-party\"\n",
+            "header = { name = \"X-Consent\", format = \"first-party\" }\n",
+        ] {
+            assert_eq!(headers(one).unwrap(), ["x-consent=first-party"], "{one}");
+        }
+        // Its bad entries are reported on their own lines, once.
+        let e = headers("[site.consent.header]\nname = \"Cookie\"\nformat = \"onetrust\"\n")
+            .unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("t.toml:8: [[site.consent.header]]: `Cookie`"), "{e:?}");
+        let e = headers("[site.consent.header]\nname = \"X-A\"\nformat = \"onetrust\"\n")
+            .unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("t.toml:9: [[site.consent.header]]: format `onetrust`"), "{e:?}");
+        let e = headers("[site.consent.header]\nname = \"X-B\"\nformt = \"tcf\"\n").unwrap_err();
+        assert!(
+            e.iter()
+                .any(|l| l.starts_with("t.toml:9: unknown key `formt`; did you mean `format`?")),
+            "{e:?}"
+        );
+        // Neither a table nor an array of tables: said once, with what to write.
+        let e = headers("header = \"X-Consent\"\n").unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(
+            e[0],
+            "t.toml:7: this value is string \"X-Consent\"; write a table with `name` and `format` (or an array of such tables) here instead"
         );
         // A misspelt key, with its line and the key meant.
         let e = headers("[[site.consent.header]]\nname = \"X-B\"\nformt = \"tcf\"\n").unwrap_err();

@@ -228,7 +228,7 @@ impl fmt::Display for ConfigErrorKind {
             MissingKey { key } => write!(f, "missing key `{key}`; add it to this table"),
             WrongType { found, expected } => write!(
                 f,
-                "this value is {found}, but {expected} is wanted here; write {expected}"
+                "this value is {found}; write {expected} here instead"
             ),
             NotAWord => f.write_str(
                 "this value must be one of the words this key allows, in quotes (the example in \

@@ -199,7 +199,8 @@ pub struct RawConsent {
     pub sources: Option<Spanned<Vec<Spanned<String>>>>,
     /// Format name -> its table, each key with its span (a bad key is reported on its line).
     pub tables: BTreeMap<String, Located<FormatTable>>,
-    /// `[[site.consent.header]]`: consent sent by apps in request headers.
+    /// `[[site.consent.header]]` (or a single `[site.consent.header]` table): consent sent by
+    /// apps in request headers.
     pub header: Vec<Spanned<RawHeaderSource>>,
 }
 
@@ -209,6 +210,54 @@ pub struct RawConsent {
 pub struct RawHeaderSource {
     pub name: Spanned<String>,
     pub format: Spanned<String>,
+}
+
+/// `header` as written: one table (`[site.consent.header]`, as issue 11 writes it) or an array
+/// of them (`[[site.consent.header]]`, one per header).
+enum HeaderSources {
+    One(RawHeaderSource),
+    Many(Vec<Spanned<RawHeaderSource>>),
+}
+
+impl HeaderSources {
+    /// The entries, a single table spanning where it is written.
+    fn entries(h: Spanned<HeaderSources>) -> Vec<Spanned<RawHeaderSource>> {
+        let span = h.span();
+        match h.into_inner() {
+            HeaderSources::One(one) => vec![Spanned::new(span, one)],
+            HeaderSources::Many(many) => many,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for HeaderSources {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(HeaderSourcesVisitor)
+    }
+}
+
+struct HeaderSourcesVisitor;
+
+impl<'de> de::Visitor<'de> for HeaderSourcesVisitor {
+    type Value = HeaderSources;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a table with `name` and `format` (or an array of such tables)")
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<HeaderSources, A::Error> {
+        // The entry's own keys keep their spans: they are read from the same deserializer.
+        RawHeaderSource::deserialize(de::value::MapAccessDeserializer::new(map))
+            .map(HeaderSources::One)
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<HeaderSources, A::Error> {
+        let mut many = Vec::new();
+        while let Some(entry) = seq.next_element()? {
+            many.push(entry);
+        }
+        Ok(HeaderSources::Many(many))
+    }
 }
 
 /// One `[site.consent.NAME]` table as written.
@@ -260,7 +309,7 @@ impl<'de> de::Visitor<'de> for ConsentVisitor {
             match key.as_str() {
                 "cookie" => out.cookie = map.next_value()?,
                 "sources" => out.sources = Some(map.next_value()?),
-                "header" => out.header = map.next_value()?,
+                "header" => out.header = HeaderSources::entries(map.next_value()?),
                 _ => {
                     out.tables.insert(key, map.next_value()?);
                 }

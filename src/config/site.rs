@@ -42,7 +42,11 @@ impl Validator<'_> {
                 },
             );
         }
-        let readers = self.consent_readers(&s.consent, &consent_cookie);
+        let opt_out = s
+            .jurisdiction
+            .iter()
+            .any(|j| j.model == Some(crate::jurisdiction::Model::OptOut));
+        let readers = self.consent_readers(&s.consent, &consent_cookie, opt_out);
         let consent_headers = self.consent_headers(&s.consent, &consent_cookie);
         let sources = readers.iter().map(|r| r.format().to_string()).collect();
         let cookies = self.cookie_rules(&s.cookies);
