@@ -78,6 +78,7 @@ pub fn explain_with_response(
     let site = site_for(rt, req)?;
     let policy = &site.policy;
     let (jurisdiction, model) = explain_jurisdiction(policy, req)?;
+    let (jurisdiction, reason, why) = jurisdiction;
     let headers = header_map(req.headers)?;
     let (plan, reports) = plan_request_in(
         policy,
@@ -98,7 +99,10 @@ pub fn explain_with_response(
         "mode": policy.mode.as_str(),
         "applied": policy.mode == Mode::Enforce,
         "gpc": consent.gpc,
+        // Exactly {name, model, country, region} (issue 11); why that rule, beside it.
         "jurisdiction": jurisdiction,
+        "jurisdiction_reason": reason,
+        "jurisdiction_why": why,
         "categories": consent.grants,
         "consent_state": consent.label(),
         "sources": explain_sources(consent),
@@ -118,11 +122,13 @@ pub fn explain_with_response(
     Ok(out)
 }
 
-/// The site's jurisdiction rule for `--country`/`--region` and why it applies, and its model.
+/// The site's jurisdiction rule for `--country`/`--region` (`name`, `model`, `country`,
+/// `region`), the reason it applies (`matched`, `unknown_location`, `no_match`, or `no_rules`)
+/// and why in words, and its model.
 fn explain_jurisdiction(
     policy: &SitePolicy,
     req: &ExplainRequest<'_>,
-) -> Result<(Value, Model), String> {
+) -> Result<((Value, &'static str, String), Model), String> {
     use crate::geo::{parse_country, parse_region, Location};
     use crate::jurisdiction::{Area, Reason};
     let country = match req.country {
@@ -145,16 +151,14 @@ fn explain_jurisdiction(
     let location = Location { country, region };
     let j = &policy.jurisdictions;
     let Some(selected) = j.select(&location) else {
-        return Ok((
-            json!({
-                "name": null,
-                "model": Model::OptIn,
-                "country": country.map(|c| c.to_string()),
-                "region": region.map(|r| r.to_string()),
-                "why": "the site has no [[site.jurisdiction]] rules: opt-in for every visitor",
-            }),
-            Model::OptIn,
-        ));
+        let rule = json!({
+            "name": null,
+            "model": Model::OptIn,
+            "country": country.map(|c| c.to_string()),
+            "region": region.map(|r| r.to_string()),
+        });
+        let why = "the site has no [[site.jurisdiction]] rules: opt-in for every visitor";
+        return Ok(((rule, "no_rules", why.to_string()), Model::OptIn));
     };
     let rule = j.rule(selected);
     let fallback = if j.fallback_configured {
@@ -182,17 +186,13 @@ fn explain_jurisdiction(
             rule.name
         ),
     };
-    Ok((
-        json!({
-            "name": rule.name,
-            "model": rule.model,
-            "country": country.map(|c| c.to_string()),
-            "region": region.map(|r| r.to_string()),
-            "reason": selected.reason.as_str(),
-            "why": why,
-        }),
-        rule.model,
-    ))
+    let shown = json!({
+        "name": rule.name,
+        "model": rule.model,
+        "country": country.map(|c| c.to_string()),
+        "region": region.map(|r| r.to_string()),
+    });
+    Ok(((shown, selected.reason.as_str(), why), rule.model))
 }
 
 /// The site for the request's Host (or its URL's host).
