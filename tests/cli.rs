@@ -57,6 +57,46 @@ analytics = ["", "_ga"]
     }
 }
 
+/// Issue 11 writes the app's consent header as one `[site.consent.header]` table; several
+/// headers are an array of tables. `check` takes both, and a value that is neither is one
+/// error, on its line, saying what to write.
+#[test]
+fn check_takes_a_consent_header_as_one_table_or_an_array_of_tables() {
+    let dir = TempDir::new("cli");
+    let head = "[proxy]\nlisten = [\"127.0.0.1:1\"]\n[[site]]\nname = \"a\"\nupstreams = [\"127.0.0.1:2\"]\n";
+    for (name, consent) in [
+        (
+            "one.toml",
+            "[site.consent.header]\nname = \"X-Consent\"\nformat = \"first-party\"\n",
+        ),
+        (
+            "many.toml",
+            "[[site.consent.header]]\nname = \"X-Consent\"\nformat = \"first-party\"\n[[site.consent.header]]\nname = \"X-TCF-Consent\"\nformat = \"tcf\"\n",
+        ),
+    ] {
+        let path = write(&dir, name, &format!("{head}{consent}"));
+        let (code, out, err) = run_cli(&["check", "--config", &path]);
+        assert_eq!(code, 0, "{name}: {err}");
+        assert!(out.contains("ok (1 sites)"), "{out}");
+        assert_eq!(err, "", "{name}");
+    }
+    let path = write(
+        &dir,
+        "bad.toml",
+        &format!("{head}[site.consent]\nheader = \"X-Consent\"\n"),
+    );
+    let (code, _, err) = run_cli(&["check", "--config", &path]);
+    assert_eq!(code, 1);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with(&format!("{path}:7: ")), "{err}");
+    assert!(
+        err.contains("write a table with `name` and `format` (or an array of such tables)"),
+        "{err}"
+    );
+    // The thing wanted is named once.
+    assert_eq!(err.matches("a table with").count(), 1, "{err}");
+}
+
 #[test]
 fn check_lists_unknown_keys_wrong_types_and_bad_values_together() {
     let dir = TempDir::new("cli");
@@ -86,7 +126,7 @@ path = "lists/analytics.txt"
     assert_eq!(code, 1, "{out}");
     let lines: Vec<&str> = err.lines().collect();
     let expect = [
-        (2, "a string is wanted"),
+        (2, "write a string here"),
         (3, "admin address `nope`"),
         (4, "unknown key `thread`; did you mean `threads`?"),
         (

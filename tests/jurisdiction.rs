@@ -146,6 +146,180 @@ fn a_gpp_opt_out_opts_a_california_visitor_out_of_marketing() {
     assert_eq!(names(&r), NECESSARY_ONLY);
 }
 
+/// An origin that also sets a preferences cookie (`wp-settings-1`: preferences in the built-in
+/// catalogue), so a test sees every category.
+fn four_category_origin() -> Origin {
+    Origin::start(|_| {
+        response(
+            "200 OK",
+            &[
+                ("Content-Type", "text/plain"),
+                ("Set-Cookie", "SESSIONID=s1; Path=/"),
+                ("Set-Cookie", "wp-settings-1=m; Path=/"),
+                ("Set-Cookie", "_ga=GA1.1.1.1; Path=/"),
+                ("Set-Cookie", "_fbp=fb.1.1; Path=/"),
+            ],
+            b"ok\n",
+        )
+    })
+}
+
+const ALL_FOUR: [&str; 4] = ["SESSIONID", "_fbp", "_ga", "wp-settings-1"];
+const ALL_BUT_MARKETING: [&str; 3] = ["SESSIONID", "_ga", "wp-settings-1"];
+
+/// Under opt-out only an explicit refusal opts out, of the category it names: the first-party
+/// flag form `marketing:0` (cookie or an app's header) and OneTrust's `C0004:0` leave analytics
+/// and preferences granted. The list form still lists what is granted. Under opt-in a category
+/// no source grants stays refused (fail closed).
+#[test]
+fn an_explicit_0_opts_a_california_visitor_out_of_only_that_category() {
+    let origin = four_category_origin();
+    let header = "[[site.consent.header]]\nname = \"X-Consent\"\nformat = \"first-party\"\n";
+    let proxy = Proxy::start_with(&site(&origin, header), GEO);
+    let ca = |extra: (&'static str, &'static str)| {
+        names(&proxy.get("/", &[("CF-IPCountry", "US"), ("cf-region-code", "CA"), extra]))
+    };
+    assert_eq!(ca(("Cookie", "consent=marketing:0")), ALL_BUT_MARKETING);
+    assert_eq!(ca(("Cookie", "consent=marketing%3A0")), ALL_BUT_MARKETING);
+    assert_eq!(ca(("X-Consent", "marketing:0")), ALL_BUT_MARKETING);
+    // OneTrust's groups as a CMP writes them without the functional group: C0004 (targeting)
+    // refused, C0002 granted, C0003 (preferences) absent.
+    let ot = "OptanonConsent=groups=C0001%3A1%2CC0002%3A1%2CC0004%3A0";
+    assert_eq!(ca(("Cookie", ot)), ALL_BUT_MARKETING);
+    // A flag that grants refuses nothing.
+    assert_eq!(ca(("Cookie", "consent=analytics:1")), ALL_FOUR);
+    // Every category flagged 0: every one refused.
+    let none = "consent=analytics:0,marketing:0,preferences:0";
+    assert_eq!(ca(("Cookie", none)), NECESSARY_ONLY);
+    // The list form lists what is granted: what it leaves out is refused.
+    assert_eq!(ca(("Cookie", "consent=analytics")), ["SESSIONID", "_ga"]);
+    assert_eq!(ca(("X-Consent", "analytics")), ["SESSIONID", "_ga"]);
+    // Opt-in (an EU visitor): a flag grants what it names and nothing else.
+    let de = |extra: (&'static str, &'static str)| {
+        names(&proxy.get("/", &[("CF-IPCountry", "DE"), extra]))
+    };
+    assert_eq!(de(("Cookie", "consent=analytics:1")), ["SESSIONID", "_ga"]);
+    assert_eq!(de(("Cookie", "consent=marketing:0")), NECESSARY_ONLY);
+    assert_eq!(de(("X-Consent", "marketing:0")), NECESSARY_ONLY);
+    assert_eq!(de(("Cookie", ot)), ["SESSIONID", "_ga"]);
+}
+
+/// conf/jurisdictions.example.toml as shipped, run by the real binary, changed only where a
+/// test must: the listen address (the harness picks its own, and an admin listener), the
+/// origin, and loopback added to `trusted_proxies` (the test client stands in for the CDN).
+/// `edit` may change more.
+fn shipped_example(origin: &Origin, edit: impl FnOnce(String) -> String) -> Proxy {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/conf/jurisdictions.example.toml"
+    );
+    let text = std::fs::read_to_string(path).unwrap();
+    let swap = |text: String, from: &str, to: &str| {
+        assert!(text.contains(from), "the example no longer has {from:?}");
+        text.replacen(from, to, 1)
+    };
+    // The harness writes `[proxy]` and `listen` itself; the example's other [proxy] keys
+    // and tables follow them.
+    let text = swap(text, "[proxy]\nlisten = [\"127.0.0.1:8080\"]\n", "");
+    let text = swap(text, "trusted_proxies = [", "trusted_proxies = [\"127.0.0.1/32\", ");
+    let upstream = format!("upstreams = [\"{}\"]", origin.addr);
+    let text = swap(text, "upstreams = [\"127.0.0.1:8081\"]", &upstream);
+    Proxy::start_with("", &edit(text))
+}
+
+/// usca with SaleOptOut = 1 and SharingOptOut = 1, without a GPC sub-section (iabgpp-java
+/// UsCaTest testDecodeWithGpcSegmentExcluded; tests/fixtures/gpp/vectors.json), under a GPP
+/// header listing [8].
+const GPP_USCA_SHARING_OPT_OUT: &str = "DBABBg~BVWSSSVY";
+
+/// The refusals a California visitor's CMP writes, each alone: OneTrust's groups, OneTrust's
+/// GPP copy, the IAB CMP API's `__gpp` with `__gpp_sid`, the first-party flag form.
+const CA_OPT_OUTS: [&str; 4] = [
+    "OptanonConsent=isGpcEnabled=0&version=202501.2.0&groups=C0001%3A1%2CC0002%3A1%2CC0003%3A1%2CC0004%3A0",
+    "OTGPPConsent=DBABBg~BVWSSSVY",
+    "__gpp=DBABBg~BVWSSSVY; __gpp_sid=8",
+    "consent=marketing:0",
+];
+
+#[test]
+fn the_shipped_example_honours_every_opt_out_a_california_visitor_sends() {
+    assert!(CA_OPT_OUTS[1].ends_with(GPP_USCA_SHARING_OPT_OUT));
+    let origin = four_category_origin();
+    let proxy = shipped_example(&origin, |t| t);
+    let ca = [("CF-IPCountry", "US"), ("cf-region-code", "CA")];
+    // No consent at all: opt-out grants everything.
+    assert_eq!(names(&proxy.get("/", &ca)), ALL_FOUR);
+    for cookie in CA_OPT_OUTS {
+        let r = proxy.get("/", &[ca[0], ca[1], ("Cookie", cookie)]);
+        assert_eq!(names(&r), ALL_BUT_MARKETING, "{cookie}");
+    }
+    // Both OneTrust cookies together, as OneTrust writes them.
+    let both = format!("{}; {}", CA_OPT_OUTS[0], CA_OPT_OUTS[1]);
+    assert_eq!(
+        names(&proxy.get("/", &[ca[0], ca[1], ("Cookie", &both)])),
+        ALL_BUT_MARKETING
+    );
+    // An EU visitor: nothing without consent; OneTrust's grants are read for them too.
+    assert_eq!(names(&proxy.get("/", &[("CF-IPCountry", "DE")])), NECESSARY_ONLY);
+    let granted = "OptanonConsent=groups=C0001%3A1%2CC0002%3A1%2CC0003%3A1%2CC0004%3A1";
+    let r = proxy.get("/", &[("CF-IPCountry", "DE"), ("Cookie", granted)]);
+    assert_eq!(names(&r), ALL_FOUR);
+
+    // `explain` on the file as shipped names the sources it read.
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/conf/jurisdictions.example.toml"
+    ))
+    .unwrap();
+    let (ok, out, err) = run_cli(
+        &text,
+        &[
+            "explain",
+            "--country",
+            "US",
+            "--region",
+            "US-CA",
+            "--cookie",
+            &both,
+            "--set-cookie",
+            "_fbp=1",
+        ],
+    );
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let formats: Vec<&str> = v["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["format"].as_str().unwrap())
+        .collect();
+    assert_eq!(formats, ["onetrust", "gpp"], "{v}");
+    assert_eq!(v["categories"]["marketing"], false, "{v}");
+    assert_eq!(v["set_cookie"][0]["action"], "strip", "{v}");
+}
+
+/// The same file with its `[site.consent]` table removed: `sources` not written on a site
+/// with an opt-out rule reads every format by its default cookie names, so no CMP's refusal
+/// is missed; here also Cookiebot's, which the shipped `sources` do not list.
+#[test]
+fn an_opt_out_site_without_sources_reads_every_consent_format() {
+    let origin = four_category_origin();
+    let proxy = shipped_example(&origin, |t| {
+        let table = "[site.consent]\nsources = [\"first-party\", \"tcf\", \"onetrust\", \"gpp\"]\n";
+        assert!(t.contains(table), "the example's [site.consent] changed");
+        t.replacen(table, "", 1)
+    });
+    let ca = [("CF-IPCountry", "US"), ("cf-region-code", "CA")];
+    assert_eq!(names(&proxy.get("/", &ca)), ALL_FOUR);
+    // Cookiebot, marketing refused (a captured value, tests/fixtures/consent/cookiebot.jsonl
+    // `cb-strava-ca-ver2-no-marketing`).
+    let cookiebot = "CookieConsent={stamp:%27bcNT6B1q2d1Rc6fNV3lO+DZ80/rmyyi+x5RltX3A6ybdHJuMQHx02w==%27%2Cnecessary:true%2Cpreferences:true%2Cstatistics:true%2Cmarketing:false%2Cmethod:%27explicit%27%2Cver:2%2Cutc:1766781554945%2Cregion:%27ca%27}";
+    for cookie in CA_OPT_OUTS.into_iter().chain([cookiebot]) {
+        let r = proxy.get("/", &[ca[0], ca[1], ("Cookie", cookie)]);
+        assert_eq!(names(&r), ALL_BUT_MARKETING, "{cookie}");
+    }
+}
+
 #[test]
 fn an_eu_visitor_gets_neither_and_off_gates_nothing() {
     let origin = cookie_origin();
@@ -422,13 +596,15 @@ fn explain_shows_the_rule_that_applied_and_why() {
         serde_json::from_str(&out).unwrap()
     };
     let v = explain(&["--country", "US", "--region", "US-CA"]);
-    let j = &v["jurisdiction"];
-    assert_eq!(j["name"], "us-optout");
-    assert_eq!(j["model"], "opt-out");
-    assert_eq!(j["country"], "US");
-    assert_eq!(j["region"], "US-CA");
-    assert_eq!(j["reason"], "matched");
-    assert!(j["why"].as_str().unwrap().contains("US-CA"), "{j}");
+    // Exactly the keys: {"name", "model", "country", "region"}.
+    assert_eq!(
+        v["jurisdiction"],
+        serde_json::json!({"name": "us-optout", "model": "opt-out", "country": "US", "region": "US-CA"})
+    );
+    // Why, beside it.
+    assert_eq!(v["jurisdiction_reason"], "matched");
+    let why = v["jurisdiction_why"].as_str().unwrap();
+    assert!(why.contains("US-CA"), "{why}");
     assert_eq!(v["categories"]["marketing"], true);
     assert_eq!(v["set_cookie"][1]["action"], "keep");
     // The subdivision alone with --country; GPC denies marketing.
@@ -443,12 +619,27 @@ fn explain_shows_the_rule_that_applied_and_why() {
     assert_eq!(v["categories"]["analytics"], false);
     // No location: the fallback, and why.
     let v = explain(&[]);
-    assert_eq!(v["jurisdiction"]["name"], "eu");
-    assert_eq!(v["jurisdiction"]["reason"], "unknown_location");
-    assert!(v["jurisdiction"]["why"]
+    assert_eq!(
+        v["jurisdiction"],
+        serde_json::json!({"name": "eu", "model": "opt-in", "country": null, "region": null})
+    );
+    assert_eq!(v["jurisdiction_reason"], "unknown_location");
+    assert!(v["jurisdiction_why"]
         .as_str()
         .unwrap()
         .contains("strictest"));
+    // A site without rules: opt-in, and the reason says so.
+    let (ok, out, err) = run_cli(
+        &cli_config("", ""),
+        &["explain", "--country", "US", "--region", "US-CA"],
+    );
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["jurisdiction"],
+        serde_json::json!({"name": null, "model": "opt-in", "country": "US", "region": "US-CA"})
+    );
+    assert_eq!(v["jurisdiction_reason"], "no_rules");
     // A bad country is refused with a message.
     let (ok, _, err) = run_cli(&config, &["explain", "--country", "USA"]);
     assert!(!ok && err.contains("--country `USA`"), "{err}");
