@@ -261,6 +261,141 @@ fn an_unreadable_gpp_string_grants_nothing_and_is_counted() {
     );
 }
 
+/// CMPs keep the GPP string under other names (InMobi Choice: `IABGPP_HDR_GppString`, as the
+/// IAB's in-app convention names it): with `[site.consent.gpp]` names set, those cookies are
+/// read (the section ids from the configured sid cookie), kept as necessary, and the default
+/// names are not read.
+#[test]
+fn configured_gpp_cookie_names_are_read_and_the_defaults_are_not() {
+    let o = origin();
+    let names = "sources = [\"first-party\", \"gpp\"]\n[site.consent.gpp]\ncookie = \"IABGPP_HDR_GppString\"\nsid_cookie = \"IABGPP_GppSID\"\nonetrust_cookie = \"OT_GPP\"\n";
+    let p = Proxy::start(&site(&o, names));
+    let get = |cookies: &str| {
+        let cookie = format!("consent=analytics,marketing; {cookies}");
+        p.get("/", &[("Cookie", &cookie)]).set_cookies()
+    };
+    let opted_out = vec![SC_SESSION, SC_GA];
+    let all = vec![SC_SESSION, SC_GA, SC_FBP];
+    let custom = format!("IABGPP_HDR_GppString={GPP_USCA_OPT_OUT}; IABGPP_GppSID=8");
+    assert_eq!(get(&custom), opted_out);
+    // The GPP cookies reach the origin: the reader's own cookies are necessary.
+    let sent = o.last().header_strings("cookie").join("; ");
+    assert!(sent.contains(&custom), "{sent}");
+    // The section ids come from the configured sid cookie: section 8 not listed, not applied.
+    let other_sid = format!("IABGPP_HDR_GppString={GPP_USCA_OPT_OUT}; IABGPP_GppSID=7");
+    assert_eq!(get(&other_sid), all);
+    assert_eq!(get(&format!("OT_GPP={GPP_USCA_OPT_OUT}")), opted_out);
+    // The default names are someone else's cookies now.
+    assert_eq!(get(&format!("__gpp={GPP_USCA_OPT_OUT}; __gpp_sid=8")), all);
+    assert_eq!(get(&format!("OTGPPConsent={GPP_USCA_OPT_OUT}")), all);
+    // The default sid cookie does not narrow the configured string either.
+    let mixed = format!("IABGPP_HDR_GppString={GPP_USCA_OPT_OUT}; __gpp_sid=7");
+    assert_eq!(get(&mixed), opted_out);
+}
+
+/// usca with SaleOptOut = 1 and SharingOptOut = 1 and no GPC sub-section (iabgpp-java UsCaTest
+/// testDecodeWithGpcSegmentExcluded), under a header listing [8].
+const GPP_USCA_OPT_OUT_NO_GPC: &str = "DBABBg~BVWSSSVY";
+
+/// `opt_out_refuses` and `gpc_refuses` say which categories a US section's opt-out and its
+/// `Gpc` refuse (default: marketing for both).
+#[test]
+fn the_gpp_opt_out_and_gpc_mapping_is_configurable() {
+    let o = origin();
+    let granted = "consent=analytics,marketing";
+    let run = |mapping: &str, gpp: &str| {
+        let consent = format!("sources = [\"first-party\", \"gpp\"]\n[site.consent.gpp]\n{mapping}");
+        let p = Proxy::start(&site(&o, &consent));
+        p.get("/", &[("Cookie", &format!("{granted}; __gpp={gpp}"))])
+            .set_cookies()
+    };
+    // An opt-out may refuse analytics too.
+    let both = "opt_out_refuses = [\"analytics\", \"marketing\"]\ngpc_refuses = []\n";
+    assert_eq!(run(both, GPP_USCA_OPT_OUT_NO_GPC), vec![SC_SESSION]);
+    // Opt-outs mapped to nothing; GPC still refuses marketing, and only when it is true.
+    let gpc_only = "opt_out_refuses = []\ngpc_refuses = [\"marketing\"]\n";
+    assert_eq!(
+        run(gpc_only, GPP_USCA_OPT_OUT_NO_GPC),
+        vec![SC_SESSION, SC_GA, SC_FBP]
+    );
+    assert_eq!(run(gpc_only, GPP_USCA_OPT_OUT), vec![SC_SESSION, SC_GA]);
+    // Both mapped to nothing: the string refuses nothing.
+    let neither = "opt_out_refuses = []\ngpc_refuses = []\n";
+    assert_eq!(
+        run(neither, GPP_USCA_OPT_OUT),
+        vec![SC_SESSION, SC_GA, SC_FBP]
+    );
+    // The default: marketing, for either.
+    assert_eq!(run("", GPP_USCA_OPT_OUT_NO_GPC), vec![SC_SESSION, SC_GA]);
+}
+
+/// A TC string from tests/fixtures/consent/tcf.jsonl by its `name` (each line carries its
+/// provenance and the IAB reference decoder's reading).
+fn tc_string(name: &str) -> (String, Value) {
+    let text = std::fs::read_to_string(fixture("consent/tcf.jsonl")).unwrap();
+    let line = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|v| v["name"] == name)
+        .unwrap_or_else(|| panic!("no vector {name}"));
+    let cookie = line["cookie"].as_str().unwrap();
+    let tc = cookie.split_once('=').unwrap().1.to_string();
+    (tc, line["expect"].clone())
+}
+
+/// A GPP string whose only section is `tcfeuv2` (header `DBABMA` lists [2]: iabgpp-java
+/// GppModelTest, tests/fixtures/gpp/vectors.json) decides as that TC string does: here the only
+/// source read, so the grant comes from it alone.
+#[test]
+fn a_tcfeuv2_section_grants_through_the_proxy() {
+    // The IAB's own reported-issue test string, every purpose 1-10 consented
+    // (iabtcf-es ReportedIssues.test.ts, issue 201).
+    let (accept, expect) = tc_string("iab-es-issue-201-restrictions");
+    assert_eq!(
+        expect,
+        json!({"analytics": true, "marketing": true, "preferences": true})
+    );
+    // iabtcf-java's full core string: purposes 2 and 10 only.
+    let (refuse, expect) = tc_string("iab-java-full-core");
+    assert_eq!(
+        expect,
+        json!({"analytics": false, "marketing": false, "preferences": false})
+    );
+    let o = origin();
+    let p = Proxy::start(&site(&o, "sources = [\"gpp\"]\n"));
+    let get = |cookie: String| p.get("/", &[("Cookie", &cookie)]).set_cookies();
+    let all = vec![SC_SESSION, SC_GA, SC_FBP];
+    assert_eq!(get(format!("__gpp=DBABMA~{accept}")), all);
+    assert_eq!(get(format!("__gpp=DBABMA~{accept}; __gpp_sid=2")), all);
+    assert_eq!(get(format!("OTGPPConsent=DBABMA~{accept}")), all);
+    // Not applicable (`__gpp_sid` lists another section): nothing is granted.
+    assert_eq!(
+        get(format!("__gpp=DBABMA~{accept}; __gpp_sid=7")),
+        vec![SC_SESSION]
+    );
+    // A TC string without those purposes grants nothing.
+    assert_eq!(get(format!("__gpp=DBABMA~{refuse}")), vec![SC_SESSION]);
+    // Without the GPP string, nothing.
+    assert_eq!(get("x=1".to_string()), vec![SC_SESSION]);
+}
+
+/// The app's consent header written as issue 11 writes it, one `[site.consent.header]` table.
+#[test]
+fn a_single_consent_header_table_works_for_an_app() {
+    let o = origin();
+    let one = "[site.consent.header]\nname = \"X-Consent\"\nformat = \"first-party\"\n";
+    let p = Proxy::start(&site(&o, one));
+    let r = p.get("/", &[("X-Consent", "analytics")]);
+    assert_eq!(r.set_cookies(), vec![SC_SESSION, SC_GA]);
+    let r = p.get("/", &[]);
+    assert_eq!(r.set_cookies(), vec![SC_SESSION]);
+    p.expect_metric(
+        "consentgate_consent_sources_total",
+        &[("site", "t"), ("via", "header"), ("format", "first-party")],
+        1.0,
+    );
+}
+
 #[test]
 fn an_app_header_grants_without_cookies_and_the_most_restrictive_source_wins() {
     let o = origin();
