@@ -162,6 +162,34 @@ fn defaults_script_is_first_in_head_with_the_visitors_consent() {
     assert_eq!(r.header_strings("vary"), vec!["Cookie"]);
 }
 
+/// Consent Mode is opt-in per site: without `[site.consent_mode]`, or with `enabled = false`,
+/// pages are served as the origin wrote them and beacons are not audited.
+#[test]
+fn without_consent_mode_enabled_no_script_is_inserted_and_no_beacon_audited() {
+    let o = origin();
+    for keys in ["", "[site.consent_mode]\nenabled = false\nmode = \"advanced\"\n"] {
+        let p = Proxy::start(&shop_site(o.addr, keys));
+        for cookie in ["consent=none", "consent=preferences,analytics,marketing"] {
+            let r = p.get("/", &[("Cookie", cookie)]);
+            assert_eq!(r.status, 200);
+            assert_eq!(text(&r), PAGE, "{keys:?} {cookie}");
+            let body = String::from_utf8(gzip::gunzip(&p.get("/gz", &[("Cookie", cookie)]).body))
+                .unwrap();
+            assert_eq!(body, PAGE, "{keys:?} {cookie}");
+        }
+        // A beacon claiming consent the visitor did not give is no consent-mode mismatch here
+        // (the blocklists still judge it).
+        p.get(&beacon("G111", "13t3t3t3t5l1"), &[("Sec-Fetch-Dest", "empty")]);
+        p.get(&beacon("G111", "13t3t3t3t5l1"), &[("Cookie", "consent=analytics")]);
+        assert!(
+            !p.metrics()
+                .lines()
+                .any(|l| l.starts_with("consentgate_consent_mode_mismatch_total{")),
+            "{keys:?}"
+        );
+    }
+}
+
 #[test]
 fn a_compressed_page_gets_the_script_too() {
     let o = origin();
@@ -261,6 +289,48 @@ fn a_beacon_claiming_consent_not_given_is_blocked_and_counted() {
         &[("site", "shop"), ("tag", "other"), ("action", "blocked")],
         1.0,
     );
+}
+
+/// Universal Analytics beacons (`/collect`, `/j/collect`, as analytics.js sends them to a
+/// first-party or server-side GTM endpoint, with the consent-mode `gcs`/`gcd` of gtag) are
+/// audited like GA4's `/g/collect`.
+#[test]
+fn collect_and_j_collect_beacons_are_audited_like_g_collect() {
+    let o = origin();
+    let p = Proxy::start(&site(&o, ""));
+    let paths = [
+        "/collect?v=1&_v=j101&a=1&t=pageview&tid=UA-12345-1&cid=1.2&gcs=G111&gcd=13t3t3t3t5l1",
+        "/j/collect?v=1&_v=j101&a=1&t=pageview&tid=UA-12345-1&cid=1.2&gcs=G111&gcd=13t3t3t3t5l1",
+    ];
+    // Visitors who granted analytics only, or nothing: the claimed ad_storage grant is false.
+    for cookie in ["consent=analytics", "consent=none"] {
+        for path in paths {
+            let r = p.get(path, &[("Cookie", cookie)]);
+            assert_eq!(r.header_strings("x-consentgate"), vec!["blocked"], "{path}");
+        }
+    }
+    assert!(o.received().is_empty(), "the origin saw a beacon");
+    p.expect_metric(
+        "consentgate_consent_mode_mismatch_total",
+        &[("site", "shop"), ("tag", "UA-12345-1"), ("action", "blocked")],
+        4.0,
+    );
+    // The same claims from a visitor who granted everything are true: they go through.
+    for path in paths {
+        let r = p.get(
+            path,
+            &[("Cookie", "consent=preferences,analytics,marketing")],
+        );
+        assert_eq!(r.status, 204, "{path}");
+    }
+    assert_eq!(o.received().len(), 2);
+    // A path that is not a beacon path is not audited: `/x/collect` goes to the origin.
+    let r = p.get(
+        "/x/collect?tid=UA-12345-1&gcs=G111",
+        &[("Cookie", "consent=analytics")],
+    );
+    assert_eq!(r.status, 204);
+    assert_eq!(o.received().len(), 3);
 }
 
 #[test]
