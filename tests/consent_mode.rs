@@ -167,20 +167,29 @@ fn defaults_script_is_first_in_head_with_the_visitors_consent() {
 #[test]
 fn without_consent_mode_enabled_no_script_is_inserted_and_no_beacon_audited() {
     let o = origin();
-    for keys in ["", "[site.consent_mode]\nenabled = false\nmode = \"advanced\"\n"] {
+    for keys in [
+        "",
+        "[site.consent_mode]\nenabled = false\nmode = \"advanced\"\n",
+    ] {
         let p = Proxy::start(&shop_site(o.addr, keys));
         for cookie in ["consent=none", "consent=preferences,analytics,marketing"] {
             let r = p.get("/", &[("Cookie", cookie)]);
             assert_eq!(r.status, 200);
             assert_eq!(text(&r), PAGE, "{keys:?} {cookie}");
-            let body = String::from_utf8(gzip::gunzip(&p.get("/gz", &[("Cookie", cookie)]).body))
-                .unwrap();
+            let body =
+                String::from_utf8(gzip::gunzip(&p.get("/gz", &[("Cookie", cookie)]).body)).unwrap();
             assert_eq!(body, PAGE, "{keys:?} {cookie}");
         }
         // A beacon claiming consent the visitor did not give is no consent-mode mismatch here
         // (the blocklists still judge it).
-        p.get(&beacon("G111", "13t3t3t3t5l1"), &[("Sec-Fetch-Dest", "empty")]);
-        p.get(&beacon("G111", "13t3t3t3t5l1"), &[("Cookie", "consent=analytics")]);
+        p.get(
+            &beacon("G111", "13t3t3t3t5l1"),
+            &[("Sec-Fetch-Dest", "empty")],
+        );
+        p.get(
+            &beacon("G111", "13t3t3t3t5l1"),
+            &[("Cookie", "consent=analytics")],
+        );
         assert!(
             !p.metrics()
                 .lines()
@@ -312,7 +321,11 @@ fn collect_and_j_collect_beacons_are_audited_like_g_collect() {
     assert!(o.received().is_empty(), "the origin saw a beacon");
     p.expect_metric(
         "consentgate_consent_mode_mismatch_total",
-        &[("site", "shop"), ("tag", "UA-12345-1"), ("action", "blocked")],
+        &[
+            ("site", "shop"),
+            ("tag", "UA-12345-1"),
+            ("action", "blocked"),
+        ],
         4.0,
     );
     // The same claims from a visitor who granted everything are true: they go through.

@@ -304,7 +304,8 @@ fn the_gpp_opt_out_and_gpc_mapping_is_configurable() {
     let o = origin();
     let granted = "consent=analytics,marketing";
     let run = |mapping: &str, gpp: &str| {
-        let consent = format!("sources = [\"first-party\", \"gpp\"]\n[site.consent.gpp]\n{mapping}");
+        let consent =
+            format!("sources = [\"first-party\", \"gpp\"]\n[site.consent.gpp]\n{mapping}");
         let p = Proxy::start(&site(&o, &consent));
         p.get("/", &[("Cookie", &format!("{granted}; __gpp={gpp}"))])
             .set_cookies()

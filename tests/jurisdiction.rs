@@ -177,7 +177,10 @@ fn an_explicit_0_opts_a_california_visitor_out_of_only_that_category() {
     let header = "[[site.consent.header]]\nname = \"X-Consent\"\nformat = \"first-party\"\n";
     let proxy = Proxy::start_with(&site(&origin, header), GEO);
     let ca = |extra: (&'static str, &'static str)| {
-        names(&proxy.get("/", &[("CF-IPCountry", "US"), ("cf-region-code", "CA"), extra]))
+        names(&proxy.get(
+            "/",
+            &[("CF-IPCountry", "US"), ("cf-region-code", "CA"), extra],
+        ))
     };
     assert_eq!(ca(("Cookie", "consent=marketing:0")), ALL_BUT_MARKETING);
     assert_eq!(ca(("Cookie", "consent=marketing%3A0")), ALL_BUT_MARKETING);
@@ -221,7 +224,11 @@ fn shipped_example(origin: &Origin, edit: impl FnOnce(String) -> String) -> Prox
     // The harness writes `[proxy]` and `listen` itself; the example's other [proxy] keys
     // and tables follow them.
     let text = swap(text, "[proxy]\nlisten = [\"127.0.0.1:8080\"]\n", "");
-    let text = swap(text, "trusted_proxies = [", "trusted_proxies = [\"127.0.0.1/32\", ");
+    let text = swap(
+        text,
+        "trusted_proxies = [",
+        "trusted_proxies = [\"127.0.0.1/32\", ",
+    );
     let upstream = format!("upstreams = [\"{}\"]", origin.addr);
     let text = swap(text, "upstreams = [\"127.0.0.1:8081\"]", &upstream);
     Proxy::start_with("", &edit(text))
@@ -260,7 +267,10 @@ fn the_shipped_example_honours_every_opt_out_a_california_visitor_sends() {
         ALL_BUT_MARKETING
     );
     // An EU visitor: nothing without consent; OneTrust's grants are read for them too.
-    assert_eq!(names(&proxy.get("/", &[("CF-IPCountry", "DE")])), NECESSARY_ONLY);
+    assert_eq!(
+        names(&proxy.get("/", &[("CF-IPCountry", "DE")])),
+        NECESSARY_ONLY
+    );
     let granted = "OptanonConsent=groups=C0001%3A1%2CC0002%3A1%2CC0003%3A1%2CC0004%3A1";
     let r = proxy.get("/", &[("CF-IPCountry", "DE"), ("Cookie", granted)]);
     assert_eq!(names(&r), ALL_FOUR);

@@ -314,7 +314,10 @@ mod tests {
         };
         let every: Vec<&str> = crate::consent::registry::names().collect();
         // Under opt-out a format not read could not refuse: every one is read.
-        let s = sources(&format!("[site.consent.gpp]\ncookie = \"g\"\n{}", rule("opt-out")));
+        let s = sources(&format!(
+            "[site.consent.gpp]\ncookie = \"g\"\n{}",
+            rule("opt-out")
+        ));
         assert_eq!(s.unwrap(), every);
         // Under opt-in (and off) a format not read grants nothing: the default stays.
         for model in ["opt-in", "off"] {
@@ -411,11 +414,17 @@ mod tests {
         let e = headers("[site.consent.header]\nname = \"Cookie\"\nformat = \"onetrust\"\n")
             .unwrap_err();
         assert_eq!(e.len(), 1, "{e:?}");
-        assert!(e[0].starts_with("t.toml:8: [[site.consent.header]]: `Cookie`"), "{e:?}");
-        let e = headers("[site.consent.header]\nname = \"X-A\"\nformat = \"onetrust\"\n")
-            .unwrap_err();
+        assert!(
+            e[0].starts_with("t.toml:8: [[site.consent.header]]: `Cookie`"),
+            "{e:?}"
+        );
+        let e =
+            headers("[site.consent.header]\nname = \"X-A\"\nformat = \"onetrust\"\n").unwrap_err();
         assert_eq!(e.len(), 1, "{e:?}");
-        assert!(e[0].starts_with("t.toml:9: [[site.consent.header]]: format `onetrust`"), "{e:?}");
+        assert!(
+            e[0].starts_with("t.toml:9: [[site.consent.header]]: format `onetrust`"),
+            "{e:?}"
+        );
         let e = headers("[site.consent.header]\nname = \"X-B\"\nformt = \"tcf\"\n").unwrap_err();
         assert!(
             e.iter()

@@ -226,10 +226,9 @@ impl fmt::Display for ConfigErrorKind {
                 allowed.join(", ")
             ),
             MissingKey { key } => write!(f, "missing key `{key}`; add it to this table"),
-            WrongType { found, expected } => write!(
-                f,
-                "this value is {found}; write {expected} here instead"
-            ),
+            WrongType { found, expected } => {
+                write!(f, "this value is {found}; write {expected} here instead")
+            }
             NotAWord => f.write_str(
                 "this value must be one of the words this key allows, in quotes (the example in \
                  conf/consentgate.toml lists them)",

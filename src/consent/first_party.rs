@@ -263,10 +263,16 @@ mod tests {
     #[test]
     fn list_form_carries_every_category() {
         let v = parse("analytics,marketing").unwrap();
-        assert_eq!(v, Verdict::covering_all(Grants::from_categories([Analytics, Marketing])));
+        assert_eq!(
+            v,
+            Verdict::covering_all(Grants::from_categories([Analytics, Marketing]))
+        );
         assert!(v.refuses(Preferences));
         for all_refused in ["", "none", "necessary", " , "] {
-            assert_eq!(parse(all_refused).unwrap(), Verdict::covering_all(Grants::NONE));
+            assert_eq!(
+                parse(all_refused).unwrap(),
+                Verdict::covering_all(Grants::NONE)
+            );
         }
         assert_eq!(parse("all").unwrap(), Verdict::covering_all(Grants::ALL));
         // An item without a flag makes it the list form: what it does not grant is refused.
