@@ -262,7 +262,7 @@ fn names(lhs: &str, key: &str) -> bool {
 /// `sources` when it is not written, in registry order: first-party plus every format with a
 /// table; with `every` (the site has an opt-out jurisdiction), every format, each by its
 /// table or its default cookie names. Under opt-in a format not read grants nothing, so
-/// reading few fails closed; under opt-out a format not read cannot refuse anything, so an
+/// reading few fails closed; under opt-out a format not read cannot refuse anything, so a
 /// OneTrust or GPP opt-out would be ignored and the visitor tracked: there, every format the
 /// proxy knows is read.
 fn default_sources(c: &RawConsent, every: bool) -> Vec<(&'static FormatEntry, Range<usize>)> {
