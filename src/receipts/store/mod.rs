@@ -312,6 +312,20 @@ mod tests {
     }
 
     #[test]
+    fn an_inventory_row_counts_in_the_hour_of_its_last_sighting() {
+        assert_eq!(
+            hour_of_time("2026-11-28T19:59:59.999Z"),
+            "2026-11-28T19:00:00.000Z"
+        );
+        // The aggregates' hour of the same instant: one period boundary for both tables.
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_795_900_000);
+        assert_eq!(
+            hour_of_time(&crate::receipts::format_time(t)),
+            crate::receipts::queue::hour_of(t)
+        );
+    }
+
+    #[test]
     fn the_store_decides_duplicates_and_events_across_instances() {
         // Instance a recorded "v" granting analytics; instance b (which never saw "v") sends
         // a first-seen receipt with the same decision, then one withdrawing.
