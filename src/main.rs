@@ -126,7 +126,8 @@ enum Command {
     Receipts {
         #[command(subcommand)]
         action: Option<ReceiptsAction>,
-        #[arg(long, default_value = "conf/consentgate.toml")]
+        /// Global: `receipts --config F verify` and `receipts verify --config F` both read F.
+        #[arg(long, global = true, default_value = "conf/consentgate.toml")]
         config: PathBuf,
         /// Only this subject (the CMP's consent id, or the keyed hash).
         #[arg(long)]
@@ -172,10 +173,8 @@ enum Command {
 #[derive(Subcommand)]
 enum ReceiptsAction {
     /// Recompute every receipt's hash and the chain; exit 1 naming each broken link.
-    Verify {
-        #[arg(long, default_value = "conf/consentgate.toml")]
-        config: PathBuf,
-    },
+    /// `--config` is the one of `receipts` (global: before or after `verify`).
+    Verify,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -250,7 +249,8 @@ fn main() -> ExitCode {
             },
         ),
         Command::Receipts {
-            action: Some(ReceiptsAction::Verify { config }),
+            action: Some(ReceiptsAction::Verify),
+            config,
             ..
         } => verify_receipts(&config),
         Command::Receipts {
@@ -333,8 +333,10 @@ fn run(config: &Path, opts: consentgate::server::RunOptions) -> Result<(), Strin
     consentgate::server::run(rt, opts, Vec::new())
 }
 
-/// The receipt store named by the configuration's `[receipts]` table.
+/// The receipt store named by the configuration's `[receipts]` table, opened read-only: a
+/// mistyped path must fail, not create an empty store that lists nothing and "verifies".
 fn open_store(config: &Path) -> Result<Box<dyn consentgate::receipts::store::Store>, String> {
+    use consentgate::config::receipts::StoreTarget;
     let c = consentgate::config::load(config).map_err(|e| e.to_string())?;
     let cfg = c.proxy.receipts.ok_or_else(|| {
         format!(
@@ -342,7 +344,19 @@ fn open_store(config: &Path) -> Result<Box<dyn consentgate::receipts::store::Sto
             config.display()
         )
     })?;
-    consentgate::receipts::store::open(&cfg.store)
+    consentgate::receipts::store::open_read_only(&cfg.store).map_err(|e| match &cfg.store {
+        StoreTarget::Sqlite(_) => format!(
+            "{}: {e}. Check `path` in [receipts] (a relative path starts from the \
+             configuration file's folder), or start `consentgate run --config {}` once: the \
+             proxy creates the database",
+            config.display(),
+            config.display()
+        ),
+        StoreTarget::Postgres(_) => format!(
+            "{}: the receipt store of `url` in [receipts]: {e}",
+            config.display()
+        ),
+    })
 }
 
 /// `receipts`: the receipts matching the filters, as a JSON array or CSV.

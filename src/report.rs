@@ -13,52 +13,96 @@ pub struct ReportRequest<'a> {
     pub site: Option<&'a str>,
 }
 
-/// Metric -> the report section it feeds and which labels key its rows.
-const SECTIONS: &[(&str, &str, &[&str])] = &[
-    (
-        "consentgate_requests_total",
-        "requests_by_consent",
-        &["consent", "jurisdiction"],
-    ),
-    (
-        "consentgate_set_cookie_total",
-        "set_cookie",
-        &["category", "action"],
-    ),
-    (
-        "consentgate_request_cookies_stripped_total",
-        "request_cookies_stripped",
-        &["category", "action"],
-    ),
-    (
-        "consentgate_cookies_expired_total",
-        "cookies_expired",
-        &["category"],
-    ),
-    (
-        "consentgate_blocked_requests_total",
-        "blocked_requests",
-        &["category", "list", "action"],
-    ),
-    (
-        "consentgate_unknown_cookies_total",
-        "unknown_cookies",
-        &["name"],
-    ),
-    ("consentgate_gpc_requests_total", "gpc_requests", &[]),
-    (
-        "consentgate_consent_errors_total",
-        "consent_errors",
-        &["format"],
-    ),
+/// One section of a site's report: the counter it sums and the labels that key its rows
+/// (each row of the JSON holds them as fields, plus `count`; the HTML table has a column each).
+struct Section {
+    metric: &'static str,
+    key: &'static str,
+    labels: &'static [&'static str],
+    title: &'static str,
+}
+
+const SECTIONS: &[Section] = &[
+    Section {
+        metric: "consentgate_requests_total",
+        key: "requests_by_consent",
+        labels: &["consent"],
+        title: "Requests by consent state",
+    },
+    Section {
+        metric: "consentgate_jurisdiction_requests_total",
+        key: "requests_by_jurisdiction",
+        labels: &["jurisdiction", "reason"],
+        title: "Requests by jurisdiction (sites with [[site.jurisdiction]] rules)",
+    },
+    Section {
+        metric: "consentgate_set_cookie_total",
+        key: "set_cookie",
+        labels: &["category", "action"],
+        title: "Set-Cookie kept and stripped",
+    },
+    Section {
+        metric: "consentgate_request_cookies_stripped_total",
+        key: "request_cookies_stripped",
+        labels: &["category", "action"],
+        title: "Request cookies stripped",
+    },
+    Section {
+        metric: "consentgate_cookies_expired_total",
+        key: "cookies_expired",
+        labels: &["category"],
+        title: "Cookies expired",
+    },
+    Section {
+        metric: "consentgate_blocked_requests_total",
+        key: "blocked_requests",
+        labels: &["category", "list", "action"],
+        title: "Tracker requests blocked",
+    },
+    Section {
+        metric: "consentgate_unknown_cookies_total",
+        key: "unknown_cookies",
+        labels: &["name"],
+        title: "Unknown cookies to classify",
+    },
+    Section {
+        metric: "consentgate_gpc_requests_total",
+        key: "gpc_requests",
+        labels: &[],
+        title: "Requests with Sec-GPC",
+    },
+    Section {
+        metric: "consentgate_consent_errors_total",
+        key: "consent_errors",
+        labels: &["format"],
+        title: "Unreadable consent signals",
+    },
 ];
 
-fn label<'a>(labels: &'a str, name: &str) -> Option<&'a str> {
-    labels
-        .split(',')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
+/// The labels of an aggregate row (`name=value` joined by `,`, the store's form), in order.
+/// A value may hold `,` (a list's path): a part that does not start with `name=` continues
+/// the value before it.
+fn parse_labels(labels: &str) -> Vec<(&str, String)> {
+    let mut out: Vec<(&str, String)> = Vec::new();
+    for part in labels.split(',') {
+        let starts_label = part.split_once('=').is_some_and(|(k, _)| {
+            !k.is_empty()
+                && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                && !k.as_bytes()[0].is_ascii_digit()
+        });
+        match (starts_label, out.last_mut()) {
+            (false, Some((_, v))) => {
+                v.push(',');
+                v.push_str(part);
+            }
+            (false, None) => {}
+            (true, _) => {
+                let (k, v) = part.split_once('=').unwrap_or_default();
+                out.push((k, v.to_string()));
+            }
+        }
+    }
+    out
 }
 
 /// The report as JSON: per site, each section's rows summed over instances and hours; the
@@ -77,7 +121,7 @@ pub fn build(store: &mut dyn Store, req: &ReportRequest<'_>) -> Result<Value, St
 }
 
 /// The cookie inventory summed over instances: per (site, name) the latest category and
-/// origin, kept/stripped added, the earliest first and latest last seen.
+/// origin, the period's kept/stripped added, the earliest first and latest last seen.
 fn inventory_json(rows: &[crate::receipts::store::InventoryRow]) -> Value {
     let mut by: BTreeMap<(String, String), crate::receipts::store::InventoryRow> = BTreeMap::new();
     for r in rows {
@@ -109,17 +153,20 @@ fn inventory_json(rows: &[crate::receipts::store::InventoryRow]) -> Value {
     )
 }
 
+/// Row key (the section's label values, in order) -> count.
+type SectionRows = BTreeMap<Vec<String>, i64>;
+
 fn from_rows(
     rows: &[AggRow],
     receipts: &[(i64, crate::receipts::Receipt)],
     req: &ReportRequest<'_>,
 ) -> Value {
     let mut instances = BTreeSet::new();
-    // site -> section -> row key -> value
-    let mut sites: BTreeMap<String, BTreeMap<&str, BTreeMap<String, i64>>> = BTreeMap::new();
+    // site -> section -> rows
+    let mut sites: BTreeMap<String, BTreeMap<&str, SectionRows>> = BTreeMap::new();
     // hour -> (requests, blocked)
     let mut hourly: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-    let mut other: BTreeMap<(String, String), i64> = BTreeMap::new();
+    let mut other: BTreeMap<(String, String, String), i64> = BTreeMap::new();
     for r in rows {
         instances.insert(r.instance.clone());
         if r.metric == "consentgate_requests_total" {
@@ -128,25 +175,31 @@ fn from_rows(
         if r.metric == "consentgate_blocked_requests_total" {
             hourly.entry(r.hour.clone()).or_default().1 += r.value;
         }
-        match SECTIONS.iter().find(|(m, _, _)| *m == r.metric) {
-            Some((_, section, keys)) if !r.site.is_empty() => {
-                let key: Vec<&str> = keys.iter().filter_map(|k| label(&r.labels, k)).collect();
-                let key = if key.is_empty() {
-                    "total".to_string()
-                } else {
-                    key.join("/")
-                };
+        match SECTIONS.iter().find(|s| s.metric == r.metric) {
+            Some(section) if !r.site.is_empty() => {
+                let labels = parse_labels(&r.labels);
+                let key: Vec<String> = section
+                    .labels
+                    .iter()
+                    .map(|k| {
+                        labels
+                            .iter()
+                            .find(|(n, _)| n == k)
+                            .map(|(_, v)| v.clone())
+                            .unwrap_or_default()
+                    })
+                    .collect();
                 *sites
                     .entry(r.site.clone())
                     .or_default()
-                    .entry(section)
+                    .entry(section.key)
                     .or_default()
                     .entry(key)
                     .or_default() += r.value;
             }
             _ => {
                 *other
-                    .entry((r.metric.clone(), r.labels.clone()))
+                    .entry((r.metric.clone(), r.site.clone(), r.labels.clone()))
                     .or_default() += r.value;
             }
         }
@@ -159,10 +212,26 @@ fn from_rows(
         .into_iter()
         .map(|(site, sections)| {
             let mut obj = Map::new();
-            for (_, section, _) in SECTIONS {
-                let rows = sections.get(section).cloned().unwrap_or_default();
+            for section in SECTIONS {
+                let rows = sections.get(section.key).cloned().unwrap_or_default();
                 let total: i64 = rows.values().sum();
-                obj.insert(section.to_string(), json!({ "total": total, "rows": rows }));
+                let rows: Vec<Value> = rows
+                    .into_iter()
+                    .map(|(key, count)| {
+                        let mut row: Map<String, Value> = section
+                            .labels
+                            .iter()
+                            .zip(key)
+                            .map(|(k, v)| (k.to_string(), Value::String(v)))
+                            .collect();
+                        row.insert("count".into(), count.into());
+                        Value::Object(row)
+                    })
+                    .collect();
+                obj.insert(
+                    section.key.to_string(),
+                    json!({ "total": total, "rows": rows }),
+                );
             }
             (site, Value::Object(obj))
         })
@@ -177,10 +246,14 @@ fn from_rows(
             "hour": hour, "requests": requests, "blocked_requests": blocked
         })).collect::<Vec<_>>(),
         "receipts": { "total": receipts.len(), "by_event": by_event },
-        "other_metrics": other.into_iter().map(|((metric, labels), value)| json!({
-            "metric": metric, "labels": labels, "value": value
-        })).collect::<Vec<_>>(),
-        // Filled by `build` from table `inventory`.
+        "other_metrics": other.into_iter().map(|((metric, site, labels), value)| {
+            let labels: Map<String, Value> = parse_labels(&labels)
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), Value::String(v)))
+                .collect();
+            json!({ "metric": metric, "site": site, "labels": labels, "value": value })
+        }).collect::<Vec<_>>(),
+        // Filled by `build` from tables `inventory` and `inventory_hours`.
         "inventory": [],
     })
 }
@@ -233,20 +306,27 @@ fn bar_chart(title: &str, bars: &[(String, i64)]) -> String {
     svg
 }
 
-fn table(title: &str, head: &str, rows: &Map<String, Value>) -> String {
-    let mut t = format!(
-        "<h3>{}</h3><table><thead><tr><th>{}</th><th>count</th></tr></thead><tbody>",
-        esc(title),
-        esc(head)
-    );
-    if rows.is_empty() {
-        t.push_str("<tr><td colspan=\"2\">none</td></tr>");
+/// A section as a table: a column per label, then the count.
+fn table(title: &str, columns: &[&str], rows: &[Value]) -> String {
+    let mut t = format!("<h3>{}</h3><table><thead><tr>", esc(title));
+    for c in columns {
+        t.push_str(&format!("<th>{}</th>", esc(c)));
     }
-    for (k, v) in rows {
+    t.push_str("<th>count</th></tr></thead><tbody>");
+    if rows.is_empty() {
         t.push_str(&format!(
-            "<tr><td>{}</td><td class=\"n\">{}</td></tr>",
-            esc(k),
-            v.as_i64().unwrap_or(0)
+            "<tr><td colspan=\"{}\">none</td></tr>",
+            columns.len() + 1
+        ));
+    }
+    for r in rows {
+        t.push_str("<tr>");
+        for c in columns {
+            t.push_str(&format!("<td>{}</td>", esc(r[*c].as_str().unwrap_or(""))));
+        }
+        t.push_str(&format!(
+            "<td class=\"n\">{}</td></tr>",
+            r["count"].as_i64().unwrap_or(0)
         ));
     }
     t.push_str("</tbody></table>");
@@ -293,41 +373,16 @@ pub fn html(report: &Value) -> String {
     body.push_str(&bar_chart("Requests per hour", &req));
     body.push_str(&bar_chart("Tracker requests blocked per hour", &blk));
     if let Some(r) = report["receipts"]["by_event"].as_object() {
-        body.push_str(&table("Consent receipts by event", "event", r));
+        let rows: Vec<Value> = r
+            .iter()
+            .map(|(event, n)| json!({ "event": event, "count": n }))
+            .collect();
+        body.push_str(&table("Consent receipts by event", &["event"], &rows));
     }
-    let titles = [
-        (
-            "requests_by_consent",
-            "Requests by consent state",
-            "consent",
-        ),
-        (
-            "set_cookie",
-            "Set-Cookie kept and stripped",
-            "category/action",
-        ),
-        (
-            "request_cookies_stripped",
-            "Request cookies stripped",
-            "category/action",
-        ),
-        ("cookies_expired", "Cookies expired", "category"),
-        (
-            "blocked_requests",
-            "Tracker requests blocked",
-            "category/list/action",
-        ),
-        (
-            "unknown_cookies",
-            "Unknown cookies to classify",
-            "cookie name",
-        ),
-        ("gpc_requests", "Requests with Sec-GPC", ""),
-        ("consent_errors", "Unreadable consent signals", "format"),
-    ];
     if let Some(inv) = report["inventory"].as_array().filter(|a| !a.is_empty()) {
         body.push_str(
-            "<h2>Cookie inventory</h2><table><thead><tr><th>site</th><th>cookie</th>\
+            "<h2>Cookie inventory</h2><p>Kept and stripped: times in this period; first and \
+last seen: ever, by any instance.</p><table><thead><tr><th>site</th><th>cookie</th>\
 <th>category</th><th>from</th><th>kept</th><th>stripped</th><th>first seen</th>\
 <th>last seen</th></tr></thead><tbody>",
         );
@@ -351,12 +406,12 @@ pub fn html(report: &Value) -> String {
     if let Some(sites) = report["sites"].as_object() {
         for (site, sections) in sites {
             body.push_str(&format!("<h2>Site {}</h2>", esc(site)));
-            for (key, title, head) in titles {
-                let rows = sections[key]["rows"]
-                    .as_object()
+            for section in SECTIONS {
+                let rows = sections[section.key]["rows"]
+                    .as_array()
                     .cloned()
                     .unwrap_or_default();
-                body.push_str(&table(title, head, &rows));
+                body.push_str(&table(section.title, section.labels, &rows));
             }
         }
     }
@@ -397,10 +452,63 @@ mod tests {
             site: None,
         };
         let v = from_rows(&rows, &[], &req);
-        assert_eq!(v["sites"]["shop"]["requests_by_consent"]["rows"]["none"], 7);
+        assert_eq!(
+            v["sites"]["shop"]["requests_by_consent"]["rows"],
+            json!([{ "consent": "none", "count": 7 }])
+        );
         assert_eq!(v["instances"], json!(["a", "b"]));
         let page = html(&v);
         assert!(page.contains("&lt;x&gt;") && !page.contains("<x>"));
         assert!(!page.contains("<script") && !page.contains("src=\"http"));
+    }
+
+    #[test]
+    fn rows_are_structured_even_when_a_list_path_holds_commas_and_slashes() {
+        let list = "/etc/consentgate/lists,v2/analytics.txt";
+        let rows = vec![
+            row(
+                "a",
+                "consentgate_blocked_requests_total",
+                &format!("action=blocked,category=analytics,list={list}"),
+                5,
+            ),
+            row(
+                "a",
+                "consentgate_jurisdiction_requests_total",
+                "jurisdiction=us-optout,reason=matched",
+                2,
+            ),
+            row("a", "consentgate_upstream_errors_total", "kind=connect", 1),
+        ];
+        let req = ReportRequest {
+            since: "2026-11-28T00:00:00.000Z",
+            until: "2026-11-29T00:00:00.000Z",
+            site: None,
+        };
+        let v = from_rows(&rows, &[], &req);
+        let shop = &v["sites"]["shop"];
+        assert_eq!(
+            shop["blocked_requests"]["rows"],
+            json!([{ "category": "analytics", "list": list, "action": "blocked", "count": 5 }])
+        );
+        assert_eq!(
+            shop["requests_by_jurisdiction"]["rows"],
+            json!([{ "jurisdiction": "us-optout", "reason": "matched", "count": 2 }])
+        );
+        // A metric without a section keeps its site and its labels as fields.
+        assert_eq!(
+            v["other_metrics"],
+            json!([{ "metric": "consentgate_upstream_errors_total", "site": "shop",
+                     "labels": { "kind": "connect" }, "value": 1 }])
+        );
+        // One column per label: the path is a cell of its own, not part of a joined key.
+        let page = html(&v);
+        assert!(
+            page.contains(&format!(
+                "<tr><td>analytics</td><td>{list}</td><td>blocked</td><td class=\"n\">5</td></tr>"
+            )),
+            "{page}"
+        );
+        assert!(page.contains("<th>jurisdiction</th><th>reason</th><th>count</th>"));
     }
 }

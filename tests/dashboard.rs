@@ -5,7 +5,10 @@
 //! - `/` is self-contained under a strict CSP and behind the admin access rules;
 //! - in headless Chromium the page refreshes itself (a request sent while it is open shows up
 //!   without a reload) and shows the same numbers as `/metrics` read right after (no traffic in
-//!   between); a screenshot is kept as `target/test-artifacts/dashboard.png`.
+//!   between): every counter, receipts written and dropped (a real SQLite store, held locked
+//!   while receipts arrive so some are dropped), and the top rules and hosts tables (each
+//!   rule's count, summed per list it comes from, is that list's count in `/metrics`); a
+//!   screenshot is kept as `target/test-artifacts/dashboard.png`.
 
 mod common;
 use common::*;
@@ -46,8 +49,9 @@ fn origin() -> Origin {
 
 /// Three sites: `shop` (enforce, every host), `audit.test` (report-only) and `down.test`,
 /// whose only origin refuses connections (its health check keeps it marked down, so the
-/// health shown does not flip while the test compares).
-fn start(o: &Origin) -> Proxy {
+/// health shown does not flip while the test compares). `tables`: more top-level tables
+/// (`[receipts]`).
+fn start(o: &Origin, tables: &str) -> Proxy {
     let down = free_port();
     let lists = shipped_lists_dir();
     let sites = format!(
@@ -71,6 +75,8 @@ interval_ms = 200
 timeout_ms = 200
 healthy_threshold = 1
 unhealthy_threshold = 1
+
+{tables}
 "#,
         shop = shop_site(o.addr, ""),
         origin = o.addr,
@@ -324,7 +330,7 @@ fn grafana_dashboard_queries_only_metrics_that_exist() {
     grafana_exprs(&dashboard, &mut exprs);
     assert!(exprs.len() >= 15, "{exprs:?}");
     let o = origin();
-    let p = start(&o);
+    let p = start(&o, "");
     traffic(&p);
     let text = p.metrics();
     let present: std::collections::BTreeSet<String> =
@@ -349,7 +355,7 @@ fn grafana_dashboard_queries_only_metrics_that_exist() {
 #[test]
 fn inventory_lists_every_cookie_seen_with_its_classification() {
     let o = origin();
-    let p = start(&o);
+    let p = start(&o, "");
     traffic(&p);
     let r = admin_get(p.admin, "/inventory");
     assert_eq!(r.status, 200);
@@ -404,7 +410,7 @@ fn inventory_lists_every_cookie_seen_with_its_classification() {
 #[test]
 fn one_request_cannot_fill_the_inventory() {
     let o = origin();
-    let p = start(&o);
+    let p = start(&o, "");
     let junk: Vec<String> = (0..300).map(|i| format!("junk{i}=1")).collect();
     p.get("/page", &[("Cookie", &junk.join("; "))]);
     p.get("/page", &[("Cookie", "real_one=1")]);
@@ -439,7 +445,7 @@ fn one_request_cannot_fill_the_inventory() {
 #[test]
 fn dashboard_is_self_contained_under_a_strict_csp_and_behind_the_admin_rules() {
     let o = origin();
-    let p = start(&o);
+    let p = start(&o, "");
     let r = admin_get(p.admin, "/");
     assert_eq!(r.status, 200);
     let csp = r.header_strings("content-security-policy").join(",");
@@ -576,14 +582,116 @@ fn expected_from_metrics(s: &[Sample], key: &str) -> Option<f64> {
     Some(v)
 }
 
+/// Receipts written and dropped, from `/metrics`.
+fn receipt_counts(p: &Proxy) -> (f64, f64) {
+    let s = samples(&p.metrics());
+    (
+        sum(&s, "consentgate_receipts_written_total", &[]),
+        sum(&s, "consentgate_receipts_dropped_total", &[]),
+    )
+}
+
+/// Waits until the receipt writer is idle: the written and dropped counts stay the same for
+/// half a second (it writes every 20 ms here).
+fn receipts_settled(p: &Proxy) -> (f64, f64) {
+    let mut last = receipt_counts(p);
+    let mut same = 0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while same < 25 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "receipts never settled"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let now = receipt_counts(p);
+        same = if now == last { same + 1 } else { 0 };
+        last = now;
+    }
+    last
+}
+
+/// Eight visitors with consent values not seen before (eight receipts) while the receipt
+/// store is locked by another connection: the writer waits on its first one, the queue
+/// (capacity 1) holds one more, the rest are dropped and counted. Once the lock is released
+/// the writer writes what it held. Returns when all eight are accounted for.
+fn receipts_written_and_dropped(p: &Proxy, db: &Path) {
+    eventually("the receipts store created", || db.is_file());
+    let (written, dropped) = receipts_settled(p);
+    assert!(written >= 1.0, "traffic() wrote no receipt");
+    let lock = rusqlite::Connection::open(db).unwrap();
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+    for value in [
+        "marketing",
+        "preferences",
+        "marketing,preferences",
+        "preferences,marketing",
+        "analytics,preferences",
+        "analytics,marketing",
+        "marketing,analytics",
+        "preferences,analytics",
+    ] {
+        let cookie = format!("consent={value}");
+        assert_eq!(p.get("/", &[("Cookie", &cookie)]).status, 200);
+    }
+    lock.execute_batch("COMMIT").unwrap();
+    eventually("all eight receipts written or dropped", || {
+        let (w, d) = receipt_counts(p);
+        w + d == written + dropped + 8.0
+    });
+    let (w, d) = receipts_settled(p);
+    assert!(w > written, "none written after the lock: {w}");
+    assert!(d >= dropped + 6.0, "at most two held while locked: {d}");
+}
+
+/// The shipped list (file path as configured) holding this rule line, exactly once.
+fn list_of_rule(rule: &str) -> String {
+    let dir = shipped_lists_dir();
+    let found: Vec<String> = ["analytics.txt", "marketing.txt"]
+        .iter()
+        .map(|f| format!("{dir}/{f}"))
+        .filter(|path| {
+            std::fs::read_to_string(path)
+                .unwrap()
+                .lines()
+                .any(|l| l.trim() == rule)
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "rule `{rule}` in {found:?}");
+    found[0].clone()
+}
+
+/// The top rules and hosts tables as (text, count).
+fn top_table(v: &Value, id: &str) -> Vec<(String, f64)> {
+    v["tables"][id]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {id} table: {v}"))
+        .iter()
+        .map(|row| {
+            let cells = row.as_array().unwrap();
+            assert_eq!(cells.len(), 2, "{id}: {row}");
+            let n = cells[1].as_str().unwrap().parse().unwrap();
+            (cells[0].as_str().unwrap().to_string(), n)
+        })
+        .collect()
+}
+
 #[test]
 fn dashboard_in_chromium_shows_the_numbers_of_metrics() {
     if !browser_ready() {
         return;
     }
     let o = origin();
-    let p = start(&o);
+    let dir = TempDir::new("dashboard-receipts");
+    let db = dir.0.join("receipts.db");
+    let p = start(
+        &o,
+        &format!(
+            "[receipts]\npath = \"{}\"\nqueue_capacity = 1\nbatch_size = 1\nbatch_interval_ms = 20\n",
+            db.display()
+        ),
+    );
     traffic(&p);
+    receipts_written_and_dropped(&p, &db);
     eventually("down.test's origin marked down by its health check", || {
         sum(
             &samples(&p.metrics()),
@@ -649,7 +757,8 @@ fn dashboard_in_chromium_shows_the_numbers_of_metrics() {
         ("unknown.total", 1.0),
         ("errors.consent", 1.0),
         ("errors.upstream", 1.0),
-        ("receipts.written", 0.0),
+        ("receipts.written", 2.0),
+        ("receipts.dropped", 1.0),
     ] {
         let shown: f64 = shown
             .get(key)
@@ -661,6 +770,39 @@ fn dashboard_in_chromium_shows_the_numbers_of_metrics() {
         assert!(shown >= at_least, "{key} = {shown}");
     }
     assert!(shown.keys().any(|k| k.starts_with("blocked.list.")));
+    // Top blocked hosts: the hosts traffic() sent tracker requests to, each as often (every
+    // match, blocked or would-block, in this process), adding up to the /metrics total.
+    let matched = sum(&metrics, "consentgate_blocked_requests_total", &[]);
+    let hosts = top_table(&v, "hosts");
+    let mut by_host: Vec<(&str, f64)> = hosts.iter().map(|(h, n)| (h.as_str(), *n)).collect();
+    by_host.sort_by(|a, b| a.0.cmp(b.0));
+    assert_eq!(
+        by_host,
+        [
+            ("audit.test", 1.0),
+            ("googleads.g.doubleclick.net", 1.0),
+            ("www.google-analytics.com", 3.0)
+        ],
+        "{v}"
+    );
+    assert_eq!(hosts.iter().map(|h| h.1).sum::<f64>(), matched);
+    // Top rules: each a line of a shipped list; per list they add up to that list's count
+    // in /metrics.
+    let rules = top_table(&v, "rules");
+    assert!(!rules.is_empty(), "{v}");
+    let mut per_list: BTreeMap<String, f64> = BTreeMap::new();
+    for (rule, n) in &rules {
+        *per_list.entry(list_of_rule(rule)).or_default() += n;
+    }
+    for (list, n) in &per_list {
+        let want = sum(
+            &metrics,
+            "consentgate_blocked_requests_total",
+            &[("list", list)],
+        );
+        assert_eq!(*n, want, "rules of {list}: page {n}, /metrics {want}");
+    }
+    assert_eq!(per_list.values().sum::<f64>(), matched, "{v}");
     assert!(shown.keys().any(|k| k.starts_with("upstream.down.")));
     assert!(compared >= 50, "{compared} values compared");
     assert!(shot.is_file(), "screenshot at {}", shot.display());

@@ -201,9 +201,15 @@ fn sqlite_receipts_follow_a_visitor_and_verify_detects_an_edited_row() {
     // --since in the future: nothing.
     let none = cli_json(&["receipts", "--config", config, "--since", "2999-01-01"]);
     assert_eq!(none, serde_json::json!([]));
-    let (code, out, err) = run_cli(&["receipts", "verify", "--config", config]);
-    assert_eq!(code, 0, "{err}");
-    assert!(out.contains("3 receipts, chain valid"), "{out}");
+    // `--config` before or after `verify`: the same store (the tests run from the checkout,
+    // whose conf/consentgate.toml, the default, has no [receipts]).
+    let before = ["receipts", "--config", config, "verify"];
+    let after = ["receipts", "verify", "--config", config];
+    for args in [before, after] {
+        let (code, out, err) = run_cli(&args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert!(out.contains("3 receipts, chain valid"), "{args:?}: {out}");
+    }
     // Someone edits the second receipt to claim marketing was granted.
     let conn = rusqlite::Connection::open(&db).unwrap();
     conn.execute(
@@ -211,12 +217,331 @@ fn sqlite_receipts_follow_a_visitor_and_verify_detects_an_edited_row() {
         [],
     )
     .unwrap();
+    for args in [before, after] {
+        let (code, _, err) = run_cli(&args);
+        assert_eq!(code, 1, "{args:?}");
+        assert!(
+            err.contains("receipt seq 2") && err.contains("edited"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_sqlite_store_is_an_error_naming_the_file_and_is_not_created() {
+    let dir = TempDir::new("receipts-missing");
+    // A typo in the path: the proxy never wrote there.
+    let db = dir.0.join("recepits.db");
+    let config = dir.0.join("consentgate.toml");
+    let text = format!(
+        "[proxy]\nlisten = [\"127.0.0.1:1\"]\nadmin = \"127.0.0.1:2\"\n{}\n[receipts]\npath = \"recepits.db\"\n",
+        site("127.0.0.1:3".parse().unwrap())
+    );
+    std::fs::write(&config, text).unwrap();
+    let config = config.to_str().unwrap();
+    let commands: [&[&str]; 4] = [
+        &["receipts", "--config", config],
+        &["receipts", "--config", config, "verify"],
+        &["receipts", "verify", "--config", config],
+        &["report", "--config", config, "--since", "2000-01-01"],
+    ];
+    for args in commands {
+        let (code, out, err) = run_cli(args);
+        assert_eq!(code, 1, "{args:?}: {out}");
+        assert!(out.is_empty(), "{args:?} printed {out}");
+        assert!(
+            err.contains(&format!("{} does not exist", db.display())),
+            "{args:?}: {err}"
+        );
+        // The fix: where to look, and what creates the file.
+        assert!(
+            err.starts_with(config) && err.contains("`path` in [receipts]"),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("consentgate run --config"), "{args:?}: {err}");
+        assert!(!db.exists(), "{args:?} created {}", db.display());
+    }
+    // A file that is not a receipt store is refused too, and left as it was.
+    std::fs::write(&db, b"").unwrap();
     let (code, _, err) = run_cli(&["receipts", "verify", "--config", config]);
     assert_eq!(code, 1);
-    assert!(
-        err.contains("receipt seq 2") && err.contains("edited"),
-        "{err}"
+    assert!(err.contains("has no table `receipts`"), "{err}");
+    assert_eq!(std::fs::metadata(&db).unwrap().len(), 0);
+}
+
+/// The stored time form of now (what `--since`/`--until` compare with).
+fn now() -> String {
+    consentgate::receipts::format_time(std::time::SystemTime::now())
+}
+
+/// The start of the current hour, RFC 3339.
+fn this_hour() -> String {
+    consentgate::receipts::queue::hour_of(std::time::SystemTime::now())
+}
+
+#[test]
+fn receipts_and_report_filter_by_site_and_until() {
+    let o = Origin::echo();
+    let dir = TempDir::new("receipts-filters");
+    let db = dir.0.join("r.db");
+    let blog = format!(
+        "[[site]]\nname = \"blog\"\nhosts = [\"blog.test\"]\nupstreams = [\"{}\"]\n[site.consent]\nsources = [\"onetrust\"]\n",
+        o.addr
     );
+    // The hour before any traffic: a report up to it covers none of it.
+    let hour_before = this_hour();
+    let p = Proxy::start(&format!(
+        "{}\n{blog}\n[receipts]\n{}",
+        site(o.addr),
+        sqlite(
+            &db,
+            "batch_interval_ms = 20\naggregate_interval_seconds = 1"
+        )
+    ));
+    let get = |host: &str, cookie: &str| p.get("/", &[("Host", host), ("Cookie", cookie)]);
+    assert_eq!(
+        get("shop.test", &onetrust("shop-1", true, true, true)).status,
+        200
+    );
+    p.expect_metric("consentgate_receipts_written_total", &[], 1.0);
+    std::thread::sleep(Duration::from_millis(20));
+    let between = now();
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(
+        get("blog.test", &onetrust("blog-1", true, false, false)).status,
+        200
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            get("blog.test", &onetrust("blog-2", false, false, false)).status,
+            200
+        );
+    }
+    assert_eq!(
+        get("shop.test", &onetrust("shop-1", false, false, false)).status,
+        200
+    );
+    p.expect_metric("consentgate_receipts_written_total", &[], 4.0);
+    let config = p.config.to_str().unwrap();
+    let list = |extra: &[&str]| -> Vec<(String, String, String)> {
+        let mut args = vec!["receipts", "--config", config];
+        args.extend_from_slice(extra);
+        cli_json(&args)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let s = |k: &str| r[k].as_str().unwrap().to_string();
+                (s("site"), s("subject"), s("event"))
+            })
+            .collect()
+    };
+    let r = |site: &str, subject: &str, event: &str| {
+        (site.to_string(), subject.to_string(), event.to_string())
+    };
+    assert_eq!(
+        list(&["--site", "blog"]),
+        [r("blog", "blog-1", "given"), r("blog", "blog-2", "given")]
+    );
+    assert_eq!(
+        list(&["--site", "shop"]),
+        [
+            r("shop", "shop-1", "given"),
+            r("shop", "shop-1", "withdrawn")
+        ]
+    );
+    // --until is exclusive, --since inclusive: the receipt before `between`, then the rest.
+    assert_eq!(list(&["--until", &between]), [r("shop", "shop-1", "given")]);
+    assert_eq!(
+        list(&["--since", &between, "--site", "shop"]),
+        [r("shop", "shop-1", "withdrawn")]
+    );
+    assert_eq!(list(&["--site", "nowhere"]), []);
+
+    // The report: one site's figures with --site, nothing before the traffic's hour.
+    let report = |extra: &[&str]| -> Value {
+        let mut args = vec!["report", "--config", config, "--format", "json"];
+        args.extend_from_slice(extra);
+        cli_json(&args)
+    };
+    let mut blog_only = Value::Null;
+    eventually("the aggregates of both sites written", || {
+        blog_only = report(&["--since", "2000-01-01", "--site", "blog"]);
+        let all = report(&["--since", "2000-01-01"]);
+        blog_only["sites"]["blog"]["requests_by_consent"]["total"] == 4
+            && all["sites"]["shop"]["requests_by_consent"]["total"] == 2
+    });
+    assert_eq!(
+        blog_only["sites"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["blog"],
+        "{blog_only:#}"
+    );
+    assert_eq!(blog_only["site"], "blog");
+    assert_eq!(blog_only["receipts"]["total"], 2, "{blog_only:#}");
+    assert!(
+        blog_only["inventory"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["site"] == "blog"),
+        "{blog_only:#}"
+    );
+    let shop_only = report(&["--since", "2000-01-01", "--site", "shop"]);
+    assert_eq!(
+        shop_only["sites"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["shop"]
+    );
+    assert_eq!(
+        shop_only["receipts"]["by_event"],
+        serde_json::json!({"given": 1, "withdrawn": 1})
+    );
+    // --until: receipts by their time, aggregates by their hour (an hour counts when it
+    // starts before --until).
+    let until_between = report(&["--since", "2000-01-01", "--until", &between]);
+    assert_eq!(until_between["receipts"]["total"], 1, "{until_between:#}");
+    let before = report(&["--since", "2000-01-01", "--until", &hour_before]);
+    assert_eq!(before["sites"], serde_json::json!({}), "{before:#}");
+    assert_eq!(before["inventory"], serde_json::json!([]), "{before:#}");
+    assert_eq!(before["receipts"]["total"], 0);
+    assert_eq!(before["instances"], serde_json::json!([]));
+}
+
+/// The cookie inventory counts of `report` cover its period: rows written as the writer
+/// writes them (increases since its last write, with the cookie's first/last seen), in two
+/// hours, by two instances, in SQLite and in PostgreSQL.
+fn check_inventory_periods(target: consentgate::config::receipts::StoreTarget, config: &str) {
+    use consentgate::receipts::store::{open, InventoryRow};
+    let mut store = open(&target).unwrap();
+    let row = |instance: &str, kept: i64, stripped: i64, first: &str, last: &str| InventoryRow {
+        site: "shop".into(),
+        name: "_ga".into(),
+        instance: instance.into(),
+        category: "analytics".into(),
+        origin: "rule".into(),
+        kept,
+        stripped,
+        first_seen: first.into(),
+        last_seen: last.into(),
+    };
+    // 10:00-11:00: a sees _ga twice (two writes); 11:00-12:00: a and b see it.
+    store
+        .add_inventory(&[row(
+            "a",
+            2,
+            1,
+            "2026-11-28T10:05:00.000Z",
+            "2026-11-28T10:10:00.000Z",
+        )])
+        .unwrap();
+    store
+        .add_inventory(&[row(
+            "a",
+            3,
+            0,
+            "2026-11-28T10:05:00.000Z",
+            "2026-11-28T10:50:00.000Z",
+        )])
+        .unwrap();
+    store
+        .add_inventory(&[
+            row(
+                "a",
+                4,
+                5,
+                "2026-11-28T10:05:00.000Z",
+                "2026-11-28T11:20:00.000Z",
+            ),
+            row(
+                "b",
+                10,
+                20,
+                "2026-11-28T11:01:00.000Z",
+                "2026-11-28T11:40:00.000Z",
+            ),
+        ])
+        .unwrap();
+    drop(store);
+    let inventory = |since: &str, until: &str| -> Value {
+        let args = [
+            "report", "--config", config, "--since", since, "--until", until, "--format", "json",
+        ];
+        cli_json(&args)["inventory"].clone()
+    };
+    let counts = |v: &Value| -> Vec<(i64, i64, String, String)> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let s = |k: &str| c[k].as_str().unwrap().to_string();
+                (
+                    c["kept"].as_i64().unwrap(),
+                    c["stripped"].as_i64().unwrap(),
+                    s("first_seen"),
+                    s("last_seen"),
+                )
+            })
+            .collect()
+    };
+    let (first, last) = (
+        "2026-11-28T10:05:00.000Z".to_string(),
+        "2026-11-28T11:40:00.000Z".to_string(),
+    );
+    // First period: only a's two writes of 10:xx. First/last seen stay the cookie's own.
+    assert_eq!(
+        counts(&inventory("2026-11-28T10:00:00Z", "2026-11-28T11:00:00Z")),
+        [(5, 1, first.clone(), last.clone())]
+    );
+    // Second period: a's and b's 11:xx counts, summed.
+    assert_eq!(
+        counts(&inventory("2026-11-28T11:00:00Z", "2026-11-28T12:00:00Z")),
+        [(14, 25, first.clone(), last.clone())]
+    );
+    // Both, and a period with nothing.
+    assert_eq!(
+        counts(&inventory("2026-11-28", "2026-11-29")),
+        [(19, 26, first, last)]
+    );
+    assert_eq!(
+        inventory("2026-11-28T12:00:00Z", "2026-11-29"),
+        serde_json::json!([])
+    );
+}
+
+#[test]
+fn report_inventory_counts_cover_the_period_in_sqlite_and_postgres() {
+    let dir = TempDir::new("receipts-inventory");
+    let db = dir.0.join("r.db");
+    let config = dir.0.join("sqlite.toml");
+    let proxy = "[proxy]\nlisten = [\"127.0.0.1:1\"]\nadmin = \"127.0.0.1:2\"\n";
+    let shop = site("127.0.0.1:3".parse().unwrap());
+    std::fs::write(
+        &config,
+        format!("{proxy}{shop}\n[receipts]\n{}", sqlite(&db, "")),
+    )
+    .unwrap();
+    use consentgate::config::receipts::StoreTarget;
+    check_inventory_periods(StoreTarget::Sqlite(db.clone()), config.to_str().unwrap());
+
+    let pg = Postgres::start("inventory");
+    let config = dir.0.join("pg.toml");
+    let key = pg.dir().join("receipts.key");
+    std::fs::write(
+        &config,
+        format!(
+            "{proxy}{shop}\n[receipts]\n{}",
+            pg_receipts(&pg, "x", &key, "")
+        ),
+    )
+    .unwrap();
+    check_inventory_periods(StoreTarget::Postgres(pg.url()), config.to_str().unwrap());
 }
 
 #[test]
@@ -336,18 +661,45 @@ fn store_stopped_under_load_requests_are_served_and_drops_counted() {
     assert_eq!(p.get("/", &[]).status, 200);
 }
 
+/// The shop site with two jurisdiction rules (US-CA opt-out, everywhere else opt-in, which
+/// also takes visitors whose location is unknown), and the location headers it reads.
+fn jurisdiction_site(origin: std::net::SocketAddr) -> String {
+    format!(
+        "{}\n[[site.jurisdiction]]\nname = \"us-optout\"\nregions = [\"US-CA\"]\nmodel = \"opt-out\"\n[[site.jurisdiction]]\nname = \"eu\"\nregions = [\"*\"]\nmodel = \"opt-in\"\n",
+        site(origin)
+    )
+}
+
+const GEO: &str =
+    "[proxy.geo]\ncountry_header = \"CF-IPCountry\"\nregion_header = \"cf-region-code\"\n";
+
 #[test]
 fn two_instances_sharing_postgres_report_their_sum() {
     let pg = Postgres::start("fleet");
     let o = Origin::echo();
     let key = pg.dir().join("receipts.key");
-    let a = start(&o, &pg_receipts(&pg, "edge-a", &key, ""));
-    let b = start(&o, &pg_receipts(&pg, "edge-b", &key, ""));
+    let instance = |name: &str| {
+        let receipts = pg_receipts(&pg, name, &key, "");
+        Proxy::start_with(
+            &format!("{}\n[receipts]\n{receipts}\n", jurisdiction_site(o.addr)),
+            GEO,
+        )
+    };
+    let a = instance("edge-a");
+    let b = instance("edge-b");
     for _ in 0..5 {
         assert_eq!(a.get("/", &[]).status, 200);
     }
     for _ in 0..7 {
         assert_eq!(b.get("/", &[("Cookie", "mystery=1")]).status, 200);
+    }
+    // Located visitors: three in California on a, two in Germany on b.
+    for _ in 0..3 {
+        let ca = [("CF-IPCountry", "US"), ("cf-region-code", "CA")];
+        assert_eq!(a.get("/", &ca).status, 200);
+    }
+    for _ in 0..2 {
+        assert_eq!(b.get("/", &[("CF-IPCountry", "DE")]).status, 200);
     }
     // One visitor on each instance: one chain across both.
     assert_eq!(
@@ -378,11 +730,36 @@ fn two_instances_sharing_postgres_report_their_sum() {
             "json",
         ]);
         let inventory = report["inventory"].as_array().cloned().unwrap_or_default();
-        report["sites"]["shop"]["requests_by_consent"]["total"] == 14
+        let shop = &report["sites"]["shop"];
+        shop["requests_by_consent"]["total"] == 19
+            && shop["requests_by_jurisdiction"]["total"] == 19
             && inventory
                 .iter()
                 .any(|r| r["name"] == "mystery" && r["stripped"] == 7)
     });
+    let shop = &report["sites"]["shop"];
+    // Requests by jurisdiction, summed over both instances: the rule and why it applied.
+    assert_eq!(
+        shop["requests_by_jurisdiction"]["rows"],
+        serde_json::json!([
+            { "jurisdiction": "eu", "reason": "matched", "count": 2 },
+            { "jurisdiction": "eu", "reason": "unknown_location", "count": 14 },
+            { "jurisdiction": "us-optout", "reason": "matched", "count": 3 },
+        ]),
+        "{report:#}"
+    );
+    // Every counter the report tabulates keeps its site: none falls into other_metrics.
+    for m in report["other_metrics"].as_array().unwrap() {
+        assert_ne!(
+            m["metric"], "consentgate_jurisdiction_requests_total",
+            "{m}"
+        );
+        assert!(m["labels"].is_object(), "{m}");
+    }
+    // Rows are objects of label fields: the list is a field of its own, not part of a key.
+    for row in shop["blocked_requests"]["rows"].as_array().unwrap() {
+        assert!(row["list"].is_string() && row["count"].is_i64(), "{row}");
+    }
     // The live cookie inventory of both instances, persisted and summed: the unknown cookie
     // only instance b saw, the consent cookie both saw once.
     let inventory = report["inventory"].as_array().unwrap();
@@ -395,8 +772,8 @@ fn two_instances_sharing_postgres_report_their_sum() {
     assert_eq!(report["instances"], serde_json::json!(["edge-a", "edge-b"]));
     assert_eq!(report["receipts"]["total"], 2);
     assert_eq!(
-        report["sites"]["shop"]["unknown_cookies"]["rows"]["mystery"],
-        7
+        shop["unknown_cookies"]["rows"],
+        serde_json::json!([{ "name": "mystery", "count": 7 }])
     );
     let (code, out, err) = run_cli(&["receipts", "verify", "--config", config]);
     assert_eq!(code, 0, "{err}");
@@ -413,6 +790,12 @@ fn two_instances_sharing_postgres_report_their_sum() {
     assert_eq!(code, 0, "{err}");
     assert!(html.contains("<h2>Site shop</h2>") && html.contains("<svg"));
     assert!(html.contains("edge-a, edge-b"));
+    assert!(
+        html.contains("<th>jurisdiction</th><th>reason</th><th>count</th>")
+            && html.contains("<td>us-optout</td><td>matched</td><td class=\"n\">3</td>")
+            && html.contains("<td>eu</td><td>unknown_location</td><td class=\"n\">14</td>"),
+        "{html}"
+    );
     // Self-contained: nothing loaded from anywhere.
     assert!(!html.contains("<script") && !html.contains("http://") && !html.contains("https://"));
 }

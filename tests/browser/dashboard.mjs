@@ -3,7 +3,8 @@
 // Loads the page, reads what it shows, sends one request through the proxy, and waits for the
 // page to show it by itself (its own refresh, no reload). Prints one JSON line: every value the
 // page shows under a `data-k` key (as displayed text; `data-v` where set) before (`first`) and
-// after that request (`values`), the console errors, CSP violations the page reported,
+// after that request (`values`), the rows of the top rules and top blocked hosts tables
+// (`tables`: [text, count] per row), the console errors, CSP violations the page reported,
 // requests that failed. Saves a full-page screenshot.
 import { launch } from './launch.mjs';
 
@@ -30,8 +31,13 @@ try {
     for (const e of document.querySelectorAll('[data-k]')) {
       out[e.dataset.k] = e.dataset.v !== undefined ? e.dataset.v : e.textContent.trim();
     }
+    // The top tables' rows: their keys are rules and hosts (no data-k; they are not metrics).
+    const rows = id => [...document.querySelectorAll(`#${id} tbody tr`)]
+      .filter(tr => !tr.querySelector('td.empty'))
+      .map(tr => [...tr.querySelectorAll('td')].map(td => td.textContent));
     return {
       values: out,
+      tables: { rules: rows('rules'), hosts: rows('hosts') },
       generatedAt: document.body.dataset.generatedAt,
       bars: document.querySelectorAll('#chart rect.bar').length,
       violations: window.__violations,

@@ -1,8 +1,13 @@
 //! The receipt stores: one table `receipts` (columns named as [`Receipt`]'s fields, plus `seq`,
-//! the chain order, and `dedup_key`, the unique key that drops a duplicate) and one table
-//! `aggregates` (hourly counter deltas per site and instance; several instances add up).
+//! the chain order, and `dedup_key`, the unique key that drops a duplicate), one table
+//! `aggregates` (hourly counter deltas per site and instance; several instances add up), and
+//! the cookie inventory: `inventory` (per site, name and instance: category, origin, lifetime
+//! counts, first/last seen) and `inventory_hours` (its kept/stripped counts per hour, so a
+//! report covers exactly its period).
 //!
-//! Used from the writer thread and the CLI only, never from a proxy worker.
+//! Used from the writer thread and the CLI only, never from a proxy worker. The CLI opens the
+//! store read-only ([`open_read_only`]): a mistyped path must not create an empty store that
+//! then "verifies".
 
 pub mod postgres;
 pub mod sqlite;
@@ -25,7 +30,11 @@ pub struct AggRow {
 }
 
 /// One cookie name of the inventory, as stored: `kept`/`stripped` are added to the row
-/// (site, name, instance) like aggregates, the times widen its first/last seen.
+/// (site, name, instance) like aggregates, the times widen its first/last seen. The same
+/// counts are added to the row of the hour of `last_seen` in `inventory_hours`: the writer
+/// sends the increases since its last write (every `aggregate_interval_seconds`), and they
+/// happened before the latest sighting, so at most one interval's worth lands in the next hour
+/// at an hour's turn, as with the aggregates.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InventoryRow {
     pub site: String,
@@ -55,7 +64,9 @@ pub trait Store: Send {
     fn insert_receipts(&mut self, batch: Vec<Receipt>) -> Result<usize, String>;
     fn add_aggregates(&mut self, rows: &[AggRow]) -> Result<(), String>;
     fn add_inventory(&mut self, rows: &[InventoryRow]) -> Result<(), String>;
-    /// Inventory rows seen in `since..until` (summed over instances by the caller).
+    /// Inventory rows (per site, name, instance) counted in an hour of `since <= hour <
+    /// until`: `kept`/`stripped` are that period's counts, `first_seen`/`last_seen` stay the
+    /// lifetime ones (summed over instances by the caller).
     fn inventory(
         &mut self,
         since: &str,
@@ -81,6 +92,26 @@ pub fn open(target: &StoreTarget) -> Result<Box<dyn Store>, String> {
         StoreTarget::Sqlite(path) => Box::new(sqlite::SqliteStore::open(path)?),
         StoreTarget::Postgres(url) => Box::new(postgres::PgStore::connect(url)?),
     })
+}
+
+/// Opens the configured store for reading (the CLI): nothing is created, and a store that is
+/// not there (no SQLite file, no tables) is an error, not an empty store.
+pub fn open_read_only(target: &StoreTarget) -> Result<Box<dyn Store>, String> {
+    Ok(match target {
+        StoreTarget::Sqlite(path) => Box::new(sqlite::SqliteStore::open_read_only(path)?),
+        StoreTarget::Postgres(url) => Box::new(postgres::PgStore::connect_read_only(url)?),
+    })
+}
+
+/// Whether a read-only store has the `receipts` table (`n`: how many tables of that name).
+pub(crate) fn require_tables(n: i64, store: &str) -> Result<(), String> {
+    if n == 0 {
+        return Err(format!(
+            "{store} has no table `receipts`: it is not a consentgate receipt store, or no \
+             consentgate instance has written to it yet (`consentgate run` creates the tables)"
+        ));
+    }
+    Ok(())
 }
 
 /// The tables `receipts` and `aggregates`, the same in both stores but for `seq`, the chain
@@ -143,6 +174,39 @@ CREATE TABLE IF NOT EXISTS inventory (
 );
 ";
 
+/// The inventory's counts per hour (the hour of the row's `last_seen`, see [`InventoryRow`]),
+/// the same in both stores.
+pub(crate) const INVENTORY_HOURS_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS inventory_hours (
+    hour TEXT NOT NULL,
+    site TEXT NOT NULL,
+    name TEXT NOT NULL,
+    instance TEXT NOT NULL,
+    kept BIGINT NOT NULL,
+    stripped BIGINT NOT NULL,
+    PRIMARY KEY (hour, site, name, instance)
+);
+";
+
+/// Adds one inventory row's counts to its hour: `$1` hour, `$2` site, `$3` name, `$4`
+/// instance, `$5` kept, `$6` stripped.
+pub(crate) const INVENTORY_HOURS_UPSERT: &str = "INSERT INTO inventory_hours (hour, site, name, \
+    instance, kept, stripped) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (hour, site, name, \
+    instance) DO UPDATE SET kept = inventory_hours.kept + excluded.kept, \
+    stripped = inventory_hours.stripped + excluded.stripped";
+
+/// Deletes the hourly inventory counts older than `$1` (retention, with the aggregates).
+pub(crate) const INVENTORY_HOURS_PURGE: &str = "DELETE FROM inventory_hours WHERE hour < $1";
+
+/// The start of the hour of a stored time (`2026-11-28T19:04:05.123Z` ->
+/// `2026-11-28T19:00:00.000Z`, the form of the aggregates' `hour`).
+pub(crate) fn hour_of_time(t: &str) -> String {
+    match t.get(..13) {
+        Some(h) if t.len() >= 20 => format!("{h}:00:00.000Z"),
+        _ => t.to_string(),
+    }
+}
+
 /// Upsert of one inventory row; `$n` placeholders (SQLite reads them as `?n` too).
 pub(crate) const INVENTORY_UPSERT: &str = "INSERT INTO inventory (site, name, instance, \
     category, origin, kept, stripped, first_seen, last_seen) VALUES ($1, $2, $3, $4, $5, $6, \
@@ -154,10 +218,19 @@ pub(crate) const INVENTORY_UPSERT: &str = "INSERT INTO inventory (site, name, in
     last_seen = CASE WHEN excluded.last_seen > inventory.last_seen \
         THEN excluded.last_seen ELSE inventory.last_seen END";
 
-/// Rows whose first/last seen overlap the period.
-pub(crate) const INVENTORY_SELECT: &str = "SELECT site, name, instance, category, origin, kept, \
-    stripped, first_seen, last_seen FROM inventory WHERE last_seen >= $1 AND first_seen < $2 \
-    AND ($3 IS NULL OR site = $3) ORDER BY site, name";
+/// The inventory rows of every (site, name) counted in an hour of the period (`$1 <= hour <
+/// $2`, `$3` the site or NULL), each instance's with its counts in the period (0 when it did
+/// not see the cookie then), so that first/last seen, category and origin are the cookie's
+/// own over all instances.
+pub(crate) const INVENTORY_SELECT: &str = "SELECT i.site, i.name, i.instance, i.category, \
+    i.origin, CAST(COALESCE(SUM(h.kept), 0) AS BIGINT), \
+    CAST(COALESCE(SUM(h.stripped), 0) AS BIGINT), i.first_seen, i.last_seen FROM inventory i \
+    LEFT JOIN inventory_hours h ON h.site = i.site AND h.name = i.name \
+        AND h.instance = i.instance AND h.hour >= $1 AND h.hour < $2 \
+    WHERE ($3 IS NULL OR i.site = $3) AND EXISTS (SELECT 1 FROM inventory_hours e \
+        WHERE e.site = i.site AND e.name = i.name AND e.hour >= $1 AND e.hour < $2) \
+    GROUP BY i.site, i.name, i.instance, i.category, i.origin, i.first_seen, i.last_seen \
+    ORDER BY i.site, i.name";
 
 /// The receipt columns in [`Receipt`]'s field order (after `seq`).
 pub(crate) const COLUMNS: &str = "receipt_id, schema_version, event_time, site, subject, \
@@ -236,6 +309,20 @@ mod tests {
             prev_sha256: String::new(),
             sha256: String::new(),
         }
+    }
+
+    #[test]
+    fn an_inventory_row_counts_in_the_hour_of_its_last_sighting() {
+        assert_eq!(
+            hour_of_time("2026-11-28T19:59:59.999Z"),
+            "2026-11-28T19:00:00.000Z"
+        );
+        // The aggregates' hour of the same instant: one period boundary for both tables.
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_795_900_000);
+        assert_eq!(
+            hour_of_time(&crate::receipts::format_time(t)),
+            crate::receipts::queue::hour_of(t)
+        );
     }
 
     #[test]

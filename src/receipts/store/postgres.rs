@@ -5,7 +5,8 @@
 //! so the head read and the rows written are one step in a single order.
 
 use super::{
-    append, split_list, tables_schema, AggRow, Filter, InventoryRow, Store, COLUMNS,
+    append, hour_of_time, require_tables, split_list, tables_schema, AggRow, Filter, InventoryRow,
+    Store, COLUMNS, INVENTORY_HOURS_PURGE, INVENTORY_HOURS_SCHEMA, INVENTORY_HOURS_UPSERT,
     INVENTORY_SCHEMA, INVENTORY_SELECT, INVENTORY_UPSERT,
 };
 use crate::receipts::{Receipt, GENESIS};
@@ -42,7 +43,29 @@ impl PgStore {
         tx.batch_execute(&tables_schema("BIGSERIAL PRIMARY KEY"))
             .map_err(err)?;
         tx.batch_execute(INVENTORY_SCHEMA).map_err(err)?;
+        tx.batch_execute(INVENTORY_HOURS_SCHEMA).map_err(err)?;
         tx.commit().map_err(err)?;
+        Ok(PgStore { client })
+    }
+
+    /// Connects for reading (the CLI): every transaction is read-only and no table is
+    /// created; a database without the tables is an error.
+    pub fn connect_read_only(url: &str) -> Result<PgStore, String> {
+        let mut cfg: postgres::Config = url
+            .parse()
+            .map_err(|e| format!("bad PostgreSQL url: {e}"))?;
+        cfg.connect_timeout(Duration::from_secs(3))
+            .options("-c statement_timeout=60000 -c default_transaction_read_only=on");
+        let mut client = cfg.connect(NoTls).map_err(err)?;
+        let tables: i64 = client
+            .query_one("SELECT COUNT(to_regclass('receipts'))", &[])
+            .map_err(err)?
+            .get(0);
+        let name = format!(
+            "PostgreSQL database {}",
+            cfg.get_dbname().unwrap_or("(default)")
+        );
+        require_tables(tables, &name)?;
         Ok(PgStore { client })
     }
 
@@ -183,7 +206,20 @@ impl Store for PgStore {
     fn add_inventory(&mut self, rows: &[InventoryRow]) -> Result<(), String> {
         let mut tx = self.client.transaction().map_err(err)?;
         let up = tx.prepare(INVENTORY_UPSERT).map_err(err)?;
+        let hourly = tx.prepare(INVENTORY_HOURS_UPSERT).map_err(err)?;
         for r in rows {
+            tx.execute(
+                &hourly,
+                &[
+                    &hour_of_time(&r.last_seen),
+                    &r.site,
+                    &r.name,
+                    &r.instance,
+                    &r.kept,
+                    &r.stripped,
+                ],
+            )
+            .map_err(err)?;
             tx.execute(
                 &up,
                 &[
@@ -239,6 +275,9 @@ impl Store for PgStore {
             .map_err(err)?;
         self.client
             .execute("DELETE FROM inventory WHERE last_seen < $1", &[&before])
+            .map_err(err)?;
+        self.client
+            .execute(INVENTORY_HOURS_PURGE, &[&before])
             .map_err(err)?;
         Ok(())
     }

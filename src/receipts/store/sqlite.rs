@@ -1,7 +1,8 @@
 //! The embedded store: one SQLite file in WAL mode (readers never wait for the writer).
 
 use super::{
-    append, split_list, tables_schema, AggRow, Filter, InventoryRow, Store, COLUMNS,
+    append, hour_of_time, require_tables, split_list, tables_schema, AggRow, Filter, InventoryRow,
+    Store, COLUMNS, INVENTORY_HOURS_PURGE, INVENTORY_HOURS_SCHEMA, INVENTORY_HOURS_UPSERT,
     INVENTORY_SCHEMA, INVENTORY_SELECT, INVENTORY_UPSERT,
 };
 use crate::receipts::{Receipt, GENESIS};
@@ -30,6 +31,34 @@ impl SqliteStore {
         conn.execute_batch(&tables_schema("INTEGER PRIMARY KEY AUTOINCREMENT"))
             .map_err(err)?;
         conn.execute_batch(INVENTORY_SCHEMA).map_err(err)?;
+        conn.execute_batch(INVENTORY_HOURS_SCHEMA).map_err(err)?;
+        Ok(SqliteStore { conn })
+    }
+
+    /// Opens an existing store for reading (the CLI): a missing file is an error, never a
+    /// new empty database, and nothing is written to it.
+    pub fn open_read_only(path: &Path) -> Result<SqliteStore, String> {
+        if !path.is_file() {
+            return Err(format!(
+                "the receipts database {} does not exist",
+                path.display()
+            ));
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| format!("cannot open receipts database {}: {e}", path.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
+        let tables: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'receipts'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        require_tables(tables, &path.display().to_string())?;
         Ok(SqliteStore { conn })
     }
 
@@ -163,7 +192,18 @@ impl Store for SqliteStore {
         let tx = self.conn.transaction().map_err(err)?;
         {
             let mut up = tx.prepare_cached(INVENTORY_UPSERT).map_err(err)?;
+            let mut hourly = tx.prepare_cached(INVENTORY_HOURS_UPSERT).map_err(err)?;
             for r in rows {
+                hourly
+                    .execute(params![
+                        hour_of_time(&r.last_seen),
+                        r.site,
+                        r.name,
+                        r.instance,
+                        r.kept,
+                        r.stripped
+                    ])
+                    .map_err(err)?;
                 up.execute(params![
                     r.site,
                     r.name,
@@ -215,6 +255,9 @@ impl Store for SqliteStore {
             .map_err(err)?;
         self.conn
             .execute("DELETE FROM inventory WHERE last_seen < ?1", [before])
+            .map_err(err)?;
+        self.conn
+            .execute(INVENTORY_HOURS_PURGE, [before])
             .map_err(err)?;
         Ok(())
     }
