@@ -648,22 +648,24 @@ pub static RECEIPTS_WRITTEN: LazyLock<IntCounter> = LazyLock::new(|| {
     .unwrap()
 });
 
-/// Receipts lost: the queue was full (`queue_full`), the store failed (`store_error`) or the
-/// writer had stopped (`writer_stopped`).
+/// Receipts lost: the queue held `queue_capacity` receipts not yet written (`queue_full`) or
+/// the writer had stopped (`writer_stopped`). A failing store drops nothing: the writer holds
+/// the receipts (they count against the capacity) and retries.
 pub static RECEIPTS_DROPPED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "consentgate_receipts_dropped_total",
-        "Consent receipts not written, by reason (queue_full, store_error, writer_stopped)",
+        "Consent receipts not written, by reason (queue_full, writer_stopped)",
         &["reason"]
     )
     .unwrap()
 });
 
-/// Failed store operations, by operation (connect, receipts, aggregates, purge).
+/// Failed store operations, by operation (connect, receipts, aggregates, purge; timeout: a job
+/// not answered in time). Every failed attempt counts; the writer retries.
 pub static RECEIPT_STORE_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "consentgate_receipt_store_errors_total",
-        "Failed receipt store operations, by operation (connect, receipts, aggregates, purge)",
+        "Failed receipt store operations, by operation (connect, receipts, aggregates, purge, timeout)",
         &["op"]
     )
     .unwrap()

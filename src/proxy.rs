@@ -856,7 +856,7 @@ fn apply_forwarded(req: &mut RequestHeader, plan: &ForwardedPlan) -> Result<()> 
     Ok(())
 }
 
-/// Consent receipts (src/receipts/): a cheap look-up per request with a consent cookie; a
+/// Consent receipts (src/receipts/): a cheap look-up per request with a consent signal; a
 /// changed decision is queued for the writer thread, never written here. A panic in it is
 /// contained (availability fails open) and counted.
 fn observe_consent(site: &Site, ctx: &RequestCtx, req: &RequestHeader) {
@@ -870,12 +870,7 @@ fn observe_consent(site: &Site, ctx: &RequestCtx, req: &RequestHeader) {
         site: &site.name,
         policy_version: &site.policy_version,
         consent: &ctx.plan.consent,
-        cookie_lines: || {
-            req.headers
-                .get_all(COOKIE)
-                .iter()
-                .map(HeaderValue::as_bytes)
-        },
+        headers: &req.headers,
         path: req.uri.path(),
         client: ctx.forwarded.as_ref().map(|f| f.client),
         jurisdiction: ctx

@@ -26,7 +26,8 @@ pub struct Site {
     pub inventory_slots: crate::inventory::Slots,
     /// Origin connect/read/write/idle timeouts.
     pub timeouts: crate::config::connections::UpstreamTimeouts,
-    /// SHA-256 of the site's configuration (consent receipts).
+    /// SHA-256 of the site's configuration, the files it loaded and the binary's rules
+    /// (consent receipts' `policy_version`, [`crate::config::receipts::policy_version`]).
     pub policy_version: String,
 }
 

@@ -1,8 +1,9 @@
 //! Consent receipts (issue 12): a visitor who gives, changes and withdraws consent leaves a
 //! receipt per change (none for a repeated request), in SQLite and in a real PostgreSQL server;
-//! the chain verifies and `receipts verify` finds an edited row; with the store stopped under
-//! load the proxy keeps serving and counts what it drops; two instances sharing PostgreSQL
-//! report their sum.
+//! the chain verifies and `receipts verify` finds an edited row; with the store frozen under
+//! load the proxy keeps serving and only a full queue drops (counted), a brief outage loses
+//! nothing; retention keeps the chain whole; app consent headers and the CMP ids of Cookiebot,
+//! Didomi and CookieYes name their subjects; two instances sharing PostgreSQL report their sum.
 //!
 //! The consent cookies are OneTrust `OptanonConsent` values in the layout OneTrust writes (the
 //! real cookie in src/consent/onetrust.rs tests, from a OneTrust site); the chain hashes are
@@ -604,8 +605,41 @@ fn postgres_receipts_follow_a_visitor_with_a_valid_chain() {
     assert!(err.contains("edited"), "{err}");
 }
 
+/// `n` new visitors (a consent id each, `tag-i`) on `threads` connections at once; every
+/// status.
+fn visitors(addr: std::net::SocketAddr, tag: &str, threads: usize, n: usize) -> Vec<u16> {
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let tag = tag.to_string();
+            std::thread::spawn(move || {
+                (0..n / threads)
+                    .map(|i| {
+                        let c = onetrust(&format!("{tag}-{t}-{i}"), i % 2 == 0, true, false);
+                        get(addr, "/", &[("Cookie", &c)]).status
+                    })
+                    .collect::<Vec<u16>>()
+            })
+        })
+        .collect();
+    handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect()
+}
+
+fn dropped(p: &Proxy, reason: &str) -> f64 {
+    p.metric("consentgate_receipts_dropped_total", &[("reason", reason)])
+}
+
+fn verify_ok(p: &Proxy, n: usize) {
+    let config = p.config.to_str().unwrap();
+    let (code, out, err) = run_cli(&["receipts", "verify", "--config", config]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("{n} receipts, chain valid")), "{out}");
+}
+
 #[test]
-fn store_stopped_under_load_requests_are_served_and_drops_counted() {
+fn store_frozen_under_load_requests_are_served_and_only_a_full_queue_drops() {
     let pg = Postgres::start("load");
     let o = Origin::echo();
     let key = pg.dir().join("receipts.key");
@@ -615,50 +649,119 @@ fn store_stopped_under_load_requests_are_served_and_drops_counted() {
             &pg,
             "edge-load",
             &key,
-            "queue_capacity = 100\nbatch_size = 50",
+            "queue_capacity = 50\nbatch_size = 10",
         ),
     );
     let c = onetrust(VISITOR, true, true, true);
     assert_eq!(p.get("/", &[("Cookie", &c)]).status, 200);
     p.expect_metric("consentgate_receipts_written_total", &[], 1.0);
-    pg.stop();
-    // 3,000 visitors, each a new receipt, 8 at a time.
-    let addr = p.addr;
-    let handles: Vec<_> = (0..8)
-        .map(|t| {
-            std::thread::spawn(move || {
-                let mut statuses = Vec::new();
-                for i in 0..375 {
-                    let id = format!("load-{t}-{i}");
-                    let c = onetrust(&id, i % 2 == 0, true, false);
-                    statuses.push(get(addr, "/", &[("Cookie", &c)]).status);
-                }
-                statuses
-            })
-        })
-        .collect();
-    let statuses: Vec<u16> = handles
-        .into_iter()
-        .flat_map(|h| h.join().unwrap())
-        .collect();
-    assert_eq!(statuses.len(), 3000);
+    // Frozen, not stopped: connections stay open and nothing answers, as with a hung host.
+    pg.freeze();
+    // 400 new visitors, 8 at a time.
+    let statuses = visitors(p.addr, "load", 8, 400);
+    assert_eq!(statuses.len(), 400);
     assert!(statuses.iter().all(|s| *s == 200), "every request served");
-    let dropped =
-        |reason: &str| p.metric("consentgate_receipts_dropped_total", &[("reason", reason)]);
-    eventually("receipts dropped and counted", || {
-        dropped("queue_full") + dropped("store_error") > 0.0
+    // The queue holds 50 receipts not yet written; only the other 350 are dropped, as
+    // queue_full, and none for the store's sake.
+    p.expect_metric(
+        "consentgate_receipts_dropped_total",
+        &[("reason", "queue_full")],
+        350.0,
+    );
+    assert_eq!(dropped(&p, "store_error"), 0.0);
+    assert_eq!(p.metric("consentgate_receipts_written_total", &[]), 1.0);
+    assert_eq!(p.get("/", &[]).status, 200, "still serving after the burst");
+    // The store answers again: the 50 held are written.
+    pg.thaw();
+    eventually("the held receipts written", || {
+        p.metric("consentgate_receipts_written_total", &[]) == 51.0
     });
-    assert!(
+    // The dropped visitors' next requests write their receipts: the recorder forgot them when
+    // they were dropped, and the 50 written are not written twice. In groups the queue can
+    // hold, each written before the next.
+    let mut client = postgres::Client::connect(&pg.url(), postgres::NoTls).unwrap();
+    let written: std::collections::HashSet<String> = client
+        .query("SELECT subject FROM receipts", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(written.len(), 51);
+    let ids: Vec<(String, bool)> = (0..8)
+        .flat_map(|t| (0..50).map(move |i| (format!("load-{t}-{i}"), i % 2 == 0)))
+        .collect();
+    let mut expected = 51.0;
+    for group in ids.chunks(40) {
+        for (id, analytics) in group {
+            let c = onetrust(id, *analytics, true, false);
+            assert_eq!(p.get("/", &[("Cookie", &c)]).status, 200);
+            if !written.contains(id) {
+                expected += 1.0;
+            }
+        }
+        p.expect_metric("consentgate_receipts_written_total", &[], expected);
+    }
+    p.expect_metric("consentgate_receipts_written_total", &[], 401.0);
+    assert_eq!(
+        dropped(&p, "queue_full"),
+        350.0,
+        "nothing dropped once the store answers"
+    );
+    verify_ok(&p, 401);
+}
+
+#[test]
+fn a_brief_store_outage_loses_no_receipt() {
+    let mut pg = Postgres::start("outage");
+    let o = Origin::echo();
+    let key = pg.dir().join("receipts.key");
+    let p = start(&o, &pg_receipts(&pg, "edge-outage", &key, ""));
+    let c = onetrust(VISITOR, true, true, true);
+    assert_eq!(p.get("/", &[("Cookie", &c)]).status, 200);
+    p.expect_metric("consentgate_receipts_written_total", &[], 1.0);
+    pg.stop();
+    let statuses = visitors(p.addr, "outage", 3, 30);
+    assert!(statuses.iter().all(|s| *s == 200), "every request served");
+    eventually("the writer finds the store down", || {
         p.metric(
             "consentgate_receipt_store_errors_total",
-            &[("op", "receipts")]
-        ) + p.metric(
-            "consentgate_receipt_store_errors_total",
-            &[("op", "connect")]
+            &[("op", "connect")],
         ) > 0.0
-    );
-    // Still serving after the burst.
-    assert_eq!(p.get("/", &[]).status, 200);
+    });
+    pg.restart();
+    eventually("every receipt written after the store returns", || {
+        p.metric("consentgate_receipts_written_total", &[]) == 31.0
+    });
+    for reason in ["queue_full", "store_error", "writer_stopped"] {
+        assert_eq!(dropped(&p, reason), 0.0, "{reason}");
+    }
+    verify_ok(&p, 31);
+}
+
+#[test]
+fn sigterm_with_the_store_frozen_still_exits_in_bounded_time() {
+    let pg = Postgres::start("frozen-exit");
+    let o = Origin::echo();
+    let key = pg.dir().join("receipts.key");
+    let mut p = start(&o, &pg_receipts(&pg, "edge-exit", &key, ""));
+    let c = onetrust(VISITOR, true, true, true);
+    assert_eq!(p.get("/", &[("Cookie", &c)]).status, 200);
+    p.expect_metric("consentgate_receipts_written_total", &[], 1.0);
+    pg.freeze();
+    let c = onetrust("after-freeze", true, false, false);
+    assert_eq!(p.get("/", &[("Cookie", &c)]).status, 200);
+    let t = std::time::Instant::now();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(p.child.id() as i32, libc::SIGTERM) };
+    while p.child.try_wait().unwrap().is_none() {
+        assert!(
+            // The flush waits 5 s at most, within the shutdown's grace period and timeout
+            // (1 s each here).
+            t.elapsed() < Duration::from_secs(8),
+            "the proxy did not exit on SIGTERM with the store frozen"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// The shop site with two jurisdiction rules (US-CA opt-out, everywhere else opt-in, which
@@ -861,4 +964,264 @@ fn a_receipt_carries_the_visitors_jurisdiction() {
         list[0]["granted"],
         serde_json::json!(["necessary", "analytics"])
     );
+}
+
+/// A vector of tests/fixtures/consent/FILE.jsonl (real values, provenance in each line).
+fn vector(file: &str, name: &str) -> Value {
+    let text = std::fs::read_to_string(fixture(&format!("consent/{file}.jsonl"))).unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|v| v["name"] == name)
+        .unwrap_or_else(|| panic!("no vector {name} in {file}.jsonl"))
+}
+
+/// A SQLite-backed proxy whose site reads `consent` (keys of `[site.consent]` and its tables)
+/// and keeps the raw signal.
+fn start_with_consent(o: &Origin, db: &Path, consent: &str, proxy_extra: &str) -> Proxy {
+    let site = shop_site(o.addr, &format!("[site.consent]\n{consent}\n"));
+    Proxy::start_with(
+        &format!(
+            "{site}\n[receipts]\n{}\n",
+            sqlite(db, "batch_interval_ms = 20\nstore_signal = true")
+        ),
+        proxy_extra,
+    )
+}
+
+#[test]
+fn app_consent_headers_name_their_own_subjects_and_signals() {
+    let o = Origin::echo();
+    let dir = TempDir::new("receipts-headers");
+    let db = dir.0.join("r.db");
+    let consent = "sources = [\"first-party\"]\n[[site.consent.header]]\nname = \"X-Consent\"\nformat = \"first-party\"\n[[site.consent.header]]\nname = \"X-TCF-Consent\"\nformat = \"tcf\"\n";
+    let p = start_with_consent(&o, &db, consent, "");
+    // Two apps with different choices: two subjects.
+    assert_eq!(p.get("/", &[("X-Consent", "analytics")]).status, 200);
+    assert_eq!(
+        p.get("/", &[("X-Consent", "analytics,marketing")]).status,
+        200
+    );
+    p.expect_metric("consentgate_receipts_written_total", &[], 2.0);
+    // A third app sending the first one's value is the same subject (a keyed hash of the
+    // value: nothing else tells the two apart): no new receipt.
+    assert_eq!(p.get("/", &[("X-Consent", "analytics")]).status, 200);
+    // An app's stored TC string (a real one, from Didomi on getpurpose.ai).
+    let tc = vector("tcf", "didomi-getpurpose-accept");
+    let tc_string = tc["cookie"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("euconsent-v2=")
+        .unwrap()
+        .to_string();
+    assert_eq!(p.get("/", &[("X-TCF-Consent", &tc_string)]).status, 200);
+    p.expect_metric("consentgate_receipts_written_total", &[], 3.0);
+    let list = cli_json(&["receipts", "--config", p.config.to_str().unwrap()]);
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 3, "{list:?}");
+    let (a, b, t) = (&list[0], &list[1], &list[2]);
+    assert_eq!(a["source"], "first-party:header:x-consent");
+    assert_eq!(t["source"], "tcf:header:x-tcf-consent");
+    for r in list {
+        assert_eq!(r["subject_type"], "keyed-hash");
+        assert_eq!(r["event"], "given");
+    }
+    assert_ne!(a["subject"], b["subject"]);
+    assert_ne!(a["subject"], t["subject"]);
+    assert_eq!(a["granted"], serde_json::json!(["necessary", "analytics"]));
+    assert_eq!(
+        b["granted"],
+        serde_json::json!(["necessary", "analytics", "marketing"])
+    );
+    // The signal is the header as sent (`name: value`) and its hash is the hash of exactly
+    // that, recomputed here with sha256sum.
+    let expect_signal = |r: &Value, text: &str| {
+        assert_eq!(r["signal"], text);
+        assert_eq!(r["signal_sha256"], sha256sum(text), "{r}");
+    };
+    expect_signal(a, "x-consent: analytics");
+    expect_signal(b, "x-consent: analytics,marketing");
+    expect_signal(t, &format!("x-tcf-consent: {tc_string}"));
+    // What the IAB reference decoder reads from that TC string (the vector's `expect`).
+    let granted: Vec<&str> = t["granted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for c in ["analytics", "marketing", "preferences"] {
+        assert_eq!(granted.contains(&c), tc["expect"][c] == true, "{c}: {t}");
+    }
+    assert_chain(list);
+}
+
+#[test]
+fn cookiebot_didomi_and_cookieyes_consent_ids_are_the_subjects() {
+    let o = Origin::echo();
+    let dir = TempDir::new("receipts-cmp-ids");
+    let db = dir.0.join("r.db");
+    let p = start_with_consent(
+        &o,
+        &db,
+        "sources = [\"cookiebot\", \"didomi\", \"cookieyes\"]\n",
+        "",
+    );
+    // Real cookies as the CMPs wrote them; each id read off the cookie text by hand.
+    let cases = [
+        (
+            vector("cookiebot", "captured-reject-lingos-pl"),
+            "cookiebot:CookieConsent",
+            // stamp:'f+7ywpRuvGmFIujhI+oEbPugblwcsBmNcpD/7RUUNZKavIMY97rzhQ=='
+            "f+7ywpRuvGmFIujhI+oEbPugblwcsBmNcpD/7RUUNZKavIMY97rzhQ==",
+        ),
+        (
+            vector("didomi", "leboncoin-token-default-table"),
+            "didomi:didomi_token",
+            // base64 -d of the token: {"user_id":"18d4c7e8-...","created":...
+            "18d4c7e8-2f00-6aab-8387-c07446d4aa04",
+        ),
+        (
+            vector("cookieyes", "captured-accept-all"),
+            "cookieyes:cookieyes-consent",
+            // consentid:d2JnOWNtWmgyM0pMdEU0ZkZXSGhzdE9BaTkxekF3WEk,...
+            "d2JnOWNtWmgyM0pMdEU0ZkZXSGhzdE9BaTkxekF3WEk",
+        ),
+    ];
+    for (v, _, _) in &cases {
+        let cookie = v["cookie"].as_str().unwrap();
+        assert_eq!(p.get("/", &[("Cookie", cookie)]).status, 200);
+    }
+    p.expect_metric("consentgate_receipts_written_total", &[], 3.0);
+    let list = cli_json(&["receipts", "--config", p.config.to_str().unwrap()]);
+    let list = list.as_array().unwrap();
+    for (r, (v, source, id)) in list.iter().zip(&cases) {
+        assert_eq!(r["subject"], *id, "{}", v["name"]);
+        assert_eq!(r["subject_type"], "cmp-id");
+        assert_eq!(r["source"], *source);
+        assert_eq!(r["signal"], v["cookie"]);
+        assert_eq!(r["signal_sha256"], sha256sum(v["cookie"].as_str().unwrap()));
+    }
+    // `--subject` finds a visitor's history by the CMP's own id.
+    let one = cli_json(&[
+        "receipts",
+        "--config",
+        p.config.to_str().unwrap(),
+        "--subject",
+        "18d4c7e8-2f00-6aab-8387-c07446d4aa04",
+    ]);
+    assert_eq!(one.as_array().unwrap().len(), 1);
+    assert_chain(list);
+}
+
+#[test]
+fn an_ipv6_client_is_kept_as_its_48() {
+    let o = Origin::echo();
+    let dir = TempDir::new("receipts-ipv6");
+    let db = dir.0.join("r.db");
+    // Behind a trusted balancer that names the client in X-Forwarded-For.
+    let p = start_with_consent(
+        &o,
+        &db,
+        "sources = [\"onetrust\"]\n",
+        "trusted_proxies = [\"127.0.0.1/32\"]\n",
+    );
+    let c = onetrust(VISITOR, true, false, false);
+    let headers = [
+        ("Cookie", c.as_str()),
+        ("X-Forwarded-For", "2001:db8:1234:5678:9abc:def0:1234:5678"),
+    ];
+    assert_eq!(p.get("/", &headers).status, 200);
+    p.expect_metric("consentgate_receipts_written_total", &[], 1.0);
+    let list = cli_json(&["receipts", "--config", p.config.to_str().unwrap()]);
+    assert_eq!(list[0]["client_network"], "2001:db8:1234::/48");
+    let text = list.to_string();
+    assert!(
+        !text.contains("2001:db8:1234:5678") && !text.contains("127.0.0"),
+        "no raw address: {text}"
+    );
+}
+
+#[test]
+fn an_edited_blocklist_changes_the_policy_version_after_a_reload() {
+    let o = Origin::echo();
+    let dir = TempDir::new("receipts-policy");
+    let db = dir.0.join("r.db");
+    let list = dir.0.join("analytics.txt");
+    std::fs::write(&list, "||tracker.example^\n").unwrap();
+    let config = format!(
+        "{}\n[receipts]\n{}\n",
+        analytics_list_site("shop", o.addr, list.to_str().unwrap()),
+        sqlite(&db, "batch_interval_ms = 20")
+    );
+    let p = Proxy::start(&config);
+    let versions = |n: usize| -> Vec<String> {
+        p.expect_metric("consentgate_receipts_written_total", &[], n as f64);
+        let list = cli_json(&["receipts", "--config", p.config.to_str().unwrap()]);
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["policy_version"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // First-party consent cookies: each value its own subject, so each a receipt.
+    let visit = |c: &str| assert_eq!(p.get("/", &[("Cookie", c)]).status, 200);
+    visit("consent=analytics");
+    let v = versions(1);
+    // Reloaded with the same files: the same policy.
+    assert_eq!(p.reload().0, 200);
+    visit("consent=analytics,marketing");
+    let v2 = versions(2);
+    assert_eq!(v2[1], v[0]);
+    // The list edited under the same name: after the reload, a new policy version.
+    std::fs::write(&list, "||tracker.example^\n||other-tracker.example^\n").unwrap();
+    assert_eq!(p.reload().0, 200);
+    visit("consent=analytics,preferences");
+    let v3 = versions(3);
+    assert_ne!(v3[2], v[0]);
+    assert_eq!(v3[2].len(), 64);
+}
+
+#[test]
+fn postgres_retention_deletes_only_a_leading_range_of_the_chain() {
+    use consentgate::receipts::store::{postgres::PgStore, Filter, Store};
+    let pg = Postgres::start("retention");
+    let mut store = PgStore::connect(&pg.url()).unwrap();
+    let receipt = |id: &str, time: &str| consentgate::receipts::Receipt {
+        receipt_id: id.into(),
+        schema_version: consentgate::receipts::SCHEMA_VERSION.into(),
+        event_time: time.into(),
+        site: "shop".into(),
+        subject: format!("subject-{id}"),
+        subject_type: "cmp-id".into(),
+        event: "given".into(),
+        source: "onetrust:OptanonConsent".into(),
+        granted: vec!["necessary".into()],
+        denied: vec![],
+        signal_sha256: String::new(),
+        signal: None,
+        policy_version: String::new(),
+        jurisdiction: None,
+        path: "/".into(),
+        client_network: String::new(),
+        instance: "edge".into(),
+        prev_sha256: String::new(),
+        sha256: String::new(),
+    };
+    // Written in this order by instances whose clocks disagree: receipt 3 is stamped before
+    // receipt 2, which it follows in the chain.
+    let batch = vec![
+        receipt("1", "2020-01-01T00:00:00.000Z"),
+        receipt("2", "2025-06-01T00:00:00.000Z"),
+        receipt("3", "2020-01-02T00:00:00.000Z"),
+        receipt("4", "2025-06-02T00:00:00.000Z"),
+    ];
+    assert_eq!(store.insert_receipts(batch).unwrap(), 4);
+    store.purge("2025-01-01T00:00:00.000Z").unwrap();
+    let left = store.receipts(&Filter::default()).unwrap();
+    let ids: Vec<&str> = left.iter().map(|(_, r)| r.receipt_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["2", "3", "4"],
+        "only the leading expired receipt goes"
+    );
+    assert_eq!(consentgate::receipts::verify_chain(left), (3, vec![]));
 }

@@ -144,7 +144,8 @@ pub struct SiteConfig {
     pub upstream: upstreams::UpstreamsConfig,
     /// `[[site.jurisdiction]]` rules (issue 11); empty = opt-in for everyone.
     pub jurisdictions: crate::jurisdiction::Jurisdictions,
-    /// SHA-256 of the site's `[[site]]` table (consent receipts' `policy_version`).
+    /// Consent receipts' `policy_version`: SHA-256 of the site's `[[site]]` table, the lists
+    /// and cookie database it loaded, and the binary's version and catalogue.
     pub policy_version: String,
 }
 
@@ -193,7 +194,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
     let versions = receipts::policy_versions(text);
     for (i, s) in raw.site.iter().enumerate() {
         if let Some(mut site) = v.site(s) {
-            site.policy_version = versions.get(i).cloned().unwrap_or_default();
+            let table = versions.get(i).map(String::as_str).unwrap_or_default();
+            site.policy_version = receipts::policy_version(table, &site);
             if !names.insert(site.name.clone()) {
                 let kind = ConfigErrorKind::DuplicateSiteName(site.name.clone());
                 v.error_at(s.name.span(), kind);

@@ -72,8 +72,53 @@ impl std::fmt::Debug for ReceiptsConfig {
     }
 }
 
+/// A site's `policy_version`: SHA-256 over everything that decides how the site is enforced,
+/// so that it changes whenever enforcement can: the `[[site]]` table ([`policy_versions`]),
+/// the contents of the blocklists and the cookie database it loaded (a file edited under the
+/// same name, then reloaded, is a new policy), and the binary's own rules (its version, and the
+/// built-in cookie catalogue, which a new build may change).
+pub fn policy_version(site_table_sha256: &str, site: &super::SiteConfig) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    // Each part labelled and length-prefixed: no two different inputs hash the same bytes.
+    let mut part = |label: &str, value: &str| {
+        for bytes in [label.as_bytes(), value.as_bytes()] {
+            ctx.update(&(bytes.len() as u64).to_be_bytes());
+            ctx.update(bytes);
+        }
+    };
+    part("consentgate", env!("CARGO_PKG_VERSION"));
+    part("catalogue", catalogue_sha256());
+    part("site", site_table_sha256);
+    for list in &site.blocklists {
+        let text_sha256 = crate::receipts::sha256_hex(list.text().as_bytes());
+        let line = format!("{} {} {text_sha256}", list.category.as_str(), list.name);
+        part("blocklist", &line);
+    }
+    let database = site.database.canonical();
+    part(
+        "cookie-database",
+        &crate::receipts::sha256_hex(database.as_bytes()),
+    );
+    crate::receipts::hex(ctx.finish().as_ref())
+}
+
+/// SHA-256 of the built-in cookie catalogue (patterns and categories, in its order).
+fn catalogue_sha256() -> &'static str {
+    static SHA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SHA.get_or_init(|| {
+        let mut text = String::new();
+        for e in crate::cookies::catalogue::CATALOGUE {
+            text.push_str(e.pattern);
+            text.push('\t');
+            text.push_str(e.category.as_str());
+            text.push('\n');
+        }
+        crate::receipts::sha256_hex(text.as_bytes())
+    })
+}
+
 /// SHA-256 of each `[[site]]` table, re-serialized (key order fixed, comments and layout
-/// dropped), in file order: a site's `policy_version` changes when its policy does.
+/// dropped), in file order: the part of a site's `policy_version` its table gives.
 pub fn policy_versions(text: &str) -> Vec<String> {
     let Ok(value) = text.parse::<toml::Table>() else {
         return Vec::new();
@@ -283,6 +328,36 @@ mod tests {
             e[0].starts_with("t.toml:9: unknown key `retention`"),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn policy_version_follows_the_files_the_site_loads() {
+        let dir = std::env::temp_dir().join(format!("cg-policy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (list, db) = (dir.join("list.txt"), dir.join("ocd.csv"));
+        let header = "ID,Platform,Category,Cookie / Data Key name,Domain,Description,Retention period,Data Controller,User Privacy & GDPR Rights Portals,Wildcard match\n";
+        let row = |name: &str| {
+            format!("{header}256c0fe2-d881-11e9-8a34-2a2ae2dbcce4,Tag,Analytics,{name},,d,1 year,c,https://x.test/,0\n")
+        };
+        let text = format!(
+            "[proxy]\nlisten = [\"127.0.0.1:1\"]\n\n[[site]]\nname = \"a\"\nupstreams = [\"127.0.0.1:2\"]\n[site.cookies]\nopen_cookie_database = \"{}\"\n[[site.blocklist]]\ncategory = \"analytics\"\npath = \"{}\"\n",
+            db.display(),
+            list.display()
+        );
+        let version = || {
+            let cfg = crate::config::parse(&text, &dir.join("c.toml")).unwrap();
+            cfg.sites[0].policy_version.clone()
+        };
+        std::fs::write(&list, "||tracker.example^\n").unwrap();
+        std::fs::write(&db, row("_tracker")).unwrap();
+        let first = version();
+        assert_eq!(version(), first, "the same files, the same version");
+        std::fs::write(&list, "||tracker.example^\n||other.example^\n").unwrap();
+        let list_changed = version();
+        assert_ne!(list_changed, first, "a list edited under the same name");
+        std::fs::write(&db, row("_other")).unwrap();
+        assert_ne!(version(), list_changed, "a cookie database edited");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

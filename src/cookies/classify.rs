@@ -69,6 +69,32 @@ impl RuleSet {
         self.exact.is_empty() && self.prefixes.is_empty() && self.globs.is_empty()
     }
 
+    /// Every pattern with its category, one `pattern<TAB>category` line each, in a fixed
+    /// order: exact names and prefixes sorted (their order decides nothing), globs in the order
+    /// that decides. Two sets with the same text classify every name alike (consent receipts
+    /// hash it into the site's `policy_version`).
+    pub fn canonical(&self) -> String {
+        let mut lines: Vec<String> = self
+            .exact
+            .iter()
+            .map(|(p, c)| format!("{p}\t{}", c.as_str()))
+            .chain(
+                self.prefixes
+                    .iter()
+                    .map(|(p, c)| format!("{p}*\t{}", c.as_str())),
+            )
+            .collect();
+        lines.sort();
+        lines.extend(
+            self.globs
+                .iter()
+                .map(|(p, c)| format!("{p}\t{}", c.as_str())),
+        );
+        let mut text = lines.join("\n");
+        text.push('\n');
+        text
+    }
+
     pub fn len(&self) -> usize {
         self.exact.len() + self.prefixes.len() + self.globs.len()
     }

@@ -1,15 +1,16 @@
-//! The request-path side of receipts: decides, per request with a consent cookie, whether the
-//! visitor's decision for the site changed, and if so queues a receipt.
+//! The request-path side of receipts: decides, per request with a consent signal (a consent
+//! cookie, or an app's consent header), whether the visitor's decision for the site changed,
+//! and if so queues a receipt.
 //!
 //! Cost (docs/BENCHMARKS.md): a request whose consent signal was seen before hashes its consent
-//! cookies' values (foldhash) and looks the hash up in a bounded set, allocating nothing. Only a
-//! new signal is decoded (the CMP id), HMAC'd and compared with the subject's last decision.
-//! Both caches hold at most [`CACHE_ENTRIES`] entries and are emptied when full: forgetting
-//! costs a second look at the store, whose unique key still drops the duplicate.
+//! cookies' and headers' values (foldhash) and looks the hash up in a bounded set, allocating
+//! nothing. Only a new signal is decoded (the CMP id), HMAC'd and compared with the subject's
+//! last decision. Both caches hold at most [`CACHE_ENTRIES`] entries and are emptied when full:
+//! forgetting costs a second look at the store, whose unique key still drops the duplicate.
 
-use super::queue::{Msg, Queue};
+use super::queue::Queue;
 use super::{client_network, event_for, split_categories, Receipt, SCHEMA_VERSION};
-use crate::consent::{ConsentState, Grants, Verdict};
+use crate::consent::{ConsentState, Grants, SourceOutcome, Verdict, Via};
 use crate::cookies::header::split_cookie_header;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hash, Hasher};
@@ -60,12 +61,13 @@ pub fn get() -> Option<&'static Recorder> {
 }
 
 /// What the proxy knows about one request, for [`Recorder::observe`].
-pub struct Observed<'a, L> {
+pub struct Observed<'a> {
     pub site: &'a str,
     pub policy_version: &'a str,
     pub consent: &'a ConsentState,
-    /// The request's `Cookie` header lines (a function: header iterators cannot be cloned).
-    pub cookie_lines: L,
+    /// The request's headers: its `Cookie` lines, and the consent headers of apps
+    /// (`[[site.consent.header]]`), whose values are the signal when they are the source.
+    pub headers: &'a http::HeaderMap,
     pub path: &'a str,
     pub client: Option<IpAddr>,
     /// The name of the site's jurisdiction rule for this visitor (`None` without rules).
@@ -84,30 +86,74 @@ fn capped(v: &[u8]) -> &[u8] {
     &v[..v.len().min(MAX_SIGNAL)]
 }
 
+/// The value of a header source (`None`: not on the request). A header source that was sent
+/// twice failed to read (it grants nothing); its lines are joined so the receipt still names
+/// what was sent.
+fn header_value<'h>(headers: &'h http::HeaderMap, s: &SourceOutcome) -> Option<HeaderBytes<'h>> {
+    let mut lines = headers.get_all(&*s.cookie).iter();
+    let first = lines.next()?;
+    Some(match lines.next() {
+        None => HeaderBytes::One(first.as_bytes()),
+        Some(_) => HeaderBytes::Joined(
+            headers
+                .get_all(&*s.cookie)
+                .iter()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .collect::<Vec<_>>()
+                .join(", ")
+                .into_bytes(),
+        ),
+    })
+}
+
+enum HeaderBytes<'h> {
+    One(&'h [u8]),
+    /// The same header sent more than once (a failed source; rare, so allocating is fine).
+    Joined(Vec<u8>),
+}
+
+impl HeaderBytes<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            HeaderBytes::One(b) => b,
+            HeaderBytes::Joined(v) => v,
+        }
+    }
+}
+
 impl Recorder {
     /// Queues a receipt when this request's decision is new for its subject. Requests without
-    /// a consent cookie are not receipts (GPC alone names no subject; it is counted in the
-    /// metrics and aggregates).
-    pub fn observe<'l, L, I>(&self, o: Observed<'_, L>)
-    where
-        L: Fn() -> I,
-        I: Iterator<Item = &'l [u8]>,
-    {
+    /// a consent source (cookie or app header) are not receipts (GPC alone names no subject;
+    /// it is counted in the metrics and aggregates).
+    pub fn observe(&self, o: Observed<'_>) {
         let consent = o.consent;
         if consent.sources.is_empty() {
             return;
         }
-        let is_source = |name: &[u8]| consent.sources.iter().any(|s| s.cookie.as_bytes() == name);
         let mut h = self.hasher.build_hasher();
         o.site.hash(&mut h);
         o.policy_version.hash(&mut h);
         o.jurisdiction.hash(&mut h);
         consent.gpc.hash(&mut h);
         bits(consent.grants).hash(&mut h);
-        for line in (o.cookie_lines)() {
-            for c in split_cookie_header(line).filter(|c| is_source(c.name)) {
-                c.name.hash(&mut h);
-                capped(c.value).hash(&mut h);
+        let is_cookie_source = |name: &[u8]| {
+            consent
+                .sources
+                .iter()
+                .any(|s| s.via == Via::Cookie && s.cookie.as_bytes() == name)
+        };
+        if consent.sources.iter().any(|s| s.via == Via::Cookie) {
+            for line in o.headers.get_all(http::header::COOKIE) {
+                for c in split_cookie_header(line.as_bytes()).filter(|c| is_cookie_source(c.name)) {
+                    c.name.hash(&mut h);
+                    capped(c.value).hash(&mut h);
+                }
+            }
+        }
+        for s in consent.sources.iter().filter(|s| s.via == Via::Header) {
+            if let Some(v) = header_value(o.headers, s) {
+                s.cookie.hash(&mut h);
+                capped(v.bytes()).hash(&mut h);
             }
         }
         let signal_key = h.finish();
@@ -118,38 +164,47 @@ impl Recorder {
     }
 
     /// A signal not seen before: find the subject, compare with its last decision.
-    fn new_signal<'l, L, I>(&self, o: &Observed<'_, L>, signal_key: u64)
-    where
-        L: Fn() -> I,
-        I: Iterator<Item = &'l [u8]>,
-    {
+    fn new_signal(&self, o: &Observed<'_>, signal_key: u64) {
         let consent = o.consent;
-        // The raw values in request order, `name=value` per cookie; the signal hashed.
+        // The raw values: the consent cookies in request order as `name=value`, then the
+        // consent headers in configuration order as `name: value` (the header's name in
+        // lower case), joined by `; `; the signal hashed.
         let mut signal = String::new();
         let mut subject: Option<String> = None;
         let mut source = Vec::new();
         for s in &consent.sources {
-            source.push(format!("{}:{}", s.format, s.cookie));
+            source.push(match s.via {
+                Via::Cookie => format!("{}:{}", s.format, s.cookie),
+                Via::Header => format!("{}:header:{}", s.format, s.cookie),
+            });
         }
-        for line in (o.cookie_lines)() {
-            for c in split_cookie_header(line) {
+        let mut add = |format: &str, name: &[u8], sep: &str, value: &[u8]| {
+            let value = capped(value);
+            if subject.is_none() {
+                subject = crate::consent::subject::subject_id(format, value);
+            }
+            if !signal.is_empty() {
+                signal.push_str("; ");
+            }
+            signal.push_str(&String::from_utf8_lossy(name));
+            signal.push_str(sep);
+            signal.push_str(&String::from_utf8_lossy(value));
+        };
+        for line in o.headers.get_all(http::header::COOKIE) {
+            for c in split_cookie_header(line.as_bytes()) {
                 let Some(s) = consent
                     .sources
                     .iter()
-                    .find(|s| s.cookie.as_bytes() == c.name)
+                    .find(|s| s.via == Via::Cookie && s.cookie.as_bytes() == c.name)
                 else {
                     continue;
                 };
-                let value = capped(c.value);
-                if subject.is_none() {
-                    subject = crate::consent::subject::subject_id(s.format, value);
-                }
-                if !signal.is_empty() {
-                    signal.push_str("; ");
-                }
-                signal.push_str(&String::from_utf8_lossy(c.name));
-                signal.push('=');
-                signal.push_str(&String::from_utf8_lossy(value));
+                add(s.format, c.name, "=", c.value);
+            }
+        }
+        for s in consent.sources.iter().filter(|s| s.via == Via::Header) {
+            if let Some(v) = header_value(o.headers, s) {
+                add(s.format, s.cookie.as_bytes(), ": ", v.bytes());
             }
         }
         let (subject, subject_type) = match subject {
@@ -174,17 +229,17 @@ impl Recorder {
             .iter()
             .fold(Verdict::NOTHING, |v, s| v.merge(s.verdict))
             .grants();
-        let event = {
+        let (event, prev) = {
             let mut last = lock(&self.last);
-            let prev = last.get(&subject_key).map(|b| from_bits(*b));
-            let event = event_for(prev, now, before_gpc);
+            let prev = last.get(&subject_key).copied();
+            let event = event_for(prev.map(from_bits), now, before_gpc);
             if event.is_some() {
                 if last.len() >= CACHE_ENTRIES {
                     last.clear();
                 }
                 last.insert(subject_key, bits(now));
             }
-            event
+            (event, prev)
         };
         {
             let mut seen = lock(&self.seen);
@@ -216,7 +271,26 @@ impl Recorder {
             prev_sha256: String::new(),
             sha256: String::new(),
         };
-        self.queue.push(Msg::Receipt(Box::new(receipt)));
+        if !self.queue.push(receipt) {
+            // Dropped (counted by the queue): forget that this signal and decision were
+            // recorded, so the visitor's next request writes the receipt instead of being
+            // taken for a duplicate for as long as the caches remember it.
+            self.forget(signal_key, subject_key, bits(now), prev);
+        }
+    }
+
+    /// Undoes what [`Recorder::new_signal`] remembered for a receipt that was dropped. The
+    /// subject's entry goes back to its previous decision, unless another request changed it
+    /// meanwhile (then that newer receipt is the one the cache must describe).
+    fn forget(&self, signal_key: u64, subject_key: u64, recorded: u8, prev: Option<u8>) {
+        lock(&self.seen).remove(&signal_key);
+        let mut last = lock(&self.last);
+        if last.get(&subject_key) == Some(&recorded) {
+            match prev {
+                Some(p) => last.insert(subject_key, p),
+                None => last.remove(&subject_key),
+            };
+        }
     }
 }
 

@@ -202,6 +202,11 @@ impl ListSource {
         }
     }
 
+    /// The list as read (consent receipts hash it into the site's `policy_version`).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
     /// Reads a list file; a file with no filter rule is refused (it is not a list).
     pub fn read(category: Category, path: &Path, name: &str) -> Result<ListSource, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;

@@ -125,6 +125,55 @@ impl Postgres {
             .output();
     }
 
+    /// Starts the server again (after [`Postgres::stop`]) on the same port and data.
+    pub fn restart(&mut self) {
+        self.ctl_start();
+    }
+
+    /// The server's processes: the postmaster (from `postmaster.pid`) and its children.
+    fn processes(&self) -> Vec<i32> {
+        let Some(main) = std::fs::read_to_string(self.data().join("postmaster.pid"))
+            .ok()
+            .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<i32>().ok()))
+        else {
+            return Vec::new();
+        };
+        let mut pids = vec![main];
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // `pid (comm) state ppid ...`: comm may hold spaces, so read after the last `)`.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<i32>().ok());
+            if ppid == Some(main) {
+                if let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() {
+                    pids.push(pid);
+                }
+            }
+        }
+        pids
+    }
+
+    /// Freezes the server (SIGSTOP to every process of it): connections stay open and the
+    /// kernel still accepts and acknowledges, but nothing answers, as with a hung host.
+    pub fn freeze(&self) {
+        for pid in self.processes() {
+            // SAFETY: signalling the test's own server processes.
+            unsafe { libc::kill(pid, libc::SIGSTOP) };
+        }
+    }
+
+    /// Lets a frozen server run again (harmless when it is not frozen).
+    pub fn thaw(&self) {
+        for pid in self.processes() {
+            // SAFETY: as in `freeze`.
+            unsafe { libc::kill(pid, libc::SIGCONT) };
+        }
+    }
+
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
@@ -136,6 +185,8 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
+        // A frozen server would not act on pg_ctl's signal, and pg_ctl would wait for it.
+        self.thaw();
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }

@@ -73,7 +73,8 @@ pub trait Store: Send {
         until: &str,
         site: Option<&str>,
     ) -> Result<Vec<InventoryRow>, String>;
-    /// Deletes receipts and aggregates older than `before`.
+    /// Retention: deletes the receipts older than `before` that lead the chain (see
+    /// [`PURGE_RECEIPTS`]), and the aggregates and inventory rows older than it.
     fn purge(&mut self, before: &str) -> Result<(), String>;
     /// Receipts in chain order, with their `seq`.
     fn receipts(&mut self, f: &Filter) -> Result<Vec<(i64, Receipt)>, String>;
@@ -232,6 +233,16 @@ pub(crate) const INVENTORY_SELECT: &str = "SELECT i.site, i.name, i.instance, i.
     GROUP BY i.site, i.name, i.instance, i.category, i.origin, i.first_seen, i.last_seen \
     ORDER BY i.site, i.name";
 
+/// Retention of receipts: only a leading range of the chain goes, the receipts before (in `seq`
+/// order) the first one still within retention. `event_time` is not in `seq` order (clocks of
+/// a fleet differ, a writer batches), so deleting by time alone could take a receipt out of
+/// the middle of the chain, and `verify` would then rightly call it tampering. A receipt out of
+/// order waits for the ones before it to expire: none is deleted while within retention.
+/// `$1` is the cutoff (SQLite reads it as `?1`); with every receipt expired, all go.
+pub(crate) const PURGE_RECEIPTS: &str = "DELETE FROM receipts WHERE seq < COALESCE(\
+    (SELECT MIN(seq) FROM receipts WHERE event_time >= $1), \
+    (SELECT MAX(seq) + 1 FROM receipts))";
+
 /// The receipt columns in [`Receipt`]'s field order (after `seq`).
 pub(crate) const COLUMNS: &str = "receipt_id, schema_version, event_time, site, subject, \
     subject_type, event, source, granted, denied, signal_sha256, signal, policy_version, \
@@ -246,7 +257,8 @@ pub(crate) fn split_list(s: &str) -> Vec<String> {
 
 /// The chain logic both stores share, inside their transaction: `last_of_subject` gives the
 /// subject's last (receipt_id, granted), `insert` writes one sealed receipt and says whether
-/// the unique key let it in.
+/// the unique keys let it in: `dedup_key` (two instances racing) and `receipt_id` (a batch sent
+/// again after its answer was lost with the connection: the writer retries until it hears).
 pub(crate) fn append(
     batch: Vec<Receipt>,
     mut head: String,

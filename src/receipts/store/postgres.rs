@@ -123,7 +123,7 @@ impl Store for PgStore {
             .prepare(&format!(
                 "INSERT INTO receipts ({COLUMNS}, dedup_key) VALUES ($1, $2, $3, $4, $5, $6, \
                  $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
-                 ON CONFLICT (dedup_key) DO NOTHING"
+                 ON CONFLICT DO NOTHING"
             ))
             .map_err(err)?;
         // Both closures use the transaction: one at a time, through a RefCell.
@@ -268,7 +268,7 @@ impl Store for PgStore {
 
     fn purge(&mut self, before: &str) -> Result<(), String> {
         self.client
-            .execute("DELETE FROM receipts WHERE event_time < $1", &[&before])
+            .execute(super::PURGE_RECEIPTS, &[&before])
             .map_err(err)?;
         self.client
             .execute("DELETE FROM aggregates WHERE hour < $1", &[&before])

@@ -123,7 +123,7 @@ impl Store for SqliteStore {
                 .prepare_cached(&format!(
                     "INSERT INTO receipts ({COLUMNS}, dedup_key) VALUES \
                      (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
-                     ?17, ?18, ?19, ?20) ON CONFLICT (dedup_key) DO NOTHING"
+                     ?17, ?18, ?19, ?20) ON CONFLICT DO NOTHING"
                 ))
                 .map_err(err)?;
             append(
@@ -248,7 +248,7 @@ impl Store for SqliteStore {
 
     fn purge(&mut self, before: &str) -> Result<(), String> {
         self.conn
-            .execute("DELETE FROM receipts WHERE event_time < ?1", [before])
+            .execute(super::PURGE_RECEIPTS, [before])
             .map_err(err)?;
         self.conn
             .execute("DELETE FROM aggregates WHERE hour < ?1", [before])
@@ -309,6 +309,78 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A receipt of `subject` at `time`, for the chain tests.
+    fn at(id: &str, subject: &str, time: &str) -> Receipt {
+        Receipt {
+            receipt_id: id.into(),
+            schema_version: crate::receipts::SCHEMA_VERSION.into(),
+            event_time: time.into(),
+            site: "shop".into(),
+            subject: subject.into(),
+            subject_type: "cmp-id".into(),
+            event: "given".into(),
+            source: "onetrust:OptanonConsent".into(),
+            granted: vec!["necessary".into()],
+            denied: vec![],
+            signal_sha256: String::new(),
+            signal: None,
+            policy_version: String::new(),
+            jurisdiction: None,
+            path: "/".into(),
+            client_network: String::new(),
+            instance: "a".into(),
+            prev_sha256: String::new(),
+            sha256: String::new(),
+        }
+    }
+
+    #[test]
+    fn retention_deletes_only_a_leading_range_of_the_chain_and_it_still_verifies() {
+        let dir = std::env::temp_dir().join(format!("cg-sqlite-skew-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("r.db");
+        let _ = std::fs::remove_file(&path);
+        let mut s = SqliteStore::open(&path).unwrap();
+        // Chain order (seq) is not time order: instance b's clock is behind, so its receipt
+        // (seq 3) is stamped before the one written ahead of it (seq 2).
+        let rows = [
+            at("1", "s1", "2020-01-01T00:00:00.000Z"),
+            at("2", "s2", "2025-06-01T00:00:00.000Z"),
+            at("3", "s3", "2020-01-02T00:00:00.000Z"),
+            at("4", "s4", "2025-06-02T00:00:00.000Z"),
+        ];
+        assert_eq!(s.insert_receipts(rows.to_vec()).unwrap(), 4);
+        s.purge("2025-01-01T00:00:00.000Z").unwrap();
+        let left = s.receipts(&Filter::default()).unwrap();
+        let ids: Vec<&str> = left.iter().map(|(_, r)| r.receipt_id.as_str()).collect();
+        // Receipt 3 is past retention but waits for receipt 2 to expire: taking it out of
+        // the middle would break the chain.
+        assert_eq!(ids, ["2", "3", "4"]);
+        // The first remaining receipt follows one deleted: its prev_sha256 starts the chain.
+        assert_ne!(left[0].1.prev_sha256, crate::receipts::GENESIS);
+        assert_eq!(crate::receipts::verify_chain(left), (3, vec![]));
+        // Once receipt 2 expires too, 2 and 3 go together.
+        s.purge("2025-06-01T12:00:00.000Z").unwrap();
+        let left = s.receipts(&Filter::default()).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].1.receipt_id, "4");
+        assert_eq!(crate::receipts::verify_chain(left), (1, vec![]));
+        // Every receipt expired: all go, and the next one starts a new chain.
+        s.purge("2030-01-01T00:00:00.000Z").unwrap();
+        assert!(s.receipts(&Filter::default()).unwrap().is_empty());
+        s.insert_receipts(vec![at("5", "s5", "2030-01-02T00:00:00.000Z")])
+            .unwrap();
+        let left = s.receipts(&Filter::default()).unwrap();
+        assert_eq!(left[0].1.prev_sha256, crate::receipts::GENESIS);
+        // A batch sent again (its answer lost with the connection) writes nothing twice.
+        assert_eq!(
+            s.insert_receipts(vec![at("5", "s5", "2030-01-02T00:00:00.000Z")])
+                .unwrap(),
+            0
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn retention_deletes_old_receipts_and_aggregates_and_duplicates_are_refused() {
