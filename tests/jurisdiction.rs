@@ -146,6 +146,41 @@ fn a_gpp_opt_out_opts_a_california_visitor_out_of_marketing() {
     assert_eq!(names(&r), NECESSARY_ONLY);
 }
 
+/// ustx (section 16) written by the IAB's `@iabgpp/cmpapi` 3.2.0 encoder: its defaults (no
+/// opt-out) and with `SaleOptOutNotice` = 1, `SaleOptOut` = 1 (opted out of sale).
+const GPP_USTX_DEFAULT: &str = "DBABEw~BAAAAAQA";
+const GPP_USTX_OPT_OUT: &str = "DBABEw~BEQAAAQA";
+
+#[test]
+fn a_uspv1_or_state_section_opt_out_opts_a_texas_visitor_out_of_marketing() {
+    let origin = cookie_origin();
+    let consent = "[site.consent]\nsources = [\"first-party\", \"gpp\"]\n";
+    let proxy = Proxy::start_with(&site(&origin, consent), GEO);
+    let tx = [("CF-IPCountry", "US"), ("cf-region-code", "TX")];
+    for (cookie, want) in [
+        // uspv1 alone: `Y` in third place is an opt-out of sale; `N` and `-` are not.
+        ("__gpp=DBABTA~1YYN".to_string(), &["SESSIONID", "_ga"][..]),
+        ("__gpp=DBABTA~1YNN".to_string(), &ALL[..]),
+        ("__gpp=DBABTA~1---".to_string(), &ALL[..]),
+        // The Texas section: SaleOptOut = 1 opts out; its defaults do not; a GPC sub-section
+        // saying true opts out too.
+        (
+            format!("__gpp={GPP_USTX_OPT_OUT}; __gpp_sid=16"),
+            &["SESSIONID", "_ga"][..],
+        ),
+        (format!("__gpp={GPP_USTX_DEFAULT}; __gpp_sid=16"), &ALL[..]),
+        (
+            format!("__gpp={GPP_USTX_DEFAULT}.YA"),
+            &["SESSIONID", "_ga"][..],
+        ),
+        // A uspv1 flag outside Y/N/- is unreadable: everything refused (fail closed).
+        ("__gpp=DBABTA~1YQN".to_string(), &NECESSARY_ONLY[..]),
+    ] {
+        let r = proxy.get("/", &[tx[0], tx[1], ("Cookie", &cookie)]);
+        assert_eq!(names(&r), want, "{cookie}");
+    }
+}
+
 #[test]
 fn an_eu_visitor_gets_neither_and_off_gates_nothing() {
     let origin = cookie_origin();
