@@ -329,6 +329,70 @@ fn advanced_mode_lets_cookieless_pings_through_basic_blocks_them() {
     assert_eq!(o.received().len(), 1);
 }
 
+/// A site with consent mode and no blocklist at all: nothing but consent mode can stop a beacon.
+fn site_without_lists(o: &Origin, site_keys: &str, consent_mode: &str) -> String {
+    format!(
+        "[[site]]\nname = \"bare\"\nhosts = [\"*\"]\nupstreams = [\"{}\"]\n{site_keys}\n\
+         [site.cookies]\nanalytics = [\"_ga\"]\n[site.consent_mode]\nenabled = true\n{consent_mode}",
+        o.addr
+    )
+}
+
+#[test]
+fn basic_mode_blocks_pings_of_tags_without_consent_even_without_a_blocklist() {
+    let o = origin();
+    let p = Proxy::start(&site_without_lists(&o, "", ""));
+    let ping = beacon("G100", "11p1p1p1p5");
+    // No analytics consent: the GA4 tag may not measure, cookieless or not.
+    let r = p.get(&ping, &[("Sec-Fetch-Dest", "empty")]);
+    assert_eq!(r.header_strings("x-consentgate"), vec!["blocked"]);
+    assert!(o.received().is_empty(), "the origin saw the ping");
+    let blocked = |action| {
+        [
+            ("site", "bare"),
+            ("category", "analytics"),
+            ("list", "consent-mode"),
+            ("action", action),
+        ]
+    };
+    p.expect_metric(
+        "consentgate_blocked_requests_total",
+        &blocked("blocked"),
+        1.0,
+    );
+    // An ads tag's ping needs marketing: blocked for a visitor with analytics consent only.
+    let ads = "/gtm/collect?tid=AW-123456789&gcs=G100";
+    let r = p.get(ads, &[("Cookie", "consent=analytics")]);
+    assert_eq!(r.header_strings("x-consentgate"), vec!["blocked"]);
+    // With analytics consent the GA4 ping goes to the origin.
+    let r = p.get(&ping, &[("Cookie", "consent=analytics")]);
+    assert_eq!(r.status, 204);
+    assert_eq!(o.received().len(), 1);
+    // Not a beacon (no gcs/gcd): not consent mode's business.
+    let r = p.get("/g/collect?v=2&tid=G-TEST42", &[]);
+    assert_eq!(r.status, 204);
+    assert_eq!(o.received().len(), 2);
+    drop(p);
+
+    // Report-only: counted as would_block, forwarded.
+    let p = Proxy::start(&site_without_lists(&o, "mode = \"report-only\"", ""));
+    let r = p.get(&ping, &[]);
+    assert_eq!(r.status, 204);
+    assert_eq!(o.received().len(), 3);
+    p.expect_metric(
+        "consentgate_blocked_requests_total",
+        &blocked("would_block"),
+        1.0,
+    );
+    drop(p);
+
+    // Advanced: the cookieless ping goes through.
+    let p = Proxy::start(&site_without_lists(&o, "", "mode = \"advanced\"\n"));
+    let r = p.get(&ping, &[]);
+    assert_eq!(r.status, 204);
+    assert_eq!(o.received().len(), 4);
+}
+
 #[test]
 fn a_bad_beacon_path_is_reported_with_its_line() {
     let dir = TempDir::new("cm-check");
