@@ -59,12 +59,14 @@ fn text(r: &RawResponse) -> String {
     String::from_utf8(r.body.clone()).unwrap()
 }
 
-/// The inserted script element right after `<head>`: (start tag, script text).
+/// The inserted script element right after `<head>`, or after a `<meta charset>` that is the
+/// first element of `<head>`: (start tag, script text).
 fn first_in_head(body: &str) -> (String, String) {
     let after = body
         .split_once("<head>")
         .unwrap_or_else(|| panic!("no <head> in {body}"))
         .1;
+    let after = after.strip_prefix("<meta charset=utf-8>").unwrap_or(after);
     let (tag, rest) = after.split_once('>').unwrap();
     let (script, _) = rest.split_once("</script>").unwrap();
     (format!("{tag}>"), script.to_string())
@@ -136,13 +138,17 @@ fn defaults_script_is_first_in_head_with_the_visitors_consent() {
             "{script}"
         );
         expect_values(&defaults(&script), a, m, pr);
-        // Before every other script of the page, which is otherwise unchanged.
+        // Right after the page's leading `<meta charset>` (which stays within the first 1024
+        // bytes, where browsers look for it), before every other script of the page, which
+        // is otherwise unchanged.
+        let meta = "<head><meta charset=utf-8>";
         assert_eq!(
             body.find("<script").unwrap(),
-            body.find("<head>").unwrap() + 6
+            body.find(meta).unwrap() + meta.len()
         );
+        assert!(body.starts_with(&PAGE[..PAGE.find("<script").unwrap()]));
         assert!(
-            body.ends_with(&PAGE[PAGE.find("<meta").unwrap()..]),
+            body.ends_with(&PAGE[PAGE.find("<script").unwrap()..]),
             "{body}"
         );
         // Rewritten for this visitor: no stale length, not for shared caches.
