@@ -44,7 +44,9 @@ pub struct ConsentModeConfig {
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum BeaconMode {
-    /// Beacons are left to the tracker blocklists, as without consent mode.
+    /// Google's basic consent mode: no Google tag measures a visitor before consent. A beacon
+    /// from a visitor without the consent its tag needs ([`tag_category`]) is blocked, with or
+    /// without a blocklist that lists it; other beacons are left to the blocklists.
     #[default]
     Basic,
     /// A cookieless ping (every signal the visitor has not granted sent as denied) goes to the
@@ -218,10 +220,29 @@ impl ConsentMode {
             return None;
         }
         let beacon = Beacon::parse(query)?;
+        let verdict = beacon.verdict(grants);
+        let needs = tag_category(beacon.tag_id);
+        // Basic mode: a tag the visitor has not consented to sends nothing, cookieless or not
+        // (a mismatch is its own, stronger verdict).
+        let withheld = self.mode == BeaconMode::Basic
+            && !grants.allows(needs)
+            && !matches!(verdict, BeaconVerdict::Mismatch(_));
         Some(BeaconAudit {
-            verdict: beacon.verdict(grants),
+            verdict,
             tag_id: beacon.tag_id,
+            withheld: withheld.then_some(needs),
         })
+    }
+}
+
+/// The category a Google tag's beacon needs: marketing for the advertising tags (`AW-` Google
+/// Ads, `DC-` Floodlight), analytics for the rest (GA4 `G-`, Universal Analytics `UA-`, the
+/// Google tag `GT-`, a `GTM-` container, or no `tid`: the audited paths are analytics
+/// endpoints).
+pub fn tag_category(tid: Option<&str>) -> Category {
+    match tid {
+        Some(t) if t.starts_with("AW-") || t.starts_with("DC-") => Category::Marketing,
+        _ => Category::Analytics,
     }
 }
 
@@ -373,6 +394,9 @@ pub enum BeaconVerdict {
 pub struct BeaconAudit<'q> {
     pub verdict: BeaconVerdict,
     pub tag_id: Option<&'q str>,
+    /// Basic mode, no mismatch, and the visitor has not granted the category the tag needs:
+    /// blocked whatever the blocklists say (the category, for the block's record).
+    pub withheld: Option<Category>,
 }
 
 /// Whether a `tid` has the shape of a Google tag id (`G-`, `UA-`, `AW-`, `DC-`, `GT-`, `GTM-`
@@ -552,6 +576,30 @@ mod tests {
             BeaconVerdict::Cookieless
         );
         assert_eq!(v("gcd=13l3l3l3l1l1", none), BeaconVerdict::Unclear);
+    }
+
+    #[test]
+    fn basic_mode_withholds_beacons_of_tags_without_consent() {
+        let basic = cm(BeaconMode::Basic);
+        let advanced = cm(BeaconMode::Advanced);
+        let analytics = Grants::from_categories([Category::Analytics]);
+        let ping = "tid=G-ABC123&gcs=G100&gcd=11p1p1p1p5";
+        // A cookieless GA4 ping from a visitor without analytics consent: withheld in basic,
+        // let through (cookieless) in advanced.
+        let a = basic.audit(Grants::NONE, "/g/collect", ping).unwrap();
+        assert_eq!(a.withheld, Some(Category::Analytics));
+        let a = advanced.audit(Grants::NONE, "/g/collect", ping).unwrap();
+        assert_eq!((a.withheld, a.verdict), (None, BeaconVerdict::Cookieless));
+        // With analytics consent the GA4 tag may measure (ad signals denied): not withheld.
+        let a = basic.audit(analytics, "/g/collect", ping).unwrap();
+        assert_eq!(a.withheld, None);
+        // An ads tag needs marketing.
+        let ads = "tid=AW-123456789&gcs=G100";
+        let a = basic.audit(analytics, "/gtm/x", ads).unwrap();
+        assert_eq!(a.withheld, Some(Category::Marketing));
+        // A mismatch stays a mismatch (not also withheld).
+        let a = basic.audit(Grants::NONE, "/g/collect", "gcs=G111").unwrap();
+        assert!(matches!(a.verdict, BeaconVerdict::Mismatch(_)) && a.withheld.is_none());
     }
 
     #[test]

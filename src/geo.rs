@@ -247,8 +247,29 @@ pub fn from_headers(geo: &GeoSettings, headers: &HeaderMap) -> Option<Location> 
     })
 }
 
+/// The address the database is asked about: the client a peer that may locate names in its
+/// forwarding headers, by the same rule as the location headers ([`peer_may_locate`]). With
+/// `trusted_proxies` set that is `client`, the address `decide::forwarded` found. With it
+/// unset, forwarding trusts nobody but a loopback peer may still locate (a local CDN stand-in):
+/// its `X-Forwarded-For` (or `Forwarded`) is walked as `decide::forwarded` walks a trusted
+/// peer's, loopback hops skipped, the right-most other hop the client.
+pub fn database_client(
+    forwarded: &ForwardedSettings,
+    headers: &HeaderMap,
+    peer: IpAddr,
+    client: IpAddr,
+) -> IpAddr {
+    if forwarded.trusted_proxies.is_empty() && peer_may_locate(forwarded, peer) {
+        let loopback = |ip: IpAddr| ip.to_canonical().is_loopback();
+        crate::decide::forwarded::client_named_by(forwarded, peer, headers, loopback)
+    } else {
+        client
+    }
+}
+
 /// Where the visitor is: the headers from a peer that may send them, else the database for
-/// `client` (the address `decide::forwarded` found), else unknown.
+/// the client ([`database_client`]; `client` is the address `decide::forwarded` found), else
+/// unknown.
 pub fn locate(
     geo: &GeoSettings,
     forwarded: &ForwardedSettings,
@@ -262,7 +283,7 @@ pub fn locate(
         }
     }
     match &geo.database {
-        Some(db) => db.lookup(client),
+        Some(db) => db.lookup(database_client(forwarded, headers, peer, client)),
         None => Location::UNKNOWN,
     }
 }
@@ -389,6 +410,35 @@ mod tests {
         std::fs::write(&bad, b"not a database").unwrap();
         assert!(GeoDatabase::open(&bad).is_err());
         let _ = std::fs::remove_file(&bad);
+    }
+
+    #[test]
+    fn the_database_client_follows_the_peer_rule_of_the_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            "198.51.100.7, 127.0.0.1".parse().unwrap(),
+        );
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let far: IpAddr = "203.0.113.9".parse().unwrap();
+        let client: IpAddr = "198.51.100.7".parse().unwrap();
+        let unset = ForwardedSettings::default();
+        // Unset: a loopback peer's X-Forwarded-For names the client (loopback hops skipped);
+        // any other peer's is not believed.
+        assert_eq!(database_client(&unset, &h, lo, lo), client);
+        assert_eq!(database_client(&unset, &h, far, far), far);
+        // `forwarded_headers = "none"`: nothing read, the peer.
+        let none = ForwardedSettings {
+            headers: crate::config::ForwardedHeaders::None,
+            ..Default::default()
+        };
+        assert_eq!(database_client(&none, &h, lo, lo), lo);
+        // Set: the forwarding decision's client, whatever the peer.
+        let cdn = ForwardedSettings {
+            trusted_proxies: vec![crate::config::parse_trusted("10.0.0.0/8").unwrap()],
+            ..Default::default()
+        };
+        assert_eq!(database_client(&cdn, &h, lo, lo), lo);
     }
 
     #[test]

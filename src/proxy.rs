@@ -172,9 +172,9 @@ impl ConsentGate {
         let grants = ctx.plan.consent.grants;
         let audited = catch_unwind(AssertUnwindSafe(|| {
             cm.audit(grants, path, query)
-                .map(|a| (a.verdict, a.tag_id.map(str::to_string)))
+                .map(|a| (a.verdict, a.tag_id.map(str::to_string), a.withheld))
         }));
-        let (verdict, tid) = match audited {
+        let (verdict, tid, withheld) = match audited {
             Ok(Some(found)) => found,
             Ok(None) => return Ok(BeaconOutcome::Continue),
             Err(_) => {
@@ -183,6 +183,13 @@ impl ConsentGate {
                 return Ok(BeaconOutcome::Continue);
             }
         };
+        if let Some(category) = withheld {
+            return Ok(BeaconOutcome::Withheld(BlockMatch {
+                category,
+                list: "consent-mode".to_string(),
+                rule: Some(format!("basic mode: no {} consent", category.as_str())),
+            }));
+        }
         let signal = match verdict {
             BeaconVerdict::Mismatch(signal) => signal,
             BeaconVerdict::Cookieless if cm.mode == BeaconMode::Advanced => {
@@ -221,6 +228,42 @@ enum BeaconOutcome {
     PassThrough,
     /// A mismatch in enforce mode, answered locally.
     Answered,
+    /// Basic mode, a beacon of a tag the visitor has not consented to: blocked after the
+    /// blocklists had their say (a list that matches blocks and counts it as before).
+    Withheld(BlockMatch),
+}
+
+/// Blocks a basic-mode beacon (`BeaconOutcome::Withheld`): counted in
+/// `consentgate_blocked_requests_total{list="consent-mode"}` and on the dashboard like a
+/// blocklist match; answered locally in enforce mode (`true`), forwarded in report-only.
+async fn block_withheld_beacon(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    site: &Site,
+    m: BlockMatch,
+) -> Result<bool> {
+    let enforce = site.policy.mode == Mode::Enforce;
+    metrics::BLOCKED_REQUESTS
+        .with_label_values(&[
+            &site.name,
+            m.category.as_str(),
+            &m.list,
+            BlockAction::for_enforce(enforce).as_str(),
+        ])
+        .inc();
+    let req = session.req_header();
+    let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+    let target = RequestTarget::from_request(&req.headers, &req.uri, ctx.scheme());
+    crate::admin::dashboard::count_blocked(&m, target.host, enforce);
+    let kind =
+        crate::trackers::infer_kind(header("sec-fetch-dest"), header("accept"), req.uri.path());
+    ctx.blocked = Some(m);
+    if !enforce {
+        return Ok(false);
+    }
+    let m = ctx.blocked.as_ref().expect("just set");
+    write_block_response(session, kind, site, m).await?;
+    Ok(true)
 }
 
 /// The local answer to a blocked request (the site's block response for its kind).
@@ -366,6 +409,7 @@ impl ProxyHttp for ConsentGate {
             observe_consent(&site, ctx, req);
         }
         let mut check_blocklists = mode != Mode::Off && !site.policy.blocklists.is_empty();
+        let mut withheld = None;
         if let (true, Some(cm)) = (mode != Mode::Off, site.policy.consent_mode.as_ref()) {
             match self.audit_beacon(session, ctx, &site, cm).await? {
                 BeaconOutcome::Answered => {
@@ -373,6 +417,7 @@ impl ProxyHttp for ConsentGate {
                     return Ok(true);
                 }
                 BeaconOutcome::PassThrough => check_blocklists = false,
+                BeaconOutcome::Withheld(m) => withheld = Some(m),
                 BeaconOutcome::Continue => {}
             }
         }
@@ -381,6 +426,12 @@ impl ProxyHttp for ConsentGate {
                 ctx.site = Some(site);
                 return Ok(done);
             }
+        }
+        // A basic-mode beacon no list blocked (or counted, in report-only): blocked all the same.
+        if let Some(m) = withheld.filter(|_| ctx.blocked.is_none()) {
+            let answered = block_withheld_beacon(session, ctx, &site, m).await?;
+            ctx.site = Some(site);
+            return Ok(answered);
         }
         ctx.site = Some(site);
         Ok(false)

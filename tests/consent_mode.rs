@@ -59,12 +59,14 @@ fn text(r: &RawResponse) -> String {
     String::from_utf8(r.body.clone()).unwrap()
 }
 
-/// The inserted script element right after `<head>`: (start tag, script text).
+/// The inserted script element right after `<head>`, or after a `<meta charset>` that is the
+/// first element of `<head>`: (start tag, script text).
 fn first_in_head(body: &str) -> (String, String) {
     let after = body
         .split_once("<head>")
         .unwrap_or_else(|| panic!("no <head> in {body}"))
         .1;
+    let after = after.strip_prefix("<meta charset=utf-8>").unwrap_or(after);
     let (tag, rest) = after.split_once('>').unwrap();
     let (script, _) = rest.split_once("</script>").unwrap();
     (format!("{tag}>"), script.to_string())
@@ -136,13 +138,17 @@ fn defaults_script_is_first_in_head_with_the_visitors_consent() {
             "{script}"
         );
         expect_values(&defaults(&script), a, m, pr);
-        // Before every other script of the page, which is otherwise unchanged.
+        // Right after the page's leading `<meta charset>` (which stays within the first 1024
+        // bytes, where browsers look for it), before every other script of the page, which
+        // is otherwise unchanged.
+        let meta = "<head><meta charset=utf-8>";
         assert_eq!(
             body.find("<script").unwrap(),
-            body.find("<head>").unwrap() + 6
+            body.find(meta).unwrap() + meta.len()
         );
+        assert!(body.starts_with(&PAGE[..PAGE.find("<script").unwrap()]));
         assert!(
-            body.ends_with(&PAGE[PAGE.find("<meta").unwrap()..]),
+            body.ends_with(&PAGE[PAGE.find("<script").unwrap()..]),
             "{body}"
         );
         // Rewritten for this visitor: no stale length, not for shared caches.
@@ -410,6 +416,70 @@ fn advanced_mode_lets_cookieless_pings_through_basic_blocks_them() {
     let r = advanced.get(&beacon("G101", "11p1r1p1p5"), &[]);
     assert_eq!(r.header_strings("x-consentgate"), vec!["blocked"]);
     assert_eq!(o.received().len(), 1);
+}
+
+/// A site with consent mode and no blocklist at all: nothing but consent mode can stop a beacon.
+fn site_without_lists(o: &Origin, site_keys: &str, consent_mode: &str) -> String {
+    format!(
+        "[[site]]\nname = \"bare\"\nhosts = [\"*\"]\nupstreams = [\"{}\"]\n{site_keys}\n\
+         [site.cookies]\nanalytics = [\"_ga\"]\n[site.consent_mode]\nenabled = true\n{consent_mode}",
+        o.addr
+    )
+}
+
+#[test]
+fn basic_mode_blocks_pings_of_tags_without_consent_even_without_a_blocklist() {
+    let o = origin();
+    let p = Proxy::start(&site_without_lists(&o, "", ""));
+    let ping = beacon("G100", "11p1p1p1p5");
+    // No analytics consent: the GA4 tag may not measure, cookieless or not.
+    let r = p.get(&ping, &[("Sec-Fetch-Dest", "empty")]);
+    assert_eq!(r.header_strings("x-consentgate"), vec!["blocked"]);
+    assert!(o.received().is_empty(), "the origin saw the ping");
+    let blocked = |action| {
+        [
+            ("site", "bare"),
+            ("category", "analytics"),
+            ("list", "consent-mode"),
+            ("action", action),
+        ]
+    };
+    p.expect_metric(
+        "consentgate_blocked_requests_total",
+        &blocked("blocked"),
+        1.0,
+    );
+    // An ads tag's ping needs marketing: blocked for a visitor with analytics consent only.
+    let ads = "/gtm/collect?tid=AW-123456789&gcs=G100";
+    let r = p.get(ads, &[("Cookie", "consent=analytics")]);
+    assert_eq!(r.header_strings("x-consentgate"), vec!["blocked"]);
+    // With analytics consent the GA4 ping goes to the origin.
+    let r = p.get(&ping, &[("Cookie", "consent=analytics")]);
+    assert_eq!(r.status, 204);
+    assert_eq!(o.received().len(), 1);
+    // Not a beacon (no gcs/gcd): not consent mode's business.
+    let r = p.get("/g/collect?v=2&tid=G-TEST42", &[]);
+    assert_eq!(r.status, 204);
+    assert_eq!(o.received().len(), 2);
+    drop(p);
+
+    // Report-only: counted as would_block, forwarded.
+    let p = Proxy::start(&site_without_lists(&o, "mode = \"report-only\"", ""));
+    let r = p.get(&ping, &[]);
+    assert_eq!(r.status, 204);
+    assert_eq!(o.received().len(), 3);
+    p.expect_metric(
+        "consentgate_blocked_requests_total",
+        &blocked("would_block"),
+        1.0,
+    );
+    drop(p);
+
+    // Advanced: the cookieless ping goes through.
+    let p = Proxy::start(&site_without_lists(&o, "", "mode = \"advanced\"\n"));
+    let r = p.get(&ping, &[]);
+    assert_eq!(r.status, 204);
+    assert_eq!(o.received().len(), 4);
 }
 
 #[test]

@@ -76,8 +76,11 @@ fn us_sections_decode_field_for_field() {
         assert_eq!(got, &s["fields"], "{}", at(s));
     }
     // Every supported US section has vectors.
-    let want: std::collections::BTreeSet<&str> =
-        ["usnat", "usca", "usva", "usco", "usut", "usct"].into();
+    let want: std::collections::BTreeSet<&str> = [
+        "uspv1", "usnat", "usca", "usva", "usco", "usut", "usct", "usfl", "usmt", "usor", "ustx",
+        "usde", "usia", "usne", "usnh", "usnj", "ustn",
+    ]
+    .into();
     assert_eq!(names, want);
 }
 
@@ -528,6 +531,37 @@ fn explain_shows_gpp_fields_with_their_specification_names_and_types() {
     assert_eq!(usca["Gpc"], json!(true));
     assert_eq!(usca["GpcSegmentType"], json!(1));
     assert_eq!(v["categories"]["marketing"], json!(false));
+}
+
+#[test]
+fn explain_shows_tcfeuv2_and_uspv1_under_the_specification_names() {
+    // tcfeuv2 and uspv1 (iabgpp-java GppModelTest, tests/fixtures/gpp/vectors.json).
+    let s = "DBACNYA~CPSG_8APSG_8ANwAAAENAwCAAAAAAAAAAAAAAAAAAAAA.QAAA.IAAA~1YNN";
+    let v = explain(EXPLAIN_CONFIG, &["--cookie", &format!("__gpp={s}")]);
+    let d = &v["sources"][0]["details"];
+    let tc = &d["sections"]["tcfeuv2"];
+    // Integers as integers, booleans as booleans, bitfields as lists of booleans (id 1
+    // first), vendor lists as lists of ids; the snake-case names of a plain TC string are
+    // not used here.
+    assert_eq!(tc["CmpId"], json!(880));
+    assert_eq!(tc["VendorListVersion"], json!(48));
+    assert_eq!(tc["Created"], json!(16409952000u64));
+    assert_eq!(tc["ConsentLanguage"], json!("EN"));
+    assert_eq!(tc["IsServiceSpecific"], json!(false));
+    assert_eq!(tc["UseNonStandardStacks"], json!(false));
+    assert_eq!(tc["PurposeConsents"], json!(vec![false; 24]));
+    assert_eq!(tc["SpecialFeatureOptins"], json!(vec![false; 12]));
+    assert_eq!(tc["VendorConsents"], json!([]));
+    assert_eq!(tc["PublisherRestrictions"], json!([]));
+    assert!(
+        tc.get("cmp_id").is_none() && tc.get("purposes_consent").is_none(),
+        "{tc}"
+    );
+    assert_eq!(
+        d["sections"]["uspv1"],
+        json!({"Version": 1, "Notice": "Y", "OptOutSale": "N", "LspaCovered": "N"})
+    );
+    assert_eq!(d["unsupported"], json!([]));
 }
 
 #[test]

@@ -330,6 +330,41 @@ fn an_opt_out_site_without_sources_reads_every_consent_format() {
     }
 }
 
+/// ustx (section 16) written by the IAB's `@iabgpp/cmpapi` 3.2.0 encoder: its defaults (no
+/// opt-out) and with `SaleOptOutNotice` = 1, `SaleOptOut` = 1 (opted out of sale).
+const GPP_USTX_DEFAULT: &str = "DBABEw~BAAAAAQA";
+const GPP_USTX_OPT_OUT: &str = "DBABEw~BEQAAAQA";
+
+#[test]
+fn a_uspv1_or_state_section_opt_out_opts_a_texas_visitor_out_of_marketing() {
+    let origin = cookie_origin();
+    let consent = "[site.consent]\nsources = [\"first-party\", \"gpp\"]\n";
+    let proxy = Proxy::start_with(&site(&origin, consent), GEO);
+    let tx = [("CF-IPCountry", "US"), ("cf-region-code", "TX")];
+    for (cookie, want) in [
+        // uspv1 alone: `Y` in third place is an opt-out of sale; `N` and `-` are not.
+        ("__gpp=DBABTA~1YYN".to_string(), &["SESSIONID", "_ga"][..]),
+        ("__gpp=DBABTA~1YNN".to_string(), &ALL[..]),
+        ("__gpp=DBABTA~1---".to_string(), &ALL[..]),
+        // The Texas section: SaleOptOut = 1 opts out; its defaults do not; a GPC sub-section
+        // saying true opts out too.
+        (
+            format!("__gpp={GPP_USTX_OPT_OUT}; __gpp_sid=16"),
+            &["SESSIONID", "_ga"][..],
+        ),
+        (format!("__gpp={GPP_USTX_DEFAULT}; __gpp_sid=16"), &ALL[..]),
+        (
+            format!("__gpp={GPP_USTX_DEFAULT}.YA"),
+            &["SESSIONID", "_ga"][..],
+        ),
+        // A uspv1 flag outside Y/N/- is unreadable: everything refused (fail closed).
+        ("__gpp=DBABTA~1YQN".to_string(), &NECESSARY_ONLY[..]),
+    ] {
+        let r = proxy.get("/", &[tx[0], tx[1], ("Cookie", &cookie)]);
+        assert_eq!(names(&r), want, "{cookie}");
+    }
+}
+
 #[test]
 fn an_eu_visitor_gets_neither_and_off_gates_nothing() {
     let origin = cookie_origin();
@@ -569,6 +604,44 @@ fn the_database_locates_the_forwarded_client_of_a_trusted_peer() {
     assert_eq!(names(&proxy.get("/", &both)), NECESSARY_ONLY);
     // Without the header, the database answers.
     assert_eq!(names(&proxy.get("/", &xff("203.0.113.7"))), ALL);
+}
+
+#[test]
+fn the_database_locates_the_forwarded_client_of_a_loopback_peer_when_trusted_proxies_is_unset() {
+    // The issue: location is "honoured only from trusted_proxies peers (loopback counts as
+    // trusted when trusted_proxies is unset ...) ... The client address for the lookup is the
+    // forwarded one only from trusted peers." A local CDN stand-in on loopback, no
+    // `trusted_proxies`: its X-Forwarded-For locates the visitor in the database, as its
+    // location headers would.
+    let origin = cookie_origin();
+    let dir = TempDir::new("geo-db-lo");
+    let db = dir.0.join("city.mmdb");
+    write_city_db(&db);
+    let geo = format!("[proxy.geo]\ndatabase = \"{}\"\n", db.display());
+    let proxy = Proxy::start_with(&site(&origin, ""), &geo);
+    // California (opt-out): everything; Germany (opt-in): necessary only.
+    let xff = |v| [("X-Forwarded-For", v)];
+    assert_eq!(names(&proxy.get("/", &xff("203.0.113.7"))), ALL);
+    assert_eq!(names(&proxy.get("/", &xff("198.51.100.7"))), NECESSARY_ONLY);
+    // The right-most hop that is not loopback is the client (a chain of local hops).
+    let chain = xff("198.51.100.7, 203.0.113.7, 127.0.0.1");
+    assert_eq!(names(&proxy.get("/", &chain)), ALL);
+    // No forwarded address: the peer itself, which the database does not hold (unknown:
+    // the strictest rule).
+    assert_eq!(names(&proxy.get("/", &[])), NECESSARY_ONLY);
+    // Locating is all it is believed for: forwarding still trusts nobody, so the origin is
+    // told the peer's address, not the one the client wrote.
+    proxy.get("/", &xff("203.0.113.7"));
+    assert_eq!(
+        origin.last().header_strings("x-forwarded-for"),
+        ["127.0.0.1"]
+    );
+    drop(proxy);
+
+    // With `trusted_proxies` set and loopback not in it, loopback's header is not believed.
+    let proxy_keys = format!("trusted_proxies = [\"10.0.0.0/8\"]\n{geo}");
+    let proxy = Proxy::start_with(&site(&origin, ""), &proxy_keys);
+    assert_eq!(names(&proxy.get("/", &xff("203.0.113.7"))), NECESSARY_ONLY);
 }
 
 /// Writes a configuration with `rules` and runs the binary with `args`.

@@ -3,10 +3,12 @@
 //!
 //! A GPP string is a header (`DBA...`: type 3, version 1, the section ids as a Fibonacci-coded
 //! range) and one encoded section per id, joined by `~`. Decoded here: `tcfeuv2` (id 2, a TCF
-//! v2 TC string, read by [`super::tcf`]) and the US sections `usnat` (7, both the 12/2 and the
-//! 16/3 sensitive-data layouts), `usca` (8), `usva` (9), `usco` (10), `usut` (11) and `usct`
-//! (12), each with its optional GPC sub-section (the segment after `.`). Other sections are
-//! listed as unsupported and decide nothing; they do not fail the string. Layouts follow the
+//! v2 TC string, read by [`super::tcf`]), `uspv1` (6, the four-character US Privacy string) and
+//! the US sections `usnat` (7, both the 12/2 and the 16/3 sensitive-data layouts), `usca` (8),
+//! `usva` (9), `usco` (10), `usut` (11), `usct` (12) and the state sections 13-22 (`usfl`,
+//! `usmt`, `usor`, `ustx`, `usde`, `usia`, `usne`, `usnh`, `usnj`, `ustn`), each with its
+//! optional GPC sub-section (the segment after `.`) where the section defines one. Other
+//! sections are listed as unsupported and decide nothing; they do not fail the string. Layouts follow the
 //! IAB's "GPP Consent String Specification" and the per-state technical specifications, as
 //! the IAB reference libraries (iabgpp-es, iabgpp-java) implement them; docs/CONSENT.md, "IAB
 //! GPP", gives the mapping to categories.
@@ -68,12 +70,14 @@ impl Default for GppConfig {
     }
 }
 
-/// One decoded field value: integers as integers, lists as lists, booleans as booleans.
+/// One decoded field value: integers as integers, lists as lists, booleans as booleans, and
+/// uspv1's `Y`/`N`/`-` flags as one-character strings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Field {
     Int(u8),
     List(Vec<u8>),
     Bool(bool),
+    Char(char),
 }
 
 impl Field {
@@ -82,6 +86,7 @@ impl Field {
             Field::Int(n) => json!(n),
             Field::List(l) => json!(l),
             Field::Bool(b) => json!(b),
+            Field::Char(c) => json!(c.to_string()),
         }
     }
 }
@@ -100,11 +105,13 @@ impl UsSection {
         self.fields.iter().find(|(n, _)| *n == name).map(|(_, f)| f)
     }
 
-    /// Whether the visitor opted out of sale, sharing or targeted advertising (value 1).
+    /// Whether the visitor opted out of sale, sharing or targeted advertising (value 1), or,
+    /// in uspv1, of sale (`OptOutSale` = `Y`).
     pub fn opted_out(&self) -> bool {
         ["SaleOptOut", "SharingOptOut", "TargetedAdvertisingOptOut"]
             .iter()
             .any(|n| self.get(n) == Some(&Field::Int(1)))
+            || self.get("OptOutSale") == Some(&Field::Char('Y'))
     }
 
     /// `Gpc` of the GPC sub-section, when there is one.
@@ -363,6 +370,50 @@ fn layout(id: u16, bits: usize) -> Option<Layout> {
         ("MspaOptOutOptionMode", N),
         ("MspaServiceProviderMode", N),
     ];
+    // The state sections 13-22 share one shape: their first notice, the length of
+    // `SensitiveDataProcessing` and the kind of `KnownChildSensitiveDataConsents` differ (usia
+    // alone has its own, below). Layouts as @iabgpp/cmpapi 3.2.0 and iabgpp-java encode them.
+    macro_rules! state {
+        ($notice:literal, $sensitive:literal, $child:expr) => {
+            &[
+                ("Version", Int(6)),
+                ($notice, N),
+                ("SaleOptOutNotice", N),
+                ("TargetedAdvertisingOptOutNotice", N),
+                ("SaleOptOut", N),
+                ("TargetedAdvertisingOptOut", N),
+                ("SensitiveDataProcessing", List($sensitive)),
+                ("KnownChildSensitiveDataConsents", $child),
+                ("AdditionalDataProcessingConsent", N),
+                ("MspaCoveredTransaction", N),
+                ("MspaOptOutOptionMode", N),
+                ("MspaServiceProviderMode", N),
+            ]
+        };
+    }
+    const USFL: &[(&str, Kind)] = state!("ProcessingNotice", 8, List(3));
+    const USMT: &[(&str, Kind)] = state!("SharingNotice", 8, List(3));
+    const USOR: &[(&str, Kind)] = state!("ProcessingNotice", 11, List(3));
+    const USTX: &[(&str, Kind)] = state!("ProcessingNotice", 8, N);
+    const USDE: &[(&str, Kind)] = state!("ProcessingNotice", 9, List(5));
+    const USNE: &[(&str, Kind)] = state!("ProcessingNotice", 8, N);
+    const USNH: &[(&str, Kind)] = state!("ProcessingNotice", 8, List(3));
+    const USNJ: &[(&str, Kind)] = state!("ProcessingNotice", 10, List(5));
+    const USTN: &[(&str, Kind)] = state!("ProcessingNotice", 8, N);
+    const USIA: &[(&str, Kind)] = &[
+        ("Version", Int(6)),
+        ("ProcessingNotice", N),
+        ("SaleOptOutNotice", N),
+        ("TargetedAdvertisingOptOutNotice", N),
+        ("SensitiveDataOptOutNotice", N),
+        ("SaleOptOut", N),
+        ("TargetedAdvertisingOptOut", N),
+        ("SensitiveDataProcessing", List(8)),
+        ("KnownChildSensitiveDataConsents", N),
+        ("MspaCoveredTransaction", N),
+        ("MspaOptOutOptionMode", N),
+        ("MspaServiceProviderMode", N),
+    ];
     // (name, layout, whether a GPC sub-section is defined)
     Some(match id {
         // The 16/3 layout needs 70 bits; a shorter core is the 12/2 one (60 bits), as the
@@ -374,6 +425,19 @@ fn layout(id: u16, bits: usize) -> Option<Layout> {
         10 => ("usco", USCO, true),
         11 => ("usut", USUT, false),
         12 => ("usct", USCT, true),
+        13 => ("usfl", USFL, false),
+        14 => ("usmt", USMT, true),
+        15 => ("usor", USOR, true),
+        16 => ("ustx", USTX, true),
+        17 => ("usde", USDE, true),
+        18 => ("usia", USIA, true),
+        19 => ("usne", USNE, true),
+        20 => ("usnh", USNH, true),
+        21 => ("usnj", USNJ, true),
+        22 => ("ustn", USTN, true),
+        // 23-27 (usmn, usmd, usin, usky, usri): their layouts changed between releases of the
+        // reference libraries under the same Version (iabgpp-java's UsMnTest decodes
+        // `BVWSSSSVYA` in one and `BVWSSVWA` in the next), so they are read past.
         _ => return None,
     })
 }
@@ -382,12 +446,17 @@ fn layout(id: u16, bits: usize) -> Option<Layout> {
 pub fn section_name(id: u16) -> Option<&'static str> {
     match id {
         2 => Some("tcfeuv2"),
+        6 => Some("uspv1"),
         _ => layout(id, 0).map(|(name, _, _)| name),
     }
 }
 
-/// Decodes one US section (core segment, then the optional GPC sub-section after `.`).
+/// Decodes one US section (core segment, then the optional GPC sub-section after `.`; uspv1 by
+/// its own rules, [`decode_uspv1`]). `None`: a section this decoder does not read.
 pub fn decode_us_section(id: u16, text: &str) -> Result<Option<UsSection>, ConsentError> {
+    if id == 6 {
+        return decode_uspv1(text).map(Some);
+    }
     let mut segments = text.split('.');
     let core = segments.next().unwrap_or("");
     let decoded = Decoded::new(core, "section")?;
@@ -451,6 +520,47 @@ pub fn decode_us_section(id: u16, text: &str) -> Result<Option<UsSection>, Conse
         name,
         fields: out,
     }))
+}
+
+/// Decodes a `uspv1` section: the IAB's US Privacy string, four characters (`1YNN`): `Version`
+/// (the digit 1), then `Notice`, `OptOutSale` and `LspaCovered`, each `Y` (yes), `N` (no) or
+/// `-` (not applicable). Anything else is refused: the reference library takes any character,
+/// but an unknown flag could hide an opt-out (privacy fails closed).
+pub fn decode_uspv1(text: &str) -> Result<UsSection, ConsentError> {
+    if text.contains('.') {
+        return Err(ConsentError::new(
+            "GPP section uspv1 has no sub-sections, but one follows `.`",
+        ));
+    }
+    let b = text.as_bytes();
+    if b.len() != 4 {
+        return Err(ConsentError::new(
+            "GPP section uspv1 is not four characters (e.g. 1YNN)",
+        ));
+    }
+    if b[0] != b'1' {
+        return Err(ConsentError::new(format!(
+            "GPP section uspv1 version `{}` is not supported (only 1)",
+            b[0] as char
+        )));
+    }
+    let flag = |i: usize| match b[i] {
+        c @ (b'Y' | b'N' | b'-') => Ok(Field::Char(c as char)),
+        c => Err(ConsentError::new(format!(
+            "GPP section uspv1 flag `{}` is not Y, N or -",
+            c as char
+        ))),
+    };
+    Ok(UsSection {
+        id: 6,
+        name: "uspv1",
+        fields: vec![
+            ("Version", Field::Int(1)),
+            ("Notice", flag(1)?),
+            ("OptOutSale", flag(2)?),
+            ("LspaCovered", flag(3)?),
+        ],
+    })
 }
 
 /// Decodes a GPP string (the cookie value, URL-decoded).
@@ -567,6 +677,42 @@ pub fn verdict(gpp: &GppString, sid: Option<&[i32]>, cfg: &GppConfig) -> Verdict
     v
 }
 
+/// The `tcfeuv2` section's core fields under the GPP specification's names, as the IAB's
+/// reference library `@iabgpp/cmpapi` names and shapes them: bitfields (`SpecialFeatureOptins`,
+/// `PurposeConsents`, `PurposeLegitimateInterests`) as lists of booleans, the first entry being
+/// id 1; vendor lists as lists of ids; `PublisherRestrictions` as `{key, type, ids}` entries
+/// (purpose, restriction type, vendor ids). `Created` and `LastUpdated` stay integers,
+/// deciseconds since the Unix epoch as encoded (the library turns them into dates). A plain
+/// `tcf` source keeps its own snake-case names (`tcf::details`).
+pub fn tcf_section_details(tc: &TcString) -> Value {
+    let flags = |bits: u32, n: u32| -> Vec<bool> { (0..n).map(|i| bits & (1 << i) != 0).collect() };
+    json!({
+        "Version": tc.version,
+        "Created": tc.created,
+        "LastUpdated": tc.last_updated,
+        "CmpId": tc.cmp_id,
+        "CmpVersion": tc.cmp_version,
+        "ConsentScreen": tc.consent_screen,
+        "ConsentLanguage": tc.consent_language,
+        "VendorListVersion": tc.vendor_list_version,
+        "PolicyVersion": tc.policy_version,
+        "IsServiceSpecific": tc.is_service_specific,
+        "UseNonStandardStacks": tc.use_non_standard_texts,
+        "SpecialFeatureOptins": flags(u32::from(tc.special_features), 12),
+        "PurposeConsents": flags(tc.purposes_consent, 24),
+        "PurposeLegitimateInterests": flags(tc.purposes_li, 24),
+        "PurposeOneTreatment": tc.purpose_one_treatment,
+        "PublisherCountryCode": tc.publisher_cc,
+        "VendorConsents": tc.vendor_consents.to_vec(),
+        "VendorLegitimateInterests": tc.vendor_li.to_vec(),
+        "PublisherRestrictions": tc.publisher_restrictions.iter().map(|r| json!({
+            "key": r.purpose,
+            "type": r.restriction,
+            "ids": r.vendors.to_vec(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
 /// Every decoded field, for `explain`: `section_ids`, `sections.<name>` (the specification's
 /// field names) and `unsupported` (ids read past).
 pub fn details(gpp: &GppString, sid: Option<&[i32]>) -> Value {
@@ -575,7 +721,7 @@ pub fn details(gpp: &GppString, sid: Option<&[i32]>) -> Value {
     for s in &gpp.sections {
         match s {
             Section::TcfEuV2(tc) => {
-                sections.insert("tcfeuv2".into(), tcf::details(tc));
+                sections.insert("tcfeuv2".into(), tcf_section_details(tc));
             }
             Section::Us(us) => {
                 let fields: Map<String, Value> = us
@@ -859,13 +1005,66 @@ mod tests {
     }
 
     #[test]
+    fn uspv1_opt_out_of_sale_refuses_marketing() {
+        let cfg = GppConfig::default();
+        // [6]: uspv1 alone ("DBABTA"); `Y` in third place = opted out of sale.
+        let gpp = decode("DBABTA~1YYN").unwrap();
+        let v = verdict(&gpp, None, &cfg);
+        assert!(v.refuses(Category::Marketing), "{v:?}");
+        assert!(!v.carries(Category::Analytics));
+        // `N` (did not opt out) and `-` (not applicable): nothing said.
+        for s in ["DBABTA~1YNN", "DBABTA~1---"] {
+            assert_eq!(
+                verdict(&decode(s).unwrap(), None, &cfg),
+                Verdict::NOTHING,
+                "{s}"
+            );
+        }
+        // Not one of Y, N, -, another version, or not four characters: refused (fail closed).
+        for bad in ["DBABTA~1YyN", "DBABTA~2NYY", "DBABTA~1YN", "DBABTA~1YNN.QA"] {
+            assert!(decode(bad).is_err(), "{bad}");
+        }
+        let d = details(&decode("DBABTA~1YYN").unwrap(), None);
+        assert_eq!(
+            d["sections"]["uspv1"],
+            json!({"Version": 1, "Notice": "Y", "OptOutSale": "Y", "LspaCovered": "N"})
+        );
+    }
+
+    #[test]
+    fn state_sections_13_to_22_opt_out_refuses_marketing() {
+        let cfg = GppConfig::default();
+        // ustx (16), iabgpp-java UsTxTest: SaleOptOut and TargetedAdvertisingOptOut = 1.
+        let tx = decode_us_section(16, "BVWSSVWA.YA").unwrap().unwrap();
+        assert_eq!(tx.name, "ustx");
+        assert!(tx.opted_out() && tx.gpc());
+        // Defaults (no opt-out) with Gpc true: the GPC rule alone refuses marketing.
+        let gpp = GppString {
+            section_ids: vec![16],
+            sections: vec![Section::Us(
+                decode_us_section(16, "BAAAAAQA.YA").unwrap().unwrap(),
+            )],
+        };
+        assert!(verdict(&gpp, None, &cfg).refuses(Category::Marketing));
+        // Every id 13-22 is read, with its name.
+        let names: Vec<_> = (13..=22).filter_map(section_name).collect();
+        assert_eq!(
+            names,
+            ["usfl", "usmt", "usor", "ustx", "usde", "usia", "usne", "usnh", "usnj", "ustn"]
+        );
+        // usfl has no GPC sub-section.
+        assert!(decode_us_section(13, "BVWSSZlY.YA").is_err());
+    }
+
+    #[test]
     fn unsupported_sections_are_skipped() {
-        // [2, 6]: tcfeuv2 and uspv1 (not read), from iabgpp-java GppModelTest.
-        let s = "DBACNYA~CPSG_8APSG_8ANwAAAENAwCAAAAAAAAAAAAAAAAAAAAA.QAAA.IAAA~1YNN";
+        // [2, 5, 6]: tcfeuv2, tcfcav1 (not read) and uspv1, from iabgpp-java GppModelTest.
+        let s = "DBACOeA~CPSG_8APSG_8ANwAAAENAwCAAAAAAAAAAAAAAAAAAAAA.QAAA.IAAA~BPSG_8APSG_8AAyACAENGdCgf_gfgAfgfgBgABABAAABAB4AACACAAA.fHHHA4444ao~1YNN";
         let gpp = decode(s).unwrap();
-        assert_eq!(gpp.section_ids, vec![2, 6]);
-        assert!(matches!(gpp.sections[1], Section::Unsupported(6)));
+        assert_eq!(gpp.section_ids, vec![2, 5, 6]);
+        assert!(matches!(gpp.sections[1], Section::Unsupported(5)));
         assert!(matches!(gpp.sections[0], Section::TcfEuV2(_)));
+        assert!(matches!(&gpp.sections[2], Section::Us(u) if u.name == "uspv1"));
         // An empty or garbled section fails the string, read or not (the IAB's reference
         // decoder, @iabgpp/cmpapi 3.2.0, rejects both).
         assert!(decode("DBABzw~~BVQqAAAAAgA").is_err());

@@ -117,7 +117,8 @@ pub fn plan_forwarded(settings: &ForwardedSettings, input: &ForwardedInput<'_>) 
     if !trusted {
         untrusted_edits(settings, input, own, &mut plan);
     } else {
-        if let Some((client, scheme)) = client_from_trusted(settings, input, own) {
+        let trusted = |ip| settings.is_trusted(ip);
+        if let Some((client, scheme)) = client_from_trusted(settings, input, own, trusted) {
             plan.client = client;
             plan.scheme = scheme;
         }
@@ -180,19 +181,41 @@ fn untrusted_edits(
     }
 }
 
+/// The client a peer's forwarding headers name when `is_trusted` (in place of
+/// `trusted_proxies`) says which addresses are proxies: the right-most untrusted hop, found as
+/// [`plan_forwarded`] finds it, in the configured header family; the peer when it sent none.
+/// The caller has decided that the peer itself may speak. For `crate::geo`, whose database
+/// also believes a loopback peer when `trusted_proxies` is unset.
+pub fn client_named_by(
+    settings: &ForwardedSettings,
+    peer: IpAddr,
+    headers: &HeaderMap,
+    is_trusted: impl Fn(IpAddr) -> bool,
+) -> IpAddr {
+    let input = ForwardedInput {
+        peer,
+        tls: false,
+        host: None,
+        version: Version::HTTP_11,
+        headers,
+    };
+    client_from_trusted(settings, &input, Scheme::Http, is_trusted).map_or(peer, |(c, _)| c)
+}
+
 /// The client and scheme a trusted peer's forwarding headers name, or `None` when it sent
-/// none that the configured mode reads.
+/// none that the configured mode reads. `is_trusted` says which hops are proxies.
 fn client_from_trusted(
     settings: &ForwardedSettings,
     input: &ForwardedInput<'_>,
     own: Scheme,
+    is_trusted: impl Fn(IpAddr) -> bool,
 ) -> Option<(IpAddr, Scheme)> {
     let mode = settings.headers;
     let h = input.headers;
     let from_xff = mode.x_forwarded()
         && (h.contains_key(&X_FORWARDED_FOR) || h.contains_key(&X_FORWARDED_PROTO));
     if from_xff {
-        let (client, _) = walk(settings, input.peer, xff_hops(h).map(|hop| (hop, ())));
+        let (client, _) = walk(is_trusted, input.peer, xff_hops(h).map(|hop| (hop, ())));
         // The right-most value: the one our trusted peer wrote (a client's own value, if a
         // proxy kept it, is further left).
         let scheme = list_items(h, &X_FORWARDED_PROTO)
@@ -203,7 +226,7 @@ fn client_from_trusted(
     } else if mode.forwarded() && h.contains_key(&FORWARDED) {
         let elements = forwarded_elements(h);
         let hops = elements.iter().rev().map(|e| (e.for_, e.proto));
-        let (client, proto) = walk(settings, input.peer, hops);
+        let (client, proto) = walk(is_trusted, input.peer, hops);
         // The proto of the element whose `for=` is the client: the scheme of the connection
         // the client opened, as the (trusted) proxy that accepted it wrote it.
         Some((client, proto.flatten().unwrap_or(own)))
@@ -247,7 +270,7 @@ fn trusted_edits(
 /// trusted address; so does the hop cap. Returns the client and the data of the hop it came
 /// from (`None` when it is the peer itself).
 fn walk<T>(
-    settings: &ForwardedSettings,
+    is_trusted: impl Fn(IpAddr) -> bool,
     peer: IpAddr,
     hops: impl Iterator<Item = (Option<IpAddr>, T)>,
 ) -> (IpAddr, Option<T>) {
@@ -258,7 +281,7 @@ fn walk<T>(
             return (client.0, Some(data));
         };
         client = (ip, Some(data));
-        if !settings.is_trusted(ip) {
+        if !is_trusted(ip) {
             break;
         }
     }

@@ -366,19 +366,52 @@ fn inline_script_text(state: Arc<Mutex<State>>) -> Handler {
 }
 
 /// The consent-mode defaults script goes first in `<head>`, so it runs before any script of
-/// the page (Google tags read the defaults when they load). A page without a `<head>` tag gets
-/// it right before the first `<script>` or `<body>` start tag, whichever comes first: the HTML
-/// parser puts it in the implied head (or at that point of the body), still before every other
-/// script. A page with none of the three has no script for it to precede, and gets none.
-fn consent_defaults(state: Arc<Mutex<State>>) -> [Handler; 2] {
+/// the page (Google tags read the defaults when they load): before the first element of
+/// `<head>`, or right after it when that element declares the charset (`<meta charset>`, or
+/// `<meta http-equiv="Content-Type">`). Browsers look for that declaration in the first 1024
+/// bytes (the HTML standard's prescan); the script (~400 bytes) inserted before it could push
+/// it past them, and the page would be decoded in a guessed charset. A charset declaration
+/// runs nothing, so the script still precedes every script; a `<meta>` CSP, which would apply
+/// to the script, is not passed over. An empty `<head>` gets it before `</head>`.
+///
+/// A page without a `<head>` tag gets it right before the first `<script>` or `<body>` start
+/// tag, whichever comes first: the HTML parser puts it in the implied head (or at that point
+/// of the body), still before every other script. A page with none of the three has no script
+/// for it to precede, and gets none.
+fn consent_defaults(state: Arc<Mutex<State>>) -> [Handler; 3] {
     let head = state.clone();
+    let child = state.clone();
     [
         element!("head", move |el| {
-            let mut st = lock(&head);
+            // Held until the first child is seen; an empty head gets it before its end tag.
+            let head = head.clone();
+            let handler: lol_html::send::EndTagHandler<'static> =
+                Box::new(move |end: &mut lol_html::html_content::EndTag<'_>| {
+                    let mut st = lock(&head);
+                    if let Some(script) = st.head_script.take() {
+                        st.inserted = true;
+                        drop(st);
+                        end.before(&script, ContentType::Html);
+                    }
+                    Ok(())
+                });
+            // (`<head/>` in HTML is a start tag all the same, but lol_html takes it to have no
+            // content: then the first script or `<body>` handler places the script.)
+            if el.can_have_content() {
+                el.on_end_tag(handler)?;
+            }
+            Ok(())
+        }),
+        element!("head > *", move |el| {
+            let mut st = lock(&child);
             if let Some(script) = st.head_script.take() {
                 st.inserted = true;
                 drop(st);
-                el.prepend(&script, ContentType::Html);
+                if declares_charset(el) {
+                    el.after(&script, ContentType::Html);
+                } else {
+                    el.before(&script, ContentType::Html);
+                }
             }
             Ok(())
         }),
@@ -392,6 +425,18 @@ fn consent_defaults(state: Arc<Mutex<State>>) -> [Handler; 2] {
             Ok(())
         }),
     ]
+}
+
+/// `<meta charset>`, or `<meta http-equiv="Content-Type" content="...; charset=...">`: the
+/// declarations the HTML standard's prescan reads.
+fn declares_charset(
+    el: &lol_html::html_content::Element<'_, '_, lol_html::send::SendHandlerTypes>,
+) -> bool {
+    el.tag_name().eq_ignore_ascii_case("meta")
+        && (el.has_attribute("charset")
+            || el
+                .get_attribute("http-equiv")
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("content-type")))
 }
 
 /// `<link rel=preload|prefetch|preconnect|dns-prefetch|modulepreload>` of a tracker: removed.

@@ -454,3 +454,70 @@ fn snippet_categories_deduplicated_decide_needed_the_same() {
         }
     }
 }
+
+/// The consent-mode defaults element inserted into `html` (chunks of `size` bytes).
+fn with_defaults(html: &str, size: usize) -> String {
+    let script = Arc::<str>::from("<script>D</script>");
+    let mut n = Neutralizer::with_head_script(
+        Grants::NONE,
+        "https://shop.test/",
+        rules(),
+        None,
+        Some(script),
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    for chunk in html.as_bytes().chunks(size.max(1)) {
+        out.extend(n.write(chunk).unwrap());
+    }
+    out.extend(n.finish().unwrap());
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn the_defaults_script_keeps_a_leading_charset_declaration_first() {
+    for (page, want) in [
+        // A leading charset declaration stays first (within the prescan's 1024 bytes); the
+        // script follows it, before every other element and script.
+        (
+            "<html><head><meta charset=utf-8><title>t</title><script>a</script></head></html>",
+            "<html><head><meta charset=utf-8><script>D</script><title>t</title><script>a</script></head></html>",
+        ),
+        (
+            "<HEAD>\n  <META CHARSET=\"utf-8\">\n<script>a</script>",
+            "<HEAD>\n  <META CHARSET=\"utf-8\"><script>D</script>\n<script>a</script>",
+        ),
+        (
+            "<head><meta http-equiv=\"Content-Type\" content=\"text/html; charset=windows-1252\"><script>a</script>",
+            "<head><meta http-equiv=\"Content-Type\" content=\"text/html; charset=windows-1252\"><script>D</script><script>a</script>",
+        ),
+        // Any other first element: the script goes before it. A `<meta>` CSP is not passed
+        // over (it would apply to the script); nor is a charset after another element.
+        (
+            "<head><meta http-equiv=\"Content-Security-Policy\" content=\"script-src 'none'\"><meta charset=utf-8>",
+            "<head><script>D</script><meta http-equiv=\"Content-Security-Policy\" content=\"script-src 'none'\"><meta charset=utf-8>",
+        ),
+        (
+            "<head><title>t</title><meta charset=utf-8>",
+            "<head><script>D</script><title>t</title><meta charset=utf-8>",
+        ),
+        (
+            "<head><script>a</script></head>",
+            "<head><script>D</script><script>a</script></head>",
+        ),
+        // An empty head: before its end tag.
+        (
+            "<head></head><body><script>a</script></body>",
+            "<head><script>D</script></head><body><script>a</script></body>",
+        ),
+        // No head tag: before the first script or body, as before.
+        (
+            "<!doctype html><title>t</title><script>a</script>",
+            "<!doctype html><title>t</title><script>D</script><script>a</script>",
+        ),
+    ] {
+        for size in [1, 3, 7, usize::MAX] {
+            assert_eq!(with_defaults(page, size), want, "{page} in chunks of {size}");
+        }
+    }
+}

@@ -1,8 +1,9 @@
 // Loads one page through consentgate in Debian's headless Chromium for tests/browser.rs
 // (issue 11, Google Consent Mode v2). Usage: node consent_mode.mjs PROXY_PORT
 // Prints one JSON line: the page's dataLayer entries (each `arguments` as an array), what the
-// page's own first script saw of dataLayer when it ran, and every Content-Security-Policy
-// violation the page reported (securitypolicyviolation events and console messages).
+// page's own first script saw of dataLayer when it ran, every Content-Security-Policy
+// violation the page reported (securitypolicyviolation events and console messages), and the
+// charset the page was decoded in.
 import { launch } from './launch.mjs';
 
 const [proxyPort] = process.argv.slice(2);
@@ -24,6 +25,7 @@ try {
     seenByFirstScript: window.__seenByFirstScript ?? null,
     inlineRan: window.__inlineRan === true,
     violations: window.__violations,
+    characterSet: document.characterSet,
   }));
   out.consoleViolations = console_;
   console.log(JSON.stringify(out));

@@ -4,12 +4,13 @@
 //                                    own encoder from random field values
 //   node reference.mjs decode       GPP strings on stdin, one per line; prints for each one JSON
 //                                    line: {section_ids, sections: {name: {Field: value}}} as
-//                                    the library decodes it, or {error} when it refuses it;
-//                                    section_ids are those the library knows (it drops others)
+//                                    the library decodes it (TC string times in deciseconds, as
+//                                    encoded), or {error} when it refuses it; section_ids are
+//                                    those the library knows (it drops others)
 //   node reference.mjs known        the section ids the library knows, as one JSON list
 //
 //   cd tests/gpp-reference && npm ci && node reference.mjs gen 3 1 | node reference.mjs decode
-import { GppModel, Sections } from '@iabgpp/cmpapi';
+import { GppModel, RangeEntry, Sections } from '@iabgpp/cmpapi';
 import { readFileSync } from 'fs';
 
 // mulberry32: a fixed seed writes the same strings every run (a failure reproduces).
@@ -22,6 +23,12 @@ function rng(seed) {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+// The 2-bit fields most state sections 13-22 share, after their first notice.
+function STATE_INTS(notice) {
+  return [notice, 'SaleOptOutNotice', 'TargetedAdvertisingOptOutNotice', 'SaleOptOut', 'TargetedAdvertisingOptOut',
+    'AdditionalDataProcessingConsent', 'MspaOptOutOptionMode', 'MspaServiceProviderMode'];
 }
 
 // The US sections consentgate reads, and some it reads past ("unsupported"), with their core
@@ -46,8 +53,30 @@ const US = {
   usct: { gpc: true, lists: { SensitiveDataProcessing: 8, KnownChildSensitiveDataConsents: 3 },
     ints: ['SharingNotice', 'SaleOptOutNotice', 'TargetedAdvertisingOptOutNotice', 'SaleOptOut',
       'TargetedAdvertisingOptOut', 'MspaOptOutOptionMode', 'MspaServiceProviderMode'] },
+  // The state sections 13-22 (layouts as this library encodes them).
+  usfl: { gpc: false, lists: { SensitiveDataProcessing: 8, KnownChildSensitiveDataConsents: 3 },
+    ints: [...STATE_INTS('ProcessingNotice')] },
+  usmt: { gpc: true, lists: { SensitiveDataProcessing: 8, KnownChildSensitiveDataConsents: 3 },
+    ints: [...STATE_INTS('SharingNotice')] },
+  usor: { gpc: true, lists: { SensitiveDataProcessing: 11, KnownChildSensitiveDataConsents: 3 },
+    ints: [...STATE_INTS('ProcessingNotice')] },
+  ustx: { gpc: true, lists: { SensitiveDataProcessing: 8 },
+    ints: [...STATE_INTS('ProcessingNotice'), 'KnownChildSensitiveDataConsents'] },
+  usde: { gpc: true, lists: { SensitiveDataProcessing: 9, KnownChildSensitiveDataConsents: 5 },
+    ints: [...STATE_INTS('ProcessingNotice')] },
+  usia: { gpc: true, lists: { SensitiveDataProcessing: 8 },
+    ints: ['ProcessingNotice', 'SaleOptOutNotice', 'TargetedAdvertisingOptOutNotice', 'SensitiveDataOptOutNotice',
+      'SaleOptOut', 'TargetedAdvertisingOptOut', 'KnownChildSensitiveDataConsents', 'MspaOptOutOptionMode', 'MspaServiceProviderMode'] },
+  usne: { gpc: true, lists: { SensitiveDataProcessing: 8 },
+    ints: [...STATE_INTS('ProcessingNotice'), 'KnownChildSensitiveDataConsents'] },
+  usnh: { gpc: true, lists: { SensitiveDataProcessing: 8, KnownChildSensitiveDataConsents: 3 },
+    ints: [...STATE_INTS('ProcessingNotice')] },
+  usnj: { gpc: true, lists: { SensitiveDataProcessing: 10, KnownChildSensitiveDataConsents: 5 },
+    ints: [...STATE_INTS('ProcessingNotice')] },
+  ustn: { gpc: true, lists: { SensitiveDataProcessing: 8 },
+    ints: [...STATE_INTS('ProcessingNotice'), 'KnownChildSensitiveDataConsents'] },
   // Read past by consentgate (their fields are not set: the library's defaults are written).
-  usfl: null, usor: null, ustx: null, usde: null, usnj: null, tcfcav1: null,
+  usmn: null, usmd: null, tcfcav1: null,
 };
 
 function generate(n, seed) {
@@ -72,13 +101,29 @@ function generate(n, seed) {
       const ids = (p) => Array.from({ length: 1 + pick(900) }, (_, i) => i + 1).filter(() => r() < p);
       m.setFieldValue('tcfeuv2', 'VendorConsents', ids(0.3));
       m.setFieldValue('tcfeuv2', 'VendorLegitimateInterests', ids(0.1));
+      m.setFieldValue('tcfeuv2', 'ConsentScreen', pick(64));
+      m.setFieldValue('tcfeuv2', 'PolicyVersion', 2 + pick(4));
+      // IsServiceSpecific stays true: this library refuses to encode false (TCF policy).
+      m.setFieldValue('tcfeuv2', 'UseNonStandardStacks', r() < 0.2);
+      const letter = () => String.fromCharCode(65 + pick(26));
+      m.setFieldValue('tcfeuv2', 'ConsentLanguage', letter() + letter());
+      m.setFieldValue('tcfeuv2', 'PublisherCountryCode', letter() + letter());
+      // Publisher restrictions: purposes 1-11, types 0-2, ascending vendor ids (the TCF layout).
+      const restrictions = Array.from({ length: pick(3) }, (_, i) =>
+        new RangeEntry(1 + ((pick(11) + i) % 11), pick(3), ids(0.05).filter((id) => id <= 300)));
+      m.setFieldValue('tcfeuv2', 'PublisherRestrictions', restrictions.filter((e) => e.getIds().length > 0));
     }
-    if (r() < 0.15) m.setFieldValue('uspv1', 'OptOutSale', r() < 0.5 ? 'Y' : 'N');
+    if (r() < 0.2) {
+      const flag = () => '-YN'[pick(3)];
+      m.setFieldValue('uspv1', 'Notice', flag());
+      m.setFieldValue('uspv1', 'OptOutSale', flag());
+      m.setFieldValue('uspv1', 'LspaCovered', flag());
+    }
     for (const [name, spec] of Object.entries(US)) {
       if (r() >= 0.3) continue;
       if (spec === null) {
         // A section the library knows and consentgate reads past: its default fields.
-        m.setFieldValue(name, 'Version', 1);
+        m.setFieldValue(name, name === 'usmd' ? 'MspaCoveredTransaction' : 'Version', 1);
         if (name === 'tcfcav1') {
           m.setFieldValue(name, 'Created', when);
           m.setFieldValue(name, 'LastUpdated', when);
@@ -110,6 +155,12 @@ function decode(s) {
     let included;
     try { included = m.getFieldValue(name, 'GpcSegmentIncluded'); } catch { continue; } // no such field
     if (typeof included === 'boolean') sections[name].GpcSegmentIncluded = included;
+  }
+  // TC string times as encoded, deciseconds since the epoch (the library makes dates of them).
+  for (const section of Object.values(sections)) {
+    for (const f of ['Created', 'LastUpdated']) {
+      if (section[f] instanceof Date) section[f] = Math.round(section[f].getTime() / 100);
+    }
   }
   return { section_ids: m.getSectionIds(), sections };
 }
