@@ -14,7 +14,7 @@
 //! A site without rules reads no location and applies opt-in: nothing here runs.
 
 use crate::consent::gpc::{self, GpcPolicy};
-use crate::consent::{ConsentState, Grants};
+use crate::consent::{ConsentState, Grants, Verdict};
 use crate::geo::{Country, Location, Region};
 use serde::{Deserialize, Serialize};
 
@@ -220,12 +220,14 @@ fn strictest(rules: &[Rule]) -> usize {
     best
 }
 
-/// Applies `model` to the consent read from the request's sources (their merged verdict is in
-/// `consent.verdict`; `consent.grants` holds the opt-in decision with the site's GPC policy).
-pub fn apply(model: Model, consent: &mut ConsentState, site_gpc: GpcPolicy) {
-    consent.model = model;
+/// The decision under `model` for the merged verdict of a request's consent sources and its
+/// `Sec-GPC` signal, with the site's GPC policy. Pure: [`apply`] uses it on the request path,
+/// and receipts ask it for the decision without GPC, to tell what `Sec-GPC` took back under
+/// the same model (src/receipts/recorder.rs).
+pub fn decision(model: Model, verdict: Verdict, gpc: bool, site_gpc: GpcPolicy) -> Grants {
     match model {
-        Model::OptIn => {}
+        // What `read_consent` decides: only what a source granted, then the site's policy.
+        Model::OptIn => gpc::apply(site_gpc, gpc, verdict.grants()),
         Model::OptOut => {
             // GPC is a legal opt-out of sale/sharing here: marketing is denied even where the
             // site ignores the signal; a stricter site policy still applies.
@@ -233,16 +235,23 @@ pub fn apply(model: Model, consent: &mut ConsentState, site_gpc: GpcPolicy) {
                 GpcPolicy::DenyAllOptional => GpcPolicy::DenyAllOptional,
                 GpcPolicy::DenyMarketing | GpcPolicy::Ignore => GpcPolicy::DenyMarketing,
             };
-            consent.grants = gpc::apply(policy, consent.gpc, consent.verdict.unless_refused());
+            gpc::apply(policy, gpc, verdict.unless_refused())
         }
-        Model::Off => consent.grants = Grants::ALL,
+        Model::Off => Grants::ALL,
     }
+}
+
+/// Applies `model` to the consent read from the request's sources (their merged verdict is in
+/// `consent.verdict`; `consent.grants` holds the opt-in decision with the site's GPC policy).
+pub fn apply(model: Model, consent: &mut ConsentState, site_gpc: GpcPolicy) {
+    consent.model = model;
+    consent.grants = decision(model, consent.verdict, consent.gpc, site_gpc);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::consent::{Category, Verdict};
+    use crate::consent::Category;
 
     fn at(country: &str, region: Option<&str>) -> Location {
         Location {

@@ -1225,3 +1225,139 @@ fn postgres_retention_deletes_only_a_leading_range_of_the_chain() {
     );
     assert_eq!(consentgate::receipts::verify_chain(left), (3, vec![]));
 }
+
+/// An OptanonConsent value as OneTrust writes it for a US opt-out visitor who turned off
+/// "sale of personal data" (C0004) and was asked nothing else: no other optional group.
+fn onetrust_marketing_off(id: &str) -> String {
+    format!(
+        "OptanonConsent=isGpcEnabled=0&datestamp=Sat+Nov+28+2026+19%3A12%3A31+GMT%2B0100&version=202409.1.0&browserGpcFlag=0&isIABGlobal=false&hosts=&consentId={id}&interactionCount=1&isAnonUser=1&landingPath=NotLandingPage&groups=C0001%3A1%2CC0004%3A0&AwaitingReconsent=false"
+    )
+}
+
+/// usnat (section 7) with SaleOptOut = 1 and a GPC sub-section saying false
+/// (tests/fixtures/gpp/vectors.json holds its siblings from the IAB reference libraries).
+const GPP_USNAT_SALE_OPT_OUT: &str = "DBABLA~BVQVAAAAAgA.QA";
+
+/// Issue 11 with issue 12: under an opt-out or `off` rule the decision grants more than the
+/// consent sources did, and that is the jurisdiction's model, not GPC. `gpc-applied` is only
+/// ever written when `Sec-GPC: 1` was sent and took something back.
+#[test]
+fn opt_out_and_off_rules_write_given_and_only_a_sent_gpc_is_gpc_applied() {
+    let o = Origin::echo();
+    let dir = TempDir::new("receipts-models");
+    let db = dir.0.join("r.db");
+    let site = shop_site(
+        o.addr,
+        "[site.consent]\nsources = [\"onetrust\", \"gpp\"]\n\
+         [[site.jurisdiction]]\nname = \"us-optout\"\nregions = [\"US-CA\"]\nmodel = \"opt-out\"\n\
+         [[site.jurisdiction]]\nname = \"us-off\"\nregions = [\"US-NY\"]\nmodel = \"off\"\n\
+         [[site.jurisdiction]]\nname = \"eu\"\nregions = [\"*\"]\nmodel = \"opt-in\"\n",
+    );
+    let p = Proxy::start_with(
+        &format!("{site}\n[receipts]\n{}\n", sqlite(&db, "batch_interval_ms = 20")),
+        GEO,
+    );
+    let ca = |cookie: &str, gpc: bool| {
+        let mut h = vec![
+            ("CF-IPCountry", "US"),
+            ("cf-region-code", "CA"),
+            ("Cookie", cookie),
+        ];
+        if gpc {
+            h.push(("Sec-GPC", "1"));
+        }
+        assert_eq!(p.get("/", &h).status, 200);
+    };
+    // OneTrust, marketing refused, no Sec-GPC: the opt-out model grants the rest.
+    ca(&onetrust_marketing_off("ot-optout"), false);
+    // The same visitor adding Sec-GPC: marketing was refused already, nothing changes.
+    ca(&onetrust_marketing_off("ot-optout"), true);
+    // A GPP sale opt-out, no Sec-GPC.
+    ca(&format!("__gpp={GPP_USNAT_SALE_OPT_OUT}; __gpp_sid=7"), false);
+    // Everything granted in the cookie, Sec-GPC takes marketing back.
+    ca(&onetrust("ot-gpc", true, true, true), true);
+    // A visitor who granted everything turns marketing off: updated.
+    ca(&onetrust("ot-change", true, true, true), false);
+    ca(&onetrust_marketing_off("ot-change"), false);
+    // An `off` rule, with and without Sec-GPC: no gating, GPC takes nothing.
+    let ny = |cookie: &str, gpc: bool| {
+        let mut h = vec![
+            ("CF-IPCountry", "US"),
+            ("cf-region-code", "NY"),
+            ("Cookie", cookie),
+        ];
+        if gpc {
+            h.push(("Sec-GPC", "1"));
+        }
+        assert_eq!(p.get("/", &h).status, 200);
+    };
+    ny(&onetrust_marketing_off("ot-off"), false);
+    ny(&onetrust_marketing_off("ot-off-gpc"), true);
+    p.expect_metric("consentgate_receipts_written_total", &[], 7.0);
+    let list = cli_json(&["receipts", "--config", p.config.to_str().unwrap()]);
+    let list = list.as_array().unwrap();
+    let got: Vec<(String, String, String, Value)> = list
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap().to_string();
+            let subject = if s("subject_type") == "cmp-id" {
+                s("subject")
+            } else {
+                "(gpp hash)".to_string()
+            };
+            (subject, s("jurisdiction"), s("event"), r["granted"].clone())
+        })
+        .collect();
+    let row = |s: &str, jur: &str, e: &str, g: Value| (s.into(), jur.into(), e.into(), g);
+    assert_eq!(
+        got,
+        [
+            row(
+                "ot-optout",
+                "us-optout",
+                "given",
+                serde_json::json!(["necessary", "preferences", "analytics"])
+            ),
+            row(
+                "(gpp hash)",
+                "us-optout",
+                "given",
+                serde_json::json!(["necessary", "preferences", "analytics"])
+            ),
+            row(
+                "ot-gpc",
+                "us-optout",
+                "gpc-applied",
+                serde_json::json!(["necessary", "preferences", "analytics"])
+            ),
+            row(
+                "ot-change",
+                "us-optout",
+                "given",
+                serde_json::json!(["necessary", "preferences", "analytics", "marketing"])
+            ),
+            row(
+                "ot-change",
+                "us-optout",
+                "updated",
+                serde_json::json!(["necessary", "preferences", "analytics"])
+            ),
+            row(
+                "ot-off",
+                "us-off",
+                "given",
+                serde_json::json!(["necessary", "preferences", "analytics", "marketing"])
+            ),
+            row(
+                "ot-off-gpc",
+                "us-off",
+                "given",
+                serde_json::json!(["necessary", "preferences", "analytics", "marketing"])
+            ),
+        ],
+        "{list:#?}"
+    );
+    assert_eq!(list[1]["source"], "gpp:__gpp");
+    assert_eq!(list[2]["source"], "onetrust:OptanonConsent,header:Sec-GPC");
+    assert_eq!(list[6]["source"], "onetrust:OptanonConsent,header:Sec-GPC");
+}

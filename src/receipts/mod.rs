@@ -88,15 +88,19 @@ impl Event {
     }
 }
 
-/// The event for a decision `now` (after GPC; `before_gpc` without it), given the subject's
-/// last recorded decision. `None` when nothing changed: no receipt.
-pub fn event_for(last: Option<Grants>, now: Grants, before_gpc: Grants) -> Option<Event> {
+/// The event for a decision `now`, given the subject's last recorded decision. `without_gpc`
+/// is the decision the request would have had without `Sec-GPC: 1`, under the same
+/// jurisdiction model (`None`: the header was not sent). `None` when nothing changed: no
+/// receipt. Only a signal that was sent and took something back is `gpc-applied`: under an
+/// opt-out or `off` rule a decision wider than what the consent sources granted is the model,
+/// not GPC.
+pub fn event_for(last: Option<Grants>, now: Grants, without_gpc: Option<Grants>) -> Option<Event> {
     if last == Some(now) {
         return None;
     }
-    let gpc_took = before_gpc != now;
+    let gpc_took = without_gpc.is_some_and(|w| w != now);
     Some(match last {
-        _ if gpc_took && last.is_none_or(|l| l != now) => Event::GpcApplied,
+        _ if gpc_took => Event::GpcApplied,
         None => Event::Given,
         Some(l) if now.is_none() && !l.is_none() => Event::Withdrawn,
         Some(_) => Event::Updated,
@@ -336,25 +340,31 @@ mod tests {
     #[test]
     fn events_follow_the_decision() {
         let all = Grants::ALL;
-        assert_eq!(event_for(None, all, all), Some(Event::Given));
-        assert_eq!(event_for(Some(all), all, all), None);
+        assert_eq!(event_for(None, all, None), Some(Event::Given));
+        assert_eq!(event_for(Some(all), all, None), None);
         assert_eq!(
-            event_for(Some(all), g(&[Analytics]), g(&[Analytics])),
+            event_for(Some(all), g(&[Analytics]), None),
             Some(Event::Updated)
         );
         assert_eq!(
-            event_for(Some(g(&[Analytics])), Grants::NONE, Grants::NONE),
+            event_for(Some(g(&[Analytics])), Grants::NONE, None),
             Some(Event::Withdrawn)
         );
         // The cookie grants marketing, GPC takes it back.
         assert_eq!(
-            event_for(None, g(&[Analytics]), g(&[Analytics, Marketing])),
+            event_for(None, g(&[Analytics]), Some(g(&[Analytics, Marketing]))),
             Some(Event::GpcApplied)
         );
         assert_eq!(
-            event_for(Some(all), g(&[Analytics]), all),
+            event_for(Some(all), g(&[Analytics]), Some(all)),
             Some(Event::GpcApplied)
         );
+        // GPC sent but taking nothing back (nothing granted, or an `off` rule): no gpc-applied.
+        assert_eq!(
+            event_for(None, Grants::NONE, Some(Grants::NONE)),
+            Some(Event::Given)
+        );
+        assert_eq!(event_for(None, all, Some(all)), Some(Event::Given));
     }
 
     #[test]

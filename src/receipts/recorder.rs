@@ -10,7 +10,8 @@
 
 use super::queue::Queue;
 use super::{client_network, event_for, split_categories, Receipt, SCHEMA_VERSION};
-use crate::consent::{ConsentState, Grants, SourceOutcome, Verdict, Via};
+use crate::consent::gpc::GpcPolicy;
+use crate::consent::{ConsentState, Grants, SourceOutcome, Via};
 use crate::cookies::header::split_cookie_header;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hash, Hasher};
@@ -224,15 +225,16 @@ impl Recorder {
             h.finish()
         };
         let now = consent.grants;
-        let before_gpc = consent
-            .sources
-            .iter()
-            .fold(Verdict::NOTHING, |v, s| v.merge(s.verdict))
-            .grants();
+        // What Sec-GPC took back: the decision without it, under the same jurisdiction model
+        // the proxy applied (an opt-out or `off` rule grants more than the sources did, and
+        // that is the model, not GPC). Without the signal the site's GPC policy plays no part.
+        let without_gpc = consent.gpc.then(|| {
+            crate::jurisdiction::decision(consent.model, consent.verdict, false, GpcPolicy::Ignore)
+        });
         let (event, prev) = {
             let mut last = lock(&self.last);
             let prev = last.get(&subject_key).copied();
-            let event = event_for(prev.map(from_bits), now, before_gpc);
+            let event = event_for(prev.map(from_bits), now, without_gpc);
             if event.is_some() {
                 if last.len() >= CACHE_ENTRIES {
                     last.clear();
