@@ -40,6 +40,8 @@ pub mod name {
     pub const RECEIPTS_WRITTEN: &str = "consentgate_receipts_written_total";
     pub const RECEIPTS_DROPPED: &str = "consentgate_receipts_dropped_total";
     pub const INVENTORY_REFUSED: &str = "consentgate_inventory_refused_total";
+    /// A section of `consentgate report` (src/report.rs).
+    pub const CONSENT_MODE_MISMATCHES: &str = "consentgate_consent_mode_mismatch_total";
 }
 
 /// Requests by site and the visitor's consent state.
@@ -455,7 +457,7 @@ pub fn reset_unknown_cookie_labels() {
 /// consent consentgate decided; src/consent_mode.rs), by site, tag id and action.
 pub static CONSENT_MODE_MISMATCHES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
-        "consentgate_consent_mode_mismatch_total",
+        name::CONSENT_MODE_MISMATCHES,
         format!(
             "Google tag beacons claiming a consent grant the visitor did not give, by site, tag id (`{OTHER_TAG}` past {TAG_ID_LABELS} ids or when not shaped like one) and action ({})",
             BlockAction::list()

@@ -140,15 +140,7 @@ impl ConsentGate {
             }
         };
         let enforce = site.policy.mode == Mode::Enforce;
-        metrics::BLOCKED_REQUESTS
-            .with_label_values(&[
-                &site.name,
-                m.category.as_str(),
-                &m.list,
-                BlockAction::for_enforce(enforce).as_str(),
-            ])
-            .inc();
-        crate::admin::dashboard::count_blocked(&m, treq.target.host, enforce);
+        count_blocked_request(site, &m, treq.target.host, enforce);
         ctx.blocked = Some(m.clone());
         if !enforce {
             return Ok(None);
@@ -186,7 +178,7 @@ impl ConsentGate {
         if let Some(category) = withheld {
             return Ok(BeaconOutcome::Withheld(BlockMatch {
                 category,
-                list: "consent-mode".to_string(),
+                list: CONSENT_MODE_LIST.to_string(),
                 rule: Some(format!("basic mode: no {} consent", category.as_str())),
             }));
         }
@@ -204,14 +196,18 @@ impl ConsentGate {
         metrics::count_consent_mode_mismatch(&site.name, tid.as_deref(), action);
         let m = BlockMatch {
             category: signal.category(),
-            list: "consent-mode".to_string(),
+            list: CONSENT_MODE_LIST.to_string(),
             rule: Some(format!("{} claimed granted", signal.as_str())),
         };
+        // A blocked tracker request as well: the dashboard, the report's aggregates and
+        // Grafana read consentgate_blocked_requests_total, not the mismatch counter.
+        let req = session.req_header();
+        let target = RequestTarget::from_request(&req.headers, &req.uri, ctx.scheme());
+        count_blocked_request(site, &m, target.host, enforce);
         ctx.blocked = Some(m.clone());
         if !enforce {
-            return Ok(BeaconOutcome::Continue);
+            return Ok(BeaconOutcome::Counted);
         }
-        let req = session.req_header();
         let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
         let kind =
             crate::trackers::infer_kind(header("sec-fetch-dest"), header("accept"), req.uri.path());
@@ -228,6 +224,10 @@ enum BeaconOutcome {
     PassThrough,
     /// A mismatch in enforce mode, answered locally.
     Answered,
+    /// A mismatch in report-only: counted as enforce would block it (`would_block`, list
+    /// `consent-mode`) and forwarded. The blocklists are not asked, as enforce would not ask
+    /// them either: one request, one blocked count.
+    Counted,
     /// Basic mode, a beacon of a tag the visitor has not consented to: blocked after the
     /// blocklists had their say (a list that matches blocks and counts it as before).
     Withheld(BlockMatch),
@@ -243,18 +243,10 @@ async fn block_withheld_beacon(
     m: BlockMatch,
 ) -> Result<bool> {
     let enforce = site.policy.mode == Mode::Enforce;
-    metrics::BLOCKED_REQUESTS
-        .with_label_values(&[
-            &site.name,
-            m.category.as_str(),
-            &m.list,
-            BlockAction::for_enforce(enforce).as_str(),
-        ])
-        .inc();
     let req = session.req_header();
     let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
     let target = RequestTarget::from_request(&req.headers, &req.uri, ctx.scheme());
-    crate::admin::dashboard::count_blocked(&m, target.host, enforce);
+    count_blocked_request(site, &m, target.host, enforce);
     let kind =
         crate::trackers::infer_kind(header("sec-fetch-dest"), header("accept"), req.uri.path());
     ctx.blocked = Some(m);
@@ -264,6 +256,25 @@ async fn block_withheld_beacon(
     let m = ctx.blocked.as_ref().expect("just set");
     write_block_response(session, kind, site, m).await?;
     Ok(true)
+}
+
+/// The `list` label of requests consent mode blocks (a mismatch, or a basic-mode beacon no
+/// list matched): one fixed value, so the label set stays bounded.
+const CONSENT_MODE_LIST: &str = "consent-mode";
+
+/// Counts a blocked (or, in report-only, would-be-blocked) tracker request everywhere it is
+/// shown: `consentgate_blocked_requests_total` (Grafana, and the hourly aggregates `report`
+/// reads) and the admin dashboard's per-minute chart and top tables.
+fn count_blocked_request(site: &Site, m: &BlockMatch, host: Option<&str>, enforce: bool) {
+    metrics::BLOCKED_REQUESTS
+        .with_label_values(&[
+            &site.name,
+            m.category.as_str(),
+            &m.list,
+            BlockAction::for_enforce(enforce).as_str(),
+        ])
+        .inc();
+    crate::admin::dashboard::count_blocked(m, host, enforce);
 }
 
 /// The local answer to a blocked request (the site's block response for its kind).
@@ -416,7 +427,7 @@ impl ProxyHttp for ConsentGate {
                     ctx.site = Some(site);
                     return Ok(true);
                 }
-                BeaconOutcome::PassThrough => check_blocklists = false,
+                BeaconOutcome::PassThrough | BeaconOutcome::Counted => check_blocklists = false,
                 BeaconOutcome::Withheld(m) => withheld = Some(m),
                 BeaconOutcome::Continue => {}
             }

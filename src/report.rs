@@ -60,6 +60,13 @@ const SECTIONS: &[Section] = &[
         title: "Tracker requests blocked",
     },
     Section {
+        metric: crate::metrics::name::CONSENT_MODE_MISMATCHES,
+        key: "consent_mode_mismatches",
+        labels: &["tag", "action"],
+        title: "Google tag beacons claiming consent not given (Consent Mode mismatches; \
+also in the blocked requests, list consent-mode)",
+    },
+    Section {
         metric: "consentgate_unknown_cookies_total",
         key: "unknown_cookies",
         labels: &["name"],
@@ -333,6 +340,40 @@ fn table(title: &str, columns: &[&str], rows: &[Value]) -> String {
     t
 }
 
+/// The counters no section tabulates (`other_metrics`: upstream errors, neutralized tags,
+/// receipts written, ...), one row each with its labels as `name=value`: everything in the
+/// JSON is on the page too.
+fn other_metrics_table(other: &Value) -> String {
+    let rows = other.as_array().map(Vec::as_slice).unwrap_or_default();
+    let mut t = String::from(
+        "<h2>Other counters</h2><table><thead><tr><th>metric</th><th>site</th>\
+<th>labels</th><th>count</th></tr></thead><tbody>",
+    );
+    if rows.is_empty() {
+        t.push_str("<tr><td colspan=\"4\">none</td></tr>");
+    }
+    for r in rows {
+        let labels = r["labels"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        t.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td></tr>",
+            esc(r["metric"].as_str().unwrap_or("")),
+            esc(r["site"].as_str().unwrap_or("")),
+            esc(&labels),
+            r["value"].as_i64().unwrap_or(0)
+        ));
+    }
+    t.push_str("</tbody></table>");
+    t
+}
+
 /// One HTML page: no script, styles inline, a CSP that forbids loading anything.
 pub fn html(report: &Value) -> String {
     let s = |k: &str| report[k].as_str().unwrap_or("").to_string();
@@ -415,6 +456,7 @@ last seen: ever, by any instance.</p><table><thead><tr><th>site</th><th>cookie</
             }
         }
     }
+    body.push_str(&other_metrics_table(&report["other_metrics"]));
     format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">\
@@ -510,5 +552,35 @@ mod tests {
             "{page}"
         );
         assert!(page.contains("<th>jurisdiction</th><th>reason</th><th>count</th>"));
+        // The counters without a section are on the page too.
+        assert!(
+            page.contains(
+                "<tr><td>consentgate_upstream_errors_total</td><td>shop</td><td>kind=connect</td>\
+<td class=\"n\">1</td></tr>"
+            ),
+            "{page}"
+        );
+    }
+
+    #[test]
+    fn consent_mode_mismatches_have_a_section() {
+        let rows = vec![row(
+            "a",
+            "consentgate_consent_mode_mismatch_total",
+            "tag=G-TEST42,action=blocked",
+            3,
+        )];
+        let req = ReportRequest {
+            since: "2026-11-28T00:00:00.000Z",
+            until: "2026-11-29T00:00:00.000Z",
+            site: None,
+        };
+        let v = from_rows(&rows, &[], &req);
+        assert_eq!(
+            v["sites"]["shop"]["consent_mode_mismatches"],
+            json!({ "total": 3, "rows": [{ "tag": "G-TEST42", "action": "blocked", "count": 3 }] })
+        );
+        assert_eq!(v["other_metrics"], json!([]));
+        assert!(html(&v).contains("<td>G-TEST42</td><td>blocked</td><td class=\"n\">3</td>"));
     }
 }

@@ -356,7 +356,11 @@ fn collect_and_j_collect_beacons_are_audited_like_g_collect() {
 fn report_only_counts_the_mismatch_and_forwards() {
     let o = origin();
     let p = Proxy::start(&site(&o, "mode = \"report-only\""));
-    let r = p.get(&beacon("G111", "13t3t3t3t5l1"), &[]);
+    // `Sec-Fetch-Dest: empty`: a beacon the shipped analytics list would match as well.
+    let r = p.get(
+        &beacon("G111", "13t3t3t3t5l1"),
+        &[("Sec-Fetch-Dest", "empty")],
+    );
     assert_eq!(r.status, 204);
     assert_eq!(o.received().len(), 1);
     p.expect_metric(
@@ -367,6 +371,15 @@ fn report_only_counts_the_mismatch_and_forwards() {
             ("action", "would_block"),
         ],
         1.0,
+    );
+    // One would-be-blocked request, as enforce would count it: consent mode's, not a list's.
+    assert_eq!(blocked_count(&p, "consent-mode", "would_block"), 1.0);
+    assert!(
+        !p.metrics()
+            .lines()
+            .any(|l| l.starts_with("consentgate_blocked_requests_total{")
+                && !l.contains("list=\"consent-mode\"")),
+        "counted by a list too"
     );
 }
 
@@ -498,4 +511,156 @@ fn a_bad_beacon_path_is_reported_with_its_line() {
         "{err}"
     );
     assert!(err.contains(":6") || err.contains("line 6"), "{err}");
+}
+
+/// The blocked-request count of `list` with `action` in `/metrics`, over every category.
+fn blocked_count(p: &Proxy, list: &str, action: &str) -> f64 {
+    p.metrics()
+        .lines()
+        .filter(|l| {
+            l.starts_with("consentgate_blocked_requests_total{")
+                && l.contains("site=\"shop\"")
+                && l.contains(&format!("list=\"{list}\""))
+                && l.contains(&format!("action=\"{action}\""))
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
+}
+
+/// A mismatch beacon consentgate answers is a blocked tracker request wherever blocked
+/// requests are shown: `consentgate_blocked_requests_total{list="consent-mode"}` (Grafana),
+/// the admin dashboard's totals and per-minute chart, and `report` (JSON and HTML, from the
+/// hourly aggregates), besides the mismatch counter.
+#[test]
+fn mismatch_beacons_are_blocked_requests_on_the_dashboard_and_in_the_report() {
+    let o = origin();
+    let dir = TempDir::new("cm-report");
+    let db = dir.0.join("r.db");
+    let p = Proxy::start(&format!(
+        "{}\n[receipts]\npath = \"{}\"\nbatch_interval_ms = 20\naggregate_interval_seconds = 1\n",
+        site(&o, ""),
+        db.display()
+    ));
+    for _ in 0..3 {
+        let r = p.get(
+            "/g/collect?v=2&tid=G-XXXX&gcs=G111",
+            &[("Sec-Fetch-Dest", "empty")],
+        );
+        assert_eq!(r.header_strings("x-consentgate"), vec!["blocked"]);
+    }
+    assert!(o.received().is_empty(), "the origin saw a beacon");
+    p.expect_metric(
+        "consentgate_consent_mode_mismatch_total",
+        &[("site", "shop"), ("tag", "G-XXXX"), ("action", "blocked")],
+        3.0,
+    );
+    assert_eq!(blocked_count(&p, "consent-mode", "blocked"), 3.0);
+    // Counted once each: no list counted them as well.
+    assert_eq!(
+        p.metrics()
+            .lines()
+            .filter(|l| l.starts_with("consentgate_blocked_requests_total{"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum::<f64>(),
+        3.0
+    );
+    // The dashboard's numbers.
+    let r = admin_get(p.admin, "/dashboard.json");
+    assert_eq!(r.status, 200);
+    let d: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let blocked = &d["blocked"];
+    assert_eq!(blocked["blocked"], 3, "{blocked}");
+    let per_minute: u64 = blocked["per_minute"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(per_minute, 3, "{blocked}");
+    assert!(
+        blocked["lists"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["list"] == "consent-mode" && l["blocked"] == 3),
+        "{blocked}"
+    );
+    // A reload: a counter no report section tabulates (`other_metrics`).
+    assert_eq!(p.reload().0, 200);
+    // The report, from the hourly aggregates the writer stores.
+    let config = p.config.to_str().unwrap();
+    let report_json = || {
+        let (code, out, err) = run_cli(&[
+            "report",
+            "--config",
+            config,
+            "--since",
+            "2000-01-01",
+            "--format",
+            "json",
+        ]);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    let mut report = serde_json::Value::Null;
+    eventually("the blocked beacons in the report", || {
+        report = report_json();
+        report["sites"]["shop"]["blocked_requests"]["total"] == 3
+            && report["sites"]["shop"]["consent_mode_mismatches"]["total"] == 3
+            && report["other_metrics"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["metric"] == "consentgate_config_reloads_total")
+    });
+    let shop = &report["sites"]["shop"];
+    let rows = shop["blocked_requests"]["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["list"], "consent-mode");
+    assert_eq!(rows[0]["action"], "blocked");
+    assert_eq!(
+        shop["consent_mode_mismatches"]["rows"],
+        serde_json::json!([{ "tag": "G-XXXX", "action": "blocked", "count": 3 }])
+    );
+    let hourly_blocked: i64 = report["hourly"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["blocked_requests"].as_i64().unwrap())
+        .sum();
+    assert_eq!(hourly_blocked, 3);
+    let (code, html, err) = run_cli(&[
+        "report",
+        "--config",
+        config,
+        "--since",
+        "2000-01-01",
+        "--format",
+        "html",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let cat = rows[0]["category"].as_str().unwrap();
+    assert!(
+        html.contains(&format!(
+            "<td>{cat}</td><td>consent-mode</td><td>blocked</td><td class=\"n\">3</td>"
+        )),
+        "{html}"
+    );
+    assert!(
+        html.contains("<td>G-XXXX</td><td>blocked</td><td class=\"n\">3</td>"),
+        "{html}"
+    );
+    // The counters without a section of their own are rendered too.
+    assert!(html.contains("<h2>Other counters</h2>"), "{html}");
+    assert!(
+        html.contains("<td>consentgate_config_reloads_total</td>"),
+        "{html}"
+    );
+    for m in report["other_metrics"].as_array().unwrap() {
+        let metric = m["metric"].as_str().unwrap();
+        assert!(
+            html.contains(&format!("<td>{metric}</td>")),
+            "{metric}: {html}"
+        );
+    }
 }

@@ -1254,7 +1254,10 @@ fn opt_out_and_off_rules_write_given_and_only_a_sent_gpc_is_gpc_applied() {
          [[site.jurisdiction]]\nname = \"eu\"\nregions = [\"*\"]\nmodel = \"opt-in\"\n",
     );
     let p = Proxy::start_with(
-        &format!("{site}\n[receipts]\n{}\n", sqlite(&db, "batch_interval_ms = 20")),
+        &format!(
+            "{site}\n[receipts]\n{}\n",
+            sqlite(&db, "batch_interval_ms = 20")
+        ),
         GEO,
     );
     let ca = |cookie: &str, gpc: bool| {
@@ -1273,7 +1276,10 @@ fn opt_out_and_off_rules_write_given_and_only_a_sent_gpc_is_gpc_applied() {
     // The same visitor adding Sec-GPC: marketing was refused already, nothing changes.
     ca(&onetrust_marketing_off("ot-optout"), true);
     // A GPP sale opt-out, no Sec-GPC.
-    ca(&format!("__gpp={GPP_USNAT_SALE_OPT_OUT}; __gpp_sid=7"), false);
+    ca(
+        &format!("__gpp={GPP_USNAT_SALE_OPT_OUT}; __gpp_sid=7"),
+        false,
+    );
     // Everything granted in the cookie, Sec-GPC takes marketing back.
     ca(&onetrust("ot-gpc", true, true, true), true);
     // A visitor who granted everything turns marketing off: updated.

@@ -49,7 +49,8 @@ fn unix_minute() -> u64 {
         .map_or(0, |d| d.as_secs() / 60)
 }
 
-/// Counts a tracker request the blocklists matched (`enforce`: it was answered locally).
+/// Counts a tracker request the blocklists or consent mode blocked (`enforce`: it was
+/// answered locally).
 /// Report-only matches go to the rule and host tables but not to the chart of blocked ones.
 pub fn count_blocked(m: &BlockMatch, host: Option<&str>, enforce: bool) {
     if enforce {
