@@ -389,8 +389,16 @@ fn list_receipts(
 
 /// `receipts verify`: every hash and link of the chain.
 fn verify_receipts(config: &Path) -> Result<(), String> {
-    let rows = open_store(config)?.receipts(&Default::default())?;
-    let (n, problems) = consentgate::receipts::verify_chain(rows);
+    use consentgate::receipts::ChainStart;
+    let (start, rows) = open_store(config)?.chain()?;
+    let (n, problems) = consentgate::receipts::verify_chain(&start, rows);
+    if start == ChainStart::Unrecorded {
+        eprintln!(
+            "note: this store has no chain_anchor table (written by an older consentgate): the \
+             first receipt's prev_sha256 is taken as given, so deleting the first receipt(s) \
+             cannot be detected until `consentgate run` opens the store once"
+        );
+    }
     if problems.is_empty() {
         println!("{n} receipts, chain valid");
         return Ok(());

@@ -1223,7 +1223,30 @@ fn postgres_retention_deletes_only_a_leading_range_of_the_chain() {
         ["2", "3", "4"],
         "only the leading expired receipt goes"
     );
-    assert_eq!(consentgate::receipts::verify_chain(left), (3, vec![]));
+    let (start, chain) = store.chain().unwrap();
+    assert_eq!(chain, left);
+    assert_eq!(
+        consentgate::receipts::verify_chain(&start, left),
+        (3, vec![])
+    );
+    // The anchor is the receipt deleted: removing the next one by hand is found.
+    assert!(
+        matches!(
+            &start,
+            consentgate::receipts::ChainStart::After { seq: 1, .. }
+        ),
+        "{start:?}"
+    );
+    store
+        .client()
+        .execute("DELETE FROM receipts WHERE receipt_id = '2'", &[])
+        .unwrap();
+    let (start, chain) = store.chain().unwrap();
+    let (_, problems) = consentgate::receipts::verify_chain(&start, chain);
+    assert!(
+        problems[0].problem.starts_with("first receipt(s) missing"),
+        "{problems:?}"
+    );
 }
 
 /// An OptanonConsent value as OneTrust writes it for a US opt-out visitor who turned off
@@ -1366,4 +1389,73 @@ fn opt_out_and_off_rules_write_given_and_only_a_sent_gpc_is_gpc_applied() {
     assert_eq!(list[1]["source"], "gpp:__gpp");
     assert_eq!(list[2]["source"], "onetrust:OptanonConsent,header:Sec-GPC");
     assert_eq!(list[6]["source"], "onetrust:OptanonConsent,header:Sec-GPC");
+}
+
+/// Deleting the first receipt(s) by hand is found by `verify`; retention's purge is not
+/// tampering (the chain anchor, docs/RECEIPTS.md). `sql` runs statements on the store the
+/// proxy `p` writes to; `purge` is the writer's retention with this cutoff.
+fn check_first_receipts_deleted(p: &Proxy, mut sql: impl FnMut(&str), purge: impl FnOnce(&str)) {
+    let list = visitor_story(p);
+    let config = p.config.to_str().unwrap();
+    let verify = || run_cli(&["receipts", "verify", "--config", config]);
+    let expect_valid = |n: usize| {
+        let (code, out, err) = verify();
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains(&format!("{n} receipts, chain valid")), "{out}");
+    };
+    let expect_missing = || {
+        let (code, _, err) = verify();
+        assert_eq!(code, 1, "deleting the first receipt(s) must fail verify");
+        assert!(err.contains("first receipt(s) missing"), "{err}");
+    };
+    expect_valid(3);
+    // Nothing purged yet: the first receipt must follow 64 zeros.
+    sql("CREATE TABLE saved AS SELECT * FROM receipts WHERE seq = (SELECT MIN(seq) FROM receipts); \
+         DELETE FROM receipts WHERE seq = (SELECT seq FROM saved)");
+    expect_missing();
+    sql("INSERT INTO receipts SELECT * FROM saved; DROP TABLE saved");
+    expect_valid(3);
+    // Retention deletes the first receipt: the anchor records it, the chain still verifies.
+    purge(list[1]["event_time"].as_str().unwrap());
+    expect_valid(2);
+    // Then the first remaining one deleted by hand: missing.
+    sql("DELETE FROM receipts WHERE seq = (SELECT MIN(seq) FROM receipts)");
+    expect_missing();
+}
+
+#[test]
+fn sqlite_verify_detects_deleted_first_receipts_and_retention_still_verifies() {
+    let o = Origin::echo();
+    let dir = TempDir::new("receipts-first-sqlite");
+    let db = dir.0.join("receipts.db");
+    let p = start(&o, &sqlite(&db, "batch_interval_ms = 20"));
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    check_first_receipts_deleted(
+        &p,
+        |sql| conn.execute_batch(sql).unwrap(),
+        |cutoff| {
+            use consentgate::receipts::store::Store;
+            let mut store = consentgate::receipts::store::sqlite::SqliteStore::open(&db).unwrap();
+            store.purge(cutoff).unwrap();
+        },
+    );
+}
+
+#[test]
+fn postgres_verify_detects_deleted_first_receipts_and_retention_still_verifies() {
+    let pg = Postgres::start("first");
+    let o = Origin::echo();
+    let key = pg.dir().join("receipts.key");
+    let p = start(&o, &pg_receipts(&pg, "edge-pg", &key, ""));
+    let mut client = postgres::Client::connect(&pg.url(), postgres::NoTls).unwrap();
+    let url = pg.url();
+    check_first_receipts_deleted(
+        &p,
+        |sql| client.batch_execute(sql).unwrap(),
+        |cutoff| {
+            use consentgate::receipts::store::Store;
+            let mut store = consentgate::receipts::store::postgres::PgStore::connect(&url).unwrap();
+            store.purge(cutoff).unwrap();
+        },
+    );
 }

@@ -292,10 +292,38 @@ pub struct ChainProblem {
     pub problem: String,
 }
 
-/// Checks receipts in store order: each `sha256` must be the hash of its fields, and each
-/// `prev_sha256` the `sha256` before it. The first receipt may follow one deleted by
-/// retention, so its `prev_sha256` is taken as given.
-pub fn verify_chain(rows: impl IntoIterator<Item = (i64, Receipt)>) -> (usize, Vec<ChainProblem>) {
+/// Where the stored chain starts: what the first receipt in the store must follow. Kept in
+/// the store's `chain_anchor` table, which retention updates in the transaction that deletes
+/// the leading receipts, so deleting the first receipt(s) by hand is told from retention.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChainStart {
+    /// Retention has deleted nothing: the first receipt follows [`GENESIS`].
+    Genesis,
+    /// Retention last deleted up to receipt `seq`, whose `sha256` the first one follows.
+    After { seq: i64, sha256: String },
+    /// A store without the `chain_anchor` table (written by a consentgate before it, and not
+    /// opened by a newer writer since): the first receipt's `prev_sha256` is taken as given.
+    Unrecorded,
+}
+
+impl ChainStart {
+    /// The `prev_sha256` the first receipt must carry (`None`: not known).
+    pub fn expected_prev(&self) -> Option<&str> {
+        match self {
+            ChainStart::Genesis => Some(GENESIS),
+            ChainStart::After { sha256, .. } => Some(sha256),
+            ChainStart::Unrecorded => None,
+        }
+    }
+}
+
+/// Checks receipts in store order: each `sha256` must be the hash of its fields, each
+/// `prev_sha256` the `sha256` before it, and the first one's the chain's start (`start`: 64
+/// zeros, or the last receipt retention deleted); otherwise the first receipt(s) are missing.
+pub fn verify_chain(
+    start: &ChainStart,
+    rows: impl IntoIterator<Item = (i64, Receipt)>,
+) -> (usize, Vec<ChainProblem>) {
     let mut problems = Vec::new();
     let mut prev: Option<String> = None;
     let mut n = 0;
@@ -315,13 +343,29 @@ pub fn verify_chain(rows: impl IntoIterator<Item = (i64, Receipt)>) -> (usize, V
                 r.sha256
             ));
         }
-        if let Some(p) = &prev {
-            if *p != r.prev_sha256 {
-                problem(format!(
-                    "prev_sha256 {} is not the sha256 of the receipt before it ({p}): a receipt was removed or inserted",
-                    r.prev_sha256
-                ));
+        match (&prev, start) {
+            (Some(p), _) => {
+                if *p != r.prev_sha256 {
+                    problem(format!(
+                        "prev_sha256 {} is not the sha256 of the receipt before it ({p}): a receipt was removed or inserted",
+                        r.prev_sha256
+                    ));
+                }
             }
+            (None, ChainStart::Genesis) if r.prev_sha256 != GENESIS => problem(format!(
+                "first receipt(s) missing: this first receipt's prev_sha256 {} names a receipt \
+                 that is not in the store, and retention has deleted none (the chain starts \
+                 from 64 zeros)",
+                r.prev_sha256
+            )),
+            (None, ChainStart::After { seq: last, sha256 }) if r.prev_sha256 != *sha256 => {
+                problem(format!(
+                    "first receipt(s) missing: this first receipt's prev_sha256 {} is not the \
+                     sha256 of the last receipt retention deleted (seq {last}, {sha256})",
+                    r.prev_sha256
+                ))
+            }
+            (None, _) => {}
         }
         prev = Some(r.sha256.clone());
     }
@@ -418,16 +462,41 @@ mod tests {
             prev = r.sha256.clone();
             rows.push((i as i64 + 1, r));
         }
-        assert_eq!(verify_chain(rows.clone()), (4, vec![]));
+        let genesis = ChainStart::Genesis;
+        assert_eq!(verify_chain(&genesis, rows.clone()), (4, vec![]));
         let mut edited = rows.clone();
         edited[1].1.granted = vec!["necessary".into(), "marketing".into()];
-        let (_, p) = verify_chain(edited);
+        let (_, p) = verify_chain(&genesis, edited);
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].seq, 2);
         let mut removed = rows.clone();
         removed.remove(2);
-        let (_, p) = verify_chain(removed);
+        let (_, p) = verify_chain(&genesis, removed);
         assert_eq!(p[0].seq, 4);
+        // The first receipt removed: the second does not follow the chain's start.
+        let (_, p) = verify_chain(&genesis, rows[1..].to_vec());
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].seq, 2);
+        assert!(
+            p[0].problem.starts_with("first receipt(s) missing"),
+            "{p:?}"
+        );
+        // Retention deleted receipt 1 (the anchor names it): valid; one more removed: not.
+        let anchor = ChainStart::After {
+            seq: 1,
+            sha256: rows[0].1.sha256.clone(),
+        };
+        assert_eq!(verify_chain(&anchor, rows[1..].to_vec()), (3, vec![]));
+        let (_, p) = verify_chain(&anchor, rows[2..].to_vec());
+        assert!(
+            p[0].problem.starts_with("first receipt(s) missing"),
+            "{p:?}"
+        );
+        // A store without the anchor table: the first prev_sha256 taken as given.
+        assert_eq!(
+            verify_chain(&ChainStart::Unrecorded, rows[2..].to_vec()),
+            (2, vec![])
+        );
         // The time format sorts as text and parses back.
         assert_eq!(
             parse_time("2026-11-01").unwrap(),

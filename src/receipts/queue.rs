@@ -854,6 +854,9 @@ mod tests {
         fn purge(&mut self, _: &str) -> Result<(), String> {
             self.op()
         }
+        fn chain(&mut self) -> Result<(crate::receipts::ChainStart, Vec<(i64, Receipt)>), String> {
+            Ok((crate::receipts::ChainStart::Genesis, vec![]))
+        }
         fn receipts(&mut self, _: &store::Filter) -> Result<Vec<(i64, Receipt)>, String> {
             Ok(vec![])
         }

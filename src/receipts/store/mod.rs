@@ -3,7 +3,8 @@
 //! `aggregates` (hourly counter deltas per site and instance; several instances add up), and
 //! the cookie inventory: `inventory` (per site, name and instance: category, origin, lifetime
 //! counts, first/last seen) and `inventory_hours` (its kept/stripped counts per hour, so a
-//! report covers exactly its period).
+//! report covers exactly its period); and `chain_anchor`, where the chain starts after
+//! retention ([`ANCHOR_SCHEMA`]).
 //!
 //! Used from the writer thread and the CLI only, never from a proxy worker. The CLI opens the
 //! store read-only ([`open_read_only`]): a mistyped path must not create an empty store that
@@ -74,8 +75,13 @@ pub trait Store: Send {
         site: Option<&str>,
     ) -> Result<Vec<InventoryRow>, String>;
     /// Retention: deletes the receipts older than `before` that lead the chain (see
-    /// [`PURGE_RECEIPTS`]), and the aggregates and inventory rows older than it.
+    /// [`LAST_EXPIRED`]) and records the last one deleted as the chain anchor, in one
+    /// transaction; and the aggregates and inventory rows older than it.
     fn purge(&mut self, before: &str) -> Result<(), String>;
+    /// The whole chain for `verify`, read in one snapshot: what its first receipt must follow
+    /// ([`ANCHOR_SCHEMA`]) and every receipt in `seq` order. One snapshot, so a purge running
+    /// meanwhile cannot pair an old anchor with the receipts after it.
+    fn chain(&mut self) -> Result<(crate::receipts::ChainStart, Vec<(i64, Receipt)>), String>;
     /// Receipts in chain order, with their `seq`.
     fn receipts(&mut self, f: &Filter) -> Result<Vec<(i64, Receipt)>, String>;
     /// Aggregates with `since <= hour < until`, summed over instances by the caller.
@@ -238,10 +244,67 @@ pub(crate) const INVENTORY_SELECT: &str = "SELECT i.site, i.name, i.instance, i.
 /// a fleet differ, a writer batches), so deleting by time alone could take a receipt out of
 /// the middle of the chain, and `verify` would then rightly call it tampering. A receipt out of
 /// order waits for the ones before it to expire: none is deleted while within retention.
-/// `$1` is the cutoff (SQLite reads it as `?1`); with every receipt expired, all go.
-pub(crate) const PURGE_RECEIPTS: &str = "DELETE FROM receipts WHERE seq < COALESCE(\
+/// `$1` is the cutoff (SQLite reads it as `?1`); with every receipt expired, all go. This
+/// selects the last receipt of that range (its `seq` and `sha256`: the new chain anchor);
+/// [`PURGE_RECEIPTS`] then deletes up to it, in the same transaction as [`ANCHOR_UPSERT`].
+pub(crate) const LAST_EXPIRED: &str = "SELECT seq, sha256 FROM receipts WHERE seq < COALESCE(\
     (SELECT MIN(seq) FROM receipts WHERE event_time >= $1), \
-    (SELECT MAX(seq) + 1 FROM receipts))";
+    (SELECT MAX(seq) + 1 FROM receipts)) ORDER BY seq DESC LIMIT 1";
+
+/// Deletes the receipts up to `$1`, the `seq` [`LAST_EXPIRED`] found.
+pub(crate) const PURGE_RECEIPTS: &str = "DELETE FROM receipts WHERE seq <= $1";
+
+/// The chain anchor: one row, the last receipt retention deleted (`reason = 'retention'`), or,
+/// in a store written before this table existed, what its first receipt followed when a writer
+/// first opened it (`reason = 'adopted'`: taken on trust once). No row: retention has deleted
+/// nothing and the chain starts from [`GENESIS`](crate::receipts::GENESIS). `verify` requires
+/// the first remaining receipt to follow it, so deleting the first receipt(s) by hand shows.
+pub(crate) const ANCHOR_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS chain_anchor (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq BIGINT NOT NULL,
+    sha256 TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    reason TEXT NOT NULL
+);
+";
+
+/// Sets the anchor: `$1` seq, `$2` sha256, `$3` time, `$4` reason.
+pub(crate) const ANCHOR_UPSERT: &str = "INSERT INTO chain_anchor (id, seq, sha256, updated_at, \
+    reason) VALUES (1, $1, $2, $3, $4) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, \
+    sha256 = excluded.sha256, updated_at = excluded.updated_at, reason = excluded.reason";
+
+pub(crate) const ANCHOR_SELECT: &str = "SELECT seq, sha256 FROM chain_anchor WHERE id = 1";
+
+/// What the next receipt follows: the last one in the store, else the anchor (every receipt
+/// expired: the chain goes on from the last one deleted), else NULL ([`GENESIS`]).
+///
+/// [`GENESIS`]: crate::receipts::GENESIS
+pub(crate) const CHAIN_HEAD: &str = "SELECT COALESCE(\
+    (SELECT sha256 FROM receipts ORDER BY seq DESC LIMIT 1), \
+    (SELECT sha256 FROM chain_anchor WHERE id = 1))";
+
+/// The first receipt, for [`adopted_anchor`].
+pub(crate) const FIRST_RECEIPT: &str = "SELECT seq, prev_sha256 FROM receipts ORDER BY seq LIMIT 1";
+
+/// A store written before the `chain_anchor` table: when its first receipt follows one already
+/// deleted (by retention, before anchors were kept), that is the anchor from now on. Only
+/// called when the table is created, so a later deletion is never adopted.
+pub(crate) fn adopted_anchor(first: Option<(i64, String)>) -> Option<(i64, String)> {
+    first
+        .filter(|(_, prev)| prev != crate::receipts::GENESIS)
+        .map(|(seq, prev)| (seq - 1, prev))
+}
+
+/// The chain start read from the anchor table (`table`: whether it exists).
+pub(crate) fn chain_start(table: bool, row: Option<(i64, String)>) -> crate::receipts::ChainStart {
+    use crate::receipts::ChainStart;
+    match (table, row) {
+        (false, _) => ChainStart::Unrecorded,
+        (true, None) => ChainStart::Genesis,
+        (true, Some((seq, sha256))) => ChainStart::After { seq, sha256 },
+    }
+}
 
 /// The receipt columns in [`Receipt`]'s field order (after `seq`).
 pub(crate) const COLUMNS: &str = "receipt_id, schema_version, event_time, site, subject, \

@@ -5,11 +5,12 @@
 //! so the head read and the rows written are one step in a single order.
 
 use super::{
-    append, hour_of_time, require_tables, split_list, tables_schema, AggRow, Filter, InventoryRow,
-    Store, COLUMNS, INVENTORY_HOURS_PURGE, INVENTORY_HOURS_SCHEMA, INVENTORY_HOURS_UPSERT,
-    INVENTORY_SCHEMA, INVENTORY_SELECT, INVENTORY_UPSERT,
+    adopted_anchor, append, chain_start, hour_of_time, require_tables, split_list, tables_schema,
+    AggRow, Filter, InventoryRow, Store, ANCHOR_SCHEMA, ANCHOR_SELECT, ANCHOR_UPSERT, CHAIN_HEAD,
+    COLUMNS, FIRST_RECEIPT, INVENTORY_HOURS_PURGE, INVENTORY_HOURS_SCHEMA, INVENTORY_HOURS_UPSERT,
+    INVENTORY_SCHEMA, INVENTORY_SELECT, INVENTORY_UPSERT, LAST_EXPIRED, PURGE_RECEIPTS,
 };
-use crate::receipts::{Receipt, GENESIS};
+use crate::receipts::{ChainStart, Receipt, GENESIS};
 use postgres::{Client, NoTls};
 use std::time::Duration;
 
@@ -44,6 +45,19 @@ impl PgStore {
             .map_err(err)?;
         tx.batch_execute(INVENTORY_SCHEMA).map_err(err)?;
         tx.batch_execute(INVENTORY_HOURS_SCHEMA).map_err(err)?;
+        // The chain anchor; a store written before it adopts what its first receipt follows,
+        // once, under the chain lock (every instance of a fleet agrees).
+        if !has_anchor_table(&mut tx)? {
+            tx.batch_execute(ANCHOR_SCHEMA).map_err(err)?;
+            let first = tx
+                .query_opt(FIRST_RECEIPT, &[])
+                .map_err(err)?
+                .map(|r| (r.get::<_, i64>(0), r.get::<_, String>(1)));
+            if let Some((seq, sha256)) = adopted_anchor(first) {
+                tx.execute(ANCHOR_UPSERT, &[&seq, &sha256, &now(), &"adopted"])
+                    .map_err(err)?;
+            }
+        }
         tx.commit().map_err(err)?;
         Ok(PgStore { client })
     }
@@ -73,6 +87,36 @@ impl PgStore {
     pub fn client(&mut self) -> &mut Client {
         &mut self.client
     }
+}
+
+fn has_anchor_table(c: &mut impl postgres::GenericClient) -> Result<bool, String> {
+    Ok(
+        c.query_one("SELECT to_regclass('chain_anchor') IS NOT NULL", &[])
+            .map_err(err)?
+            .get(0),
+    )
+}
+
+fn now() -> String {
+    crate::receipts::format_time(std::time::SystemTime::now())
+}
+
+/// Receipts matching `f`, in chain order.
+fn select_receipts(
+    c: &mut impl postgres::GenericClient,
+    f: &Filter,
+) -> Result<Vec<(i64, Receipt)>, String> {
+    let rows = c
+        .query(
+            &format!(
+                "SELECT seq, {COLUMNS} FROM receipts WHERE ($1::text IS NULL OR subject = $1) \
+                 AND ($2::text IS NULL OR site = $2) AND ($3::text IS NULL OR event_time >= $3) \
+                 AND ($4::text IS NULL OR event_time < $4) ORDER BY seq"
+            ),
+            &[&f.subject, &f.site, &f.since, &f.until],
+        )
+        .map_err(err)?;
+    Ok(rows.iter().map(row_to_receipt).collect())
 }
 
 fn row_to_receipt(row: &postgres::Row) -> (i64, Receipt) {
@@ -109,9 +153,9 @@ impl Store for PgStore {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CHAIN_LOCK])
             .map_err(err)?;
         let head: String = tx
-            .query_opt("SELECT sha256 FROM receipts ORDER BY seq DESC LIMIT 1", &[])
+            .query_one(CHAIN_HEAD, &[])
             .map_err(err)?
-            .map(|r| r.get(0))
+            .get::<_, Option<String>>(0)
             .unwrap_or_else(|| GENESIS.to_string());
         let last = tx
             .prepare(
@@ -267,34 +311,53 @@ impl Store for PgStore {
     }
 
     fn purge(&mut self, before: &str) -> Result<(), String> {
-        self.client
-            .execute(super::PURGE_RECEIPTS, &[&before])
+        // One transaction under the chain lock: the anchor moves exactly when the receipts it
+        // stands for go, and no instance appends to the chain meanwhile (its head may be the
+        // anchor, once every receipt has expired).
+        let mut tx = self.client.transaction().map_err(err)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CHAIN_LOCK])
             .map_err(err)?;
-        self.client
-            .execute("DELETE FROM aggregates WHERE hour < $1", &[&before])
+        let last = tx
+            .query_opt(LAST_EXPIRED, &[&before])
+            .map_err(err)?
+            .map(|r| (r.get::<_, i64>(0), r.get::<_, String>(1)));
+        if let Some((seq, sha256)) = last {
+            tx.execute(PURGE_RECEIPTS, &[&seq]).map_err(err)?;
+            tx.execute(ANCHOR_UPSERT, &[&seq, &sha256, &now(), &"retention"])
+                .map_err(err)?;
+        }
+        tx.execute("DELETE FROM aggregates WHERE hour < $1", &[&before])
             .map_err(err)?;
-        self.client
-            .execute("DELETE FROM inventory WHERE last_seen < $1", &[&before])
+        tx.execute("DELETE FROM inventory WHERE last_seen < $1", &[&before])
             .map_err(err)?;
-        self.client
-            .execute(INVENTORY_HOURS_PURGE, &[&before])
+        tx.execute(INVENTORY_HOURS_PURGE, &[&before]).map_err(err)?;
+        tx.commit().map_err(err)
+    }
+
+    fn chain(&mut self) -> Result<(ChainStart, Vec<(i64, Receipt)>), String> {
+        // REPEATABLE READ: one snapshot for both reads.
+        let mut tx = self
+            .client
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
             .map_err(err)?;
-        Ok(())
+        let table = has_anchor_table(&mut tx)?;
+        let row = if table {
+            tx.query_opt(ANCHOR_SELECT, &[])
+                .map_err(err)?
+                .map(|r| (r.get::<_, i64>(0), r.get::<_, String>(1)))
+        } else {
+            None
+        };
+        let rows = select_receipts(&mut tx, &Filter::default())?;
+        tx.commit().map_err(err)?;
+        Ok((chain_start(table, row), rows))
     }
 
     fn receipts(&mut self, f: &Filter) -> Result<Vec<(i64, Receipt)>, String> {
-        let rows = self
-            .client
-            .query(
-                &format!(
-                    "SELECT seq, {COLUMNS} FROM receipts WHERE ($1::text IS NULL OR subject = $1) \
-                     AND ($2::text IS NULL OR site = $2) AND ($3::text IS NULL OR event_time >= $3) \
-                     AND ($4::text IS NULL OR event_time < $4) ORDER BY seq"
-                ),
-                &[&f.subject, &f.site, &f.since, &f.until],
-            )
-            .map_err(err)?;
-        Ok(rows.iter().map(row_to_receipt).collect())
+        select_receipts(&mut self.client, f)
     }
 
     fn aggregates(

@@ -1,11 +1,12 @@
 //! The embedded store: one SQLite file in WAL mode (readers never wait for the writer).
 
 use super::{
-    append, hour_of_time, require_tables, split_list, tables_schema, AggRow, Filter, InventoryRow,
-    Store, COLUMNS, INVENTORY_HOURS_PURGE, INVENTORY_HOURS_SCHEMA, INVENTORY_HOURS_UPSERT,
-    INVENTORY_SCHEMA, INVENTORY_SELECT, INVENTORY_UPSERT,
+    adopted_anchor, append, chain_start, hour_of_time, require_tables, split_list, tables_schema,
+    AggRow, Filter, InventoryRow, Store, ANCHOR_SCHEMA, ANCHOR_SELECT, ANCHOR_UPSERT, CHAIN_HEAD,
+    COLUMNS, FIRST_RECEIPT, INVENTORY_HOURS_PURGE, INVENTORY_HOURS_SCHEMA, INVENTORY_HOURS_UPSERT,
+    INVENTORY_SCHEMA, INVENTORY_SELECT, INVENTORY_UPSERT, LAST_EXPIRED, PURGE_RECEIPTS,
 };
-use crate::receipts::{Receipt, GENESIS};
+use crate::receipts::{ChainStart, Receipt, GENESIS};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 
@@ -19,7 +20,7 @@ fn err(e: rusqlite::Error) -> String {
 
 impl SqliteStore {
     pub fn open(path: &Path) -> Result<SqliteStore, String> {
-        let conn = Connection::open(path)
+        let mut conn = Connection::open(path)
             .map_err(|e| format!("cannot open receipts database {}: {e}", path.display()))?;
         // WAL: one file plus its log; readers (the CLI) never block the writer.
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -32,6 +33,23 @@ impl SqliteStore {
             .map_err(err)?;
         conn.execute_batch(INVENTORY_SCHEMA).map_err(err)?;
         conn.execute_batch(INVENTORY_HOURS_SCHEMA).map_err(err)?;
+        // The chain anchor, created (and, in a store written before it, adopted) under the
+        // write lock: two processes opening one file agree on it.
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        if !has_anchor_table(&tx)? {
+            tx.execute_batch(ANCHOR_SCHEMA).map_err(err)?;
+            let first = tx
+                .query_row(FIRST_RECEIPT, [], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .map_err(err)?;
+            if let Some((seq, sha256)) = adopted_anchor(first) {
+                tx.execute(ANCHOR_UPSERT, params![seq, sha256, now(), "adopted"])
+                    .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)?;
         Ok(SqliteStore { conn })
     }
 
@@ -68,6 +86,20 @@ impl SqliteStore {
     }
 }
 
+fn has_anchor_table(conn: &Connection) -> Result<bool, String> {
+    conn.query_row(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'chain_anchor'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+    .map_err(err)
+}
+
+fn now() -> String {
+    crate::receipts::format_time(std::time::SystemTime::now())
+}
+
 fn row_to_receipt(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Receipt)> {
     let s = |i: usize| row.get::<_, String>(i);
     Ok((
@@ -96,6 +128,21 @@ fn row_to_receipt(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Receipt)> {
     ))
 }
 
+/// Receipts matching `f`, in chain order.
+fn select_receipts(conn: &Connection, f: &Filter) -> Result<Vec<(i64, Receipt)>, String> {
+    let mut st = conn
+        .prepare(&format!(
+            "SELECT seq, {COLUMNS} FROM receipts WHERE (?1 IS NULL OR subject = ?1) AND \
+             (?2 IS NULL OR site = ?2) AND (?3 IS NULL OR event_time >= ?3) AND \
+             (?4 IS NULL OR event_time < ?4) ORDER BY seq"
+        ))
+        .map_err(err)?;
+    let rows = st
+        .query_map(params![f.subject, f.site, f.since, f.until], row_to_receipt)
+        .map_err(err)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(err)
+}
+
 impl Store for SqliteStore {
     fn insert_receipts(&mut self, batch: Vec<Receipt>) -> Result<usize, String> {
         // IMMEDIATE: the write lock first, so the chain head read is the one extended.
@@ -104,12 +151,7 @@ impl Store for SqliteStore {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(err)?;
         let head: String = tx
-            .query_row(
-                "SELECT sha256 FROM receipts ORDER BY seq DESC LIMIT 1",
-                [],
-                |r| r.get(0),
-            )
-            .optional()
+            .query_row(CHAIN_HEAD, [], |r| r.get::<_, Option<String>>(0))
             .map_err(err)?
             .unwrap_or_else(|| GENESIS.to_string());
         let written = {
@@ -247,34 +289,46 @@ impl Store for SqliteStore {
     }
 
     fn purge(&mut self, before: &str) -> Result<(), String> {
-        self.conn
-            .execute(super::PURGE_RECEIPTS, [before])
+        // One transaction: the anchor moves exactly when the receipts it stands for go.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(err)?;
-        self.conn
-            .execute("DELETE FROM aggregates WHERE hour < ?1", [before])
+        let last: Option<(i64, String)> = tx
+            .query_row(LAST_EXPIRED, [before], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
             .map_err(err)?;
-        self.conn
-            .execute("DELETE FROM inventory WHERE last_seen < ?1", [before])
+        if let Some((seq, sha256)) = last {
+            tx.execute(PURGE_RECEIPTS, [seq]).map_err(err)?;
+            tx.execute(ANCHOR_UPSERT, params![seq, sha256, now(), "retention"])
+                .map_err(err)?;
+        }
+        tx.execute("DELETE FROM aggregates WHERE hour < ?1", [before])
             .map_err(err)?;
-        self.conn
-            .execute(INVENTORY_HOURS_PURGE, [before])
+        tx.execute("DELETE FROM inventory WHERE last_seen < ?1", [before])
             .map_err(err)?;
-        Ok(())
+        tx.execute(INVENTORY_HOURS_PURGE, [before]).map_err(err)?;
+        tx.commit().map_err(err)
+    }
+
+    fn chain(&mut self) -> Result<(ChainStart, Vec<(i64, Receipt)>), String> {
+        // A read transaction: in WAL mode, one snapshot for both reads.
+        let tx = self.conn.transaction().map_err(err)?;
+        let table = has_anchor_table(&tx)?;
+        let row = if table {
+            tx.query_row(ANCHOR_SELECT, [], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .map_err(err)?
+        } else {
+            None
+        };
+        let rows = select_receipts(&tx, &Filter::default())?;
+        tx.commit().map_err(err)?;
+        Ok((chain_start(table, row), rows))
     }
 
     fn receipts(&mut self, f: &Filter) -> Result<Vec<(i64, Receipt)>, String> {
-        let mut st = self
-            .conn
-            .prepare(&format!(
-                "SELECT seq, {COLUMNS} FROM receipts WHERE (?1 IS NULL OR subject = ?1) AND \
-                 (?2 IS NULL OR site = ?2) AND (?3 IS NULL OR event_time >= ?3) AND \
-                 (?4 IS NULL OR event_time < ?4) ORDER BY seq"
-            ))
-            .map_err(err)?;
-        let rows = st
-            .query_map(params![f.subject, f.site, f.since, f.until], row_to_receipt)
-            .map_err(err)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(err)
+        select_receipts(&self.conn, f)
     }
 
     fn aggregates(
@@ -357,27 +411,89 @@ mod tests {
         // Receipt 3 is past retention but waits for receipt 2 to expire: taking it out of
         // the middle would break the chain.
         assert_eq!(ids, ["2", "3", "4"]);
-        // The first remaining receipt follows one deleted: its prev_sha256 starts the chain.
+        // The first remaining receipt follows the one deleted, which the anchor records.
         assert_ne!(left[0].1.prev_sha256, crate::receipts::GENESIS);
-        assert_eq!(crate::receipts::verify_chain(left), (3, vec![]));
+        let (start, chain) = s.chain().unwrap();
+        assert_eq!(chain, left);
+        assert!(
+            matches!(start, ChainStart::After { seq: 1, .. }),
+            "{start:?}"
+        );
+        assert_eq!(
+            crate::receipts::verify_chain(&start, left.clone()),
+            (3, vec![])
+        );
+        let last_4 = left[2].1.sha256.clone();
         // Once receipt 2 expires too, 2 and 3 go together.
         s.purge("2025-06-01T12:00:00.000Z").unwrap();
         let left = s.receipts(&Filter::default()).unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].1.receipt_id, "4");
-        assert_eq!(crate::receipts::verify_chain(left), (1, vec![]));
-        // Every receipt expired: all go, and the next one starts a new chain.
+        let start = s.chain().unwrap().0;
+        assert_eq!(crate::receipts::verify_chain(&start, left), (1, vec![]));
+        // A purge with nothing to delete leaves the anchor as it was.
+        s.purge("2000-01-01T00:00:00.000Z").unwrap();
+        assert_eq!(s.chain().unwrap().0, start);
+        // Every receipt expired: all go, and the next one goes on from the last deleted.
         s.purge("2030-01-01T00:00:00.000Z").unwrap();
         assert!(s.receipts(&Filter::default()).unwrap().is_empty());
         s.insert_receipts(vec![at("5", "s5", "2030-01-02T00:00:00.000Z")])
             .unwrap();
         let left = s.receipts(&Filter::default()).unwrap();
-        assert_eq!(left[0].1.prev_sha256, crate::receipts::GENESIS);
+        assert_eq!(left[0].1.prev_sha256, last_4);
+        let start = s.chain().unwrap().0;
+        assert_eq!(crate::receipts::verify_chain(&start, left), (1, vec![]));
         // A batch sent again (its answer lost with the connection) writes nothing twice.
         assert_eq!(
             s.insert_receipts(vec![at("5", "s5", "2030-01-02T00:00:00.000Z")])
                 .unwrap(),
             0
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A store written before the `chain_anchor` table, whose retention had already deleted
+    /// its first receipts: the first writer to open it adopts what its first receipt follows,
+    /// and verify holds from then on.
+    #[test]
+    fn a_store_without_an_anchor_adopts_its_first_receipt_once() {
+        let dir = std::env::temp_dir().join(format!("cg-sqlite-adopt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("r.db");
+        let _ = std::fs::remove_file(&path);
+        let mut s = SqliteStore::open(&path).unwrap();
+        let rows = [
+            at("1", "s1", "2020-01-01T00:00:00.000Z"),
+            at("2", "s2", "2025-06-01T00:00:00.000Z"),
+        ];
+        s.insert_receipts(rows.to_vec()).unwrap();
+        // As an older consentgate left it: receipt 1 purged, no anchor table.
+        s.connection()
+            .execute_batch("DELETE FROM receipts WHERE seq = 1; DROP TABLE chain_anchor;")
+            .unwrap();
+        assert_eq!(s.chain().unwrap().0, ChainStart::Unrecorded);
+        drop(s);
+        let mut s = SqliteStore::open(&path).unwrap();
+        let left = s.receipts(&Filter::default()).unwrap();
+        let start = s.chain().unwrap().0;
+        assert!(
+            matches!(&start, ChainStart::After { seq: 1, sha256 } if *sha256 == left[0].1.prev_sha256),
+            "{start:?}"
+        );
+        assert_eq!(crate::receipts::verify_chain(&start, left), (1, vec![]));
+        // Adopted once only: a deletion after that is found.
+        s.insert_receipts(vec![at("3", "s3", "2025-06-02T00:00:00.000Z")])
+            .unwrap();
+        s.connection()
+            .execute("DELETE FROM receipts WHERE seq = 2", [])
+            .unwrap();
+        drop(s);
+        let mut s = SqliteStore::open(&path).unwrap();
+        let start = s.chain().unwrap().0;
+        let (_, p) = crate::receipts::verify_chain(&start, s.receipts(&Filter::default()).unwrap());
+        assert!(
+            p[0].problem.starts_with("first receipt(s) missing"),
+            "{p:?}"
         );
         let _ = std::fs::remove_dir_all(&dir);
     }
