@@ -95,16 +95,80 @@ fn whole_strings_decode_field_for_field() {
         if let Some(u) = s.get("unsupported") {
             assert_eq!(&details["unsupported"], u, "{}", at(s));
         }
-        for (name, fields) in s["sections"].as_object().unwrap() {
+        // Every section we read, every field the reference returns for it and no other, with
+        // its value and JSON type: optional TC-string segments and GPC sub-sections present or
+        // absent (then their defaults).
+        let want = s["sections"].as_object().unwrap();
+        let got_sections = details["sections"].as_object().unwrap();
+        assert_eq!(
+            got_sections.keys().collect::<Vec<_>>(),
+            want.keys().collect::<Vec<_>>(),
+            "{}",
+            at(s)
+        );
+        for (name, fields) in want {
             let mut got = details["sections"][name].clone();
             if s["reference_widens_12_2"] == json!(true) {
                 widen(&mut got);
             }
+            assert_eq!(
+                got.as_object().unwrap().keys().collect::<Vec<_>>(),
+                fields.as_object().unwrap().keys().collect::<Vec<_>>(),
+                "{} {name}: field names",
+                at(s)
+            );
             for (field, want) in fields.as_object().unwrap() {
                 assert_eq!(&got[field], want, "{} {name}.{field}", at(s));
             }
         }
     }
+}
+
+#[test]
+fn tcfeuv2_optional_segments_decode_as_the_reference_tests_assert() {
+    // iabgpp-java TcfEuV2Test testDecode3 and iabgpp-es TcfEuV2.test.ts "decode": the values
+    // the tests themselves assert (not the library's output stored beside them).
+    let v = vectors();
+    let s = v["strings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["source"]["test"] == json!("testDecode3"))
+        .unwrap();
+    let d = gpp::details(&gpp::decode(s["string"].as_str().unwrap()).unwrap(), None);
+    let t = &d["sections"]["tcfeuv2"];
+    assert_eq!(t["CmpId"], json!(880));
+    assert_eq!(t["IsServiceSpecific"], json!(false));
+    assert_eq!(t["PublisherPurposesSegmentType"], json!(3));
+    assert_eq!(t["VendorsAllowedSegmentType"], json!(2));
+    assert_eq!(t["VendorsDisclosedSegmentType"], json!(1));
+    for key in ["VendorsAllowed", "VendorsDisclosed"] {
+        let ids: Vec<u64> = t[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        assert_eq!(ids.len(), 434, "{key}");
+        assert_eq!(ids[..10], [1, 2, 4, 6, 8, 10, 11, 12, 13, 14], "{key}");
+        assert_eq!(
+            ids[ids.len() - 9..],
+            [782, 783, 784, 785, 786, 788, 789, 790, 791],
+            "{key}"
+        );
+    }
+    // Without the vendor segments (iabgpp-es "decode 4"): their defaults, empty lists.
+    let s = "DBABMA~COv_eg6Ov_eg6AOADBENAaCgAP_AAH_AACiQAVEUQQoAIQAqIoghAAQgAA.YAAAAAAAAAAAAAAAAAA";
+    let d = gpp::details(&gpp::decode(s).unwrap(), None);
+    let t = &d["sections"]["tcfeuv2"];
+    assert_eq!(
+        t["VendorConsents"],
+        json!([2, 6, 8, 12, 18, 23, 25, 37, 42])
+    );
+    assert_eq!(t["VendorsAllowed"], json!([]));
+    assert_eq!(t["VendorsDisclosedSegmentType"], json!(1));
+    assert_eq!(t["NumCustomPurposes"], json!(0));
+    assert_eq!(t["PublisherCustomConsents"], json!([]));
 }
 
 #[test]

@@ -1,12 +1,15 @@
 //! consentgate's GPP decoder against the IAB's reference library (`@iabgpp/cmpapi`, run by node
 //! from tests/gpp-reference/) on random strings. The oracle shares none of our code or
 //! assumptions: the strings are written by the library's own encoder from random field values
-//! (the US sections consentgate reads, usnat in both layouts, GPC sub-sections, `tcfeuv2`, and
-//! sections consentgate reads past), and a share of them is damaged here (cut short, a
-//! character replaced, a section dropped, emptied or added, a stray sub-section) so both the
-//! fields of valid strings and the refusal of broken ones are compared: a string the reference
-//! refuses must be refused (privacy fails closed), and one it reads must read the same, field
-//! by field, under the specification's names.
+//! (the US sections consentgate reads, usnat in both layouts, GPC sub-sections included or not,
+//! `tcfeuv2` with any choice of its optional segments in any order, and sections consentgate
+//! reads past), and a share of them is damaged here (cut short, a character replaced, a section
+//! dropped, emptied or added, a stray sub-section) so both the fields of valid strings and the
+//! refusal of broken ones are compared: a string the reference refuses must be refused
+//! (privacy fails closed), and one it reads must read the same: every field the reference
+//! returns for every section consentgate reads, under the same name, with the same value and
+//! JSON type (the defaults where a segment or sub-section is absent), and no other field. The
+//! few deliberate differences are documented at `reference_tcf_field`.
 //!
 //! `scripts/test` installs node's package (`npm ci` in tests/gpp-reference); without it this
 //! test fails and says so.
@@ -89,38 +92,27 @@ fn damage(r: &mut Rng, s: &str) -> String {
     s
 }
 
-/// The `tcfeuv2` core fields, named as the GPP specification and the reference library name
-/// them; `explain` shows exactly these (later segments decide nothing and are not shown).
-const TCFEUV2_CORE: [&str; 19] = [
-    "Version",
-    "Created",
-    "LastUpdated",
-    "CmpId",
-    "CmpVersion",
-    "ConsentScreen",
-    "ConsentLanguage",
-    "VendorListVersion",
-    "PolicyVersion",
-    "IsServiceSpecific",
-    "UseNonStandardStacks",
-    "SpecialFeatureOptins",
-    "PurposeConsents",
-    "PurposeLegitimateInterests",
-    "PurposeOneTreatment",
-    "PublisherCountryCode",
-    "VendorConsents",
-    "VendorLegitimateInterests",
-    "PublisherRestrictions",
-];
-
-/// The reference's value of a `tcfeuv2` core field, as ours should read. Two adjustments, both
-/// where the TCF reference decoder `@iabtcf/core` (which tests/tcf_differential.rs holds ours
-/// to) reads differently from this library: a damaged country code can decode to a character
-/// past `Z`, which this library keeps in lower case and the TCF decoder in upper case; and two
-/// publisher-restriction entries with the same purpose and type are one restriction to the
-/// TCF decoder (its vendors the union, at the first entry's place), two entries here.
+/// The reference's value of a `tcfeuv2` field, as ours should read. The deliberate differences,
+/// the only fields adjusted: two where the TCF reference decoder `@iabtcf/core` (which
+/// tests/tcf_differential.rs holds ours to) reads differently from this library: a damaged
+/// country code can decode to a character past `Z`, which this library keeps in lower case and
+/// the TCF decoder in upper case; and two publisher-restriction entries with the same purpose
+/// and type are one restriction to the TCF decoder (its vendors the union, at the first entry's
+/// place), two entries here. And a vendor list is a set of ids, shown in ascending order once
+/// each: this library returns a range-encoded list in the order its entries were written,
+/// repeats included (which only a damaged or hand-made string has; its own encoder writes
+/// ascending ranges).
 fn reference_tcf_field(fields: &Value, key: &str) -> Value {
     match key {
+        "VendorConsents" | "VendorLegitimateInterests" | "VendorsAllowed" | "VendorsDisclosed" => {
+            let ids: std::collections::BTreeSet<u64> = fields[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(Value::as_u64)
+                .collect();
+            json!(ids)
+        }
         "PublisherCountryCode" => json!(fields[key].as_str().map(str::to_ascii_uppercase)),
         "PublisherRestrictions" => {
             let mut merged: Vec<(Value, Value, std::collections::BTreeSet<u64>)> = Vec::new();
@@ -257,34 +249,16 @@ fn compare(
             ));
             continue;
         }
-        if name == "tcfeuv2" {
-            // Field for field, under the same names.
-            for key in TCFEUV2_CORE {
-                let w = reference_tcf_field(fields, key);
-                if got[key] != w {
-                    bad.push(format!(
-                        "{s}: tcfeuv2 {key}: reference {w}, ours {}",
-                        got[key]
-                    ));
-                }
-            }
-            for key in got.as_object().unwrap().keys() {
-                if !TCFEUV2_CORE.contains(&key.as_str()) {
-                    bad.push(format!("{s}: tcfeuv2: we show {key}, not a core field"));
-                }
-            }
-            continue;
-        }
-        let included = fields.get("GpcSegmentIncluded") == Some(&json!(true));
+        // Every field the reference returns, under the same name, with the same value and JSON
+        // type: optional segments and sub-sections absent or not (the reference then returns
+        // their defaults, and so must we). The only adjustments are the deliberate differences
+        // documented at `reference_tcf_field`.
         for (key, w) in fields.as_object().unwrap() {
-            let expected = match key.as_str() {
-                "GpcSegmentIncluded" => continue,
-                // The GPC sub-section's fields exist only where the sub-section was written;
-                // the reference shows its defaults otherwise.
-                "GpcSegmentType" | "Gpc" if !included => &Value::Null,
-                _ => w,
+            let expected = match name.as_str() {
+                "tcfeuv2" => reference_tcf_field(fields, key),
+                _ => w.clone(),
             };
-            if &got[key] != expected {
+            if got[key] != expected {
                 bad.push(format!(
                     "{s}: {name} {key}: reference {expected}, ours {}",
                     got[key]
@@ -301,6 +275,55 @@ fn compare(
         }
     }
     false
+}
+
+/// Which optional parts a string the reference read carries: the GPC sub-section of each US
+/// section that defines one (included or not), and the `tcfeuv2` section's optional segments,
+/// told apart as the TCF specification does, by their first character (the 3-bit segment type:
+/// `I`-`P` disclosed vendors, `Q`-`X` allowed vendors, `Y`-`f` publisher TC).
+fn optional_parts(s: &str, want: &Value) -> Vec<&'static str> {
+    let mut parts = Vec::new();
+    for fields in want["sections"].as_object().unwrap().values() {
+        match fields.get("GpcSegmentIncluded") {
+            Some(Value::Bool(true)) => parts.push("GPC sub-section included"),
+            Some(Value::Bool(false)) => parts.push("GPC sub-section absent"),
+            _ => {}
+        }
+    }
+    let tcf = &want["sections"]["tcfeuv2"];
+    if tcf.is_null() {
+        return parts;
+    }
+    let ids = gpp::decode_header(s.split('~').next().unwrap()).unwrap();
+    let at = ids.iter().position(|&id| id == 2).unwrap();
+    let section = s.split('~').nth(1 + at).unwrap();
+    let first: Vec<u8> = section
+        .split('.')
+        .skip(1)
+        .filter_map(|p| p.bytes().next())
+        .collect();
+    for (what, range) in [
+        ("disclosed vendors", b'I'..=b'P'),
+        ("allowed vendors", b'Q'..=b'X'),
+        ("publisher TC", b'Y'..=b'f'),
+    ] {
+        let present = first.iter().any(|c| range.contains(c));
+        parts.push(match (what, present) {
+            ("disclosed vendors", true) => "tcfeuv2 disclosed vendors present",
+            ("disclosed vendors", false) => "tcfeuv2 disclosed vendors absent",
+            ("allowed vendors", true) => "tcfeuv2 allowed vendors present",
+            ("allowed vendors", false) => "tcfeuv2 allowed vendors absent",
+            (_, true) => "tcfeuv2 publisher TC present",
+            (_, false) => "tcfeuv2 publisher TC absent",
+        });
+    }
+    if tcf["NumCustomPurposes"].as_u64().unwrap_or(0) > 0 {
+        parts.push("tcfeuv2 custom purposes");
+    }
+    if tcf["IsServiceSpecific"] == json!(false) {
+        parts.push("tcfeuv2 not service-specific");
+    }
+    parts
 }
 
 /// The section id of a name the reference prints (those consentgate reads; 0 for others).
@@ -333,12 +356,16 @@ fn random_gpp_strings_decode_as_the_iab_reference_library_reads_them() {
 
     let (mut bad, mut tcf_refused) = (Vec::new(), Vec::new());
     let (mut refused, mut sections_read) = (0, std::collections::BTreeMap::new());
+    let mut optional = std::collections::BTreeMap::new();
     for (s, want) in strings.iter().zip(&answers) {
         if compare(s, want, &known, &mut bad, &mut tcf_refused) {
             refused += 1;
         } else if let Some(sections) = want["sections"].as_object() {
             for name in sections.keys() {
                 *sections_read.entry(name.clone()).or_insert(0) += 1;
+            }
+            for part in optional_parts(s, want) {
+                *optional.entry(part).or_insert(0) += 1;
             }
         }
     }
@@ -377,6 +404,24 @@ fn random_gpp_strings_decode_as_the_iab_reference_library_reads_them() {
         );
     }
     assert!(refused > cases / 10, "only {refused} strings were refused");
+    // Each optional part was compared both present and absent.
+    for part in [
+        "GPC sub-section included",
+        "GPC sub-section absent",
+        "tcfeuv2 disclosed vendors present",
+        "tcfeuv2 disclosed vendors absent",
+        "tcfeuv2 allowed vendors present",
+        "tcfeuv2 allowed vendors absent",
+        "tcfeuv2 publisher TC present",
+        "tcfeuv2 publisher TC absent",
+        "tcfeuv2 custom purposes",
+        "tcfeuv2 not service-specific",
+    ] {
+        assert!(
+            optional.get(part).copied().unwrap_or(0) > cases / 20,
+            "too few strings compared with {part}: {optional:?}"
+        );
+    }
     for name in [
         "tcfeuv2", "uspv1", "usnat", "usca", "usva", "usco", "usut", "usct", "usfl", "usmt",
         "usor", "ustx", "usde", "usia", "usne", "usnh", "usnj", "ustn",

@@ -19,7 +19,7 @@
 
 use super::registry::TableReader;
 use super::tcf::{self, TcString, TcfConfig};
-use super::{Category, ConsentError, ConsentReader, SourceOutcome, Verdict};
+use super::{Category, ConsentError, ConsentReader, SourceOutcome, VendorSet, Verdict};
 use crate::cookies::header::CookieJar;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -491,7 +491,11 @@ pub fn decode_us_section(id: u16, text: &str) -> Result<Option<UsSection>, Conse
         }
         _ => return Err(truncated()),
     }
-    // The optional sub-section: GpcSegmentType 1 (2 bits), then Gpc (1 bit).
+    // The optional sub-section: GpcSegmentType 1 (2 bits), then Gpc (1 bit). Where the section
+    // defines one, its fields are always shown, with `GpcSegmentIncluded` saying whether the
+    // string carried it: absent, the reference library's defaults (type 1, `Gpc` false), which
+    // is also what an absent sub-section means (no GPC signal).
+    let (mut included, mut kind, mut gpc) = (false, 1, false);
     if let Some(sub) = segments.next() {
         if !has_gpc {
             return Err(ConsentError::new(format!(
@@ -500,14 +504,18 @@ pub fn decode_us_section(id: u16, text: &str) -> Result<Option<UsSection>, Conse
         }
         let decoded = Decoded::new(sub, "sub-section")?;
         let mut b = decoded.bits();
-        let kind = b.int(2).ok_or_else(truncated)?;
+        kind = b.int(2).ok_or_else(truncated)?;
         if kind != 1 {
             return Err(ConsentError::new(format!(
                 "GPP section {name} sub-section type {kind} is not defined (1 = GPC)"
             )));
         }
-        let gpc = b.bit().ok_or_else(truncated)?;
+        gpc = b.bit().ok_or_else(truncated)?;
+        included = true;
+    }
+    if has_gpc {
         out.push(("GpcSegmentType", Field::Int(kind as u8)));
+        out.push(("GpcSegmentIncluded", Field::Bool(included)));
         out.push(("Gpc", Field::Bool(gpc)));
     }
     if segments.next().is_some() {
@@ -677,15 +685,22 @@ pub fn verdict(gpp: &GppString, sid: Option<&[i32]>, cfg: &GppConfig) -> Verdict
     v
 }
 
-/// The `tcfeuv2` section's core fields under the GPP specification's names, as the IAB's
-/// reference library `@iabgpp/cmpapi` names and shapes them: bitfields (`SpecialFeatureOptins`,
-/// `PurposeConsents`, `PurposeLegitimateInterests`) as lists of booleans, the first entry being
-/// id 1; vendor lists as lists of ids; `PublisherRestrictions` as `{key, type, ids}` entries
-/// (purpose, restriction type, vendor ids). `Created` and `LastUpdated` stay integers,
-/// deciseconds since the Unix epoch as encoded (the library turns them into dates). A plain
-/// `tcf` source keeps its own snake-case names (`tcf::details`).
+/// The `tcfeuv2` section's fields under the GPP specification's names, as the IAB's reference
+/// library `@iabgpp/cmpapi` names and shapes them: bitfields (`SpecialFeatureOptins`,
+/// `PurposeConsents`, `PurposeLegitimateInterests`, `PublisherConsents`, ...) as lists of
+/// booleans, the first entry being id 1; vendor lists as lists of ids; `PublisherRestrictions`
+/// as `{key, type, ids}` entries (purpose, restriction type, vendor ids). `Created` and
+/// `LastUpdated` stay integers, deciseconds since the Unix epoch as encoded (the library turns
+/// them into dates). The optional segments' fields are always there, with the library's
+/// defaults when the string does not carry the segment (segment types 3, 2 and 1, no purposes,
+/// no custom purposes, no vendors), so a reader cannot tell an absent segment from an empty
+/// one, as in the library. A plain `tcf` source keeps its own snake-case names
+/// (`tcf::details`).
 pub fn tcf_section_details(tc: &TcString) -> Value {
-    let flags = |bits: u32, n: u32| -> Vec<bool> { (0..n).map(|i| bits & (1 << i) != 0).collect() };
+    let flags = |bits: u64, n: u32| -> Vec<bool> { (0..n).map(|i| bits & (1 << i) != 0).collect() };
+    let publisher = tc.publisher_tc.clone().unwrap_or_default();
+    let custom = u32::from(publisher.num_custom_purposes);
+    let vendors = |set: &Option<VendorSet>| set.as_ref().map(VendorSet::to_vec).unwrap_or_default();
     json!({
         "Version": tc.version,
         "Created": tc.created,
@@ -698,9 +713,9 @@ pub fn tcf_section_details(tc: &TcString) -> Value {
         "PolicyVersion": tc.policy_version,
         "IsServiceSpecific": tc.is_service_specific,
         "UseNonStandardStacks": tc.use_non_standard_texts,
-        "SpecialFeatureOptins": flags(u32::from(tc.special_features), 12),
-        "PurposeConsents": flags(tc.purposes_consent, 24),
-        "PurposeLegitimateInterests": flags(tc.purposes_li, 24),
+        "SpecialFeatureOptins": flags(u64::from(tc.special_features), 12),
+        "PurposeConsents": flags(u64::from(tc.purposes_consent), 24),
+        "PurposeLegitimateInterests": flags(u64::from(tc.purposes_li), 24),
         "PurposeOneTreatment": tc.purpose_one_treatment,
         "PublisherCountryCode": tc.publisher_cc,
         "VendorConsents": tc.vendor_consents.to_vec(),
@@ -710,6 +725,18 @@ pub fn tcf_section_details(tc: &TcString) -> Value {
             "type": r.restriction,
             "ids": r.vendors.to_vec(),
         })).collect::<Vec<_>>(),
+        // A segment's type is what routed it to its field, so present or not it is the
+        // same number.
+        "PublisherPurposesSegmentType": 3,
+        "PublisherConsents": flags(u64::from(publisher.consents), 24),
+        "PublisherLegitimateInterests": flags(u64::from(publisher.legitimate_interests), 24),
+        "NumCustomPurposes": publisher.num_custom_purposes,
+        "PublisherCustomConsents": flags(publisher.custom_consents, custom),
+        "PublisherCustomLegitimateInterests": flags(publisher.custom_legitimate_interests, custom),
+        "VendorsAllowedSegmentType": 2,
+        "VendorsAllowed": vendors(&tc.allowed_vendors),
+        "VendorsDisclosedSegmentType": 1,
+        "VendorsDisclosed": vendors(&tc.disclosed_vendors),
     })
 }
 

@@ -1,6 +1,7 @@
 //! IAB TCF v2.2 TC string (`euconsent-v2`): the core segment decoded completely (IAB "Consent
-//! string and vendor list formats v2", core string fields), optional segments tolerated.
-//! Categories come from purpose consents through a configurable table.
+//! string and vendor list formats v2", core string fields), and the optional segments after it
+//! (disclosed vendors, allowed vendors, publisher TC) decoded too, for GPP's `tcfeuv2` section
+//! in `explain`. Categories come from purpose consents through a configurable table.
 
 use super::registry::TableReader;
 use super::{Category, ConsentError, ConsentReader, Grants, SourceOutcome, VendorSet};
@@ -87,6 +88,25 @@ pub struct TcString {
     pub vendor_li: VendorSet,
     /// The publisher restrictions that end the core segment.
     pub publisher_restrictions: Vec<PublisherRestriction>,
+    /// The optional "Disclosed Vendors" segment (type 1), when the string carries one.
+    pub disclosed_vendors: Option<VendorSet>,
+    /// The optional, deprecated "Allowed Vendors" segment (type 2).
+    pub allowed_vendors: Option<VendorSet>,
+    /// The optional "Publisher Purposes Transparency and Consent" segment (type 3).
+    pub publisher_tc: Option<PublisherTc>,
+}
+
+/// The publisher TC segment: the publisher's own purpose consents and legitimate interests,
+/// and its custom purposes (at most 63: `NumCustomPurposes` is 6 bits).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PublisherTc {
+    /// Bit i-1 = purpose i (24 purposes).
+    pub consents: u32,
+    pub legitimate_interests: u32,
+    pub num_custom_purposes: u8,
+    /// Bit i-1 = custom purpose i.
+    pub custom_consents: u64,
+    pub custom_legitimate_interests: u64,
 }
 
 /// One publisher restriction: for `purpose`, the listed vendors may only process under
@@ -144,18 +164,6 @@ impl<'a> Bits<'a> {
         let w = u64::from_be_bytes(window) << (self.pos % 8);
         self.pos += n;
         Ok(w >> (64 - n))
-    }
-
-    /// Steps over `n` bits (any number) that must be there.
-    fn skip(&mut self, n: usize) -> Result<(), ConsentError> {
-        if self.pos + n > self.len {
-            return Err(ConsentError::new(format!(
-                "TC string truncated at bit {} (needed {n} more bits)",
-                self.pos
-            )));
-        }
-        self.pos += n;
-        Ok(())
     }
 
     /// Two 6-bit letters, `A` + value each, as the IAB decoders read them: the consent
@@ -350,7 +358,7 @@ pub fn decode(value: &str) -> Result<TcString, ConsentError> {
             "TC string version {version} is not supported (only 2)"
         )));
     }
-    let tc = TcString {
+    let mut tc = TcString {
         version,
         created: b.read(36)?,
         last_updated: b.read(36)?,
@@ -378,41 +386,68 @@ pub fn decode(value: &str) -> Result<TcString, ConsentError> {
         vendor_consents: b.vendors()?,
         vendor_li: b.vendors()?,
         publisher_restrictions: b.publisher_restrictions()?,
+        ..TcString::default()
     };
-    // Optional segments (disclosed vendors, publisher TC) follow. They narrow vendors, not
-    // purposes, and decide no category, but a string with a broken one is malformed as a whole
-    // (the IAB decoders refuse it), so each is checked: privacy fails closed.
+    // Optional segments (disclosed vendors, allowed vendors, publisher TC) follow, in any
+    // order. They narrow vendors, not purposes, and decide no category, but a string with a
+    // broken one is malformed as a whole (the IAB decoders refuse it): privacy fails closed.
+    // Each is decoded in one pass over its bits (a vendor segment's work is capped as the core
+    // segment's is); a type given twice keeps the last, as the IAB's GPP library reads it.
     for segment in value.split('.').skip(1) {
-        check_segment(segment)?;
+        match decode_segment(segment)? {
+            Segment::Disclosed(v) => tc.disclosed_vendors = Some(v),
+            Segment::Allowed(v) => tc.allowed_vendors = Some(v),
+            Segment::PublisherTc(p) => tc.publisher_tc = Some(p),
+        }
     }
     Ok(tc)
 }
 
-/// Checks one optional segment against its layout (TCF v2 "Disclosed Vendors" type 1, the
+/// One optional segment, decoded.
+enum Segment {
+    Disclosed(VendorSet),
+    Allowed(VendorSet),
+    PublisherTc(PublisherTc),
+}
+
+/// Decodes one optional segment by its layout (TCF v2 "Disclosed Vendors" type 1, the
 /// deprecated "Allowed Vendors" type 2, "Publisher Purposes Transparency and Consent" type 3).
-fn check_segment(segment: &str) -> Result<(), ConsentError> {
+fn decode_segment(segment: &str) -> Result<Segment, ConsentError> {
     if segment.len() > 64 * 1024 {
         return Err(ConsentError::new("TC string segment is implausibly long"));
     }
     let (data, len) = base64url(segment)?;
     let mut b = Bits::new(&data, len);
-    match b.read(3)? {
-        1 | 2 => {
-            b.vendors()?;
-        }
+    Ok(match b.read(3)? {
+        1 => Segment::Disclosed(b.vendors()?),
+        2 => Segment::Allowed(b.vendors()?),
         3 => {
-            b.read(24)?; // PubPurposesConsent
-            b.read(24)?; // PubPurposesLITransparency
-            let custom = b.read(6)? as usize;
-            b.skip(2 * custom)?; // CustomPurposesConsent, CustomPurposesLITransparency
+            let consents = b.id_bits(24)?; // PubPurposesConsent
+            let legitimate_interests = b.id_bits(24)?; // PubPurposesLITransparency
+            let n = b.read(6)? as usize;
+            // CustomPurposesConsent, then CustomPurposesLITransparency: n bits each, bit
+            // i-1 = custom purpose i (n <= 63).
+            let custom = |b: &mut Bits| -> Result<u64, ConsentError> {
+                let mut set = 0u64;
+                for i in 0..n {
+                    set |= b.read(1)? << i;
+                }
+                Ok(set)
+            };
+            Segment::PublisherTc(PublisherTc {
+                consents,
+                legitimate_interests,
+                num_custom_purposes: n as u8,
+                custom_consents: custom(&mut b)?,
+                custom_legitimate_interests: custom(&mut b)?,
+            })
         }
         t => {
             return Err(ConsentError::new(format!(
                 "TC string segment type {t} is not defined (1 disclosed vendors, 2 allowed vendors, 3 publisher TC)"
             )))
         }
-    }
-    Ok(())
+    })
 }
 
 /// The categories a TC string grants under a purpose table.
@@ -624,7 +659,8 @@ mod tests {
 
     #[test]
     fn a_real_tc_string_decodes() {
-        // From the IAB TCF v2 specification's example (core segment and a publisher TC segment).
+        // From the IAB TCF v2 specification's example (core segment and a disclosed-vendors
+        // segment).
         let s = "COvFyGBOvFyGBAbAAAENAPCAAOAAAAAAAAAAAEEUACCKAAA.IFoEUQQgAIQwgIwQABAEAAAAOIAACAIAAAAQAIAgEAACEAAAAAgAQBAAAAAAAGBAAgAAAAAAAAFAAECAAAgAAQARAEQAAAAAJAAIAAgAAAYQEAAAQmAgBC3ZAYzUw";
         let tc = decode(s).unwrap();
         // Expected values as the IAB's reference decoder `@iabtcf/core` (npm, 1.5) reports them,
@@ -643,6 +679,13 @@ mod tests {
         assert_eq!(tc.vendor_consents.to_vec(), [2, 6, 8]);
         assert_eq!(tc.vendor_li.to_vec(), [2, 6, 8]);
         assert!(tc.publisher_restrictions.is_empty());
+        // The disclosed-vendors segment ("I..."): 76 vendors as the IAB's GPP library
+        // (@iabgpp/cmpapi 3.2.0) decodes it; no other optional segment.
+        let disclosed = tc.disclosed_vendors.as_ref().unwrap().to_vec();
+        assert_eq!(disclosed.len(), 76);
+        assert_eq!(disclosed[..8], [2, 6, 8, 12, 18, 23, 37, 42]);
+        assert_eq!(disclosed[73..], [717, 718, 720]);
+        assert!(tc.allowed_vendors.is_none() && tc.publisher_tc.is_none());
         // A v1 string (they start with "B") is refused, not misread.
         assert!(decode("BOEFEAyOEFEAyAHABDENAI4AAAB9vABAASA")
             .unwrap_err()
@@ -651,6 +694,64 @@ mod tests {
         let v2 = encode(&[1], &[], &[1, 2], Vendors::Bitfield);
         // Optional segments after the core are tolerated.
         assert!(decode(&format!("{v2}.YAAAAAAAAAAA")).is_ok());
+    }
+
+    #[test]
+    fn optional_segments_decode_in_any_order() {
+        use super::tc_encoder::BitWriter;
+        let core = encode(&[1], &[], &[1, 2], Vendors::Bitfield);
+        // Publisher TC (type 3): purposes 1 and 3 consented, 2 by legitimate interest, three
+        // custom purposes: 1 and 3 consented, 2 by legitimate interest.
+        let mut w = BitWriter::default();
+        w.put(3, 3);
+        w.ids(&[1, 3], 24);
+        w.ids(&[2], 24);
+        w.put(3, 6);
+        w.ids(&[1, 3], 3);
+        w.ids(&[2], 3);
+        let publisher = w.finish();
+        // Allowed vendors (type 2) as ranges, disclosed vendors (type 1) as a bitfield.
+        let mut w = BitWriter::default();
+        w.put(2, 3);
+        w.put(300, 16);
+        w.put(1, 1);
+        w.put(2, 12);
+        w.put(0, 1);
+        w.put(7, 16);
+        w.put(1, 1);
+        w.put(100, 16);
+        w.put(300, 16);
+        let allowed = w.finish();
+        let mut w = BitWriter::default();
+        w.put(1, 3);
+        w.put(5, 16);
+        w.put(0, 1);
+        w.ids(&[2, 5], 5);
+        let disclosed = w.finish();
+        let tc = decode(&format!("{core}.{publisher}.{allowed}.{disclosed}")).unwrap();
+        let other = decode(&format!("{core}.{disclosed}.{publisher}.{allowed}")).unwrap();
+        assert_eq!(tc, other, "segment order does not matter");
+        let p = tc.publisher_tc.clone().unwrap();
+        assert_eq!((p.consents, p.legitimate_interests), (0b101, 0b10));
+        assert_eq!(p.num_custom_purposes, 3);
+        assert_eq!(
+            (p.custom_consents, p.custom_legitimate_interests),
+            (0b101, 0b10)
+        );
+        let allowed_ids = tc.allowed_vendors.as_ref().unwrap().to_vec();
+        assert_eq!(allowed_ids.len(), 1 + 201);
+        assert_eq!(
+            (allowed_ids[0], allowed_ids[1], allowed_ids[201]),
+            (7, 100, 300)
+        );
+        assert_eq!(tc.disclosed_vendors.as_ref().unwrap().to_vec(), [2, 5]);
+        // The plain `tcf` source's explain output is the core segment's, as before.
+        assert!(details(&tc).get("vendors_disclosed").is_none());
+        // Absent segments stay absent; a truncated one fails the string (fails closed).
+        let bare = decode(&core).unwrap();
+        assert!(bare.publisher_tc.is_none() && bare.disclosed_vendors.is_none());
+        assert!(decode(&format!("{core}.{}", &publisher[..3])).is_err());
+        assert!(decode(&format!("{core}.{}", &allowed[..5])).is_err());
     }
 
     #[test]

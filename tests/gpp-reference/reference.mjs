@@ -88,9 +88,8 @@ function generate(n, seed) {
     const m = new GppModel();
     // Fixed times (the library's default is now), so a seed always writes the same strings.
     const when = new Date(Date.UTC(2024, 0, 1) + pick(700) * 86400000);
+    let tcf = null;
     if (r() < 0.3) {
-      m.setFieldValue('tcfeuv2', 'Created', when);
-      m.setFieldValue('tcfeuv2', 'LastUpdated', when);
       m.setFieldValue('tcfeuv2', 'CmpId', 2 + pick(4000));
       m.setFieldValue('tcfeuv2', 'CmpVersion', pick(4096));
       m.setFieldValue('tcfeuv2', 'VendorListVersion', pick(4096));
@@ -103,7 +102,8 @@ function generate(n, seed) {
       m.setFieldValue('tcfeuv2', 'VendorLegitimateInterests', ids(0.1));
       m.setFieldValue('tcfeuv2', 'ConsentScreen', pick(64));
       m.setFieldValue('tcfeuv2', 'PolicyVersion', 2 + pick(4));
-      // IsServiceSpecific stays true: this library refuses to encode false (TCF policy).
+      // IsServiceSpecific stays true here: this library refuses to encode false (TCF policy);
+      // the core segment is re-encoded with false below.
       m.setFieldValue('tcfeuv2', 'UseNonStandardStacks', r() < 0.2);
       const letter = () => String.fromCharCode(65 + pick(26));
       m.setFieldValue('tcfeuv2', 'ConsentLanguage', letter() + letter());
@@ -112,6 +112,22 @@ function generate(n, seed) {
       const restrictions = Array.from({ length: pick(3) }, (_, i) =>
         new RangeEntry(1 + ((pick(11) + i) % 11), pick(3), ids(0.05).filter((id) => id <= 300)));
       m.setFieldValue('tcfeuv2', 'PublisherRestrictions', restrictions.filter((e) => e.getIds().length > 0));
+      // The optional segments' fields: publisher TC (custom purposes, up to the 63 the 6-bit
+      // count allows), allowed and disclosed vendors (dense lists come out as bitfields,
+      // sparse ones as ranges: the encoder picks the shorter).
+      m.setFieldValue('tcfeuv2', 'PublisherConsents', bools(24, 0.5));
+      m.setFieldValue('tcfeuv2', 'PublisherLegitimateInterests', bools(24, 0.3));
+      const custom = r() < 0.2 ? pick(64) : pick(6);
+      m.setFieldValue('tcfeuv2', 'NumCustomPurposes', custom);
+      m.setFieldValue('tcfeuv2', 'PublisherCustomConsents', bools(custom, 0.5));
+      m.setFieldValue('tcfeuv2', 'PublisherCustomLegitimateInterests', bools(custom, 0.3));
+      m.setFieldValue('tcfeuv2', 'VendorsAllowed', ids([0, 0.02, 0.5][pick(3)]));
+      m.setFieldValue('tcfeuv2', 'VendorsDisclosed', ids([0, 0.02, 0.5][pick(3)]));
+      // Last: setting any other field stamps today's date on both (a seed must always write
+      // the same strings).
+      m.setFieldValue('tcfeuv2', 'Created', when);
+      m.setFieldValue('tcfeuv2', 'LastUpdated', when);
+      tcf = { serviceSpecific: r() < 0.7, segments: [1, 2, 3].filter(() => r() < 0.6) };
     }
     if (r() < 0.2) {
       const flag = () => '-YN'[pick(3)];
@@ -142,9 +158,32 @@ function generate(n, seed) {
       }
     }
     if (m.getSectionIds().length === 0) continue;
-    out.push(m.encode());
+    let s = m.encode();
+    if (tcf) s = withTcfSegments(m, s, tcf, r);
+    out.push(s);
   }
   return out;
+}
+
+// The library's encoder always writes the core, disclosed-vendors and publisher-TC segments
+// of `tcfeuv2` (never allowed vendors) and refuses IsServiceSpecific = false. Each segment is
+// written here by the library's own segment encoder, and the section rebuilt from the core
+// and a random choice of the optional segments in random order (a TC string's segments after
+// the core may come in any order), so absent, present and empty segments all occur.
+function withTcfSegments(m, s, tcf, r) {
+  const section = m.sections.get('tcfeuv2');
+  // [core, publisher TC, allowed vendors, disclosed vendors], as the library keeps them.
+  const segments = section.segments;
+  if (!tcf.serviceSpecific) segments[0].setFieldValue('IsServiceSpecific', false);
+  const optional = tcf.segments.map((i) => segments[[0, 3, 2, 1][i]].encode());
+  for (let i = optional.length - 1; i > 0; i--) {
+    const j = Math.floor(r() * (i + 1));
+    [optional[i], optional[j]] = [optional[j], optional[i]];
+  }
+  const parts = s.split('~');
+  const at = 1 + m.getSectionIds().indexOf(2);
+  parts[at] = [segments[0].encode(), ...optional].join('.');
+  return parts.join('~');
 }
 
 function decode(s) {
