@@ -7,7 +7,7 @@
 
 use crate::config::Mode;
 use crate::consent::Grants;
-use crate::consent_mode::{BeaconMode, BeaconVerdict, ConsentMode};
+use crate::consent_mode::{BeaconAction, ConsentMode};
 use crate::cookies::gate::RequestAction;
 use crate::decide::forwarded::{self, ForwardedPlan, Scheme};
 use crate::decide::{
@@ -169,12 +169,15 @@ impl ConsentGate {
         let req = session.req_header();
         let path = req.uri.path();
         let query = req.uri.query().unwrap_or("");
+        let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+        let kind = crate::trackers::infer_kind(header("sec-fetch-dest"), header("accept"), path);
         let grants = ctx.plan.consent.grants;
+        // The one decision (`ConsentMode::audit`, also what `explain` shows); here only applied.
         let audited = catch_unwind(AssertUnwindSafe(|| {
-            cm.audit(grants, path, query)
-                .map(|a| (a.verdict, a.tag_id.map(str::to_string), a.withheld))
+            cm.audit(grants, path, query, kind)
+                .map(|a| (a.action, a.tag_id.map(str::to_string), a.block_match()))
         }));
-        let (verdict, tid, withheld) = match audited {
+        let (action, tid, block) = match audited {
             Ok(Some(found)) => found,
             Ok(None) => return Ok(BeaconOutcome::Continue),
             Err(_) => {
@@ -183,38 +186,19 @@ impl ConsentGate {
                 return Ok(BeaconOutcome::Continue);
             }
         };
-        if let Some(category) = withheld {
-            return Ok(BeaconOutcome::Withheld(BlockMatch {
-                category,
-                list: "consent-mode".to_string(),
-                rule: Some(format!("basic mode: no {} consent", category.as_str())),
-            }));
-        }
-        let signal = match verdict {
-            BeaconVerdict::Mismatch(signal) => signal,
-            BeaconVerdict::Cookieless if cm.mode == BeaconMode::Advanced => {
-                return Ok(BeaconOutcome::PassThrough)
-            }
-            BeaconVerdict::Cookieless | BeaconVerdict::Unclear => {
-                return Ok(BeaconOutcome::Continue)
-            }
+        let m = match (action, block) {
+            (BeaconAction::Withhold(_), Some(m)) => return Ok(BeaconOutcome::Withheld(m)),
+            (BeaconAction::PassThrough, _) => return Ok(BeaconOutcome::PassThrough),
+            (BeaconAction::Mismatch(_), Some(m)) => m,
+            _ => return Ok(BeaconOutcome::Continue),
         };
         let enforce = site.policy.mode == Mode::Enforce;
         let action = BlockAction::for_enforce(enforce);
         metrics::count_consent_mode_mismatch(&site.name, tid.as_deref(), action);
-        let m = BlockMatch {
-            category: signal.category(),
-            list: "consent-mode".to_string(),
-            rule: Some(format!("{} claimed granted", signal.as_str())),
-        };
         ctx.blocked = Some(m.clone());
         if !enforce {
             return Ok(BeaconOutcome::Continue);
         }
-        let req = session.req_header();
-        let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
-        let kind =
-            crate::trackers::infer_kind(header("sec-fetch-dest"), header("accept"), req.uri.path());
         write_block_response(session, kind, site, &m).await?;
         Ok(BeaconOutcome::Answered)
     }
