@@ -437,7 +437,7 @@ fn explain_response(
         "status": head.status,
         "set_cookie": set_cookie,
         "expiry_lines": expiry,
-        "csp": rp.csp.map(|(name, value)| json!({ "name": name, "value": value })),
+        "csp": rp.csp.as_ref().map(|(name, value)| json!({ "name": name, "value": value })),
         "vary_cookie": rp.vary_cookie(),
         "html_rewrite": html,
         "cache_control": rp.cache_control(),

@@ -997,8 +997,8 @@ fn apply_set_cookies(resp: &mut ResponseHeader, originals: &[HeaderValue], plan:
 /// The planned CSP, the headers a rewritten body makes wrong, `Cache-Control` and (once)
 /// `Vary: Cookie`.
 fn apply_response_headers(resp: &mut ResponseHeader, plan: &ResponsePlan) -> Result<()> {
-    if let Some((name, value)) = plan.csp {
-        resp.append_header(name, value)?;
+    if let Some((name, value)) = &plan.csp {
+        resp.append_header(*name, &**value)?;
     }
     for name in plan.removed_headers() {
         resp.remove_header(name);
@@ -1040,9 +1040,15 @@ fn start_body_rewrite(
     let page_url = RequestTarget::from_request(&req.headers, &req.uri, scheme).page_url();
     let charset = Some(rw.charset.name());
     let head_script = rw.consent_defaults.clone();
-    let neutralizer =
-        crate::html::Neutralizer::with_head_script(grants, &page_url, rules, charset, head_script)
-            .ok()?;
+    let neutralizer = crate::html::Neutralizer::with_head_script(
+        grants,
+        &page_url,
+        rules,
+        charset,
+        head_script,
+        rw.csp_nonce.as_deref(),
+    )
+    .ok()?;
     let codec = crate::html::codec::Codec::new(rw.coding);
     Some(BodyRewrite::new(codec, neutralizer))
 }
