@@ -37,7 +37,8 @@ pub struct ConsentModeConfig {
     #[serde(default)]
     pub mode: BeaconMode,
     /// Request paths audited as Google tag beacons: an entry matches a path equal to it, or
-    /// starting with it when the entry ends with `/`.
+    /// starting with it when the entry ends with `/`, in any of the path's router forms and
+    /// ignoring case ([`ConsentMode::is_beacon_path`]).
     #[serde(default = "default_beacon_paths")]
     pub beacon_paths: Vec<String>,
 }
@@ -52,7 +53,8 @@ pub enum BeaconMode {
     #[default]
     Basic,
     /// A cookieless ping (every signal the visitor has not granted sent as denied) goes to the
-    /// origin even when a blocklist would block it.
+    /// origin even when a blocklist would block it. A beacon without `gcs`/`gcd` claims
+    /// nothing, so it is no cookieless ping: withheld from a visitor without its tag's consent.
     Advanced,
 }
 
@@ -223,19 +225,20 @@ impl ConsentMode {
     /// Audits a request: `None` when consent mode has nothing to say about it (not an audited
     /// path; or no `gcs`/`gcd` and a request type no beacon is sent as, such as the page or
     /// the tag's own script at that path). The one decision the proxy applies and `explain`
-    /// shows ([`BeaconAudit::action`]).
+    /// shows ([`BeaconAudit::action`]). `kind` is the request's type
+    /// ([`crate::trackers::infer_kind`]), asked only for an audited path without `gcs`/`gcd`.
     pub fn audit<'q>(
         &self,
         grants: Grants,
         path: &str,
         query: &'q str,
-        kind: RequestKind,
+        kind: impl FnOnce() -> RequestKind,
     ) -> Option<BeaconAudit<'q>> {
         if !self.is_beacon_path(path) {
             return None;
         }
         let beacon = Beacon::parse(query);
-        if !beacon.signalled && !may_be_beacon(kind) {
+        if !beacon.signalled && !may_be_beacon(kind()) {
             return None;
         }
         let verdict = beacon.verdict(grants);
@@ -760,7 +763,7 @@ mod tests {
         let advanced = cm(BeaconMode::Advanced);
         let analytics = Grants::from_categories([Category::Analytics]);
         let ping = "tid=G-ABC123&gcs=G100&gcd=11p1p1p1p5";
-        let action = |c: &ConsentMode, g, path, q| c.audit(g, path, q, XHR).unwrap().action;
+        let action = |c: &ConsentMode, g, path, q| c.audit(g, path, q, || XHR).unwrap().action;
         // A cookieless GA4 ping from a visitor without analytics consent: withheld in basic,
         // let through (cookieless) in advanced.
         assert_eq!(
@@ -797,7 +800,7 @@ mod tests {
         let bare = "v=2&tid=G-ABC123&en=page_view";
         for mode in [BeaconMode::Basic, BeaconMode::Advanced] {
             let c = cm(mode);
-            let a = c.audit(Grants::NONE, "/g/collect", bare, XHR).unwrap();
+            let a = c.audit(Grants::NONE, "/g/collect", bare, || XHR).unwrap();
             assert_eq!(a.verdict, BeaconVerdict::Unsignalled);
             assert_eq!(
                 a.action,
@@ -806,21 +809,21 @@ mod tests {
             );
             let m = a.block_match().unwrap();
             assert_eq!((m.list.as_str(), m.category), (LIST, Category::Analytics));
-            let a = c.audit(analytics, "/g/collect", bare, XHR).unwrap();
+            let a = c.audit(analytics, "/g/collect", bare, || XHR).unwrap();
             assert_eq!(a.action, BeaconAction::Lists, "{mode:?}");
             assert!(a.block_match().is_none());
             // Sent as an image or a beacon too, or typed by nothing at all.
             for kind in [RequestKind::Image, RequestKind::Ping, RequestKind::Other] {
-                assert!(c.audit(Grants::NONE, "/collect", "", kind).is_some());
+                assert!(c.audit(Grants::NONE, "/collect", "", || kind).is_some());
             }
             // The page or the tag's own script at an audited path is no beacon, unless it
             // carries consent parameters.
             for kind in [RequestKind::Script, RequestKind::Document] {
                 assert!(c
-                    .audit(Grants::NONE, "/gtm/gtm.js", "id=GTM-X", kind)
+                    .audit(Grants::NONE, "/gtm/gtm.js", "id=GTM-X", || kind)
                     .is_none());
                 assert!(c
-                    .audit(Grants::NONE, "/g/collect", "gcs=G100", kind)
+                    .audit(Grants::NONE, "/g/collect", "gcs=G100", || kind)
                     .is_some());
             }
         }
@@ -831,9 +834,9 @@ mod tests {
         let c = cm(BeaconMode::Basic);
         assert!(c.is_beacon_path("/g/collect") && c.is_beacon_path("/gtm/g/collect"));
         assert!(!c.is_beacon_path("/g/collect/x") && !c.is_beacon_path("/page"));
-        assert!(c.audit(Grants::NONE, "/page", "gcs=G111", XHR).is_none());
+        assert!(c.audit(Grants::NONE, "/page", "gcs=G111", || XHR).is_none());
         let a = c
-            .audit(Grants::NONE, "/g/collect", "tid=G-ABC123&gcs=G111", XHR)
+            .audit(Grants::NONE, "/g/collect", "tid=G-ABC123&gcs=G111", || XHR)
             .unwrap();
         assert_eq!(a.tag_id, Some("G-ABC123"));
         for ok in ["G-3042L5GP9T", "UA-12345-1", "AW-123456789", "GTM-ABCD"] {

@@ -328,9 +328,12 @@ fn explain_url(
     };
     let kind = crate::trackers::infer_kind(dest, None, uri.path());
     let audit = match &policy.consent_mode {
-        Some(cm) if policy.mode != Mode::Off => {
-            cm.audit(consent.grants, uri.path(), uri.query().unwrap_or(""), kind)
-        }
+        Some(cm) if policy.mode != Mode::Off => cm.audit(
+            consent.grants,
+            uri.path(),
+            uri.query().unwrap_or(""),
+            || kind,
+        ),
         _ => None,
     };
     let lists = || check_tracker(policy, consent, &treq);

@@ -170,7 +170,7 @@ impl ConsentGate {
         let path = req.uri.path();
         let query = req.uri.query().unwrap_or("");
         let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
-        let kind = crate::trackers::infer_kind(header("sec-fetch-dest"), header("accept"), path);
+        let kind = || crate::trackers::infer_kind(header("sec-fetch-dest"), header("accept"), path);
         let grants = ctx.plan.consent.grants;
         // The one decision (`ConsentMode::audit`, also what `explain` shows); here only applied.
         let audited = catch_unwind(AssertUnwindSafe(|| {
@@ -199,6 +199,10 @@ impl ConsentGate {
         if !enforce {
             return Ok(BeaconOutcome::Continue);
         }
+        let req = session.req_header();
+        let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+        let kind =
+            crate::trackers::infer_kind(header("sec-fetch-dest"), header("accept"), req.uri.path());
         write_block_response(session, kind, site, &m).await?;
         Ok(BeaconOutcome::Answered)
     }
@@ -212,12 +216,12 @@ enum BeaconOutcome {
     PassThrough,
     /// A mismatch in enforce mode, answered locally.
     Answered,
-    /// Basic mode, a beacon of a tag the visitor has not consented to: blocked after the
-    /// blocklists had their say (a list that matches blocks and counts it as before).
+    /// A beacon of a tag the visitor has not consented to (basic mode; or no `gcs`/`gcd`):
+    /// blocked after the blocklists had their say (a list that matches blocks and counts it).
     Withheld(BlockMatch),
 }
 
-/// Blocks a basic-mode beacon (`BeaconOutcome::Withheld`): counted in
+/// Blocks a withheld beacon (`BeaconOutcome::Withheld`): counted in
 /// `consentgate_blocked_requests_total{list="consent-mode"}` and on the dashboard like a
 /// blocklist match; answered locally in enforce mode (`true`), forwarded in report-only.
 async fn block_withheld_beacon(
@@ -411,7 +415,7 @@ impl ProxyHttp for ConsentGate {
                 return Ok(done);
             }
         }
-        // A basic-mode beacon no list blocked (or counted, in report-only): blocked all the same.
+        // A withheld beacon no list blocked (or counted, in report-only): blocked all the same.
         if let Some(m) = withheld.filter(|_| ctx.blocked.is_none()) {
             let answered = block_withheld_beacon(session, ctx, &site, m).await?;
             ctx.site = Some(site);
