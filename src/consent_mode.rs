@@ -22,7 +22,9 @@
 //!   Any other letter reads as unknown (neither a grant nor a denial).
 
 use crate::consent::{Category, Grants};
-use serde::Deserialize;
+use crate::trackers::normalize::router_forms;
+use crate::trackers::{BlockMatch, RequestKind};
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// `[site.consent_mode]`.
@@ -35,13 +37,14 @@ pub struct ConsentModeConfig {
     #[serde(default)]
     pub mode: BeaconMode,
     /// Request paths audited as Google tag beacons: an entry matches a path equal to it, or
-    /// starting with it when the entry ends with `/`.
+    /// starting with it when the entry ends with `/`, in any of the path's router forms and
+    /// ignoring case ([`ConsentMode::is_beacon_path`]).
     #[serde(default = "default_beacon_paths")]
     pub beacon_paths: Vec<String>,
 }
 
 /// What happens to a consistent beacon (one that claims no grant the visitor did not give).
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum BeaconMode {
     /// Google's basic consent mode: no Google tag measures a visitor before consent. A beacon
@@ -50,7 +53,8 @@ pub enum BeaconMode {
     #[default]
     Basic,
     /// A cookieless ping (every signal the visitor has not granted sent as denied) goes to the
-    /// origin even when a blocklist would block it.
+    /// origin even when a blocklist would block it. A beacon without `gcs`/`gcd` claims
+    /// nothing, so it is no cookieless ping: withheld from a visitor without its tag's consent.
     Advanced,
 }
 
@@ -202,37 +206,89 @@ impl ConsentMode {
         }
     }
 
-    /// Whether a request path is an audited beacon path.
+    /// Whether a request path is an audited beacon path: the path as sent or as the origin's
+    /// router may read it ([`router_forms`]: unreserved escapes decoded, dot segments resolved,
+    /// `//` merged, `;params` and a trailing `/` dropped, `%2F` decoded), compared without
+    /// regard to ASCII case. Linear in the path: at most three forms, each compared with at
+    /// most [`MAX_BEACON_PATHS`] entries of at most 256 bytes.
+    ///
+    /// Case: Google's own endpoints are case-sensitive, but the origin behind consentgate (a
+    /// first-party endpoint, server-side GTM behind IIS or a case-insensitive router or CDN
+    /// rule) may route `/G/COLLECT` to the same handler. The audit decides a privacy question
+    /// and fails closed, and the blocklists ignore case too; the cost of folding is that a
+    /// request to, say, `/Collect` is audited as a beacon.
     pub fn is_beacon_path(&self, path: &str) -> bool {
-        self.beacon_paths.iter().any(|p| {
-            if p.ends_with('/') {
-                path.starts_with(p.as_str())
-            } else {
-                path == p
-            }
-        })
+        let listed = |p: &str| self.beacon_paths.iter().any(|entry| path_matches(entry, p));
+        listed(path) || router_forms(path).iter().any(|form| listed(form))
     }
 
-    /// Audits a request: `None` when it is not a consent-mode beacon (not an audited path, or
-    /// neither `gcs` nor `gcd` in its query).
-    pub fn audit<'q>(&self, grants: Grants, path: &str, query: &'q str) -> Option<BeaconAudit<'q>> {
+    /// Audits a request: `None` when consent mode has nothing to say about it (not an audited
+    /// path; or no `gcs`/`gcd` and a request type no beacon is sent as, such as the page or
+    /// the tag's own script at that path). The one decision the proxy applies and `explain`
+    /// shows ([`BeaconAudit::action`]). `kind` is the request's type
+    /// ([`crate::trackers::infer_kind`]), asked only for an audited path without `gcs`/`gcd`.
+    pub fn audit<'q>(
+        &self,
+        grants: Grants,
+        path: &str,
+        query: &'q str,
+        kind: impl FnOnce() -> RequestKind,
+    ) -> Option<BeaconAudit<'q>> {
         if !self.is_beacon_path(path) {
             return None;
         }
-        let beacon = Beacon::parse(query)?;
+        let beacon = Beacon::parse(query);
+        if !beacon.signalled && !may_be_beacon(kind()) {
+            return None;
+        }
         let verdict = beacon.verdict(grants);
         let needs = tag_category(beacon.tag_id);
-        // Basic mode: a tag the visitor has not consented to sends nothing, cookieless or not
-        // (a mismatch is its own, stronger verdict).
-        let withheld = self.mode == BeaconMode::Basic
-            && !grants.allows(needs)
-            && !matches!(verdict, BeaconVerdict::Mismatch(_));
+        let action = match verdict {
+            BeaconVerdict::Mismatch(signal) => BeaconAction::Mismatch(signal),
+            // Basic mode: a tag the visitor has not consented to sends nothing, cookieless or
+            // not, with or without consent parameters.
+            _ if self.mode == BeaconMode::Basic && !grants.allows(needs) => {
+                BeaconAction::Withhold(needs)
+            }
+            BeaconVerdict::Cookieless if self.mode == BeaconMode::Advanced => {
+                BeaconAction::PassThrough
+            }
+            // Advanced mode, no `gcs`/`gcd`: the tag runs without Consent Mode (loaded before
+            // the CMP), so it claims nothing and is no cookieless ping: a full measurement,
+            // which needs the consent of its tag.
+            BeaconVerdict::Unsignalled if !grants.allows(needs) => BeaconAction::Withhold(needs),
+            _ => BeaconAction::Lists,
+        };
         Some(BeaconAudit {
             verdict,
             tag_id: beacon.tag_id,
-            withheld: withheld.then_some(needs),
+            needs,
+            mode: self.mode,
+            action,
         })
     }
+}
+
+/// Whether `path` matches a `beacon_paths` entry (equal, or under it when the entry ends with
+/// `/`), ignoring ASCII case.
+fn path_matches(entry: &str, path: &str) -> bool {
+    if entry.ends_with('/') {
+        path.as_bytes()
+            .get(..entry.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(entry.as_bytes()))
+    } else {
+        path.eq_ignore_ascii_case(entry)
+    }
+}
+
+/// Whether a request of this type may be a beacon: gtag.js and analytics.js send theirs with
+/// `navigator.sendBeacon`, `fetch`/XHR or an image. A page, a frame, a script (the tag itself,
+/// `gtm.js` under a server-side GTM prefix), a style sheet, a font or media is not one.
+fn may_be_beacon(kind: RequestKind) -> bool {
+    matches!(
+        kind,
+        RequestKind::Xhr | RequestKind::Ping | RequestKind::Image | RequestKind::Other
+    )
 }
 
 /// The category a Google tag's beacon needs: marketing for the advertising tags (`AW-` Google
@@ -297,6 +353,9 @@ pub struct Beacon<'q> {
     /// `tid` as sent (percent-decoding is not needed for a well-formed id; one that needs it
     /// is not a label anyway).
     pub tag_id: Option<&'q str>,
+    /// Whether the query holds `gcs` or `gcd` at all (a tag without Consent Mode sends
+    /// neither).
+    pub signalled: bool,
 }
 
 /// The letter of a `gcd` signal: `Some(true)` granted, `Some(false)` denied, `None` not set or
@@ -311,9 +370,8 @@ pub fn gcd_letter(letter: u8) -> Option<bool> {
 
 impl<'q> Beacon<'q> {
     /// Reads `gcs`, `gcd` and `tid` from a query string (the first of each; linear in the
-    /// query, which the request head limits bound). `None` when neither `gcs` nor `gcd` is
-    /// there: not a consent-mode beacon.
-    pub fn parse(query: &'q str) -> Option<Beacon<'q>> {
+    /// query, which the request head limits bound).
+    pub fn parse(query: &'q str) -> Beacon<'q> {
         let (mut gcs, mut gcd, mut tid) = (None, None, None);
         for pair in query.split('&') {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -324,12 +382,10 @@ impl<'q> Beacon<'q> {
                 _ => {}
             }
         }
-        if gcs.is_none() && gcd.is_none() {
-            return None;
-        }
         let mut b = Beacon {
             claims: [Claim::default(); 4],
             tag_id: tid,
+            signalled: gcs.is_some() || gcd.is_some(),
         };
         let mut claim = |i: usize, v: Option<bool>| match v {
             Some(true) => b.claims[i].granted = true,
@@ -353,11 +409,14 @@ impl<'q> Beacon<'q> {
                 claim(i, d.get(pos).copied().and_then(gcd_letter));
             }
         }
-        Some(b)
+        b
     }
 
     /// The beacon judged against the visitor's grants.
     pub fn verdict(&self, grants: Grants) -> BeaconVerdict {
+        if !self.signalled {
+            return BeaconVerdict::Unsignalled;
+        }
         let mut unclear = false;
         for (signal, claim) in Signal::ALL.iter().zip(&self.claims) {
             if grants.allows(signal.category()) {
@@ -388,15 +447,131 @@ pub enum BeaconVerdict {
     /// No false claim, but some signal the visitor has not granted is not set (or unreadable):
     /// not a cookieless ping, left to the blocklists (fails closed).
     Unclear,
+    /// Neither `gcs` nor `gcd`: the tag runs without Consent Mode and claims nothing.
+    Unsignalled,
 }
 
+impl BeaconVerdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BeaconVerdict::Mismatch(_) => "mismatch",
+            BeaconVerdict::Cookieless => "cookieless",
+            BeaconVerdict::Unclear => "unclear",
+            BeaconVerdict::Unsignalled => "no_consent_parameters",
+        }
+    }
+}
+
+/// What consent mode does with a beacon.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BeaconAction {
+    /// Nothing against it: the blocklists decide, as for any request.
+    Lists,
+    /// Advanced mode, a cookieless ping: to the origin without a blocklist check.
+    PassThrough,
+    /// It claims this signal granted while the visitor did not grant its category: blocked
+    /// before any list is checked, counted in `consentgate_consent_mode_mismatch_total`.
+    Mismatch(Signal),
+    /// The visitor has not granted the category its tag needs (basic mode; or advanced mode
+    /// and no `gcs`/`gcd`): blocked after the blocklists had their say (a list that matches
+    /// blocks and counts it as before), else under `list="consent-mode"`.
+    Withhold(Category),
+}
+
+impl BeaconAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BeaconAction::Lists => "lists",
+            BeaconAction::PassThrough => "pass_through",
+            BeaconAction::Mismatch(_) => "mismatch",
+            BeaconAction::Withhold(_) => "withhold",
+        }
+    }
+}
+
+/// The audit of one beacon: what it claims, against the visitor's consent, and what follows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BeaconAudit<'q> {
     pub verdict: BeaconVerdict,
     pub tag_id: Option<&'q str>,
-    /// Basic mode, no mismatch, and the visitor has not granted the category the tag needs:
-    /// blocked whatever the blocklists say (the category, for the block's record).
-    pub withheld: Option<Category>,
+    /// The category its tag needs ([`tag_category`]).
+    pub needs: Category,
+    pub mode: BeaconMode,
+    pub action: BeaconAction,
+}
+
+/// The list name consent-mode blocks are recorded under.
+pub const LIST: &str = "consent-mode";
+
+impl BeaconAudit<'_> {
+    /// The block, for its record and answer: `None` unless the action blocks.
+    pub fn block_match(&self) -> Option<BlockMatch> {
+        let (category, rule) = match self.action {
+            BeaconAction::Mismatch(signal) => (
+                signal.category(),
+                format!("{} claimed granted", signal.as_str()),
+            ),
+            BeaconAction::Withhold(category) => (category, self.withhold_rule(category)),
+            BeaconAction::Lists | BeaconAction::PassThrough => return None,
+        };
+        Some(BlockMatch {
+            category,
+            list: LIST.to_string(),
+            rule: Some(rule),
+        })
+    }
+
+    fn withhold_rule(&self, category: Category) -> String {
+        match (self.mode, self.verdict) {
+            (BeaconMode::Advanced, _) => {
+                format!("no gcs or gcd: no {} consent", category.as_str())
+            }
+            (BeaconMode::Basic, BeaconVerdict::Unsignalled) => {
+                format!(
+                    "basic mode, no gcs or gcd: no {} consent",
+                    category.as_str()
+                )
+            }
+            (BeaconMode::Basic, _) => format!("basic mode: no {} consent", category.as_str()),
+        }
+    }
+
+    /// Why, in words (`explain`).
+    pub fn why(&self) -> String {
+        let tag = self.tag_id.unwrap_or("(no tid)");
+        let needs = self.needs.as_str();
+        match self.action {
+            BeaconAction::Mismatch(signal) => format!(
+                "the beacon claims {} granted; the visitor has not granted {}",
+                signal.as_str(),
+                signal.category().as_str()
+            ),
+            BeaconAction::Withhold(_) => match (self.mode, self.verdict) {
+                (BeaconMode::Advanced, _) => format!(
+                    "advanced mode: a beacon without gcs or gcd claims nothing and is no \
+                     cookieless ping; tag {tag} needs {needs} consent, which the visitor has \
+                     not given"
+                ),
+                _ => format!(
+                    "basic mode: tag {tag} needs {needs} consent, which the visitor has not \
+                     given, so it may not measure (cookieless or not)"
+                ),
+            },
+            BeaconAction::PassThrough => "advanced mode: a cookieless ping (every signal the \
+                visitor has not granted is sent as denied) goes to the origin without a \
+                blocklist check"
+                .to_string(),
+            BeaconAction::Lists => match self.verdict {
+                BeaconVerdict::Unclear => "a signal the visitor has not granted is not set (or \
+                    unreadable): no cookieless ping, so not let through; the blocklists decide"
+                    .to_string(),
+                _ => format!(
+                    "consistent with the visitor's consent (tag {tag} needs {needs}, granted): \
+                     the blocklists decide"
+                ),
+            },
+        }
+    }
 }
 
 /// Whether a `tid` has the shape of a Google tag id (`G-`, `UA-`, `AW-`, `DC-`, `GT-`, `GTM-`
@@ -517,14 +692,14 @@ mod tests {
     // set), `11p1p1p1p5` (Markus Baersch's table, all denied by default).
     #[test]
     fn gcs_and_gcd_claims() {
-        let b = Beacon::parse("v=2&tid=G-3042L5GP9T&gcs=G111&gcd=13t3t3t3t5l1&npa=0").unwrap();
+        let b = Beacon::parse("v=2&tid=G-3042L5GP9T&gcs=G111&gcd=13t3t3t3t5l1&npa=0");
         assert!(b.claims.iter().all(|c| c.granted && !c.denied));
         assert_eq!(b.tag_id, Some("G-3042L5GP9T"));
-        let b = Beacon::parse("gcd=13l3l3l3l1l1&dma=0").unwrap();
+        let b = Beacon::parse("gcd=13l3l3l3l1l1&dma=0");
         assert!(b.claims.iter().all(|c| !c.granted && !c.denied));
-        let b = Beacon::parse("gcs=G100&gcd=11p1p1p1p5").unwrap();
+        let b = Beacon::parse("gcs=G100&gcd=11p1p1p1p5");
         assert!(b.claims.iter().all(|c| c.denied && !c.granted));
-        let b = Beacon::parse("gcs=G101").unwrap();
+        let b = Beacon::parse("gcs=G101");
         assert_eq!(
             b.claims[0],
             Claim {
@@ -540,14 +715,16 @@ mod tests {
             }
         );
         assert_eq!(b.claims[2], Claim::default());
-        assert!(Beacon::parse("v=2&tid=G-1&en=page_view").is_none());
+        let b = Beacon::parse("v=2&tid=G-1&en=page_view");
+        assert!(!b.signalled && b.tag_id == Some("G-1"));
+        assert_eq!(b.verdict(Grants::NONE), BeaconVerdict::Unsignalled);
     }
 
     #[test]
     fn verdicts() {
         let none = Grants::NONE;
         let analytics = Grants::from_categories([Category::Analytics]);
-        let v = |q: &str, g| Beacon::parse(q).unwrap().verdict(g);
+        let v = |q: &str, g| Beacon::parse(q).verdict(g);
         assert_eq!(
             v("gcs=G111", none),
             BeaconVerdict::Mismatch(Signal::AdStorage)
@@ -578,28 +755,78 @@ mod tests {
         assert_eq!(v("gcd=13l3l3l3l1l1", none), BeaconVerdict::Unclear);
     }
 
+    const XHR: RequestKind = RequestKind::Xhr;
+
     #[test]
     fn basic_mode_withholds_beacons_of_tags_without_consent() {
         let basic = cm(BeaconMode::Basic);
         let advanced = cm(BeaconMode::Advanced);
         let analytics = Grants::from_categories([Category::Analytics]);
         let ping = "tid=G-ABC123&gcs=G100&gcd=11p1p1p1p5";
+        let action = |c: &ConsentMode, g, path, q| c.audit(g, path, q, || XHR).unwrap().action;
         // A cookieless GA4 ping from a visitor without analytics consent: withheld in basic,
         // let through (cookieless) in advanced.
-        let a = basic.audit(Grants::NONE, "/g/collect", ping).unwrap();
-        assert_eq!(a.withheld, Some(Category::Analytics));
-        let a = advanced.audit(Grants::NONE, "/g/collect", ping).unwrap();
-        assert_eq!((a.withheld, a.verdict), (None, BeaconVerdict::Cookieless));
-        // With analytics consent the GA4 tag may measure (ad signals denied): not withheld.
-        let a = basic.audit(analytics, "/g/collect", ping).unwrap();
-        assert_eq!(a.withheld, None);
+        assert_eq!(
+            action(&basic, Grants::NONE, "/g/collect", ping),
+            BeaconAction::Withhold(Category::Analytics)
+        );
+        assert_eq!(
+            action(&advanced, Grants::NONE, "/g/collect", ping),
+            BeaconAction::PassThrough
+        );
+        // With analytics consent the GA4 tag may measure (ad signals denied): the lists decide.
+        assert_eq!(
+            action(&basic, analytics, "/g/collect", ping),
+            BeaconAction::Lists
+        );
         // An ads tag needs marketing.
         let ads = "tid=AW-123456789&gcs=G100";
-        let a = basic.audit(analytics, "/gtm/x", ads).unwrap();
-        assert_eq!(a.withheld, Some(Category::Marketing));
+        assert_eq!(
+            action(&basic, analytics, "/gtm/x", ads),
+            BeaconAction::Withhold(Category::Marketing)
+        );
         // A mismatch stays a mismatch (not also withheld).
-        let a = basic.audit(Grants::NONE, "/g/collect", "gcs=G111").unwrap();
-        assert!(matches!(a.verdict, BeaconVerdict::Mismatch(_)) && a.withheld.is_none());
+        assert_eq!(
+            action(&basic, Grants::NONE, "/g/collect", "gcs=G111"),
+            BeaconAction::Mismatch(Signal::AdStorage)
+        );
+    }
+
+    /// A tag running without Consent Mode sends neither `gcs` nor `gcd` (the tag loaded before
+    /// the CMP): withheld in both modes from a visitor without its tag's consent.
+    #[test]
+    fn beacons_without_consent_parameters_need_their_tags_consent() {
+        let analytics = Grants::from_categories([Category::Analytics]);
+        let bare = "v=2&tid=G-ABC123&en=page_view";
+        for mode in [BeaconMode::Basic, BeaconMode::Advanced] {
+            let c = cm(mode);
+            let a = c.audit(Grants::NONE, "/g/collect", bare, || XHR).unwrap();
+            assert_eq!(a.verdict, BeaconVerdict::Unsignalled);
+            assert_eq!(
+                a.action,
+                BeaconAction::Withhold(Category::Analytics),
+                "{mode:?}"
+            );
+            let m = a.block_match().unwrap();
+            assert_eq!((m.list.as_str(), m.category), (LIST, Category::Analytics));
+            let a = c.audit(analytics, "/g/collect", bare, || XHR).unwrap();
+            assert_eq!(a.action, BeaconAction::Lists, "{mode:?}");
+            assert!(a.block_match().is_none());
+            // Sent as an image or a beacon too, or typed by nothing at all.
+            for kind in [RequestKind::Image, RequestKind::Ping, RequestKind::Other] {
+                assert!(c.audit(Grants::NONE, "/collect", "", || kind).is_some());
+            }
+            // The page or the tag's own script at an audited path is no beacon, unless it
+            // carries consent parameters.
+            for kind in [RequestKind::Script, RequestKind::Document] {
+                assert!(c
+                    .audit(Grants::NONE, "/gtm/gtm.js", "id=GTM-X", || kind)
+                    .is_none());
+                assert!(c
+                    .audit(Grants::NONE, "/g/collect", "gcs=G100", || kind)
+                    .is_some());
+            }
+        }
     }
 
     #[test]
@@ -607,9 +834,9 @@ mod tests {
         let c = cm(BeaconMode::Basic);
         assert!(c.is_beacon_path("/g/collect") && c.is_beacon_path("/gtm/g/collect"));
         assert!(!c.is_beacon_path("/g/collect/x") && !c.is_beacon_path("/page"));
-        assert!(c.audit(Grants::NONE, "/page", "gcs=G111").is_none());
+        assert!(c.audit(Grants::NONE, "/page", "gcs=G111", || XHR).is_none());
         let a = c
-            .audit(Grants::NONE, "/g/collect", "tid=G-ABC123&gcs=G111")
+            .audit(Grants::NONE, "/g/collect", "tid=G-ABC123&gcs=G111", || XHR)
             .unwrap();
         assert_eq!(a.tag_id, Some("G-ABC123"));
         for ok in ["G-3042L5GP9T", "UA-12345-1", "AW-123456789", "GTM-ABCD"] {
@@ -624,6 +851,36 @@ mod tests {
             "G-AAAAAAAAAAAAAAAAAAAAAAAAA",
         ] {
             assert!(!tag_id_shape(bad), "{bad}");
+        }
+    }
+
+    /// The spellings an origin's router may take for the same path are audited as that path.
+    #[test]
+    fn beacon_path_variants_are_audited() {
+        let c = cm(BeaconMode::Basic);
+        for p in [
+            "/g/collect/",
+            "//g/collect",
+            "/G/COLLECT",
+            "/g/%63ollect",
+            "/g/collect;x",
+            "/g/./collect",
+            "/x/../g/collect",
+            "/g%2Fcollect",
+            "/g//collect",
+            "/GTM/x",
+            "//gtm//g/collect",
+        ] {
+            assert!(c.is_beacon_path(p), "{p}");
+        }
+        for p in [
+            "/g/collectx",
+            "/g/collect/x",
+            "/gtm",
+            "/g/%2563ollect",
+            "/xg/collect",
+        ] {
+            assert!(!c.is_beacon_path(p), "{p}");
         }
     }
 

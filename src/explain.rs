@@ -3,6 +3,7 @@
 
 use crate::config::Mode;
 use crate::consent::ConsentState;
+use crate::consent_mode::{BeaconAction, BeaconVerdict};
 use crate::decide::{
     check_tracker, expiry_set_cookies, judge_set_cookie, plan_request_in, plan_response, HtmlPlan,
     RequestPlan, RequestTarget, ResponseHead, TrackerRequest,
@@ -299,7 +300,11 @@ pub fn explain_forwarded(
     }))
 }
 
-/// Whether the blocklists block `--url` (`null` without one).
+/// Whether the proxy blocks `--url` (`null` without one): the consent-mode audit of Google tag
+/// beacons ([`crate::consent_mode::ConsentMode::audit`], the decision the proxy applies) and the
+/// blocklists, in the proxy's order: a mismatch is blocked before any list is checked, an
+/// advanced-mode cookieless ping skips the lists, a withheld beacon is blocked by the first
+/// list that matches it or else by consent mode.
 fn explain_url(
     policy: &SitePolicy,
     consent: &ConsentState,
@@ -321,8 +326,38 @@ fn explain_url(
         accept: None,
         beacon,
     };
-    let kind = crate::trackers::infer_kind(dest, None, treq.target.path_and_query);
-    Ok(match check_tracker(policy, consent, &treq) {
+    let kind = crate::trackers::infer_kind(dest, None, uri.path());
+    let audit = match &policy.consent_mode {
+        Some(cm) if policy.mode != Mode::Off => cm.audit(
+            consent.grants,
+            uri.path(),
+            uri.query().unwrap_or(""),
+            || kind,
+        ),
+        _ => None,
+    };
+    let lists = || check_tracker(policy, consent, &treq);
+    let found = match audit.map(|a| (a.action, a.block_match())) {
+        Some((BeaconAction::Mismatch(_), Some(m))) => Some((m, kind)),
+        Some((BeaconAction::PassThrough, _)) => None,
+        Some((BeaconAction::Withhold(_), Some(m))) => lists().or(Some((m, kind))),
+        _ => lists(),
+    };
+    let consent_mode = audit.map(|a| {
+        json!({
+            "tag": a.tag_id,
+            "verdict": a.verdict.as_str(),
+            "signal": match a.verdict {
+                BeaconVerdict::Mismatch(s) => Some(s.as_str()),
+                _ => None,
+            },
+            "needs": a.needs,
+            "mode": a.mode,
+            "action": a.action.as_str(),
+            "why": a.why(),
+        })
+    });
+    Ok(match found {
         Some((m, kind)) => json!({
             "url": u,
             "kind": kind,
@@ -331,6 +366,7 @@ fn explain_url(
             "category": m.category,
             "list": m.list,
             "rule": m.rule,
+            "consent_mode": consent_mode,
         }),
         None => json!({
             "url": u,
@@ -340,6 +376,7 @@ fn explain_url(
             "category": null,
             "list": null,
             "rule": null,
+            "consent_mode": consent_mode,
         }),
     })
 }
@@ -403,7 +440,7 @@ fn explain_response(
         "status": head.status,
         "set_cookie": set_cookie,
         "expiry_lines": expiry,
-        "csp": rp.csp.map(|(name, value)| json!({ "name": name, "value": value })),
+        "csp": rp.csp.as_ref().map(|(name, value)| json!({ "name": name, "value": value })),
         "vary_cookie": rp.vary_cookie(),
         "html_rewrite": html,
         "cache_control": rp.cache_control(),

@@ -7,7 +7,7 @@
 
 use crate::config::Mode;
 use crate::consent::Grants;
-use crate::consent_mode::{BeaconMode, BeaconVerdict, ConsentMode};
+use crate::consent_mode::{BeaconAction, ConsentMode};
 use crate::cookies::gate::RequestAction;
 use crate::decide::forwarded::{self, ForwardedPlan, Scheme};
 use crate::decide::{
@@ -161,12 +161,15 @@ impl ConsentGate {
         let req = session.req_header();
         let path = req.uri.path();
         let query = req.uri.query().unwrap_or("");
+        let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+        let kind = || crate::trackers::infer_kind(header("sec-fetch-dest"), header("accept"), path);
         let grants = ctx.plan.consent.grants;
+        // The one decision (`ConsentMode::audit`, also what `explain` shows); here only applied.
         let audited = catch_unwind(AssertUnwindSafe(|| {
-            cm.audit(grants, path, query)
-                .map(|a| (a.verdict, a.tag_id.map(str::to_string), a.withheld))
+            cm.audit(grants, path, query, kind)
+                .map(|a| (a.action, a.tag_id.map(str::to_string), a.block_match()))
         }));
-        let (verdict, tid, withheld) = match audited {
+        let (action, tid, block) = match audited {
             Ok(Some(found)) => found,
             Ok(None) => return Ok(BeaconOutcome::Continue),
             Err(_) => {
@@ -175,30 +178,15 @@ impl ConsentGate {
                 return Ok(BeaconOutcome::Continue);
             }
         };
-        if let Some(category) = withheld {
-            return Ok(BeaconOutcome::Withheld(BlockMatch {
-                category,
-                list: CONSENT_MODE_LIST.to_string(),
-                rule: Some(format!("basic mode: no {} consent", category.as_str())),
-            }));
-        }
-        let signal = match verdict {
-            BeaconVerdict::Mismatch(signal) => signal,
-            BeaconVerdict::Cookieless if cm.mode == BeaconMode::Advanced => {
-                return Ok(BeaconOutcome::PassThrough)
-            }
-            BeaconVerdict::Cookieless | BeaconVerdict::Unclear => {
-                return Ok(BeaconOutcome::Continue)
-            }
+        let m = match (action, block) {
+            (BeaconAction::Withhold(_), Some(m)) => return Ok(BeaconOutcome::Withheld(m)),
+            (BeaconAction::PassThrough, _) => return Ok(BeaconOutcome::PassThrough),
+            (BeaconAction::Mismatch(_), Some(m)) => m,
+            _ => return Ok(BeaconOutcome::Continue),
         };
         let enforce = site.policy.mode == Mode::Enforce;
         let action = BlockAction::for_enforce(enforce);
         metrics::count_consent_mode_mismatch(&site.name, tid.as_deref(), action);
-        let m = BlockMatch {
-            category: signal.category(),
-            list: CONSENT_MODE_LIST.to_string(),
-            rule: Some(format!("{} claimed granted", signal.as_str())),
-        };
         // A blocked tracker request as well: the dashboard, the report's aggregates and
         // Grafana read consentgate_blocked_requests_total, not the mismatch counter.
         let req = session.req_header();
@@ -228,12 +216,12 @@ enum BeaconOutcome {
     /// `consent-mode`) and forwarded. The blocklists are not asked, as enforce would not ask
     /// them either: one request, one blocked count.
     Counted,
-    /// Basic mode, a beacon of a tag the visitor has not consented to: blocked after the
-    /// blocklists had their say (a list that matches blocks and counts it as before).
+    /// A beacon of a tag the visitor has not consented to (basic mode; or no `gcs`/`gcd`):
+    /// blocked after the blocklists had their say (a list that matches blocks and counts it).
     Withheld(BlockMatch),
 }
 
-/// Blocks a basic-mode beacon (`BeaconOutcome::Withheld`): counted in
+/// Blocks a withheld beacon (`BeaconOutcome::Withheld`): counted in
 /// `consentgate_blocked_requests_total{list="consent-mode"}` and on the dashboard like a
 /// blocklist match; answered locally in enforce mode (`true`), forwarded in report-only.
 async fn block_withheld_beacon(
@@ -257,10 +245,6 @@ async fn block_withheld_beacon(
     write_block_response(session, kind, site, m).await?;
     Ok(true)
 }
-
-/// The `list` label of requests consent mode blocks (a mismatch, or a basic-mode beacon no
-/// list matched): one fixed value, so the label set stays bounded.
-const CONSENT_MODE_LIST: &str = "consent-mode";
 
 /// Counts a blocked (or, in report-only, would-be-blocked) tracker request everywhere it is
 /// shown: `consentgate_blocked_requests_total` (Grafana, and the hourly aggregates `report`
@@ -438,7 +422,7 @@ impl ProxyHttp for ConsentGate {
                 return Ok(done);
             }
         }
-        // A basic-mode beacon no list blocked (or counted, in report-only): blocked all the same.
+        // A withheld beacon no list blocked (or counted, in report-only): blocked all the same.
         if let Some(m) = withheld.filter(|_| ctx.blocked.is_none()) {
             let answered = block_withheld_beacon(session, ctx, &site, m).await?;
             ctx.site = Some(site);
@@ -1024,8 +1008,8 @@ fn apply_set_cookies(resp: &mut ResponseHeader, originals: &[HeaderValue], plan:
 /// The planned CSP, the headers a rewritten body makes wrong, `Cache-Control` and (once)
 /// `Vary: Cookie`.
 fn apply_response_headers(resp: &mut ResponseHeader, plan: &ResponsePlan) -> Result<()> {
-    if let Some((name, value)) = plan.csp {
-        resp.append_header(name, value)?;
+    if let Some((name, value)) = &plan.csp {
+        resp.append_header(*name, &**value)?;
     }
     for name in plan.removed_headers() {
         resp.remove_header(name);
@@ -1067,9 +1051,15 @@ fn start_body_rewrite(
     let page_url = RequestTarget::from_request(&req.headers, &req.uri, scheme).page_url();
     let charset = Some(rw.charset.name());
     let head_script = rw.consent_defaults.clone();
-    let neutralizer =
-        crate::html::Neutralizer::with_head_script(grants, &page_url, rules, charset, head_script)
-            .ok()?;
+    let neutralizer = crate::html::Neutralizer::with_head_script(
+        grants,
+        &page_url,
+        rules,
+        charset,
+        head_script,
+        rw.csp_nonce.as_deref(),
+    )
+    .ok()?;
     let codec = crate::html::codec::Codec::new(rw.coding);
     Some(BodyRewrite::new(codec, neutralizer))
 }

@@ -287,6 +287,128 @@ fn consent_mode_defaults_run_first_under_a_strict_csp() {
     assert_eq!(v["characterSet"], "ISO-8859-2", "{v}");
 }
 
+/// A page whose own policy allows scripts by the nonce `abc123` and `'strict-dynamic'`, given
+/// as `policy_meta` (a `<meta>` element, when not empty): an inline script, an external one and
+/// a loader (all with the nonce) that inserts a first-party script and a third-party tracker
+/// script (no nonce: trusted by `'strict-dynamic'` in the page's policy). Each records its name
+/// in `window.__ran` when it runs.
+fn nonce_page(tracker_port: u16, policy_meta: &str) -> String {
+    format!(
+        r#"<!doctype html><html><head><meta charset="utf-8">{policy_meta}<title>nonce</title>
+<script nonce="abc123">window.__ran.push('inline');</script>
+<script nonce="abc123" src="/own.js"></script>
+<script nonce="abc123">for (const src of ['/dyn.js', 'http://tracker.test:{tracker_port}/t.js']) {{
+  const s = document.createElement('script'); s.src = src; document.head.appendChild(s);
+}}</script>
+</head><body><p>page</p></body></html>"#
+    )
+}
+
+const NONCE_POLICY: &str = "script-src 'nonce-abc123' 'strict-dynamic'; object-src 'none'";
+
+/// Issue 11, second audit, item 4: under `[site.csp]`, a page whose own CSP (header, `<meta>`,
+/// or both) allows its scripts by a nonce keeps them running in Chromium: consentgate's policy
+/// (both are enforced) allows the header's nonce, or a fresh one the `<meta>` policy's scripts
+/// are moved to. The consent-mode defaults script runs; the only violation is the tracker the
+/// page's `'strict-dynamic'` loader inserts, which consentgate's policy still blocks without
+/// analytics consent (the tracker host sees no request) and lets load with it.
+#[test]
+fn site_csp_keeps_a_pages_nonce_scripts_running() {
+    if !browser_ready() {
+        return;
+    }
+    let tracker = Origin::start(|_| {
+        response(
+            "200 OK",
+            &[("Content-Type", "text/javascript")],
+            b"window.__ran.push('tracker');",
+        )
+    });
+    let tp = tracker.addr.port();
+    let meta = format!("<meta http-equiv=\"Content-Security-Policy\" content=\"{NONCE_POLICY}\">");
+    let pages = [
+        ("/header", nonce_page(tp, ""), true),
+        ("/meta", nonce_page(tp, &meta), false),
+        ("/both", nonce_page(tp, &meta), true),
+    ];
+    let site = Origin::start(move |req| {
+        let js = |name: &str| {
+            response(
+                "200 OK",
+                &[("Content-Type", "text/javascript")],
+                format!("window.__ran.push('{name}');").as_bytes(),
+            )
+        };
+        match req.path.as_str() {
+            "/own.js" => return js("own"),
+            "/dyn.js" => return js("dynamic"),
+            _ => {}
+        }
+        let Some((_, html, header)) = pages.iter().find(|(p, _, _)| *p == req.path) else {
+            return response("404 Not Found", &[], b"");
+        };
+        let mut headers = vec![("Content-Type", "text/html; charset=utf-8")];
+        if *header {
+            headers.push(("Content-Security-Policy", NONCE_POLICY));
+        }
+        response("200 OK", &headers, html.as_bytes())
+    });
+    let proxy = Proxy::start(&format!(
+        "[[site]]\nname = \"shop\"\nhosts = [\"*\"]\nupstreams = [\"{}\"]\n[site.consent_mode]\nenabled = true\n[site.csp]\nbase = \"default-src 'self'; script-src 'self'; object-src 'none'\"\nanalytics = [\"http://tracker.test:{tp}\"]\n",
+        site.addr
+    ));
+    let port = proxy.addr.port().to_string();
+    let tracker_url = format!("http://tracker.test:{tp}/t.js");
+    for (consent, analytics) in [("-", "denied"), ("analytics", "granted")] {
+        let v = run_browser_driver(
+            "csp_nonce.mjs",
+            &[port.as_str(), consent, "/header", "/meta", "/both"],
+        );
+        for path in ["/header", "/meta", "/both"] {
+            let page = &v[path];
+            let case = format!("{path} (consent {consent}): {page}");
+            // The defaults script ran, first, with the visitor's consent.
+            assert_eq!(page["dataLayer"][0][0], "consent", "{case}");
+            assert_eq!(
+                page["dataLayer"][0][2]["analytics_storage"], analytics,
+                "{case}"
+            );
+            let mut ran: Vec<String> = page["ran"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_str().unwrap().to_string())
+                .collect();
+            ran.sort();
+            let violations = page["violations"].as_array().unwrap();
+            if analytics == "denied" {
+                assert_eq!(ran, ["dynamic", "inline", "own"], "{case}");
+                // The tracker only, blocked by consentgate's policy.
+                assert_eq!(violations.len(), 1, "{case}");
+                assert_eq!(
+                    violations[0],
+                    format!("script-src-elem {tracker_url}"),
+                    "{case}"
+                );
+            } else {
+                assert_eq!(ran, ["dynamic", "inline", "own", "tracker"], "{case}");
+                assert!(violations.is_empty(), "{case}");
+                assert!(
+                    page["consoleViolations"].as_array().unwrap().is_empty(),
+                    "{case}"
+                );
+            }
+        }
+        if analytics == "denied" {
+            assert!(
+                tracker.received().is_empty(),
+                "the tracker loaded without consent"
+            );
+        }
+    }
+    assert_eq!(tracker.received().len(), 3, "once per page with consent");
+}
+
 /// The cookie names this test's site classifies (`[site.cookies]`); every other name is
 /// unknown, and unknown cookies are stripped.
 const NECESSARY: [&str; 2] = ["sid", "csrftoken"];

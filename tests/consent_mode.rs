@@ -470,17 +470,13 @@ fn basic_mode_blocks_pings_of_tags_without_consent_even_without_a_blocklist() {
     let r = p.get(&ping, &[("Cookie", "consent=analytics")]);
     assert_eq!(r.status, 204);
     assert_eq!(o.received().len(), 1);
-    // Not a beacon (no gcs/gcd): not consent mode's business.
-    let r = p.get("/g/collect?v=2&tid=G-TEST42", &[]);
-    assert_eq!(r.status, 204);
-    assert_eq!(o.received().len(), 2);
     drop(p);
 
     // Report-only: counted as would_block, forwarded.
     let p = Proxy::start(&site_without_lists(&o, "mode = \"report-only\"", ""));
     let r = p.get(&ping, &[]);
     assert_eq!(r.status, 204);
-    assert_eq!(o.received().len(), 3);
+    assert_eq!(o.received().len(), 2);
     p.expect_metric(
         "consentgate_blocked_requests_total",
         &blocked("would_block"),
@@ -492,7 +488,65 @@ fn basic_mode_blocks_pings_of_tags_without_consent_even_without_a_blocklist() {
     let p = Proxy::start(&site_without_lists(&o, "", "mode = \"advanced\"\n"));
     let r = p.get(&ping, &[]);
     assert_eq!(r.status, 204);
-    assert_eq!(o.received().len(), 4);
+    assert_eq!(o.received().len(), 3);
+}
+
+/// A GA4 hit from a tag that runs without Consent Mode (loaded before the CMP): no `gcs`, no
+/// `gcd`.
+const BARE_HIT: &str = "/g/collect?v=2&tid=G-TEST42&gtm=45je5&cid=1.2&en=page_view";
+
+/// Issue 11, second audit, item 2: a beacon without `gcs`/`gcd` is withheld from a visitor
+/// without its tag's consent in both modes (basic: no Google measurement before consent;
+/// advanced: it claims nothing, so it is no cookieless ping), counted like the other
+/// consent-mode blocks; the tag's own script under an audited prefix is no beacon.
+#[test]
+fn a_beacon_without_consent_parameters_needs_its_tags_consent() {
+    let o = origin();
+    let blocked = |site| {
+        [
+            ("site", site),
+            ("category", "analytics"),
+            ("list", "consent-mode"),
+            ("action", "blocked"),
+        ]
+    };
+    let mut reached = 0;
+    for mode in ["", "mode = \"advanced\"\n"] {
+        let p = Proxy::start(&site_without_lists(&o, "", mode));
+        // sendBeacon / fetch, an image, or a client that names no type: all withheld.
+        for dest in ["empty", "image", ""] {
+            let headers: Vec<(&str, &str)> = if dest.is_empty() {
+                vec![]
+            } else {
+                vec![("Sec-Fetch-Dest", dest)]
+            };
+            let r = p.get(BARE_HIT, &headers);
+            assert_eq!(
+                r.header_strings("x-consentgate"),
+                vec!["blocked"],
+                "{mode} {dest}"
+            );
+        }
+        // Marketing consent is not what a GA4 tag needs.
+        let r = p.get(BARE_HIT, &[("Cookie", "consent=marketing")]);
+        assert_eq!(r.header_strings("x-consentgate"), vec!["blocked"], "{mode}");
+        assert_eq!(o.received().len(), reached, "{mode}: the origin saw a hit");
+        p.expect_metric("consentgate_blocked_requests_total", &blocked("bare"), 4.0);
+        // With analytics consent it goes to the origin.
+        let r = p.get(BARE_HIT, &[("Cookie", "consent=analytics")]);
+        assert_eq!(r.status, 204, "{mode}");
+        // An Ads tag's hit needs marketing.
+        let ads = "/gtm/pagead?tid=AW-123456789&en=conversion";
+        let r = p.get(ads, &[("Cookie", "consent=analytics")]);
+        assert_eq!(r.header_strings("x-consentgate"), vec!["blocked"], "{mode}");
+        let r = p.get(ads, &[("Cookie", "consent=marketing")]);
+        assert_ne!(r.header_strings("x-consentgate"), vec!["blocked"], "{mode}");
+        // The container script under the server-side GTM prefix is no beacon.
+        let r = p.get("/gtm/gtm.js?id=GTM-ABCD", &[("Sec-Fetch-Dest", "script")]);
+        assert_ne!(r.header_strings("x-consentgate"), vec!["blocked"], "{mode}");
+        reached += 3;
+        assert_eq!(o.received().len(), reached, "{mode}");
+    }
 }
 
 #[test]
@@ -662,5 +716,197 @@ fn mismatch_beacons_are_blocked_requests_on_the_dashboard_and_in_the_report() {
             html.contains(&format!("<td>{metric}</td>")),
             "{metric}: {html}"
         );
+    }
+}
+
+/// Issue 11, second audit, item 3: the spellings of a beacon path an origin's router may take
+/// for the same handler (trailing slash, `//`, case, an escaped unreserved character,
+/// `;params`, dot segments, `%2F`) are audited like the path itself, through the proxy.
+#[test]
+fn beacon_path_variants_are_audited_like_the_path() {
+    let o = origin();
+    let p = Proxy::start(&site_without_lists(&o, "", ""));
+    let variants = [
+        "/g/collect/",
+        "//g/collect",
+        "/G/COLLECT",
+        "/g/%63ollect",
+        "/g/collect;x",
+        "/g/./collect",
+        "/x/../g/collect",
+        "/g%2Fcollect",
+        "/G//Collect/",
+    ];
+    for path in variants {
+        // A false claim: a mismatch.
+        let r = p.get(
+            &format!("{path}?v=2&tid=G-TEST42&gcs=G111&gcd=13t3t3t3t5l1"),
+            &[("Sec-Fetch-Dest", "empty")],
+        );
+        assert_eq!(r.header_strings("x-consentgate"), vec!["blocked"], "{path}");
+        // No consent parameters, no consent: withheld.
+        let r = p.get(
+            &format!("{path}?v=2&tid=G-TEST42"),
+            &[("Sec-Fetch-Dest", "empty")],
+        );
+        assert_eq!(r.header_strings("x-consentgate"), vec!["blocked"], "{path}");
+    }
+    assert!(o.received().is_empty(), "the origin saw a beacon");
+    let n = variants.len() as f64;
+    p.expect_metric(
+        "consentgate_consent_mode_mismatch_total",
+        &[("site", "bare"), ("tag", "G-TEST42"), ("action", "blocked")],
+        n,
+    );
+    p.expect_metric(
+        "consentgate_blocked_requests_total",
+        &[
+            ("site", "bare"),
+            ("category", "analytics"),
+            ("list", "consent-mode"),
+            ("action", "blocked"),
+        ],
+        n,
+    );
+    // Not beacon paths: a longer segment, a path under `/g/collect`, a doubly escaped letter
+    // (a router decodes once: `%2563` is `%63`, not `c`).
+    for path in ["/g/collectx", "/g/collect/x", "/g/%2563ollect"] {
+        let r = p.get(&format!("{path}?v=2&tid=G-TEST42"), &[]);
+        assert_ne!(r.header_strings("x-consentgate"), vec!["blocked"], "{path}");
+    }
+    assert_eq!(o.received().len(), 3);
+}
+
+/// The `url` part of `consentgate explain` for a request, against a running proxy's config.
+fn explain_url(config: &std::path::Path, cookie: &str, url: &str, dest: &str) -> serde_json::Value {
+    let (code, out, err) = run_cli(&[
+        "explain",
+        "--config",
+        config.to_str().unwrap(),
+        "--cookie",
+        cookie,
+        "--url",
+        url,
+        "--dest",
+        dest,
+    ]);
+    assert_eq!(code, 0, "explain {url}: {err}");
+    serde_json::from_str::<serde_json::Value>(&out).unwrap()["url"].clone()
+}
+
+/// Issue 11, second audit, item 1: `explain --url` shows what the running proxy does with a
+/// Google tag beacon: blocked or not, by which list and rule, counted as a mismatch or a
+/// consent-mode block, for mismatches, basic against advanced mode, granted visitors, beacons
+/// without consent parameters, path variants and the tag's own script, with and without
+/// blocklists.
+#[test]
+fn explain_and_the_proxy_agree_on_beacons() {
+    let o = origin();
+    let configs = [
+        ("bare", site_without_lists(&o, "", "")),
+        ("bare", site_without_lists(&o, "", "mode = \"advanced\"\n")),
+        ("shop", site(&o, "")),
+        (
+            "shop",
+            shop_site(
+                o.addr,
+                "[site.consent_mode]\nenabled = true\nmode = \"advanced\"\n",
+            ),
+        ),
+    ];
+    let beacons = [
+        ("/g/collect?v=2&tid=G-XXXX&gcs=G111&gcd=13t3t3t3t5", "empty"),
+        ("/g/collect?v=2&tid=G-XXXX&gcs=G100&gcd=11p1p1p1p5", "empty"),
+        ("/g/collect?v=2&tid=G-XXXX&gcs=G100", "empty"),
+        ("/g/collect?v=2&tid=G-XXXX&gcs=G101&gcd=11p1r1p1p5", "empty"),
+        ("/g/collect?v=2&tid=G-XXXX", "empty"),
+        ("/G/COLLECT/?v=2&tid=G-XXXX&gcs=G111", "image"),
+        (
+            "/gtm/collect?tid=AW-123456789&gcs=G100&gcd=11p1p1p1p5",
+            "empty",
+        ),
+        ("/gtm/gtm.js?id=GTM-ABCD", "script"),
+        ("/page?gcs=G111", "document"),
+    ];
+    let visitors = [
+        "",
+        "consent=analytics",
+        "consent=preferences,analytics,marketing",
+    ];
+    let mut seen = std::collections::HashSet::new();
+    for (site_name, config) in &configs {
+        let p = Proxy::start(config);
+        for (url, dest) in beacons {
+            for cookie in visitors {
+                let e = explain_url(&p.config, cookie, url, dest);
+                let mismatches = |p: &Proxy| {
+                    p.metric(
+                        "consentgate_consent_mode_mismatch_total",
+                        &[
+                            ("site", site_name),
+                            ("tag", "G-XXXX"),
+                            ("action", "blocked"),
+                        ],
+                    )
+                };
+                let blocks = |p: &Proxy, e: &serde_json::Value| {
+                    p.metric(
+                        "consentgate_blocked_requests_total",
+                        &[
+                            ("site", site_name),
+                            ("category", e["category"].as_str().unwrap_or("-")),
+                            ("list", e["list"].as_str().unwrap_or("-")),
+                            ("action", "blocked"),
+                        ],
+                    )
+                };
+                let (m0, b0) = (mismatches(&p), blocks(&p, &e));
+                let mut headers = vec![("Sec-Fetch-Dest", dest)];
+                if !cookie.is_empty() {
+                    headers.push(("Cookie", cookie));
+                }
+                let r = p.get(url, &headers);
+                let blocked = r.header_strings("x-consentgate") == vec!["blocked"];
+                let case = format!("{config}\n{url} {dest} [{cookie}]: {e}");
+                assert_eq!(e["blocked"], blocked, "{case}");
+                let action = e["consent_mode"]["action"].as_str();
+                if blocked && action == Some("mismatch") {
+                    assert_eq!(e["list"], "consent-mode", "{case}");
+                    p.expect_metric(
+                        "consentgate_consent_mode_mismatch_total",
+                        &[
+                            ("site", site_name),
+                            ("tag", "G-XXXX"),
+                            ("action", "blocked"),
+                        ],
+                        m0 + 1.0,
+                    );
+                } else if blocked {
+                    // A consent-mode block, or a list's: counted under that list.
+                    eventually(&format!("blocked_requests counted for {case}"), || {
+                        blocks(&p, &e) == b0 + 1.0
+                    });
+                }
+                seen.insert((
+                    action.unwrap_or("none").to_string(),
+                    e["list"] == "consent-mode",
+                    blocked,
+                ));
+            }
+        }
+    }
+    // The table covers every kind of decision: a mismatch, a consent-mode withhold, an
+    // advanced-mode pass-through, a beacon left to the lists (blocked by one, and not), and
+    // requests consent mode does not audit.
+    for want in [
+        ("mismatch", true, true),
+        ("withhold", true, true),
+        ("pass_through", false, false),
+        ("lists", false, true),
+        ("lists", false, false),
+        ("none", false, false),
+    ] {
+        let want = (want.0.to_string(), want.1, want.2);
+        assert!(seen.contains(&want), "no case {want:?} in {seen:?}");
     }
 }

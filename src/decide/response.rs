@@ -16,6 +16,7 @@ use http::header::{
 };
 use http::{HeaderName, HeaderValue};
 use smallvec::SmallVec;
+use std::borrow::Cow;
 
 /// The origin's response head as the plan reads it. Of the headers only `Content-Type`,
 /// `Content-Encoding` and `Cache-Control` are read, and only when the body may be rewritten:
@@ -110,6 +111,12 @@ pub struct HtmlRewrite {
     /// The consent-mode defaults `<script>` inserted at the top of `<head>`
     /// (`[site.consent_mode]`), with the page's CSP nonce when it has one.
     pub consent_defaults: Option<std::sync::Arc<str>>,
+    /// A fresh nonce consentgate's own policy (`[site.csp]`) allows, for a page whose origin
+    /// headers name none: the scripts a `<meta>` policy of the page allows by its nonce are
+    /// moved to this one, which that policy is made to allow too (see
+    /// [`crate::html::Neutralizer`]); otherwise consentgate's policy, sent before the body was
+    /// seen, would block them.
+    pub csp_nonce: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -132,8 +139,9 @@ pub struct ResponsePlan<'a> {
     pub expires: bool,
     /// The expiry `Set-Cookie` values appended after the kept lines.
     pub expiry_lines: SmallVec<[HeaderValue; 4]>,
-    /// The Content-Security-Policy header (name, value) for this visitor's consent.
-    pub csp: Option<(&'static str, &'a str)>,
+    /// The Content-Security-Policy header (name, value) for this visitor's consent, with the
+    /// page's script nonce when it has one (see [`page_csp_nonce`]).
+    pub csp: Option<(&'static str, Cow<'a, str>)>,
     pub html: HtmlPlan,
 }
 
@@ -208,8 +216,27 @@ pub fn plan_response<'a>(
             expiry_lines.extend(policy.expiry_values(name).iter().cloned());
         }
     }
+    let mut html = plan_html(policy, consent.grants, head);
     let csp = match &policy.csp {
-        Some(csp) if enforce => Some((csp.header_name, csp.header_value(consent.grants))),
+        Some(csp) if enforce => {
+            let grants = consent.grants;
+            let value = match (page_csp_nonce(head), &mut html) {
+                // The origin's nonce: its scripts carry it already.
+                (Some(nonce), _) => Cow::Owned(csp.header_value_with_nonce(grants, nonce)),
+                // None in the headers: a `<meta>` policy may still name one, seen only in the
+                // body, after this header is sent. A fresh nonce the rewriter moves such
+                // scripts to (a page consentgate does not rewrite keeps its nonce, and this
+                // policy blocks its inline scripts as it always did).
+                (None, HtmlPlan::Rewrite(rw)) if csp.takes_nonce(grants) => {
+                    let nonce = fresh_nonce();
+                    let value = csp.header_value_with_nonce(grants, &nonce);
+                    rw.csp_nonce = Some(nonce);
+                    Cow::Owned(value)
+                }
+                _ => Cow::Borrowed(csp.header_value(grants)),
+            };
+            Some((csp.header_name, value))
+        }
         _ => None,
     };
     ResponsePlan {
@@ -217,8 +244,40 @@ pub fn plan_response<'a>(
         expires,
         expiry_lines,
         csp,
-        html: plan_html(policy, consent.grants, head),
+        html,
     }
+}
+
+/// The nonce the origin's `Content-Security-Policy` (or `-Report-Only`) headers allow
+/// `<script>` elements with ([`crate::consent_mode::page_nonce`]): put on the inserted defaults
+/// script and into consentgate's own policy.
+fn page_csp_nonce<'h>(head: &ResponseHead<'h>) -> Option<&'h str> {
+    let policies = [CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY_REPORT_ONLY]
+        .into_iter()
+        .flat_map(|name| head.headers.get_all(name))
+        .filter_map(|v| v.to_str().ok());
+    crate::consent_mode::page_nonce(policies)
+}
+
+/// 128 random bits, base64: a CSP nonce (CSP3 asks for at least 128 bits from a secure
+/// source). The system generator failing is not expected; should it, the nonce is still
+/// unique per process and unknown to a page's attacker before the response, from the clock
+/// and a counter (privacy does not hang on it: without it the page's meta-nonce scripts are
+/// only blocked, as before).
+fn fresh_nonce() -> String {
+    use base64::Engine;
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 16];
+    if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        bytes[..8].copy_from_slice(&n.to_le_bytes());
+        bytes[8..].copy_from_slice(&t.to_le_bytes());
+    }
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// Whether and how the body is rewritten: only an HTML body, in enforce mode, for a visitor
@@ -259,20 +318,18 @@ fn plan_html(policy: &SitePolicy, grants: Grants, head: &ResponseHead<'_>) -> Ht
     if !charset.is_ascii_compatible() {
         return HtmlPlan::Skip(RewriteSkip::Charset);
     }
-    let consent_defaults = policy.consent_mode.as_ref().map(|cm| {
-        // The origin's policies govern the page too: a nonce they allow scripts with is put
-        // on the inserted script (a hash in an origin policy cannot be added to; documented).
-        let policies = [CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY_REPORT_ONLY]
-            .into_iter()
-            .flat_map(|name| head.headers.get_all(name))
-            .filter_map(|v| v.to_str().ok());
-        cm.element(grants, crate::consent_mode::page_nonce(policies))
-    });
+    // The origin's policies govern the page too: a nonce they allow scripts with is put on
+    // the inserted script (a hash in an origin policy cannot be added to; documented).
+    let consent_defaults = policy
+        .consent_mode
+        .as_ref()
+        .map(|cm| cm.element(grants, page_csp_nonce(head)));
     HtmlPlan::Rewrite(HtmlRewrite {
         charset,
         coding,
         cache_control: private_cache_control(head.text(CACHE_CONTROL)),
         consent_defaults,
+        csp_nonce: None,
     })
 }
 

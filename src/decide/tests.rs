@@ -169,18 +169,58 @@ fn off_mode_keeps_everything() {
     assert!(!rp.vary_cookie());
 }
 
+/// The origin's nonce (header policy) goes into consentgate's policy, on every response that
+/// carries it; no fresh one is made then.
+#[test]
+fn an_origin_csp_nonce_goes_into_consentgates_policy() {
+    let p = policy("enforce", CSP);
+    let mut headers = http::HeaderMap::new();
+    headers.insert(http::header::CONTENT_TYPE, "text/html".parse().unwrap());
+    headers.insert(
+        http::header::CONTENT_SECURITY_POLICY,
+        "script-src 'nonce-r4nd0m' 'strict-dynamic'"
+            .parse()
+            .unwrap(),
+    );
+    let req = request(&p, "");
+    let head = ResponseHead {
+        status: 200,
+        headers: &headers,
+    };
+    let rp = plan_response(&p, &req, &head, Vec::<&[u8]>::new());
+    let (_, value) = rp.csp.as_ref().expect("csp");
+    assert!(
+        value.contains("script-src 'self' 'nonce-r4nd0m';"),
+        "{value}"
+    );
+    let HtmlPlan::Rewrite(rw) = &rp.html else {
+        panic!("{:?}", rp.html)
+    };
+    assert_eq!(rw.csp_nonce, None);
+}
+
 #[test]
 fn csp_and_html_rewrite_vary_once() {
     let p = policy("enforce", CSP);
     let rp = plan(&p, "", &html(), &[]);
-    let (name, value) = rp.csp.expect("csp");
+    let (name, value) = rp.csp.clone().expect("csp");
     assert_eq!(name, "Content-Security-Policy");
+    // A rewritten page without a nonce in its headers: a fresh one, for the scripts of a
+    // `<meta>` policy's nonce (the rewriter moves them to it).
+    let HtmlPlan::Rewrite(rw) = &rp.html else {
+        panic!("{:?}", rp.html)
+    };
+    let nonce = rw.csp_nonce.as_deref().expect("a fresh nonce");
+    assert_eq!(nonce.len(), 24, "128 bits, base64");
     assert!(
-        value.starts_with("default-src 'self'; script-src 'self';"),
+        value.starts_with(&format!(
+            "default-src 'self'; script-src 'self' 'nonce-{nonce}';"
+        )),
         "{value}"
     );
     assert!(!value.contains("googletagmanager"), "{value}");
-    assert!(matches!(rp.html, HtmlPlan::Rewrite(_)));
+    let again = plan(&p, "", &html(), &[]);
+    assert_ne!(again.csp, rp.csp, "a nonce per response");
     // One flag, so one `Vary: Cookie` line, whichever of the two asked for it.
     assert!(rp.vary_cookie());
     assert_eq!(rp.cache_control(), Some("private"));

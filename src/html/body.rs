@@ -93,7 +93,7 @@ impl BodyRewrite {
             self.rewrite(plain, end)
         };
         let mut neutralized = self.neutralizer.take_neutralized();
-        let inserted = self.neutralizer.take_inserted();
+        let inserted = self.neutralizer.take_edited();
         let step = self.hold_step(rewritten, &mut neutralized, inserted, &mut failure, end);
         let rewritten = match step {
             ControlFlow::Break(output) => return output,

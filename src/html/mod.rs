@@ -160,8 +160,14 @@ struct State {
     checked: std::collections::HashMap<(String, RequestKind), Option<Category>>,
     /// The consent-mode defaults `<script>` still to insert (taken when inserted).
     head_script: Option<Arc<str>>,
-    /// Set when it was inserted, until [`Neutralizer::take_inserted`].
+    /// Set when it was inserted, or a nonce moved ([`csp_nonce_handlers`]), until
+    /// [`Neutralizer::take_edited`].
     inserted: bool,
+    /// The nonce consentgate's own policy allows for this page (`[site.csp]`, no nonce in the
+    /// origin's headers): scripts a `<meta>` policy allows by its nonce are moved to it.
+    csp_nonce: Option<String>,
+    /// The nonce of the page's first `<meta>` policy that allows scripts by one.
+    meta_nonce: Option<String>,
 }
 
 impl State {
@@ -427,6 +433,90 @@ fn consent_defaults(state: Arc<Mutex<State>>) -> [Handler; 3] {
     ]
 }
 
+/// A page whose own CSP is in a `<meta>` element and allows its scripts by a nonce (`X`), under
+/// consentgate's `[site.csp]` policy that was sent in the headers before the body was seen and
+/// so allows a fresh nonce of its own instead (`N`, see [`crate::decide::HtmlRewrite`]): both
+/// policies are enforced, and a script carries one nonce. So the meta policy is made to allow
+/// `N` too (`'nonce-N'` after each `'nonce-X'`) and every later `<script nonce="X">` carries
+/// `N`: each script that ran under the page's policy alone runs under both, and no other
+/// (`N` is random per response). Scripts before the meta element, and preload links, keep
+/// `X`. Only `<script>`: another element's nonce (a style's) may be one the origin's header
+/// policy names.
+fn csp_nonce_handlers(state: Arc<Mutex<State>>) -> [Handler; 2] {
+    let meta = state.clone();
+    [
+        element!("meta[http-equiv][content]", move |el| {
+            let is_csp = el
+                .get_attribute("http-equiv")
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("content-security-policy"));
+            if !is_csp {
+                return Ok(());
+            }
+            let content = el.get_attribute("content").unwrap_or_default();
+            let Some(x) = crate::consent_mode::page_nonce([content.as_str()]) else {
+                return Ok(());
+            };
+            let mut st = lock(&meta);
+            let Some(ours) = st.csp_nonce.clone() else {
+                return Ok(());
+            };
+            // A second policy naming another nonce: the page's scripts cannot satisfy both
+            // anyway; the first one's stays the one moved.
+            if st.meta_nonce.as_deref().is_some_and(|m| m != x) {
+                return Ok(());
+            }
+            st.meta_nonce = Some(x.to_string());
+            st.inserted = true;
+            drop(st);
+            el.set_attribute("content", &allow_nonce_beside(&content, x, &ours))?;
+            Ok(())
+        }),
+        element!("script[nonce]", move |el| {
+            let mut st = lock(&state);
+            let (Some(x), Some(ours)) = (st.meta_nonce.as_deref(), st.csp_nonce.as_deref()) else {
+                return Ok(());
+            };
+            if el.get_attribute("nonce").as_deref() != Some(x) {
+                return Ok(());
+            }
+            let ours = ours.to_string();
+            st.inserted = true;
+            drop(st);
+            el.set_attribute("nonce", &ours)?;
+            Ok(())
+        }),
+    ]
+}
+
+/// `policy` with `'nonce-{ours}'` after every `'nonce-{theirs}'` source (its `nonce-` in any
+/// case), each directive's sources rejoined by single spaces.
+fn allow_nonce_beside(policy: &str, theirs: &str, ours: &str) -> String {
+    let add = format!("'nonce-{ours}'");
+    policy
+        .split(';')
+        .map(|directive| {
+            let mut out: Vec<&str> = Vec::new();
+            for source in directive.split_whitespace() {
+                out.push(source);
+                let is_theirs = source
+                    .strip_prefix('\'')
+                    .and_then(|s| s.strip_suffix('\''))
+                    .and_then(|s| {
+                        s.get(..6)
+                            .filter(|p| p.eq_ignore_ascii_case("nonce-"))
+                            .map(|_| &s[6..])
+                    })
+                    == Some(theirs);
+                if is_theirs {
+                    out.push(&add);
+                }
+            }
+            out.join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// `<meta charset>`, or `<meta http-equiv="Content-Type" content="...; charset=...">`: the
 /// declarations the HTML standard's prescan reads.
 fn declares_charset(
@@ -537,19 +627,23 @@ impl Neutralizer {
         rules: Arc<PageRules>,
         charset: Option<&str>,
     ) -> Result<Neutralizer, RewriteError> {
-        Neutralizer::with_head_script(grants, page_url, rules, charset, None)
+        Neutralizer::with_head_script(grants, page_url, rules, charset, None, None)
     }
 
     /// Like [`Neutralizer::new`], also inserting `head_script` (the consent-mode defaults
-    /// element) at the top of `<head>` (see [`consent_defaults`]).
+    /// element) at the top of `<head>` (see [`consent_defaults`]), and with `csp_nonce` (the
+    /// nonce consentgate's own policy allows) moving the scripts of a `<meta>` policy's nonce
+    /// to it (see [`csp_nonce_handlers`]).
     pub fn with_head_script(
         grants: Grants,
         page_url: &str,
         rules: Arc<PageRules>,
         charset: Option<&str>,
         head_script: Option<Arc<str>>,
+        csp_nonce: Option<&str>,
     ) -> Result<Neutralizer, RewriteError> {
         let inserts = head_script.is_some();
+        let moves_nonces = csp_nonce.is_some();
         let state = Arc::new(Mutex::new(State {
             grants,
             page_url: page_url.to_string(),
@@ -565,6 +659,8 @@ impl Neutralizer {
             checked: std::collections::HashMap::new(),
             head_script,
             inserted: false,
+            csp_nonce: csp_nonce.map(str::to_string),
+            meta_nonce: None,
         }));
         let encoding = charset
             .and_then(|c| encoding_rs::Encoding::for_label(c.trim().as_bytes()))
@@ -575,6 +671,10 @@ impl Neutralizer {
         if inserts {
             // First: the insertion lands before anything the other handlers do to an element.
             handlers.extend(consent_defaults(state.clone()));
+        }
+        if moves_nonces {
+            // Before the script handlers: an inert copy of a script takes the moved nonce.
+            handlers.extend(csp_nonce_handlers(state.clone()));
         }
         handlers.extend([
             script_src(state.clone()),
@@ -661,14 +761,14 @@ impl Neutralizer {
     }
 
     /// Whether anything was neutralized or inserted since the last
-    /// [`Neutralizer::take_neutralized`] / [`Neutralizer::take_inserted`].
+    /// [`Neutralizer::take_neutralized`] / [`Neutralizer::take_edited`].
     pub fn changed(&self) -> bool {
         let st = lock(&self.state);
         !st.neutralized.is_empty() || st.inserted
     }
 
-    /// Whether the consent-mode script was inserted since the last call.
-    pub fn take_inserted(&self) -> bool {
+    /// Whether the consent-mode script was inserted, or a nonce moved, since the last call.
+    pub fn take_edited(&self) -> bool {
         std::mem::take(&mut lock(&self.state).inserted)
     }
 

@@ -464,6 +464,7 @@ fn with_defaults(html: &str, size: usize) -> String {
         rules(),
         None,
         Some(script),
+        None,
     )
     .unwrap();
     let mut out = Vec::new();
@@ -519,5 +520,56 @@ fn the_defaults_script_keeps_a_leading_charset_declaration_first() {
         for size in [1, 3, 7, usize::MAX] {
             assert_eq!(with_defaults(page, size), want, "{page} in chunks of {size}");
         }
+    }
+}
+
+/// `html` rewritten with consentgate's own CSP nonce `NNN` (chunks of `size` bytes).
+fn with_csp_nonce(html: &str, size: usize, nonce: Option<&str>) -> String {
+    let mut n = Neutralizer::with_head_script(
+        Grants::NONE,
+        "https://shop.test/",
+        rules(),
+        None,
+        None,
+        nonce,
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    for chunk in html.as_bytes().chunks(size.max(1)) {
+        out.extend(n.write(chunk).unwrap());
+    }
+    out.extend(n.finish().unwrap());
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn scripts_of_a_meta_policy_nonce_move_to_consentgates_nonce() {
+    let page = "<head><script nonce=\"abc\">early</script>\
+<meta http-equiv=\"content-security-policy\" content=\"script-src  'NONCE-abc' 'strict-dynamic'; style-src 'nonce-abc'\">\
+<script nonce=\"abc\">a</script><script nonce=\"zzz\">b</script><style nonce=\"abc\"></style>\
+<script nonce=\"abc\">fbq('init','1');</script></head>";
+    let want = "<head><script nonce=\"abc\">early</script>\
+<meta http-equiv=\"content-security-policy\" content=\"script-src 'NONCE-abc' 'nonce-NNN' 'strict-dynamic'; style-src 'nonce-abc' 'nonce-NNN'\">\
+<script nonce=\"NNN\">a</script><script nonce=\"zzz\">b</script><style nonce=\"abc\"></style>\
+<script nonce=\"NNN\"></script><script type=\"text/plain\" data-consent-category=\"marketing\" nonce=\"NNN\">fbq('init','1');</script></head>";
+    for size in [1, 5, usize::MAX] {
+        assert_eq!(
+            with_csp_nonce(page, size, Some("NNN")),
+            want,
+            "chunks of {size}"
+        );
+    }
+    // Without a nonce of consentgate's own, nothing moves (the tracker snippet still goes).
+    let out = with_csp_nonce(page, usize::MAX, None);
+    assert!(
+        !out.contains("NNN") && out.contains("<script nonce=\"abc\">a</script>"),
+        "{out}"
+    );
+    // A meta policy without a script nonce, or another http-equiv: left alone.
+    for page in [
+        "<head><meta http-equiv=\"Content-Security-Policy\" content=\"script-src 'self'\"><script nonce=\"abc\">a</script>",
+        "<head><meta http-equiv=\"refresh\" content=\"'nonce-abc'\"><script nonce=\"abc\">a</script>",
+    ] {
+        assert_eq!(with_csp_nonce(page, 3, Some("NNN")), page);
     }
 }

@@ -204,6 +204,47 @@ impl Csp {
     }
 }
 
+impl Csp {
+    /// The policy for a visitor's consent, with `'nonce-NONCE'` added to the directives that
+    /// govern `<script>` elements (`script-src`, and `script-src-elem` when the base has one),
+    /// so the page's scripts allowed by that nonce (the origin's own policy's, or the one
+    /// consentgate moves a `<meta>` policy's scripts to) pass this policy too: browsers
+    /// enforce every policy, and a page's nonce scripts would otherwise be blocked by this one.
+    /// Not added where the directive runs every inline script already (`'unsafe-inline'`
+    /// alone: a nonce would switch it off), nor twice. `nonce` is base64 (checked by the
+    /// caller, see [`crate::consent_mode::page_nonce`]). Linear in the policy.
+    pub fn header_value_with_nonce(&self, grants: Grants, nonce: &str) -> String {
+        let policy = self.header_value(grants);
+        let source = format!("'nonce-{nonce}'");
+        policy
+            .split("; ")
+            .map(|directive| {
+                let (name, value) = directive.split_once(' ').unwrap_or((directive, ""));
+                let takes = SCRIPT_DIRECTIVES.contains(&name)
+                    && !allows_all_inline(value)
+                    && !value.split_whitespace().any(|s| s == source);
+                match takes {
+                    false => directive.to_string(),
+                    true if value.trim() == "'none'" || value.is_empty() => {
+                        format!("{name} {source}")
+                    }
+                    true => format!("{directive} {source}"),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// Whether a nonce would be added for this visitor ([`Csp::header_value_with_nonce`]): no
+    /// script directive of the policy runs every inline script anyway.
+    pub fn takes_nonce(&self, grants: Grants) -> bool {
+        self.header_value(grants).split("; ").any(|directive| {
+            let (name, value) = directive.split_once(' ').unwrap_or((directive, ""));
+            SCRIPT_DIRECTIVES.contains(&name) && !allows_all_inline(value)
+        })
+    }
+}
+
 fn grants_of(mask: u8) -> Grants {
     Grants::from_categories(
         Category::OPTIONAL
@@ -271,6 +312,44 @@ mod tests {
             v.contains("script-src-elem 'self' 'nonce-x' 'sha256-h0='"),
             "{v}"
         );
+    }
+
+    #[test]
+    fn a_page_nonce_goes_in_the_script_directives() {
+        let hashes: [String; 8] = std::array::from_fn(|i| format!("'sha256-h{i}='"));
+        let csp = Csp::build_with_script_hashes(&cfg(), Some(&hashes)).unwrap();
+        let v = csp.header_value_with_nonce(Grants::NONE, "abc+/=");
+        assert_eq!(
+            v,
+            "default-src 'self'; object-src 'none'; script-src 'self' 'sha256-h0=' 'nonce-abc+/='; img-src 'self' data:; connect-src 'self'; frame-src 'self'"
+        );
+        assert!(csp.takes_nonce(Grants::NONE));
+        // 'unsafe-inline' alone: left as it is (a nonce would switch it off); an elem
+        // directive that has a nonce already takes this one too; 'none' is replaced.
+        let c = CspConfig {
+            base: "script-src 'self' 'unsafe-inline'; script-src-elem 'self' 'nonce-x'".into(),
+            ..Default::default()
+        };
+        let csp = Csp::build(&c).unwrap();
+        let v = csp.header_value_with_nonce(Grants::NONE, "n1");
+        assert!(v.contains("script-src 'self' 'unsafe-inline';"), "{v}");
+        assert!(
+            v.contains("script-src-elem 'self' 'nonce-x' 'nonce-n1'"),
+            "{v}"
+        );
+        let c = CspConfig {
+            base: "script-src 'unsafe-inline'".into(),
+            ..Default::default()
+        };
+        assert!(!Csp::build(&c).unwrap().takes_nonce(Grants::NONE));
+        let c = CspConfig {
+            base: "script-src 'none'".into(),
+            ..Default::default()
+        };
+        let v = Csp::build(&c)
+            .unwrap()
+            .header_value_with_nonce(Grants::NONE, "n1");
+        assert!(v.starts_with("script-src 'nonce-n1';"), "{v}");
     }
 
     #[test]
