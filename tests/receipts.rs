@@ -1186,25 +1186,8 @@ fn postgres_retention_deletes_only_a_leading_range_of_the_chain() {
     let pg = Postgres::start("retention");
     let mut store = PgStore::connect(&pg.url()).unwrap();
     let receipt = |id: &str, time: &str| consentgate::receipts::Receipt {
-        receipt_id: id.into(),
-        schema_version: consentgate::receipts::SCHEMA_VERSION.into(),
-        event_time: time.into(),
-        site: "shop".into(),
-        subject: format!("subject-{id}"),
-        subject_type: "cmp-id".into(),
-        event: "given".into(),
-        source: "onetrust:OptanonConsent".into(),
-        granted: vec!["necessary".into()],
-        denied: vec![],
-        signal_sha256: String::new(),
-        signal: None,
-        policy_version: String::new(),
-        jurisdiction: None,
-        path: "/".into(),
-        client_network: String::new(),
         instance: "edge".into(),
-        prev_sha256: String::new(),
-        sha256: String::new(),
+        ..consentgate::receipts::Receipt::sample(id, &format!("subject-{id}"), time)
     };
     // Written in this order by instances whose clocks disagree: receipt 3 is stamped before
     // receipt 2, which it follows in the chain.

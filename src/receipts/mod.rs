@@ -183,6 +183,34 @@ pub fn parse_time(s: &str) -> Result<String, String> {
 }
 
 impl Receipt {
+    /// A plain receipt for tests (the crate's and `tests/`): `given` by OneTrust subject
+    /// `subject` of site `shop` at `event_time`, `necessary` granted, not chained yet. Tests
+    /// change what they need with struct update syntax.
+    #[doc(hidden)]
+    pub fn sample(receipt_id: &str, subject: &str, event_time: &str) -> Receipt {
+        Receipt {
+            receipt_id: receipt_id.into(),
+            schema_version: SCHEMA_VERSION.into(),
+            event_time: event_time.into(),
+            site: "shop".into(),
+            subject: subject.into(),
+            subject_type: "cmp-id".into(),
+            event: "given".into(),
+            source: "onetrust:OptanonConsent".into(),
+            granted: vec!["necessary".into()],
+            denied: vec![],
+            signal_sha256: String::new(),
+            signal: None,
+            policy_version: String::new(),
+            jurisdiction: None,
+            path: "/".into(),
+            client_network: String::new(),
+            instance: "a".into(),
+            prev_sha256: String::new(),
+            sha256: String::new(),
+        }
+    }
+
     /// The bytes the chain hash covers: every field but `sha256`, in a fixed order, as a JSON
     /// array of strings (and nulls), so the encoding is unambiguous and easy to reproduce.
     pub fn canonical(&self) -> String {
@@ -430,25 +458,12 @@ mod tests {
     fn receipt(n: u8) -> Receipt {
         let (granted, denied) = split_categories(g(&[Analytics]));
         Receipt {
-            receipt_id: format!("id-{n}"),
-            schema_version: SCHEMA_VERSION.into(),
-            event_time: "2026-11-28T19:04:05.123Z".into(),
-            site: "shop".into(),
-            subject: "s".into(),
-            subject_type: "cmp-id".into(),
-            event: "given".into(),
-            source: "onetrust:OptanonConsent".into(),
             granted,
             denied,
             signal_sha256: sha256_hex(b"x"),
-            signal: None,
             policy_version: "p".into(),
-            jurisdiction: None,
-            path: "/".into(),
             client_network: "203.0.113.0/24".into(),
-            instance: "a".into(),
-            prev_sha256: String::new(),
-            sha256: String::new(),
+            ..Receipt::sample(&format!("id-{n}"), "s", "2026-11-28T19:04:05.123Z")
         }
     }
 

@@ -881,25 +881,12 @@ mod tests {
 
     fn receipt(n: usize) -> Receipt {
         Receipt {
-            receipt_id: format!("r{n}"),
-            schema_version: super::super::SCHEMA_VERSION.into(),
-            event_time: "2026-11-28T19:00:00.000Z".into(),
-            site: "shop".into(),
-            subject: format!("s{n}"),
-            subject_type: "cmp-id".into(),
-            event: "given".into(),
-            source: "onetrust:OptanonConsent".into(),
-            granted: vec!["necessary".into()],
-            denied: vec![],
-            signal_sha256: String::new(),
-            signal: None,
-            policy_version: String::new(),
-            jurisdiction: None,
-            path: "/".into(),
-            client_network: String::new(),
             instance: "t".into(),
-            prev_sha256: String::new(),
-            sha256: String::new(),
+            ..Receipt::sample(
+                &format!("r{n}"),
+                &format!("s{n}"),
+                "2026-11-28T19:00:00.000Z",
+            )
         }
     }
 

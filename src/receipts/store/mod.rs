@@ -363,26 +363,11 @@ mod tests {
     use crate::receipts::GENESIS;
 
     fn receipt(subject: &str, granted: &[&str]) -> Receipt {
+        let id = format!("r-{subject}-{}", granted.len());
         Receipt {
-            receipt_id: format!("r-{subject}-{}", granted.len()),
-            schema_version: crate::receipts::SCHEMA_VERSION.into(),
-            event_time: "2026-11-28T19:00:00.000Z".into(),
-            site: "shop".into(),
-            subject: subject.into(),
-            subject_type: "cmp-id".into(),
-            event: "given".into(),
-            source: "onetrust:OptanonConsent".into(),
             granted: granted.iter().map(|s| s.to_string()).collect(),
-            denied: vec![],
-            signal_sha256: String::new(),
-            signal: None,
-            policy_version: String::new(),
-            jurisdiction: None,
-            path: "/".into(),
-            client_network: String::new(),
             instance: "b".into(),
-            prev_sha256: String::new(),
-            sha256: String::new(),
+            ..Receipt::sample(&id, subject, "2026-11-28T19:00:00.000Z")
         }
     }
 

@@ -366,27 +366,7 @@ mod tests {
 
     /// A receipt of `subject` at `time`, for the chain tests.
     fn at(id: &str, subject: &str, time: &str) -> Receipt {
-        Receipt {
-            receipt_id: id.into(),
-            schema_version: crate::receipts::SCHEMA_VERSION.into(),
-            event_time: time.into(),
-            site: "shop".into(),
-            subject: subject.into(),
-            subject_type: "cmp-id".into(),
-            event: "given".into(),
-            source: "onetrust:OptanonConsent".into(),
-            granted: vec!["necessary".into()],
-            denied: vec![],
-            signal_sha256: String::new(),
-            signal: None,
-            policy_version: String::new(),
-            jurisdiction: None,
-            path: "/".into(),
-            client_network: String::new(),
-            instance: "a".into(),
-            prev_sha256: String::new(),
-            sha256: String::new(),
-        }
+        Receipt::sample(id, subject, time)
     }
 
     #[test]
@@ -506,25 +486,8 @@ mod tests {
         let _ = std::fs::remove_file(&path);
         let mut s = SqliteStore::open(&path).unwrap();
         let mk = |id: &str, subject: &str, time: &str, granted: &[&str]| Receipt {
-            receipt_id: id.into(),
-            schema_version: crate::receipts::SCHEMA_VERSION.into(),
-            event_time: time.into(),
-            site: "shop".into(),
-            subject: subject.into(),
-            subject_type: "cmp-id".into(),
-            event: "given".into(),
-            source: "onetrust:OptanonConsent".into(),
             granted: granted.iter().map(|g| g.to_string()).collect(),
-            denied: vec![],
-            signal_sha256: String::new(),
-            signal: None,
-            policy_version: String::new(),
-            jurisdiction: None,
-            path: "/".into(),
-            client_network: String::new(),
-            instance: "a".into(),
-            prev_sha256: String::new(),
-            sha256: String::new(),
+            ..Receipt::sample(id, subject, time)
         };
         let old = mk("1", "old", "2020-01-01T00:00:00.000Z", &["necessary"]);
         let new = mk("2", "new", "2026-11-28T00:00:00.000Z", &["necessary"]);
