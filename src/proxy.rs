@@ -26,7 +26,7 @@ use crate::trackers::respond::block_response;
 use crate::trackers::BlockMatch;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
-use http::header::{CACHE_CONTROL, COOKIE, HOST, SET_COOKIE, TRANSFER_ENCODING};
+use http::header::{CACHE_CONTROL, CONTENT_LENGTH, COOKIE, HOST, SET_COOKIE, TRANSFER_ENCODING};
 use http::{HeaderName, HeaderValue};
 use pingora::prelude::*;
 use pingora::proxy::{ProxyHttp, Session};
@@ -587,57 +587,9 @@ impl ProxyHttp for ConsentGate {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let Some(site) = ctx.site.clone() else {
-            return Ok(());
-        };
-        if site.policy.mode == Mode::Off {
-            return Ok(());
-        }
-        // The origin's lines (cloned: cheap, reference-counted bytes; inline for up to 8): the
-        // plan reads their names while the header map is edited.
-        let originals: SmallVec<[HeaderValue; 8]> = upstream_response
-            .headers
-            .get_all(SET_COOKIE)
-            .iter()
-            .cloned()
-            .collect();
-        let planned = catch_unwind(AssertUnwindSafe(|| {
-            let head = ResponseHead {
-                status: upstream_response.status.as_u16(),
-                headers: &upstream_response.headers,
-            };
-            let lines = originals.iter().map(HeaderValue::as_bytes);
-            plan_response(&site.policy, &ctx.plan, &head, lines)
-        }));
-        let Ok(mut plan) = planned else {
-            withhold_set_cookies(&site, upstream_response);
-            return Ok(());
-        };
-        if let HtmlPlan::Rewrite(rw) = &plan.html {
-            let grants = ctx.plan.consent.grants;
-            let scheme = ctx.scheme();
-            match start_body_rewrite(&site, grants, rw, session.req_header(), scheme) {
-                Some(body) => ctx.body = Some(Box::new(std::sync::Mutex::new(body))),
-                None => plan.html = HtmlPlan::Skip(RewriteSkip::Charset),
-            }
-        }
-        if let HtmlPlan::Skip(skip) = plan.html {
-            if let Some(failure) = skip.failure() {
-                count_rewrite_failure(&site, failure);
-            }
-        }
-        apply_response_headers(upstream_response, &plan)?;
-        if matches!(plan.html, HtmlPlan::Rewrite(_)) {
-            chunk_rewritten_body(session, upstream_response)?;
-        }
-        let gated = catch_unwind(AssertUnwindSafe(|| {
-            count_set_cookies(&site, &plan, ctx);
-            apply_set_cookies(upstream_response, &originals, &plan);
-        }));
-        if gated.is_err() {
-            withhold_set_cookies(&site, upstream_response);
-        }
-        Ok(())
+        gate_response(session, upstream_response, ctx)?;
+        // Last, on every path (any mode, rewritten or not): the framing follows the final header.
+        frame_for_client(session, upstream_response)
     }
 
     fn response_body_filter(
@@ -972,6 +924,63 @@ fn count_set_cookies(site: &Site, plan: &ResponsePlan<'_>, ctx: &mut RequestCtx)
     }
 }
 
+/// The response's consent gating: the plan for its `Set-Cookie` lines and headers, and the
+/// start of its body rewrite.
+fn gate_response(
+    session: &Session,
+    upstream_response: &mut ResponseHeader,
+    ctx: &mut RequestCtx,
+) -> Result<()> {
+    let Some(site) = ctx.site.clone() else {
+        return Ok(());
+    };
+    if site.policy.mode == Mode::Off {
+        return Ok(());
+    }
+    // The origin's lines (cloned: cheap, reference-counted bytes; inline for up to 8): the
+    // plan reads their names while the header map is edited.
+    let originals: SmallVec<[HeaderValue; 8]> = upstream_response
+        .headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .cloned()
+        .collect();
+    let planned = catch_unwind(AssertUnwindSafe(|| {
+        let head = ResponseHead {
+            status: upstream_response.status.as_u16(),
+            headers: &upstream_response.headers,
+        };
+        let lines = originals.iter().map(HeaderValue::as_bytes);
+        plan_response(&site.policy, &ctx.plan, &head, lines)
+    }));
+    let Ok(mut plan) = planned else {
+        withhold_set_cookies(&site, upstream_response);
+        return Ok(());
+    };
+    if let HtmlPlan::Rewrite(rw) = &plan.html {
+        let grants = ctx.plan.consent.grants;
+        let scheme = ctx.scheme();
+        match start_body_rewrite(&site, grants, rw, session.req_header(), scheme) {
+            Some(body) => ctx.body = Some(Box::new(std::sync::Mutex::new(body))),
+            None => plan.html = HtmlPlan::Skip(RewriteSkip::Charset),
+        }
+    }
+    if let HtmlPlan::Skip(skip) = plan.html {
+        if let Some(failure) = skip.failure() {
+            count_rewrite_failure(&site, failure);
+        }
+    }
+    apply_response_headers(upstream_response, &plan)?;
+    let gated = catch_unwind(AssertUnwindSafe(|| {
+        count_set_cookies(&site, &plan, ctx);
+        apply_set_cookies(upstream_response, &originals, &plan);
+    }));
+    if gated.is_err() {
+        withhold_set_cookies(&site, upstream_response);
+    }
+    Ok(())
+}
+
 /// Edits the `Set-Cookie` lines as planned. Kept lines are the origin's own `HeaderValue`s,
 /// re-added unchanged, one header line each (never folded), then the expiry lines.
 /// `SET_COOKIE` (not a string) so pingora writes the canonical `Set-Cookie` case.
@@ -1023,17 +1032,37 @@ fn apply_response_headers(resp: &mut ResponseHeader, plan: &ResponsePlan) -> Res
     Ok(())
 }
 
-/// A rewritten body has no `Content-Length` (the rewrite changes its size). Pingora frames a
-/// length-less response as chunked only before this proxy's response filter runs, so without
-/// this the body would end by closing the connection (RFC 9112 6.3, item 8) and an HTTP/1.1
-/// visitor would open a new connection after every rewritten page (found by tests/soak.rs).
-/// HTTP/1.0 clients cannot read chunks (they get the close-delimited body); on HTTP/2 pingora
-/// drops the header and frames the body itself.
-fn chunk_rewritten_body(session: &Session, resp: &mut ResponseHeader) -> Result<()> {
-    if session.req_header().version == http::Version::HTTP_11
-        && !resp.headers.contains_key(TRANSFER_ENCODING)
-    {
+/// Makes the status line, the body's framing and `Connection` agree for the client
+/// (`connections::response` decides; see there for what breaks otherwise). A rewritten body
+/// has no `Content-Length` (the rewrite changes its size), and pingora frames a length-less
+/// response as chunked only before this proxy's response filter runs: this frames it (found by
+/// tests/soak.rs). Per request: two header lookups and a field set, nothing allocated.
+fn frame_for_client(session: &mut Session, resp: &mut ResponseHeader) -> Result<()> {
+    let req = session.req_header();
+    let status = resp.status;
+    let framing = crate::connections::response::plan(crate::connections::response::Head {
+        client: req.version,
+        bodiless: req.method == http::Method::HEAD
+            || status.is_informational()
+            || status == http::StatusCode::NO_CONTENT
+            || status == http::StatusCode::NOT_MODIFIED,
+        content_length: resp.headers.contains_key(CONTENT_LENGTH),
+        transfer_encoding: resp.headers.contains_key(TRANSFER_ENCODING),
+    });
+    if framing.http11 {
+        resp.set_version(http::Version::HTTP_11);
+    }
+    if framing.chunk {
         resp.insert_header(TRANSFER_ENCODING, "chunked")?;
+    }
+    if framing.unchunk {
+        resp.remove_header(&TRANSFER_ENCODING);
+        resp.remove_header(&CONTENT_LENGTH);
+    }
+    if framing.close {
+        // Before the header goes out, so pingora writes `Connection: close` (it checks
+        // afterwards too, but only once the header with `keep-alive` is written).
+        session.set_keepalive(None);
     }
     Ok(())
 }

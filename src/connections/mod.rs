@@ -27,6 +27,7 @@
 pub mod framing;
 pub mod h2;
 pub mod request;
+pub mod response;
 pub mod stream;
 
 use crate::config::connections::ConnectionSettings;
