@@ -67,6 +67,19 @@ impl Origin {
     }
 
     pub fn start(handler: impl Fn(&Received) -> Vec<u8> + Send + Sync + 'static) -> Origin {
+        Self::serve(handler, true)
+    }
+
+    /// An origin that closes each connection after its first response, as an HTTP/1.0 server
+    /// (Python's `http.server`) does: the handler's response may then end by the close.
+    pub fn start_closing(handler: impl Fn(&Received) -> Vec<u8> + Send + Sync + 'static) -> Origin {
+        Self::serve(handler, false)
+    }
+
+    fn serve(
+        handler: impl Fn(&Received) -> Vec<u8> + Send + Sync + 'static,
+        keep_alive: bool,
+    ) -> Origin {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -77,7 +90,7 @@ impl Origin {
                 let Ok(conn) = conn else { continue };
                 let handler = handler.clone();
                 let reqs = reqs.clone();
-                std::thread::spawn(move || serve_conn(conn, handler, reqs));
+                std::thread::spawn(move || serve_conn(conn, handler, reqs, keep_alive));
             }
         });
         Origin { addr, requests }
@@ -95,7 +108,12 @@ impl Origin {
     }
 }
 
-fn serve_conn(conn: TcpStream, handler: Handler, reqs: Arc<Mutex<Vec<Received>>>) {
+fn serve_conn(
+    conn: TcpStream,
+    handler: Handler,
+    reqs: Arc<Mutex<Vec<Received>>>,
+    keep_alive: bool,
+) {
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut writer = conn;
     loop {
@@ -138,7 +156,7 @@ fn serve_conn(conn: TcpStream, handler: Handler, reqs: Arc<Mutex<Vec<Received>>>
         };
         reqs.lock().unwrap().push(req.clone());
         let resp = handler(&req);
-        if writer.write_all(&resp).is_err() {
+        if writer.write_all(&resp).is_err() || !keep_alive {
             return;
         }
     }
@@ -152,6 +170,13 @@ pub fn response(status: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> 
     }
     out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
     out.extend_from_slice(body);
+    out
+}
+
+/// [`response`] as an HTTP/1.0 server sends it (`HTTP/1.0` status line, `Content-Length`).
+pub fn response_http10(status: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut out = response(status, headers, body);
+    out[..8].copy_from_slice(b"HTTP/1.0");
     out
 }
 
