@@ -539,3 +539,49 @@ fn the_browsers_cookie_jar_holds_exactly_the_consented_cookies() {
         );
     }
 }
+
+/// Second audit of the proxy's framing: a page from an HTTP/1.0 origin (every answer
+/// `HTTP/1.0`, its connection closed after it, as Python's `http.server` does), rewritten
+/// because `[site.consent_mode]` is on, loads in Chromium at once. It once went out as
+/// `HTTP/1.0 200` with `Transfer-Encoding: chunked` and `Connection: keep-alive`; Chromium
+/// does not decode chunks in an HTTP/1.0 response, so it read the body until the proxy closed
+/// the idle connection at `keepalive_timeout_ms` (75 s by default) before the load event fired.
+/// Here that timeout is 60 s and the navigation gives up after 15 s: a hang fails the test.
+#[test]
+fn a_rewritten_page_from_an_http10_origin_loads_without_waiting_for_the_keepalive_timeout() {
+    if !browser_ready() {
+        return;
+    }
+    let page = "<!doctype html><html><head><meta charset=\"utf-8\"><title>http10</title>\
+<script src=\"/app.js\"></script></head><body><p>page</p></body></html>";
+    let site = Origin::start_closing(move |req| match req.path.as_str() {
+        "/" => response_http10(
+            "200 OK",
+            &[("Content-Type", "text/html; charset=utf-8")],
+            page.as_bytes(),
+        ),
+        "/app.js" => response_http10(
+            "200 OK",
+            &[("Content-Type", "text/javascript")],
+            b"window.__appRan = true;",
+        ),
+        _ => response_http10("404 Not Found", &[], b""),
+    });
+    let proxy = Proxy::start_with(
+        &format!(
+            "[[site]]\nname = \"shop\"\nhosts = [\"*\"]\nupstreams = [\"{}\"]\n[site.consent_mode]\nenabled = true\n",
+            site.addr
+        ),
+        "keepalive_timeout_ms = 60000",
+    );
+    let v = run_browser_driver("page_load.mjs", &[&proxy.addr.port().to_string(), "15000"]);
+    // The page was rewritten (the consent-mode defaults script ran first) and whole (its own
+    // script ran)...
+    assert_eq!(v["dataLayer"][0][0], "consent", "{v}");
+    assert_eq!(v["dataLayer"][0][1], "default", "{v}");
+    assert_eq!(v["appRan"], true, "{v}");
+    // ...and loaded in well under the keep-alive timeout (a slow CI host takes a second or two).
+    let ms = v["loadMs"].as_u64().unwrap();
+    assert!(ms < 10_000, "the page took {ms} ms to load: {v}");
+    assert!(site.received().iter().any(|r| r.path == "/app.js"), "{v}");
+}
