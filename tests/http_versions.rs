@@ -26,7 +26,7 @@ const TEXT: &str = "plain text, no rewrite";
 /// tracker page the proxy rewrites without consent): `/page` with a length, `/page-gz` gzipped
 /// with a length, `/page-open` without a length (ended by the close). Text (never rewritten):
 /// `/text`, `/text-open`. And, for the HTTP/1.0 client, an HTTP/1.1 origin's chunked answers:
-/// `/chunked-page`, `/chunked-text`.
+/// `/chunked-page`, `/chunked-text`; and a `103 Early Hints` before the answer, `/hints`.
 fn origin() -> Origin {
     Origin::start_closing(|req| {
         let html = ("Content-Type", "text/html; charset=utf-8");
@@ -55,6 +55,12 @@ fn origin() -> Origin {
             "/text-open" => open(plain.1, TEXT),
             "/chunked-page" => chunked(html.1, TRACKER_PAGE),
             "/chunked-text" => chunked(plain.1, TEXT),
+            // pingora speaks HTTP/1.1 to the origin, which may then send interim responses.
+            "/hints" => [
+                &b"HTTP/1.1 103 Early Hints\r\nLink: </app.css>; rel=preload\r\n\r\n"[..],
+                &response("200 OK", &[plain], TEXT.as_bytes()),
+            ]
+            .concat(),
             _ => response_http10("404 Not Found", &[], b""),
         }
     })
@@ -217,4 +223,33 @@ fn an_http10_keep_alive_client_keeps_its_connection_only_while_a_length_frames_t
     assert!(!r.chunked, "{h}");
     assert_eq!(connection(&r), "close", "{h}");
     assert_rewritten_page(&r.body, "/page");
+}
+
+#[test]
+fn an_http10_client_gets_no_interim_responses() {
+    let o = origin();
+    let p = Proxy::start(&shop_site(o.addr, ""));
+    let read_all = |version: &str| {
+        let mut s = TcpStream::connect(p.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "GET /hints {version}\r\nHost: test.local\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut raw = Vec::new();
+        std::io::Read::read_to_end(&mut s, &mut raw).unwrap();
+        let (heads, status, body) = split_heads(&raw);
+        (heads, status, body.to_vec())
+    };
+    // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client, which would take it for the answer.
+    let (heads, status, body) = read_all("HTTP/1.0");
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    assert_eq!(status, 200, "{heads:?}");
+    assert_eq!(body, TEXT.as_bytes());
+    // An HTTP/1.1 client still gets the hints first.
+    let (heads, status, _) = read_all("HTTP/1.1");
+    assert_eq!(heads.len(), 2, "{heads:?}");
+    assert!(heads[0].starts_with("HTTP/1.1 103 "), "{heads:?}");
+    assert_eq!(status, 200, "{heads:?}");
 }

@@ -296,7 +296,7 @@ pub fn connections_that_fit(wanted: usize) -> usize {
 
 /// The request checks of [`request`], applied to a pingora session: a refused request is
 /// answered with its status and the connection closed; an absolute-form target is rewritten to
-/// origin form with its authority as `Host`.
+/// origin form with its authority as `Host`; an HTTP/1.0 client is spared interim (1xx) responses.
 pub fn check_request(session: &mut pingora::proxy::Session) -> pingora::Result<()> {
     use pingora::{Error, ErrorType};
     match request::check(session.req_header()) {
@@ -311,6 +311,11 @@ pub fn check_request(session: &mut pingora::proxy::Session) -> pingora::Result<(
             )
         }
         Ok(accepted) => {
+            if !response::interim_responses(session.req_header().version) {
+                if let ServerSession::H1(h1) = session.as_downstream_mut() {
+                    h1.set_ignore_info_resp(true);
+                }
+            }
             if accepted.upgrade {
                 // The wire tracker stops at an upgrade; unless the answer is a 101 (a tunnel,
                 // which keep-alive does not concern) the connection must not serve another

@@ -76,6 +76,14 @@ pub fn plan(head: Head) -> Framing {
     }
 }
 
+/// Whether interim (1xx) responses may go to this client: not to an HTTP/1.0 one (RFC 9110
+/// §15.2), which would take a `103 Early Hints` for the answer. pingora forwards the origin's
+/// 1xx to every client unless told to drop them (an exception it keeps: a `100` to a request
+/// that asked for it with `Expect: 100-continue`).
+pub fn interim_responses(client: Version) -> bool {
+    !matches!(client, Version::HTTP_10 | Version::HTTP_09)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +146,14 @@ mod tests {
             });
             assert!(f.http11 && !f.chunk && !f.close, "{client:?}");
         }
+    }
+
+    #[test]
+    fn an_http10_client_gets_no_interim_responses() {
+        assert!(!interim_responses(Version::HTTP_10));
+        assert!(!interim_responses(Version::HTTP_09));
+        assert!(interim_responses(Version::HTTP_11));
+        assert!(interim_responses(Version::HTTP_2));
     }
 
     #[test]
