@@ -56,7 +56,8 @@ pub struct ExplainRequest<'a> {
     pub referer: Option<&'a str>,
     /// `Sec-Fetch-Dest` of the request (script, image, iframe, document, empty).
     pub dest: Option<&'a str>,
-    /// Where the visitor is (`--country US`, `--region US-CA` or `CA`); unknown without.
+    /// Where the visitor is (`--country US`, `--region US-CA` or `CA`); unknown without. A
+    /// region needs its country, as in the proxy.
     pub country: Option<&'a str>,
     pub region: Option<&'a str>,
     /// Other request headers, as `Name: value` lines (`--header`): the consent headers of
@@ -130,8 +131,21 @@ fn explain_jurisdiction(
     policy: &SitePolicy,
     req: &ExplainRequest<'_>,
 ) -> Result<((Value, &'static str, String), Model), String> {
-    use crate::geo::{parse_country, parse_region, Location};
+    use crate::geo::{parse_country, parse_full_region, parse_region, Location};
     use crate::jurisdiction::{Area, Reason};
+    if let (Some(r), None) = (req.region, req.country) {
+        // The proxy believes a region only beside the visitor's country (`geo::from_headers`
+        // reads the region header only after a country; the database gives both or neither):
+        // a region alone is an unknown location there. Refused, so that explain never shows a
+        // rule the proxy would not apply, and the fix is named.
+        let add = match parse_full_region(r) {
+            Some(region) => format!("add --country {}", region.country()),
+            None => "add --country with the visitor's country, e.g. --country US".to_string(),
+        };
+        return Err(format!(
+            "--region `{r}` needs --country: the proxy believes a region only beside the visitor's country (a region header without the country header is an unknown location); {add}"
+        ));
+    }
     let country = match req.country {
         Some(c) => Some(parse_country(c.as_bytes()).ok_or_else(|| {
             format!("--country `{c}` is not an ISO 3166-1 alpha-2 country code like US or DE")
@@ -147,8 +161,6 @@ fn explain_jurisdiction(
         }
         None => None,
     };
-    // A full region code names its country.
-    let country = country.or(region.map(|r| r.country()));
     let location = Location { country, region };
     let j = &policy.jurisdictions;
     let Some(selected) = j.select(&location) else {

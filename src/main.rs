@@ -117,7 +117,8 @@ enum Command {
         /// jurisdiction rule under "jurisdiction"; the decisions follow its consent model.
         #[arg(long)]
         country: Option<String>,
-        /// The visitor's region: ISO 3166-2 (US-CA), or the subdivision alone (CA) with --country.
+        /// The visitor's region: ISO 3166-2 (US-CA), or the subdivision alone (CA). Needs
+        /// --country: the proxy believes a region only beside the visitor's country.
         #[arg(long)]
         region: Option<String>,
     },

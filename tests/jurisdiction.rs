@@ -728,6 +728,42 @@ fn explain_shows_the_rule_that_applied_and_why() {
     assert!(!ok && err.contains("--country `USA`"), "{err}");
 }
 
+/// The proxy believes a region only beside the visitor's country: a region header alone is an
+/// unknown location (the strictest rule). `explain --region` without `--country` would show the
+/// region's rule instead, so it is refused, and the message names the flag to add.
+#[test]
+fn explain_refuses_a_region_without_its_country_which_the_proxy_would_ignore() {
+    let origin = cookie_origin();
+    let proxy = Proxy::start_with(&site(&origin, ""), GEO);
+    let r = proxy.get("/", &[("cf-region-code", "US-CA")]);
+    assert_eq!(names(&r), NECESSARY_ONLY);
+    let labels = [
+        ("site", "shop"),
+        ("jurisdiction", "eu"),
+        ("reason", "unknown_location"),
+    ];
+    proxy.expect_metric("consentgate_jurisdiction_requests_total", &labels, 1.0);
+
+    let config = cli_config("", RULES);
+    let (ok, out, err) = run_cli(&config, &["explain", "--region", "US-CA"]);
+    assert!(!ok, "accepted: {out}");
+    assert!(err.contains("--region `US-CA` needs --country"), "{err}");
+    assert!(err.contains("add --country US"), "{err}");
+    let (ok, out, err) = run_cli(&config, &["explain", "--region", "CA"]);
+    assert!(!ok, "accepted: {out}");
+    assert!(err.contains("add --country"), "{err}");
+    // With its country the region's rule applies, in explain as in the proxy.
+    let (ok, out, err) = run_cli(
+        &config,
+        &["explain", "--country", "US", "--region", "US-CA"],
+    );
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["jurisdiction"]["name"], "us-optout", "{v}");
+    let r = proxy.get("/", &[("CF-IPCountry", "US"), ("cf-region-code", "US-CA")]);
+    assert_eq!(names(&r), ALL);
+}
+
 #[test]
 fn config_errors_name_the_file_and_line() {
     let line_of =
