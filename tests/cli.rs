@@ -403,3 +403,56 @@ fn check_warns_about_an_admin_listener_off_loopback_without_a_token() {
         assert_eq!(err, "", "{path}");
     }
 }
+
+/// README's command table is where an operator learns explain's options: its synopsis names
+/// every option the binary takes, and nests an option inside another's brackets only where it
+/// needs that one. `--header` is read alone (by the site's `[[site.consent.header]]` sources;
+/// tests/gpp.rs runs it so) and was once shown only inside `--peer`'s brackets; `--region`
+/// needs `--country` (explain refuses it alone, as tests/jurisdiction.rs shows).
+#[test]
+fn the_readme_explain_synopsis_names_every_option_and_nests_only_dependent_ones() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let row = readme
+        .lines()
+        .find(|l| l.starts_with("| `consentgate explain "))
+        .expect("README has an explain row");
+    let synopsis = row.split('`').nth(1).unwrap();
+    // The bracket depth at each option of the synopsis.
+    let mut depth = 0;
+    let mut nested = std::collections::HashMap::new();
+    let mut rest = synopsis;
+    while let Some(c) = rest.chars().next() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            '-' if rest.starts_with("--") => {
+                let name: String = rest[2..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '-')
+                    .collect();
+                nested.insert(format!("--{name}"), depth);
+            }
+            _ => {}
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    let (code, help, err) = run_cli(&["explain", "--help"]);
+    assert_eq!(code, 0, "{err}");
+    for word in help.split(|c: char| !(c.is_ascii_lowercase() || c == '-')) {
+        if word.starts_with("--") && word.len() > 2 && word != "--help" {
+            assert!(
+                nested.contains_key(word),
+                "README's explain synopsis lacks {word}: {synopsis}"
+            );
+        }
+    }
+    // Options that stand alone sit at the top level (inside their own brackets at most).
+    for alone in ["--header", "--peer", "--country", "--url", "--gpc"] {
+        assert!(nested[alone] <= 1, "{alone} is nested: {synopsis}");
+    }
+    assert!(
+        synopsis.contains("[--country CC [--region RR]]"),
+        "{synopsis}"
+    );
+}
