@@ -419,7 +419,7 @@ fn receipts_and_report_filter_by_site_and_until() {
 /// writes them (increases since its last write, with the cookie's first/last seen), in two
 /// hours, by two instances, in SQLite and in PostgreSQL.
 fn check_inventory_periods(target: consentgate::config::receipts::StoreTarget, config: &str) {
-    use consentgate::receipts::store::{open, InventoryRow};
+    use consentgate::receipts::store::{open, InventoryRow, Tally};
     let mut store = open(&target).unwrap();
     let row = |instance: &str, kept: i64, stripped: i64, first: &str, last: &str| InventoryRow {
         site: "shop".into(),
@@ -433,42 +433,39 @@ fn check_inventory_periods(target: consentgate::config::receipts::StoreTarget, c
         last_seen: last.into(),
     };
     // 10:00-11:00: a sees _ga twice (two writes); 11:00-12:00: a and b see it.
-    store
-        .add_inventory(&[row(
+    let mut add = |rows: Vec<InventoryRow>| {
+        assert!(store.add_tally(&Tally::new("t", vec![], rows)).unwrap());
+    };
+    add(vec![row(
+        "a",
+        2,
+        1,
+        "2026-11-28T10:05:00.000Z",
+        "2026-11-28T10:10:00.000Z",
+    )]);
+    add(vec![row(
+        "a",
+        3,
+        0,
+        "2026-11-28T10:05:00.000Z",
+        "2026-11-28T10:50:00.000Z",
+    )]);
+    add(vec![
+        row(
             "a",
-            2,
-            1,
+            4,
+            5,
             "2026-11-28T10:05:00.000Z",
-            "2026-11-28T10:10:00.000Z",
-        )])
-        .unwrap();
-    store
-        .add_inventory(&[row(
-            "a",
-            3,
-            0,
-            "2026-11-28T10:05:00.000Z",
-            "2026-11-28T10:50:00.000Z",
-        )])
-        .unwrap();
-    store
-        .add_inventory(&[
-            row(
-                "a",
-                4,
-                5,
-                "2026-11-28T10:05:00.000Z",
-                "2026-11-28T11:20:00.000Z",
-            ),
-            row(
-                "b",
-                10,
-                20,
-                "2026-11-28T11:01:00.000Z",
-                "2026-11-28T11:40:00.000Z",
-            ),
-        ])
-        .unwrap();
+            "2026-11-28T11:20:00.000Z",
+        ),
+        row(
+            "b",
+            10,
+            20,
+            "2026-11-28T11:01:00.000Z",
+            "2026-11-28T11:40:00.000Z",
+        ),
+    ]);
     drop(store);
     let inventory = |since: &str, until: &str| -> Value {
         let args = [
@@ -736,6 +733,92 @@ fn a_brief_store_outage_loses_no_receipt() {
         assert_eq!(dropped(&p, reason), 0.0, "{reason}");
     }
     verify_ok(&p, 31);
+}
+
+/// The requests `report` counts for site shop, summed over instances.
+fn reported_requests(config: &str) -> i64 {
+    let args = [
+        "report",
+        "--config",
+        config,
+        "--since",
+        "2000-01-01",
+        "--format",
+        "json",
+    ];
+    cli_json(&args)["sites"]["shop"]["requests_by_consent"]["total"]
+        .as_i64()
+        .unwrap_or(0)
+}
+
+/// Waits for `report` to count exactly `n` requests (never more), then for a few more
+/// aggregate writes (one a second) to check that it stays there.
+#[track_caller]
+fn expect_reported(config: &str, n: i64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = reported_requests(config);
+        assert!(
+            got <= n,
+            "{got} requests reported, {n} served: counted twice"
+        );
+        if got == n {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{got} requests reported, {n} served: counts lost"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        reported_requests(config),
+        n,
+        "later writes changed the count"
+    );
+}
+
+#[test]
+fn aggregates_count_every_request_served_through_a_store_outage_and_a_freeze() {
+    let mut pg = Postgres::start("agg-outage");
+    let o = Origin::echo();
+    let key = pg.dir().join("receipts.key");
+    // Requests without a consent cookie: no receipts, so every store job is an aggregate
+    // write (one a second).
+    let p = start(&o, &pg_receipts(&pg, "edge-agg", &key, ""));
+    let config = p.config.to_str().unwrap();
+    let serve = |n: usize| {
+        for _ in 0..n {
+            assert_eq!(p.get("/", &[]).status, 200);
+        }
+    };
+    let errors = |op: &str| p.metric("consentgate_receipt_store_errors_total", &[("op", op)]);
+    serve(5);
+    expect_reported(config, 5);
+    // Stopped: each aggregate write of the outage fails to connect.
+    pg.stop();
+    serve(8);
+    eventually("aggregate writes refused", || errors("connect") >= 3.0);
+    serve(13);
+    pg.restart();
+    expect_reported(config, 26);
+    // Frozen: an aggregate write hangs; past the store timeout (15 s) a new connection takes
+    // it, and once the server runs again the given-up one may still write it too.
+    pg.freeze();
+    serve(6);
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    while errors("timeout") < 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the frozen store's write not given up"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    serve(4);
+    pg.thaw();
+    expect_reported(config, 36);
+    p.expect_metric("consentgate_requests_total", &[("consent", "none")], 36.0);
 }
 
 #[test]

@@ -6,9 +6,10 @@
 
 use super::{
     adopted_anchor, append, chain_start, hour_of_time, require_tables, split_list, tables_schema,
-    AggRow, Filter, InventoryRow, Store, ANCHOR_SCHEMA, ANCHOR_SELECT, ANCHOR_UPSERT, CHAIN_HEAD,
-    COLUMNS, FIRST_RECEIPT, INVENTORY_HOURS_PURGE, INVENTORY_HOURS_SCHEMA, INVENTORY_HOURS_UPSERT,
-    INVENTORY_SCHEMA, INVENTORY_SELECT, INVENTORY_UPSERT, LAST_EXPIRED, PURGE_RECEIPTS,
+    tallies_before, AggRow, Filter, InventoryRow, Store, Tally, AGGREGATES_UPSERT, ANCHOR_SCHEMA,
+    ANCHOR_SELECT, ANCHOR_UPSERT, CHAIN_HEAD, COLUMNS, FIRST_RECEIPT, INVENTORY_HOURS_PURGE,
+    INVENTORY_HOURS_SCHEMA, INVENTORY_HOURS_UPSERT, INVENTORY_SCHEMA, INVENTORY_SELECT,
+    INVENTORY_UPSERT, LAST_EXPIRED, PURGE_RECEIPTS, TALLIES_PURGE, TALLIES_SCHEMA, TALLY_INSERT,
 };
 use crate::receipts::{ChainStart, Receipt, GENESIS};
 use postgres::{Client, NoTls};
@@ -45,6 +46,7 @@ impl PgStore {
             .map_err(err)?;
         tx.batch_execute(INVENTORY_SCHEMA).map_err(err)?;
         tx.batch_execute(INVENTORY_HOURS_SCHEMA).map_err(err)?;
+        tx.batch_execute(TALLIES_SCHEMA).map_err(err)?;
         // The chain anchor; a store written before it adopts what its first receipt follows,
         // once, under the chain lock (every instance of a fleet agrees).
         if !has_anchor_table(&mut tx)? {
@@ -221,16 +223,19 @@ impl Store for PgStore {
         Ok(written)
     }
 
-    fn add_aggregates(&mut self, rows: &[AggRow]) -> Result<(), String> {
+    fn add_tally(&mut self, t: &Tally) -> Result<bool, String> {
         let mut tx = self.client.transaction().map_err(err)?;
-        let up = tx
-            .prepare(
-                "INSERT INTO aggregates (hour, site, instance, metric, labels, value) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (hour, site, instance, metric, \
-                 labels) DO UPDATE SET value = aggregates.value + excluded.value",
-            )
-            .map_err(err)?;
-        for a in rows {
+        // The id first: a second write of this tally waits here for the first to commit,
+        // then adds nothing.
+        if tx
+            .execute(TALLY_INSERT, &[&t.id, &t.instance, &now()])
+            .map_err(err)?
+            == 0
+        {
+            return Ok(false);
+        }
+        let up = tx.prepare(AGGREGATES_UPSERT).map_err(err)?;
+        for a in &t.aggregates {
             tx.execute(
                 &up,
                 &[
@@ -244,14 +249,9 @@ impl Store for PgStore {
             )
             .map_err(err)?;
         }
-        tx.commit().map_err(err)
-    }
-
-    fn add_inventory(&mut self, rows: &[InventoryRow]) -> Result<(), String> {
-        let mut tx = self.client.transaction().map_err(err)?;
         let up = tx.prepare(INVENTORY_UPSERT).map_err(err)?;
         let hourly = tx.prepare(INVENTORY_HOURS_UPSERT).map_err(err)?;
-        for r in rows {
+        for r in &t.inventory {
             tx.execute(
                 &hourly,
                 &[
@@ -280,7 +280,8 @@ impl Store for PgStore {
             )
             .map_err(err)?;
         }
-        tx.commit().map_err(err)
+        tx.commit().map_err(err)?;
+        Ok(true)
     }
 
     fn inventory(
@@ -331,6 +332,8 @@ impl Store for PgStore {
         tx.execute("DELETE FROM inventory WHERE last_seen < $1", &[&before])
             .map_err(err)?;
         tx.execute(INVENTORY_HOURS_PURGE, &[&before]).map_err(err)?;
+        tx.execute(TALLIES_PURGE, &[&tallies_before()])
+            .map_err(err)?;
         tx.commit().map_err(err)
     }
 
