@@ -1137,6 +1137,84 @@ fn app_consent_headers_name_their_own_subjects_and_signals() {
     assert_chain(list);
 }
 
+/// Every cookie a source decides from is part of the signal, and so of its hash and of the
+/// keyed-hash subject: GPP's `__gpp_sid` (which sections apply), a second TCF cookie (the most
+/// restrictive copy wins), Complianz's category cookies (and not its other `cmplz_` cookies).
+/// Under an opt-out rule each pair below is the same main cookie with different decisions.
+#[test]
+fn every_cookie_a_source_decides_from_is_in_the_signal_and_the_subject() {
+    let o = Origin::echo();
+    let dir = TempDir::new("receipts-signal-cookies");
+    let db = dir.0.join("r.db");
+    let consent = "sources = [\"gpp\", \"tcf\", \"complianz\"]\n[[site.jurisdiction]]\nname = \"us\"\nregions = [\"*\"]\nmodel = \"opt-out\"\n";
+    let p = start_with_consent(&o, &db, consent, "");
+    let tc = |name: &str| {
+        let v = vector("tcf", name);
+        let cookie = v["cookie"].as_str().unwrap();
+        cookie.split_once('=').unwrap().1.to_string()
+    };
+    let (accept, reject) = (tc("didomi-getpurpose-accept"), tc("ubo-reject-cmp6"));
+    // (the Cookie header sent, the signal: every cookie read, in request order)
+    let cases = [
+        (
+            "__gpp=DBABBg~BVWSSSVY; __gpp_sid=8".to_string(),
+            "__gpp=DBABBg~BVWSSSVY; __gpp_sid=8".to_string(),
+        ),
+        (
+            "__gpp=DBABBg~BVWSSSVY; __gpp_sid=7".to_string(),
+            "__gpp=DBABBg~BVWSSSVY; __gpp_sid=7".to_string(),
+        ),
+        (
+            format!("euconsent-v2={accept}"),
+            format!("euconsent-v2={accept}"),
+        ),
+        (
+            format!("euconsent-v2={accept}; eupubconsent-v2={reject}"),
+            format!("euconsent-v2={accept}; eupubconsent-v2={reject}"),
+        ),
+        (
+            "cmplz_statistics=allow; cmplz_banner-status=dismissed; cmplz_marketing=deny"
+                .to_string(),
+            "cmplz_statistics=allow; cmplz_marketing=deny".to_string(),
+        ),
+        (
+            "cmplz_statistics=deny; cmplz_banner-status=dismissed; cmplz_marketing=deny"
+                .to_string(),
+            "cmplz_statistics=deny; cmplz_marketing=deny".to_string(),
+        ),
+    ];
+    for (n, (cookie, _)) in cases.iter().enumerate() {
+        assert_eq!(p.get("/", &[("Cookie", cookie)]).status, 200);
+        p.expect_metric("consentgate_receipts_written_total", &[], n as f64 + 1.0);
+    }
+    let list = cli_json(&["receipts", "--config", p.config.to_str().unwrap()]);
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), cases.len(), "{list:?}");
+    // The subject is the HMAC of the signal under the key file beside the store.
+    let key = std::fs::read(dir.0.join("r.db.key")).unwrap();
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key);
+    for (r, (_, signal)) in list.iter().zip(&cases) {
+        assert_eq!(r["signal"], *signal);
+        assert_eq!(r["signal_sha256"], sha256sum(signal), "{r}");
+        assert_eq!(r["subject_type"], "keyed-hash");
+        let tag = ring::hmac::sign(&key, signal.as_bytes());
+        let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(r["subject"], hex, "{r}");
+        assert_eq!(r["event"], "given");
+    }
+    for pair in list.chunks(2) {
+        assert_ne!(pair[0]["granted"], pair[1]["granted"], "{pair:?}");
+        assert_ne!(pair[0]["subject"], pair[1]["subject"]);
+    }
+    assert_eq!(
+        list[0]["granted"],
+        serde_json::json!(["necessary", "preferences", "analytics"]),
+        "usca applies under __gpp_sid=8: its sale opt-out refuses marketing"
+    );
+    assert_eq!(list[0]["source"], "gpp:__gpp");
+    assert_chain(list);
+}
+
 #[test]
 fn cookiebot_didomi_and_cookieyes_consent_ids_are_the_subjects() {
     let o = Origin::echo();
