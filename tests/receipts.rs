@@ -578,6 +578,91 @@ fn pg_receipts(pg: &Postgres, instance: &str, key: &Path, extra: &str) -> String
     )
 }
 
+/// PostgreSQL's reasons reach the operator: `receipts` and `report` (and the run log) print the
+/// server's message and where the connection went, never the password of the URL.
+#[test]
+fn postgres_errors_say_what_is_wrong_and_never_the_password() {
+    let pg = Postgres::start("errors");
+    let o = Origin::echo();
+    let key = pg.dir().join("receipts.key");
+    let closed = free_port();
+    let cases = [
+        (
+            format!(
+                "postgres://postgres:s3cret-pw@127.0.0.1:{}/no_such_db",
+                pg.port
+            ),
+            vec![
+                format!("127.0.0.1:{}", pg.port),
+                "database \"no_such_db\" does not exist".to_string(),
+            ],
+        ),
+        (
+            format!("postgres://ghost:s3cret-pw@127.0.0.1:{}/postgres", pg.port),
+            vec!["role \"ghost\" does not exist".to_string()],
+        ),
+        (
+            format!("postgres://postgres:s3cret-pw@127.0.0.1:{closed}/postgres"),
+            vec![
+                format!("127.0.0.1:{closed}"),
+                "Connection refused".to_string(),
+            ],
+        ),
+    ];
+    let dir = TempDir::new("receipts-pg-errors");
+    for (n, (url, expected)) in cases.iter().enumerate() {
+        let config = dir.0.join(format!("c{n}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "[proxy]\nlisten = [\"127.0.0.1:1\"]\nadmin = \"127.0.0.1:2\"\n{}\n[receipts]\nurl = \"{url}\"\nkey_file = \"{}\"\n",
+                site(o.addr),
+                key.display()
+            ),
+        )
+        .unwrap();
+        let config = config.to_str().unwrap();
+        for args in [
+            vec!["receipts", "--config", config],
+            vec!["report", "--config", config, "--since", "2026-01-01"],
+        ] {
+            let (code, out, err) = run_cli(&args);
+            assert_ne!(code, 0, "{args:?}: {out}");
+            for text in expected {
+                assert!(
+                    err.contains(text.as_str()),
+                    "{args:?}: {text} not in: {err}"
+                );
+            }
+            assert!(!err.contains("s3cret-pw"), "{err}");
+        }
+    }
+    // The run log says it too (the first failure of an outage is a warning).
+    let url = &cases[0].0;
+    let p = start(
+        &o,
+        &format!("url = \"{url}\"\nkey_file = \"{}\"", key.display()),
+    );
+    // The writer's warning (JSON lines): its `error` field.
+    let logged = || -> Option<String> {
+        let log = std::fs::read_to_string(&p.log).unwrap();
+        log.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| {
+                v["fields"]["message"] == "receipt store unavailable; receipts are kept and retried"
+            })
+            .map(|v| v["fields"]["error"].as_str().unwrap_or("").to_string())
+    };
+    eventually("the store's failure logged", || logged().is_some());
+    let error = logged().unwrap();
+    for text in &cases[0].1 {
+        assert!(error.contains(text.as_str()), "{text} not in: {error}");
+    }
+    assert!(!std::fs::read_to_string(&p.log)
+        .unwrap()
+        .contains("s3cret-pw"));
+}
+
 #[test]
 fn postgres_receipts_follow_a_visitor_with_a_valid_chain() {
     let pg = Postgres::start("story");
