@@ -413,6 +413,14 @@ fn receipts_and_report_filter_by_site_and_until() {
     assert_eq!(before["inventory"], serde_json::json!([]), "{before:#}");
     assert_eq!(before["receipts"]["total"], 0);
     assert_eq!(before["instances"], serde_json::json!([]));
+    // Without --until the period ends now (the hour in progress is in it: it starts before).
+    let (t0, v, t1) = (now(), report(&["--since", "2000-01-01"]), now());
+    let until = v["until"].as_str().unwrap();
+    assert!(
+        t0.as_str() <= until && until <= t1.as_str(),
+        "{t0} {until} {t1}"
+    );
+    assert_eq!(v["sites"]["shop"]["requests_by_consent"]["total"], 2);
 }
 
 /// The cookie inventory counts of `report` cover its period: rows written as the writer
