@@ -43,7 +43,7 @@ pub struct ComplianzReader {
     cfg: ComplianzConfig,
     /// The pattern `cmplz_*` that names the source.
     cookie: Arc<str>,
-    /// The cookies read: the prefix and each mapped category (`cmplz_statistics`, ...).
+    /// The cookies read: the prefix followed by each mapped category (`cmplz_statistics`, ...).
     signal_cookies: Arc<[Arc<str>]>,
 }
 
