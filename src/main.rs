@@ -152,7 +152,7 @@ enum Command {
         /// From this day or time (2026-11-01 or RFC 3339), inclusive.
         #[arg(long)]
         since: String,
-        /// Up to this day or time, exclusive (default: now).
+        /// Up to this day or time, exclusive (default: now; the hour in progress is included).
         #[arg(long)]
         until: Option<String>,
         #[arg(long)]
@@ -425,7 +425,9 @@ fn report(
     let since = parse_time(since)?;
     let until = match until {
         Some(u) => parse_time(u)?,
-        None => format_time(std::time::SystemTime::now() + std::time::Duration::from_secs(3600)),
+        // Now: the hour in progress is in the period (its rows are stamped with its start),
+        // and the period shown is the one covered.
+        None => format_time(std::time::SystemTime::now()),
     };
     let req = consentgate::report::ReportRequest {
         since: &since,

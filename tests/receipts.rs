@@ -413,13 +413,21 @@ fn receipts_and_report_filter_by_site_and_until() {
     assert_eq!(before["inventory"], serde_json::json!([]), "{before:#}");
     assert_eq!(before["receipts"]["total"], 0);
     assert_eq!(before["instances"], serde_json::json!([]));
+    // Without --until the period ends now (the hour in progress is in it: it starts before).
+    let (t0, v, t1) = (now(), report(&["--since", "2000-01-01"]), now());
+    let until = v["until"].as_str().unwrap();
+    assert!(
+        t0.as_str() <= until && until <= t1.as_str(),
+        "{t0} {until} {t1}"
+    );
+    assert_eq!(v["sites"]["shop"]["requests_by_consent"]["total"], 2);
 }
 
 /// The cookie inventory counts of `report` cover its period: rows written as the writer
 /// writes them (increases since its last write, with the cookie's first/last seen), in two
 /// hours, by two instances, in SQLite and in PostgreSQL.
 fn check_inventory_periods(target: consentgate::config::receipts::StoreTarget, config: &str) {
-    use consentgate::receipts::store::{open, InventoryRow};
+    use consentgate::receipts::store::{open, InventoryRow, Tally};
     let mut store = open(&target).unwrap();
     let row = |instance: &str, kept: i64, stripped: i64, first: &str, last: &str| InventoryRow {
         site: "shop".into(),
@@ -433,42 +441,39 @@ fn check_inventory_periods(target: consentgate::config::receipts::StoreTarget, c
         last_seen: last.into(),
     };
     // 10:00-11:00: a sees _ga twice (two writes); 11:00-12:00: a and b see it.
-    store
-        .add_inventory(&[row(
+    let mut add = |rows: Vec<InventoryRow>| {
+        assert!(store.add_tally(&Tally::new("t", vec![], rows)).unwrap());
+    };
+    add(vec![row(
+        "a",
+        2,
+        1,
+        "2026-11-28T10:05:00.000Z",
+        "2026-11-28T10:10:00.000Z",
+    )]);
+    add(vec![row(
+        "a",
+        3,
+        0,
+        "2026-11-28T10:05:00.000Z",
+        "2026-11-28T10:50:00.000Z",
+    )]);
+    add(vec![
+        row(
             "a",
-            2,
-            1,
+            4,
+            5,
             "2026-11-28T10:05:00.000Z",
-            "2026-11-28T10:10:00.000Z",
-        )])
-        .unwrap();
-    store
-        .add_inventory(&[row(
-            "a",
-            3,
-            0,
-            "2026-11-28T10:05:00.000Z",
-            "2026-11-28T10:50:00.000Z",
-        )])
-        .unwrap();
-    store
-        .add_inventory(&[
-            row(
-                "a",
-                4,
-                5,
-                "2026-11-28T10:05:00.000Z",
-                "2026-11-28T11:20:00.000Z",
-            ),
-            row(
-                "b",
-                10,
-                20,
-                "2026-11-28T11:01:00.000Z",
-                "2026-11-28T11:40:00.000Z",
-            ),
-        ])
-        .unwrap();
+            "2026-11-28T11:20:00.000Z",
+        ),
+        row(
+            "b",
+            10,
+            20,
+            "2026-11-28T11:01:00.000Z",
+            "2026-11-28T11:40:00.000Z",
+        ),
+    ]);
     drop(store);
     let inventory = |since: &str, until: &str| -> Value {
         let args = [
@@ -579,6 +584,91 @@ fn pg_receipts(pg: &Postgres, instance: &str, key: &Path, extra: &str) -> String
         pg.url(),
         key.display()
     )
+}
+
+/// PostgreSQL's reasons reach the operator: `receipts` and `report` (and the run log) print the
+/// server's message and where the connection went, never the password of the URL.
+#[test]
+fn postgres_errors_say_what_is_wrong_and_never_the_password() {
+    let pg = Postgres::start("errors");
+    let o = Origin::echo();
+    let key = pg.dir().join("receipts.key");
+    let closed = free_port();
+    let cases = [
+        (
+            format!(
+                "postgres://postgres:s3cret-pw@127.0.0.1:{}/no_such_db",
+                pg.port
+            ),
+            vec![
+                format!("127.0.0.1:{}", pg.port),
+                "database \"no_such_db\" does not exist".to_string(),
+            ],
+        ),
+        (
+            format!("postgres://ghost:s3cret-pw@127.0.0.1:{}/postgres", pg.port),
+            vec!["role \"ghost\" does not exist".to_string()],
+        ),
+        (
+            format!("postgres://postgres:s3cret-pw@127.0.0.1:{closed}/postgres"),
+            vec![
+                format!("127.0.0.1:{closed}"),
+                "Connection refused".to_string(),
+            ],
+        ),
+    ];
+    let dir = TempDir::new("receipts-pg-errors");
+    for (n, (url, expected)) in cases.iter().enumerate() {
+        let config = dir.0.join(format!("c{n}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "[proxy]\nlisten = [\"127.0.0.1:1\"]\nadmin = \"127.0.0.1:2\"\n{}\n[receipts]\nurl = \"{url}\"\nkey_file = \"{}\"\n",
+                site(o.addr),
+                key.display()
+            ),
+        )
+        .unwrap();
+        let config = config.to_str().unwrap();
+        for args in [
+            vec!["receipts", "--config", config],
+            vec!["report", "--config", config, "--since", "2026-01-01"],
+        ] {
+            let (code, out, err) = run_cli(&args);
+            assert_ne!(code, 0, "{args:?}: {out}");
+            for text in expected {
+                assert!(
+                    err.contains(text.as_str()),
+                    "{args:?}: {text} not in: {err}"
+                );
+            }
+            assert!(!err.contains("s3cret-pw"), "{err}");
+        }
+    }
+    // The run log says it too (the first failure of an outage is a warning).
+    let url = &cases[0].0;
+    let p = start(
+        &o,
+        &format!("url = \"{url}\"\nkey_file = \"{}\"", key.display()),
+    );
+    // The writer's warning (JSON lines): its `error` field.
+    let logged = || -> Option<String> {
+        let log = std::fs::read_to_string(&p.log).unwrap();
+        log.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| {
+                v["fields"]["message"] == "receipt store unavailable; receipts are kept and retried"
+            })
+            .map(|v| v["fields"]["error"].as_str().unwrap_or("").to_string())
+    };
+    eventually("the store's failure logged", || logged().is_some());
+    let error = logged().unwrap();
+    for text in &cases[0].1 {
+        assert!(error.contains(text.as_str()), "{text} not in: {error}");
+    }
+    assert!(!std::fs::read_to_string(&p.log)
+        .unwrap()
+        .contains("s3cret-pw"));
 }
 
 #[test]
@@ -736,6 +826,92 @@ fn a_brief_store_outage_loses_no_receipt() {
         assert_eq!(dropped(&p, reason), 0.0, "{reason}");
     }
     verify_ok(&p, 31);
+}
+
+/// The requests `report` counts for site shop, summed over instances.
+fn reported_requests(config: &str) -> i64 {
+    let args = [
+        "report",
+        "--config",
+        config,
+        "--since",
+        "2000-01-01",
+        "--format",
+        "json",
+    ];
+    cli_json(&args)["sites"]["shop"]["requests_by_consent"]["total"]
+        .as_i64()
+        .unwrap_or(0)
+}
+
+/// Waits for `report` to count exactly `n` requests (never more), then for a few more
+/// aggregate writes (one a second) to check that it stays there.
+#[track_caller]
+fn expect_reported(config: &str, n: i64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = reported_requests(config);
+        assert!(
+            got <= n,
+            "{got} requests reported, {n} served: counted twice"
+        );
+        if got == n {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{got} requests reported, {n} served: counts lost"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        reported_requests(config),
+        n,
+        "later writes changed the count"
+    );
+}
+
+#[test]
+fn aggregates_count_every_request_served_through_a_store_outage_and_a_freeze() {
+    let mut pg = Postgres::start("agg-outage");
+    let o = Origin::echo();
+    let key = pg.dir().join("receipts.key");
+    // Requests without a consent cookie: no receipts, so every store job is an aggregate
+    // write (one a second).
+    let p = start(&o, &pg_receipts(&pg, "edge-agg", &key, ""));
+    let config = p.config.to_str().unwrap();
+    let serve = |n: usize| {
+        for _ in 0..n {
+            assert_eq!(p.get("/", &[]).status, 200);
+        }
+    };
+    let errors = |op: &str| p.metric("consentgate_receipt_store_errors_total", &[("op", op)]);
+    serve(5);
+    expect_reported(config, 5);
+    // Stopped: each aggregate write of the outage fails to connect.
+    pg.stop();
+    serve(8);
+    eventually("aggregate writes refused", || errors("connect") >= 3.0);
+    serve(13);
+    pg.restart();
+    expect_reported(config, 26);
+    // Frozen: an aggregate write hangs; past the store timeout (15 s) a new connection takes
+    // it, and once the server runs again the given-up one may still write it too.
+    pg.freeze();
+    serve(6);
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    while errors("timeout") < 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the frozen store's write not given up"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    serve(4);
+    pg.thaw();
+    expect_reported(config, 36);
+    p.expect_metric("consentgate_requests_total", &[("consent", "none")], 36.0);
 }
 
 #[test]
@@ -1051,6 +1227,84 @@ fn app_consent_headers_name_their_own_subjects_and_signals() {
     for c in ["analytics", "marketing", "preferences"] {
         assert_eq!(granted.contains(&c), tc["expect"][c] == true, "{c}: {t}");
     }
+    assert_chain(list);
+}
+
+/// Every cookie a source decides from is part of the signal, and so of its hash and of the
+/// keyed-hash subject: GPP's `__gpp_sid` (which sections apply), a second TCF cookie (the most
+/// restrictive copy wins), Complianz's category cookies (and not its other `cmplz_` cookies).
+/// Under an opt-out rule each pair below is the same main cookie with different decisions.
+#[test]
+fn every_cookie_a_source_decides_from_is_in_the_signal_and_the_subject() {
+    let o = Origin::echo();
+    let dir = TempDir::new("receipts-signal-cookies");
+    let db = dir.0.join("r.db");
+    let consent = "sources = [\"gpp\", \"tcf\", \"complianz\"]\n[[site.jurisdiction]]\nname = \"us\"\nregions = [\"*\"]\nmodel = \"opt-out\"\n";
+    let p = start_with_consent(&o, &db, consent, "");
+    let tc = |name: &str| {
+        let v = vector("tcf", name);
+        let cookie = v["cookie"].as_str().unwrap();
+        cookie.split_once('=').unwrap().1.to_string()
+    };
+    let (accept, reject) = (tc("didomi-getpurpose-accept"), tc("ubo-reject-cmp6"));
+    // (the Cookie header sent, the signal: every cookie read, in request order)
+    let cases = [
+        (
+            "__gpp=DBABBg~BVWSSSVY; __gpp_sid=8".to_string(),
+            "__gpp=DBABBg~BVWSSSVY; __gpp_sid=8".to_string(),
+        ),
+        (
+            "__gpp=DBABBg~BVWSSSVY; __gpp_sid=7".to_string(),
+            "__gpp=DBABBg~BVWSSSVY; __gpp_sid=7".to_string(),
+        ),
+        (
+            format!("euconsent-v2={accept}"),
+            format!("euconsent-v2={accept}"),
+        ),
+        (
+            format!("euconsent-v2={accept}; eupubconsent-v2={reject}"),
+            format!("euconsent-v2={accept}; eupubconsent-v2={reject}"),
+        ),
+        (
+            "cmplz_statistics=allow; cmplz_banner-status=dismissed; cmplz_marketing=deny"
+                .to_string(),
+            "cmplz_statistics=allow; cmplz_marketing=deny".to_string(),
+        ),
+        (
+            "cmplz_statistics=deny; cmplz_banner-status=dismissed; cmplz_marketing=deny"
+                .to_string(),
+            "cmplz_statistics=deny; cmplz_marketing=deny".to_string(),
+        ),
+    ];
+    for (n, (cookie, _)) in cases.iter().enumerate() {
+        assert_eq!(p.get("/", &[("Cookie", cookie)]).status, 200);
+        p.expect_metric("consentgate_receipts_written_total", &[], n as f64 + 1.0);
+    }
+    let list = cli_json(&["receipts", "--config", p.config.to_str().unwrap()]);
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), cases.len(), "{list:?}");
+    // The subject is the HMAC of the signal under the key file beside the store.
+    let key = std::fs::read(dir.0.join("r.db.key")).unwrap();
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key);
+    for (r, (_, signal)) in list.iter().zip(&cases) {
+        assert_eq!(r["signal"], *signal);
+        assert_eq!(r["signal_sha256"], sha256sum(signal), "{r}");
+        assert_eq!(r["subject_type"], "keyed-hash");
+        let tag = ring::hmac::sign(&key, signal.as_bytes());
+        let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(r["subject"], hex, "{r}");
+        assert_eq!(r["event"], "given");
+    }
+    for pair in list.chunks(2) {
+        assert_ne!(pair[0]["granted"], pair[1]["granted"], "{pair:?}");
+        assert_ne!(pair[0]["subject"], pair[1]["subject"]);
+    }
+    assert_eq!(
+        list[0]["granted"],
+        serde_json::json!(["necessary", "preferences", "analytics"]),
+        "usca applies under __gpp_sid=8: its sale opt-out refuses marketing"
+    );
+    assert_eq!(list[0]["source"], "gpp:__gpp");
     assert_chain(list);
 }
 

@@ -41,7 +41,10 @@ impl Default for ComplianzConfig {
 
 pub struct ComplianzReader {
     cfg: ComplianzConfig,
+    /// The pattern `cmplz_*` that names the source.
     cookie: Arc<str>,
+    /// The cookies read: the prefix followed by each mapped category (`cmplz_statistics`, ...).
+    signal_cookies: Arc<[Arc<str>]>,
 }
 
 impl ComplianzReader {
@@ -51,6 +54,11 @@ impl ComplianzReader {
         }
         Ok(ComplianzReader {
             cookie: format!("{}*", cfg.prefix).into(),
+            signal_cookies: cfg
+                .map
+                .keys()
+                .map(|k| Arc::from(format!("{}{k}", cfg.prefix)))
+                .collect(),
             cfg: cfg.clone(),
         })
     }
@@ -109,6 +117,8 @@ impl ConsentReader for ComplianzReader {
             Some(e) => SourceOutcome::failed(self.format(), &self.cookie, e),
             None => SourceOutcome::with_verdict(self.format(), &self.cookie, combine_flags(flags)),
         };
+        // The category cookies read, not the pattern, make the receipt's signal.
+        o.signal_cookies = Some(self.signal_cookies.clone());
         if detail {
             o.details = Some(serde_json::json!(seen));
         }
@@ -134,6 +144,17 @@ mod tests {
         assert!(read("cmplz_banner-status=dismissed; other=1").is_none());
         let o = read("cmplz_statistics=yes").unwrap();
         assert!(o.error.is_some() && o.granted == Grants::NONE);
+    }
+
+    /// A receipt's signal is the category cookies read, not the pattern nor the other
+    /// `cmplz_` cookies.
+    #[test]
+    fn decides_from_its_category_cookies_only() {
+        let o = read("cmplz_statistics=allow; cmplz_policy_id=14").unwrap();
+        assert!(o.decides_from_cookie(b"cmplz_statistics"));
+        assert!(o.decides_from_cookie(b"cmplz_stats"));
+        assert!(!o.decides_from_cookie(b"cmplz_policy_id"));
+        assert!(!o.decides_from_cookie(b"cmplz_*"));
     }
 
     /// Complianz 5 and earlier wrote `cmplz_stats` and `cmplz_prefs` (Really-Simple-Plugins/

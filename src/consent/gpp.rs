@@ -773,6 +773,8 @@ pub struct GppReader {
     cfg: GppConfig,
     cookie: Arc<str>,
     onetrust: Arc<str>,
+    /// `cookie`, `sid_cookie` and `onetrust_cookie`: what an outcome decides from.
+    signal_cookies: Arc<[Arc<str>]>,
 }
 
 impl GppReader {
@@ -801,6 +803,10 @@ impl GppReader {
         Ok(GppReader {
             cookie: cfg.cookie.as_str().into(),
             onetrust: cfg.onetrust_cookie.as_str().into(),
+            signal_cookies: [&cfg.cookie, &cfg.sid_cookie, &cfg.onetrust_cookie]
+                .iter()
+                .map(|c| Arc::from(c.as_str()))
+                .collect(),
             cfg: cfg.clone(),
         })
     }
@@ -889,6 +895,8 @@ impl ConsentReader for GppReader {
             (r, _) => r,
         };
         let mut o = SourceOutcome::from_result(self.format(), cookie, result);
+        // `__gpp_sid` and OneTrust's copy decide too: they are part of the receipt's signal.
+        o.signal_cookies = Some(self.signal_cookies.clone());
         if let (Some(Value::Object(top)), Some(ot)) = (shown.as_mut(), onetrust_shown) {
             top.insert(self.onetrust.to_string(), ot);
         }

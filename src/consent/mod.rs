@@ -390,6 +390,13 @@ pub struct SourceOutcome {
     pub format: &'static str,
     /// The cookie it was read from (for a header source: the header's name).
     pub cookie: Arc<str>,
+    /// Every cookie the source decides from, when that is more than `cookie`: GPP's
+    /// `__gpp_sid` and `OTGPPConsent` beside `__gpp`, every configured TCF name, Complianz's
+    /// category cookies (`cookie` is then their pattern, `cmplz_*`). `None`: `cookie` alone. A
+    /// consent receipt's signal is made of every cookie listed (src/receipts/recorder.rs): one
+    /// that changes the decision must change the signal. Built once by the reader; cloning it
+    /// costs a reference count.
+    pub signal_cookies: Option<Arc<[Arc<str>]>>,
     /// Where the value came from: a cookie (browsers) or a request header (apps).
     pub via: Via,
     /// What it granted; `Grants::NONE` when it failed to parse.
@@ -415,6 +422,7 @@ impl SourceOutcome {
         SourceOutcome {
             format,
             cookie: cookie.clone(),
+            signal_cookies: None,
             via: Via::Cookie,
             granted: verdict.grants(),
             verdict,
@@ -429,6 +437,7 @@ impl SourceOutcome {
         SourceOutcome {
             format,
             cookie: cookie.clone(),
+            signal_cookies: None,
             via: Via::Cookie,
             granted: Grants::NONE,
             verdict: Verdict::covering_all(Grants::NONE),
@@ -436,6 +445,16 @@ impl SourceOutcome {
             vendors: None,
             details: None,
         }
+    }
+
+    /// Whether the request cookie `name` is one this source decides from (always `false` for
+    /// a header source).
+    pub fn decides_from_cookie(&self, name: &[u8]) -> bool {
+        self.via == Via::Cookie
+            && match &self.signal_cookies {
+                None => self.cookie.as_bytes() == name,
+                Some(names) => names.iter().any(|n| n.as_bytes() == name),
+            }
     }
 
     pub fn from_result(

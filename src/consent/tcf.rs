@@ -503,6 +503,9 @@ pub struct TcfReader {
     cfg: TcfConfig,
     /// The configured names, as reported in outcomes.
     cookies: Vec<Arc<str>>,
+    /// The same, for outcomes' `signal_cookies` when there are several (every copy of each is
+    /// read, so each decides).
+    signal_cookies: Option<Arc<[Arc<str>]>>,
 }
 
 impl TcfReader {
@@ -524,8 +527,10 @@ impl TcfReader {
                 "[site.consent.tcf] `cookie` must name a cookie, e.g. \"euconsent-v2\"".into(),
             );
         }
+        let cookies: Vec<Arc<str>> = cfg.cookie.iter().map(|c| Arc::from(c.as_str())).collect();
         Ok(TcfReader {
-            cookies: cfg.cookie.iter().map(|c| Arc::from(c.as_str())).collect(),
+            signal_cookies: (cookies.len() > 1).then(|| cookies.iter().cloned().collect()),
+            cookies,
             cfg: cfg.clone(),
         })
     }
@@ -588,17 +593,19 @@ impl ConsentReader for TcfReader {
             });
         }
         let cookie = cookie?;
-        match result? {
-            Err(e) => Some(SourceOutcome::failed(self.format(), cookie, e)),
+        let mut o = match result? {
+            Err(e) => SourceOutcome::failed(self.format(), cookie, e),
             Ok((granted, vendors, tc)) => {
                 let mut o = SourceOutcome::granted(self.format(), cookie, granted);
                 if detail {
                     o.details = Some(details(&tc));
                 }
                 o.vendors = Some(Arc::new(vendors));
-                Some(o)
+                o
             }
-        }
+        };
+        o.signal_cookies = self.signal_cookies.clone();
+        Some(o)
     }
 }
 

@@ -9,7 +9,7 @@
 //! and held by the writer alike: only a full queue drops a receipt (counted), and the recorder
 //! then forgets it, so the visitor's next request tries again.
 
-use super::store::{self, AggRow, InventoryRow, Store};
+use super::store::{self, AggRow, InventoryRow, Store, Tally};
 use super::Receipt;
 use crate::config::receipts::ReceiptsConfig;
 use crate::metrics;
@@ -57,10 +57,8 @@ pub type Outcome = Result<usize, (Op, String)>;
 pub enum Op {
     Connect,
     Receipts,
+    /// A tally: the aggregates and the inventory, written in one transaction.
     Aggregates,
-    /// The inventory is written with the aggregates and counted as them; kept apart here
-    /// because the aggregates' baseline moves only when they were written.
-    Inventory,
     Purge,
     /// A job that did not answer within [`STORE_TIMEOUT`].
     Timeout,
@@ -71,7 +69,7 @@ impl Op {
         match self {
             Op::Connect => "connect",
             Op::Receipts => "receipts",
-            Op::Aggregates | Op::Inventory => "aggregates",
+            Op::Aggregates => "aggregates",
             Op::Purge => "purge",
             Op::Timeout => "timeout",
         }
@@ -80,7 +78,7 @@ impl Op {
 
 enum Job {
     Receipts(Vec<Receipt>),
-    Tally(Vec<AggRow>, Vec<InventoryRow>),
+    Tally(Arc<Tally>),
     /// Retention: delete what is older than this time (stored form).
     Purge(String),
 }
@@ -239,11 +237,10 @@ fn run_job(open: &Opener, store: &mut Option<Box<dyn Store>>, job: Job) -> Outco
     };
     let outcome = match job {
         Job::Receipts(batch) => s.insert_receipts(batch).map_err(|e| (Op::Receipts, e)),
-        Job::Tally(rows, inventory) => s
-            .add_aggregates(&rows)
-            .map_err(|e| (Op::Aggregates, e))
-            .and_then(|()| s.add_inventory(&inventory).map_err(|e| (Op::Inventory, e)))
-            .map(|()| 0),
+        Job::Tally(tally) => s
+            .add_tally(&tally)
+            .map(|_| 0)
+            .map_err(|e| (Op::Aggregates, e)),
         Job::Purge(before) => s.purge(&before).map(|()| 0).map_err(|e| (Op::Purge, e)),
     };
     if outcome.is_err() {
@@ -257,10 +254,24 @@ fn run_job(open: &Opener, store: &mut Option<Box<dyn Store>>, job: Job) -> Outco
 enum InFlight {
     /// The receipts sent (put back, oldest first, if they were not written).
     Receipts(Vec<Receipt>),
-    /// The counter snapshot and live inventory the rows were computed from; whether a flush
-    /// asked for it.
-    Tally(Snapshot, Vec<LiveCookie>, bool),
+    /// The writer's [`Unwritten`] tally.
+    Tally,
     Purge,
+}
+
+/// A tally computed and not yet known to be written. It is sent again, unchanged (its id
+/// makes a second write add nothing), until a store thread answers that it was written; only
+/// then do the baselines move to what it was computed from. So whatever fails (a refused
+/// connection, a statement error, a timeout, a store thread given up on that still writes it
+/// later), its increases are counted once, and those since wait for the next tally.
+struct Unwritten {
+    tally: Arc<Tally>,
+    /// The counters the aggregates were computed from: the next baseline.
+    snapshot: Snapshot,
+    /// The live inventory the inventory rows were computed from.
+    live: Vec<LiveCookie>,
+    /// Computed after the flush waiting now asked (writing it answers that flush).
+    for_flush: bool,
 }
 
 struct Busy {
@@ -294,6 +305,7 @@ struct Writer {
     flushes: Vec<(SyncSender<bool>, Instant)>,
     /// A flush also writes the aggregates, after the receipts.
     tally_for_flush: bool,
+    unwritten: Option<Unwritten>,
     aggregates: Aggregator,
     /// (site, name) -> the cumulative (kept, stripped) last written from the live inventory.
     inventory_written: HashMap<(String, String), (u64, u64)>,
@@ -325,6 +337,7 @@ impl Writer {
             retry_at: now,
             flushes: Vec::new(),
             tally_for_flush: false,
+            unwritten: None,
             aggregates: Aggregator::new(cfg.instance.clone()),
             inventory_written: HashMap::new(),
             next_aggregate: now + cfg.aggregate_interval,
@@ -348,6 +361,10 @@ impl Writer {
                 Ok(Msg::Flush { ack, deadline }) => {
                     self.flushes.push((ack, deadline));
                     self.tally_for_flush = true;
+                    // A tally computed before this flush lacks what was counted since.
+                    if let Some(u) = &mut self.unwritten {
+                        u.for_flush = false;
+                    }
                 }
                 Ok(Msg::Done {
                     generation,
@@ -399,12 +416,22 @@ impl Writer {
         let for_flush = flushing && self.tally_for_flush && self.pending.is_empty();
         if now >= self.next_aggregate || for_flush {
             self.next_aggregate = now + self.cfg.aggregate_interval;
-            let (rows, snapshot) = self.aggregates.deltas(SystemTime::now());
-            let live = live_inventory();
-            let inventory = self.inventory_rows(&live);
-            if !rows.is_empty() || !inventory.is_empty() {
-                let job = InFlight::Tally(snapshot, live, for_flush);
-                self.send(now, job, Job::Tally(rows, inventory));
+            if self.unwritten.is_none() {
+                let (rows, snapshot) = self.aggregates.deltas(SystemTime::now());
+                let live = live_inventory();
+                let inventory = self.inventory_rows(&live);
+                if !rows.is_empty() || !inventory.is_empty() {
+                    self.unwritten = Some(Unwritten {
+                        tally: Arc::new(Tally::new(&self.cfg.instance, rows, inventory)),
+                        snapshot,
+                        live,
+                        for_flush,
+                    });
+                }
+            }
+            if let Some(u) = &self.unwritten {
+                let job = Job::Tally(u.tally.clone());
+                self.send(now, InFlight::Tally, job);
                 return;
             }
             if for_flush {
@@ -470,26 +497,22 @@ impl Writer {
                 self.put_back(batch, now);
                 self.failed(e, now);
             }
-            (InFlight::Tally(snapshot, live, for_flush), result) => {
-                let aggregates_written = !matches!(result, Err((Op::Aggregates, _)));
-                if aggregates_written {
-                    // Only a written delta moves the baseline: a failed one is added next time.
-                    self.aggregates.last = snapshot;
-                }
-                match result {
-                    Ok(_) => {
-                        for c in live {
-                            self.inventory_written
-                                .insert((c.site, c.name), (c.kept, c.stripped));
-                        }
-                        if for_flush {
-                            self.tally_for_flush = false;
-                        }
-                        self.succeeded();
+            (InFlight::Tally, Ok(_)) => {
+                // Written (now, or before by a store thread given up on): the baselines move.
+                if let Some(u) = self.unwritten.take() {
+                    self.aggregates.last = u.snapshot;
+                    for c in u.live {
+                        self.inventory_written
+                            .insert((c.site, c.name), (c.kept, c.stripped));
                     }
-                    Err(e) => self.failed(e, now),
+                    if u.for_flush {
+                        self.tally_for_flush = false;
+                    }
                 }
+                self.succeeded();
             }
+            // Not known to be written: it stays unwritten and is sent again at the next tick.
+            (InFlight::Tally, Err(e)) => self.failed(e, now),
             (InFlight::Purge, Ok(_)) => self.succeeded(),
             (InFlight::Purge, Err(e)) => self.failed(e, now),
         }
@@ -561,10 +584,9 @@ impl Writer {
         }
         if self.replace_store() {
             self.abandoned += 1;
-            // Its receipts go to the new thread (written twice they are not: a receipt_id is
-            // stored once). A tally's increases are computed again from the old baseline: in
-            // the rare case that the given-up thread still writes them, those hours count
-            // them twice; receipts, the evidence, never are.
+            // Its receipts go to the new thread, and a tally stays unwritten and is sent to it
+            // again: written twice they are not, a receipt_id and a tally id being stored
+            // once, whichever thread gets there first.
             if let Some(Busy {
                 job: InFlight::Receipts(batch),
                 ..
@@ -763,12 +785,21 @@ mod tests {
     #[derive(Default)]
     struct Shared {
         written: Vec<String>,
+        /// The tallies written, each id once (as the real stores' `tallies` table).
+        tallies: Vec<Tally>,
         refuse: bool,
         /// Connections opened; the first `hanging` of them never answer until released.
         opens: usize,
         hanging: usize,
+        /// Only their tally writes hang (the start-up purge goes through).
+        hang_only_tallies: bool,
         released: bool,
+        /// Operations that hung, and went on once released.
+        unhung: usize,
         attempts: usize,
+        /// The next tally is written but its answer is lost (the connection dropped after
+        /// the commit).
+        lose_tally_answer: bool,
     }
 
     #[derive(Clone, Default)]
@@ -809,15 +840,29 @@ mod tests {
 
     impl FakeStore {
         fn op(&self) -> Result<(), String> {
-            while self.hangs && !self.shared.with(|s| s.released) {
+            let hangs = self.hangs && !self.shared.with(|s| s.hang_only_tallies);
+            self.run(hangs, |_| Ok(()))
+        }
+
+        /// Hangs (when `hangs`) until released, then refuses, or does `then` (under the same
+        /// lock as the counting, so a test that sees `unhung` sees what it did).
+        fn run<T>(
+            &self,
+            hangs: bool,
+            then: impl FnOnce(&mut Shared) -> Result<T, String>,
+        ) -> Result<T, String> {
+            let mut waited = false;
+            while hangs && !self.shared.with(|s| s.released) {
+                waited = true;
                 std::thread::sleep(Duration::from_millis(5));
             }
             self.shared.with(|s| {
+                s.unhung += waited as usize;
                 s.attempts += 1;
                 if s.refuse {
                     Err("server closed the connection".to_string())
                 } else {
-                    Ok(())
+                    then(s)
                 }
             })
         }
@@ -837,11 +882,17 @@ mod tests {
                 s.written.len() - before
             }))
         }
-        fn add_aggregates(&mut self, _: &[AggRow]) -> Result<(), String> {
-            self.op()
-        }
-        fn add_inventory(&mut self, _: &[InventoryRow]) -> Result<(), String> {
-            self.op()
+        fn add_tally(&mut self, tally: &Tally) -> Result<bool, String> {
+            self.run(self.hangs, |s| {
+                let new = !s.tallies.iter().any(|t| t.id == tally.id);
+                if new {
+                    s.tallies.push(tally.clone());
+                }
+                if std::mem::take(&mut s.lose_tally_answer) {
+                    return Err("server closed the connection".to_string());
+                }
+                Ok(new)
+            })
         }
         fn inventory(
             &mut self,
@@ -950,5 +1001,95 @@ mod tests {
         assert!(q.push(receipt(3)));
         assert!(q.flush(Duration::from_secs(5)));
         assert_eq!(fake.written(), ids(0..4));
+    }
+
+    /// A counter of these tests' own, in the registry the aggregates are read from: each test
+    /// counts under its own label, and checks that its store got exactly that many.
+    static TALLIED: std::sync::LazyLock<prometheus::IntCounterVec> =
+        std::sync::LazyLock::new(|| {
+            prometheus::register_int_counter_vec!(
+                "consentgate_test_tallied_total",
+                "counted by the receipt queue tests",
+                &["test"]
+            )
+            .unwrap()
+        });
+
+    /// What `fake` was given of `test`'s count, over every tally written.
+    fn tallied(fake: &Fake, test: &str) -> i64 {
+        let labels = format!("test={test}");
+        fake.with(|s| {
+            s.tallies
+                .iter()
+                .flat_map(|t| &t.aggregates)
+                .filter(|a| a.metric == "consentgate_test_tallied_total" && a.labels == labels)
+                .map(|a| a.value)
+                .sum()
+        })
+    }
+
+    /// Tallies every 20 ms.
+    fn aggregating() -> ReceiptsConfig {
+        ReceiptsConfig {
+            aggregate_interval: Duration::from_millis(20),
+            ..cfg(100)
+        }
+    }
+
+    #[test]
+    fn aggregates_counted_while_the_store_refuses_connections_are_written_once_it_is_back() {
+        let fake = Fake::default();
+        fake.with(|s| s.refuse = true);
+        let counter = TALLIED.with_label_values(&["refused"]);
+        counter.inc_by(5);
+        let q = start_with(&aggregating(), fake.opener(), Duration::from_secs(10)).unwrap();
+        // The start-up purge, then tallies, each refused at connect.
+        wait_for("tallies refused", || fake.with(|s| s.attempts) >= 3);
+        counter.inc_by(3);
+        wait_for("more tallies refused", || fake.with(|s| s.attempts) >= 5);
+        assert_eq!(tallied(&fake, "refused"), 0);
+        fake.with(|s| s.refuse = false);
+        assert!(q.flush(Duration::from_secs(5)));
+        assert_eq!(tallied(&fake, "refused"), 8, "every count, once");
+    }
+
+    #[test]
+    fn a_tally_whose_answer_was_lost_is_sent_again_and_counted_once() {
+        let fake = Fake::default();
+        fake.with(|s| s.lose_tally_answer = true);
+        let counter = TALLIED.with_label_values(&["lost-answer"]);
+        counter.inc_by(7);
+        let q = start_with(&aggregating(), fake.opener(), Duration::from_secs(10)).unwrap();
+        assert!(q.flush(Duration::from_secs(5)));
+        assert_eq!(tallied(&fake, "lost-answer"), 7);
+        counter.inc_by(2);
+        assert!(q.flush(Duration::from_secs(5)));
+        assert_eq!(tallied(&fake, "lost-answer"), 9);
+    }
+
+    #[test]
+    fn a_tally_on_store_threads_given_up_on_counts_once_whichever_writes_it() {
+        let fake = Fake::default();
+        // The first two connections hang in their tally: the first is given up on, its
+        // tally goes to the second, which hangs too; both then go on at once.
+        fake.with(|s| {
+            s.hanging = 2;
+            s.hang_only_tallies = true;
+        });
+        let counter = TALLIED.with_label_values(&["given-up"]);
+        counter.inc_by(4);
+        let q = start_with(&aggregating(), fake.opener(), Duration::from_millis(300)).unwrap();
+        wait_for("the tally sent to a second connection", || {
+            fake.with(|s| s.opens) == 2
+        });
+        counter.inc_by(1);
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(tallied(&fake, "given-up"), 0);
+        fake.with(|s| s.released = true);
+        counter.inc_by(2);
+        assert!(q.flush(Duration::from_secs(5)));
+        // The given-up thread's write is done too (it may end after the flush).
+        wait_for("both hung writes done", || fake.with(|s| s.unhung) == 2);
+        assert_eq!(tallied(&fake, "given-up"), 7, "every count, once");
     }
 }

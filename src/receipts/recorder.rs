@@ -137,15 +137,13 @@ impl Recorder {
         o.jurisdiction.hash(&mut h);
         consent.gpc.hash(&mut h);
         bits(consent.grants).hash(&mut h);
-        let is_cookie_source = |name: &[u8]| {
-            consent
-                .sources
-                .iter()
-                .any(|s| s.via == Via::Cookie && s.cookie.as_bytes() == name)
-        };
+        // Every cookie a source decides from (GPP's `__gpp_sid` too): one that changes the
+        // decision changes the signal.
+        let is_signal_cookie =
+            |name: &[u8]| consent.sources.iter().any(|s| s.decides_from_cookie(name));
         if consent.sources.iter().any(|s| s.via == Via::Cookie) {
             for line in o.headers.get_all(http::header::COOKIE) {
-                for c in split_cookie_header(line.as_bytes()).filter(|c| is_cookie_source(c.name)) {
+                for c in split_cookie_header(line.as_bytes()).filter(|c| is_signal_cookie(c.name)) {
                     c.name.hash(&mut h);
                     capped(c.value).hash(&mut h);
                 }
@@ -167,9 +165,10 @@ impl Recorder {
     /// A signal not seen before: find the subject, compare with its last decision.
     fn new_signal(&self, o: &Observed<'_>, signal_key: u64) {
         let consent = o.consent;
-        // The raw values: the consent cookies in request order as `name=value`, then the
-        // consent headers in configuration order as `name: value` (the header's name in
-        // lower case), joined by `; `; the signal hashed.
+        // The raw values: the consent cookies (every cookie a source decides from) in request
+        // order as `name=value`, then the consent headers in configuration order as
+        // `name: value` (the header's name in lower case), joined by `; `; the signal hashed.
+        // The CMP id is read from a source's own cookie only (not GPP's `__gpp_sid`).
         let mut signal = String::new();
         let mut subject: Option<String> = None;
         let mut source = Vec::new();
@@ -179,9 +178,9 @@ impl Recorder {
                 Via::Header => format!("{}:header:{}", s.format, s.cookie),
             });
         }
-        let mut add = |format: &str, name: &[u8], sep: &str, value: &[u8]| {
+        let mut add = |format: Option<&str>, name: &[u8], sep: &str, value: &[u8]| {
             let value = capped(value);
-            if subject.is_none() {
+            if let (None, Some(format)) = (&subject, format) {
                 subject = crate::consent::subject::subject_id(format, value);
             }
             if !signal.is_empty() {
@@ -196,16 +195,17 @@ impl Recorder {
                 let Some(s) = consent
                     .sources
                     .iter()
-                    .find(|s| s.via == Via::Cookie && s.cookie.as_bytes() == c.name)
+                    .find(|s| s.decides_from_cookie(c.name))
                 else {
                     continue;
                 };
-                add(s.format, c.name, "=", c.value);
+                let own = s.cookie.as_bytes() == c.name;
+                add(own.then_some(s.format), c.name, "=", c.value);
             }
         }
         for s in consent.sources.iter().filter(|s| s.via == Via::Header) {
             if let Some(v) = header_value(o.headers, s) {
-                add(s.format, s.cookie.as_bytes(), ": ", v.bytes());
+                add(Some(s.format), s.cookie.as_bytes(), ": ", v.bytes());
             }
         }
         let (subject, subject_type) = match subject {

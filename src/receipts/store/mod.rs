@@ -3,8 +3,9 @@
 //! `aggregates` (hourly counter deltas per site and instance; several instances add up), and
 //! the cookie inventory: `inventory` (per site, name and instance: category, origin, lifetime
 //! counts, first/last seen) and `inventory_hours` (its kept/stripped counts per hour, so a
-//! report covers exactly its period); and `chain_anchor`, where the chain starts after
-//! retention ([`ANCHOR_SCHEMA`]).
+//! report covers exactly its period); `chain_anchor`, where the chain starts after retention
+//! ([`ANCHOR_SCHEMA`]); and `tallies`, the ids of the aggregate writes already counted
+//! ([`TALLIES_SCHEMA`]).
 //!
 //! Used from the writer thread and the CLI only, never from a proxy worker. The CLI opens the
 //! store read-only ([`open_read_only`]): a mistyped path must not create an empty store that
@@ -50,6 +51,31 @@ pub struct InventoryRow {
     pub last_seen: String,
 }
 
+/// One aggregate write of the writer: the counters' and the cookie inventory's increases since
+/// its last write, under an id that makes it count once. The writer sends it again, unchanged,
+/// until the store says it was written: a write whose answer was lost with the connection, or
+/// one still running on a store thread given up on, must not add the same increases twice, and
+/// a failed one must not lose them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tally {
+    /// A random UUID (v4).
+    pub id: String,
+    pub instance: String,
+    pub aggregates: Vec<AggRow>,
+    pub inventory: Vec<InventoryRow>,
+}
+
+impl Tally {
+    pub fn new(instance: &str, aggregates: Vec<AggRow>, inventory: Vec<InventoryRow>) -> Tally {
+        Tally {
+            id: uuid::Uuid::new_v4().to_string(),
+            instance: instance.to_string(),
+            aggregates,
+            inventory,
+        }
+    }
+}
+
 /// Which receipts to list (times in the stored form, see [`super::parse_time`]).
 #[derive(Default, Debug)]
 pub struct Filter {
@@ -63,8 +89,10 @@ pub trait Store: Send {
     /// Appends receipts to the chain (a subject's repeated decision is skipped); returns how
     /// many were written.
     fn insert_receipts(&mut self, batch: Vec<Receipt>) -> Result<usize, String>;
-    fn add_aggregates(&mut self, rows: &[AggRow]) -> Result<(), String>;
-    fn add_inventory(&mut self, rows: &[InventoryRow]) -> Result<(), String>;
+    /// Adds a tally's aggregates and inventory rows, in one transaction that first records its
+    /// id in `tallies`: `Ok(false)` when the id was there already (written before; nothing
+    /// added again).
+    fn add_tally(&mut self, tally: &Tally) -> Result<bool, String>;
     /// Inventory rows (per site, name, instance) counted in an hour of `since <= hour <
     /// until`: `kept`/`stripped` are that period's counts, `first_seen`/`last_seen` stay the
     /// lifetime ones (summed over instances by the caller).
@@ -76,7 +104,8 @@ pub trait Store: Send {
     ) -> Result<Vec<InventoryRow>, String>;
     /// Retention: deletes the receipts older than `before` that lead the chain (see
     /// [`LAST_EXPIRED`]) and records the last one deleted as the chain anchor, in one
-    /// transaction; and the aggregates and inventory rows older than it.
+    /// transaction; and the aggregates and inventory rows older than it, and the tally ids
+    /// older than [`TALLY_IDS_KEPT`].
     fn purge(&mut self, before: &str) -> Result<(), String>;
     /// The whole chain for `verify`, read in one snapshot: what its first receipt must follow
     /// ([`ANCHOR_SCHEMA`]) and every receipt in `seq` order. One snapshot, so a purge running
@@ -164,6 +193,40 @@ CREATE TABLE IF NOT EXISTS aggregates (
     PRIMARY KEY (hour, site, instance, metric, labels)
 );
 ";
+
+/// The ids of the tallies written ([`Tally`]), the same in both stores. Inserted first in the
+/// tally's transaction: of two writes of one tally (a resend racing a store thread given up
+/// on), the second waits for the first's row and then adds nothing.
+pub(crate) const TALLIES_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS tallies (
+    id TEXT PRIMARY KEY,
+    instance TEXT NOT NULL,
+    written_at TEXT NOT NULL
+);
+";
+
+/// Records a tally's id: `$1` id, `$2` instance, `$3` time; 0 rows changed: written before.
+pub(crate) const TALLY_INSERT: &str = "INSERT INTO tallies (id, instance, written_at) VALUES \
+    ($1, $2, $3) ON CONFLICT (id) DO NOTHING";
+
+/// How long a tally id is remembered. A tally is sent again within seconds of the store
+/// answering (the writer's backoff is at most 2 s), so an id is only needed while its write's
+/// answer is outstanding; a day is ample, and keeps the table to about 1,440 rows per instance.
+pub const TALLY_IDS_KEPT: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+/// Deletes the tally ids written before `$1` ([`tallies_before`]).
+pub(crate) const TALLIES_PURGE: &str = "DELETE FROM tallies WHERE written_at < $1";
+
+/// The cutoff of [`TALLIES_PURGE`]: [`TALLY_IDS_KEPT`] ago.
+pub(crate) fn tallies_before() -> String {
+    crate::receipts::format_time(std::time::SystemTime::now() - TALLY_IDS_KEPT)
+}
+
+/// The aggregates' upsert: `$1` hour, `$2` site, `$3` instance, `$4` metric, `$5` labels, `$6`
+/// value (added to the row's).
+pub(crate) const AGGREGATES_UPSERT: &str = "INSERT INTO aggregates (hour, site, instance, metric, \
+    labels, value) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (hour, site, instance, metric, \
+    labels) DO UPDATE SET value = aggregates.value + excluded.value";
 
 /// The inventory table, the same in both stores (TEXT times, BIGINT counts).
 pub(crate) const INVENTORY_SCHEMA: &str = "

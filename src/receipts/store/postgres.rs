@@ -6,9 +6,10 @@
 
 use super::{
     adopted_anchor, append, chain_start, hour_of_time, require_tables, split_list, tables_schema,
-    AggRow, Filter, InventoryRow, Store, ANCHOR_SCHEMA, ANCHOR_SELECT, ANCHOR_UPSERT, CHAIN_HEAD,
-    COLUMNS, FIRST_RECEIPT, INVENTORY_HOURS_PURGE, INVENTORY_HOURS_SCHEMA, INVENTORY_HOURS_UPSERT,
-    INVENTORY_SCHEMA, INVENTORY_SELECT, INVENTORY_UPSERT, LAST_EXPIRED, PURGE_RECEIPTS,
+    tallies_before, AggRow, Filter, InventoryRow, Store, Tally, AGGREGATES_UPSERT, ANCHOR_SCHEMA,
+    ANCHOR_SELECT, ANCHOR_UPSERT, CHAIN_HEAD, COLUMNS, FIRST_RECEIPT, INVENTORY_HOURS_PURGE,
+    INVENTORY_HOURS_SCHEMA, INVENTORY_HOURS_UPSERT, INVENTORY_SCHEMA, INVENTORY_SELECT,
+    INVENTORY_UPSERT, LAST_EXPIRED, PURGE_RECEIPTS, TALLIES_PURGE, TALLIES_SCHEMA, TALLY_INSERT,
 };
 use crate::receipts::{ChainStart, Receipt, GENESIS};
 use postgres::{Client, NoTls};
@@ -22,7 +23,72 @@ pub struct PgStore {
 }
 
 fn err(e: postgres::Error) -> String {
-    format!("postgres: {e}")
+    format!("postgres: {}", describe(&e))
+}
+
+/// What went wrong, in words an operator can act on. `postgres::Error` displays only its kind
+/// ("db error", "error connecting to server"): the server's own message (with its detail, hint
+/// and SQLSTATE) is in the error, and an I/O failure's reason in its source chain.
+pub fn describe(e: &postgres::Error) -> String {
+    use std::fmt::Write;
+    let mut text = String::new();
+    if let Some(db) = e.as_db_error() {
+        let _ = write!(text, "{}: {}", db.severity(), db.message());
+        if let Some(detail) = db.detail() {
+            let _ = write!(text, " (detail: {detail})");
+        }
+        if let Some(hint) = db.hint() {
+            let _ = write!(text, " (hint: {hint})");
+        }
+        let _ = write!(text, " [SQLSTATE {}]", db.code().code());
+        return text;
+    }
+    let _ = write!(text, "{e}");
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let _ = write!(text, ": {c}");
+        cause = c.source();
+    }
+    text
+}
+
+/// Where `cfg` connects, for a failed connection's message: host(s) and port(s), database and
+/// user. Never the password (it is not part of it).
+fn target(cfg: &postgres::Config) -> String {
+    use postgres::config::Host;
+    let ports = cfg.get_ports();
+    // One port applies to every host; otherwise one each (libpq's rule), 5432 by default.
+    let port = |i: usize| ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+    let mut places: Vec<String> = cfg
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, h)| match h {
+            Host::Tcp(name) if name.contains(':') => format!("[{name}]:{}", port(i)),
+            Host::Tcp(name) => format!("{name}:{}", port(i)),
+            Host::Unix(dir) => format!("{}/.s.PGSQL.{}", dir.display(), port(i)),
+        })
+        .collect();
+    if places.is_empty() {
+        places = cfg
+            .get_hostaddrs()
+            .iter()
+            .enumerate()
+            .map(|(i, a)| std::net::SocketAddr::new(*a, port(i)).to_string())
+            .collect();
+    }
+    let user = cfg.get_user().unwrap_or("(none)");
+    format!(
+        "PostgreSQL at {} (database \"{}\", user \"{user}\")",
+        places.join(", "),
+        cfg.get_dbname().unwrap_or(user)
+    )
+}
+
+/// A connection that failed: where to, and why (the server's message when it answered: no
+/// such database or role, authentication failed, too many connections...).
+fn connect_error(cfg: &postgres::Config, e: &postgres::Error) -> String {
+    format!("cannot connect to {}: {}", target(cfg), describe(e))
 }
 
 impl PgStore {
@@ -36,7 +102,7 @@ impl PgStore {
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(30))
             .options("-c statement_timeout=10000 -c lock_timeout=10000");
-        let mut client = cfg.connect(NoTls).map_err(err)?;
+        let mut client = cfg.connect(NoTls).map_err(|e| connect_error(&cfg, &e))?;
         // Instances starting together would race on CREATE TABLE; the lock orders them.
         let mut tx = client.transaction().map_err(err)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CHAIN_LOCK])
@@ -45,6 +111,7 @@ impl PgStore {
             .map_err(err)?;
         tx.batch_execute(INVENTORY_SCHEMA).map_err(err)?;
         tx.batch_execute(INVENTORY_HOURS_SCHEMA).map_err(err)?;
+        tx.batch_execute(TALLIES_SCHEMA).map_err(err)?;
         // The chain anchor; a store written before it adopts what its first receipt follows,
         // once, under the chain lock (every instance of a fleet agrees).
         if !has_anchor_table(&mut tx)? {
@@ -70,7 +137,7 @@ impl PgStore {
             .map_err(|e| format!("bad PostgreSQL url: {e}"))?;
         cfg.connect_timeout(Duration::from_secs(3))
             .options("-c statement_timeout=60000 -c default_transaction_read_only=on");
-        let mut client = cfg.connect(NoTls).map_err(err)?;
+        let mut client = cfg.connect(NoTls).map_err(|e| connect_error(&cfg, &e))?;
         let tables: i64 = client
             .query_one("SELECT COUNT(to_regclass('receipts'))", &[])
             .map_err(err)?
@@ -221,16 +288,19 @@ impl Store for PgStore {
         Ok(written)
     }
 
-    fn add_aggregates(&mut self, rows: &[AggRow]) -> Result<(), String> {
+    fn add_tally(&mut self, t: &Tally) -> Result<bool, String> {
         let mut tx = self.client.transaction().map_err(err)?;
-        let up = tx
-            .prepare(
-                "INSERT INTO aggregates (hour, site, instance, metric, labels, value) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (hour, site, instance, metric, \
-                 labels) DO UPDATE SET value = aggregates.value + excluded.value",
-            )
-            .map_err(err)?;
-        for a in rows {
+        // The id first: a second write of this tally waits here for the first to commit,
+        // then adds nothing.
+        if tx
+            .execute(TALLY_INSERT, &[&t.id, &t.instance, &now()])
+            .map_err(err)?
+            == 0
+        {
+            return Ok(false);
+        }
+        let up = tx.prepare(AGGREGATES_UPSERT).map_err(err)?;
+        for a in &t.aggregates {
             tx.execute(
                 &up,
                 &[
@@ -244,14 +314,9 @@ impl Store for PgStore {
             )
             .map_err(err)?;
         }
-        tx.commit().map_err(err)
-    }
-
-    fn add_inventory(&mut self, rows: &[InventoryRow]) -> Result<(), String> {
-        let mut tx = self.client.transaction().map_err(err)?;
         let up = tx.prepare(INVENTORY_UPSERT).map_err(err)?;
         let hourly = tx.prepare(INVENTORY_HOURS_UPSERT).map_err(err)?;
-        for r in rows {
+        for r in &t.inventory {
             tx.execute(
                 &hourly,
                 &[
@@ -280,7 +345,8 @@ impl Store for PgStore {
             )
             .map_err(err)?;
         }
-        tx.commit().map_err(err)
+        tx.commit().map_err(err)?;
+        Ok(true)
     }
 
     fn inventory(
@@ -331,6 +397,8 @@ impl Store for PgStore {
         tx.execute("DELETE FROM inventory WHERE last_seen < $1", &[&before])
             .map_err(err)?;
         tx.execute(INVENTORY_HOURS_PURGE, &[&before]).map_err(err)?;
+        tx.execute(TALLIES_PURGE, &[&tallies_before()])
+            .map_err(err)?;
         tx.commit().map_err(err)
     }
 

@@ -2,9 +2,10 @@
 
 use super::{
     adopted_anchor, append, chain_start, hour_of_time, require_tables, split_list, tables_schema,
-    AggRow, Filter, InventoryRow, Store, ANCHOR_SCHEMA, ANCHOR_SELECT, ANCHOR_UPSERT, CHAIN_HEAD,
-    COLUMNS, FIRST_RECEIPT, INVENTORY_HOURS_PURGE, INVENTORY_HOURS_SCHEMA, INVENTORY_HOURS_UPSERT,
-    INVENTORY_SCHEMA, INVENTORY_SELECT, INVENTORY_UPSERT, LAST_EXPIRED, PURGE_RECEIPTS,
+    tallies_before, AggRow, Filter, InventoryRow, Store, Tally, AGGREGATES_UPSERT, ANCHOR_SCHEMA,
+    ANCHOR_SELECT, ANCHOR_UPSERT, CHAIN_HEAD, COLUMNS, FIRST_RECEIPT, INVENTORY_HOURS_PURGE,
+    INVENTORY_HOURS_SCHEMA, INVENTORY_HOURS_UPSERT, INVENTORY_SCHEMA, INVENTORY_SELECT,
+    INVENTORY_UPSERT, LAST_EXPIRED, PURGE_RECEIPTS, TALLIES_PURGE, TALLIES_SCHEMA, TALLY_INSERT,
 };
 use crate::receipts::{ChainStart, Receipt, GENESIS};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -33,6 +34,7 @@ impl SqliteStore {
             .map_err(err)?;
         conn.execute_batch(INVENTORY_SCHEMA).map_err(err)?;
         conn.execute_batch(INVENTORY_HOURS_SCHEMA).map_err(err)?;
+        conn.execute_batch(TALLIES_SCHEMA).map_err(err)?;
         // The chain anchor, created (and, in a store written before it, adopted) under the
         // write lock: two processes opening one file agree on it.
         let tx = conn
@@ -210,32 +212,30 @@ impl Store for SqliteStore {
         Ok(written)
     }
 
-    fn add_aggregates(&mut self, rows: &[AggRow]) -> Result<(), String> {
-        let tx = self.conn.transaction().map_err(err)?;
+    fn add_tally(&mut self, t: &Tally) -> Result<bool, String> {
+        // IMMEDIATE: the write lock first, so the id check and the rows are one step.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        if tx
+            .execute(TALLY_INSERT, params![t.id, t.instance, now()])
+            .map_err(err)?
+            == 0
         {
-            let mut up = tx
-                .prepare_cached(
-                    "INSERT INTO aggregates (hour, site, instance, metric, labels, value) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (hour, site, instance, metric, \
-                     labels) DO UPDATE SET value = value + excluded.value",
-                )
-                .map_err(err)?;
-            for a in rows {
+            return Ok(false);
+        }
+        {
+            let mut up = tx.prepare_cached(AGGREGATES_UPSERT).map_err(err)?;
+            for a in &t.aggregates {
                 up.execute(params![
                     a.hour, a.site, a.instance, a.metric, a.labels, a.value
                 ])
                 .map_err(err)?;
             }
-        }
-        tx.commit().map_err(err)
-    }
-
-    fn add_inventory(&mut self, rows: &[InventoryRow]) -> Result<(), String> {
-        let tx = self.conn.transaction().map_err(err)?;
-        {
             let mut up = tx.prepare_cached(INVENTORY_UPSERT).map_err(err)?;
             let mut hourly = tx.prepare_cached(INVENTORY_HOURS_UPSERT).map_err(err)?;
-            for r in rows {
+            for r in &t.inventory {
                 hourly
                     .execute(params![
                         hour_of_time(&r.last_seen),
@@ -260,7 +260,8 @@ impl Store for SqliteStore {
                 .map_err(err)?;
             }
         }
-        tx.commit().map_err(err)
+        tx.commit().map_err(err)?;
+        Ok(true)
     }
 
     fn inventory(
@@ -308,6 +309,7 @@ impl Store for SqliteStore {
         tx.execute("DELETE FROM inventory WHERE last_seen < ?1", [before])
             .map_err(err)?;
         tx.execute(INVENTORY_HOURS_PURGE, [before]).map_err(err)?;
+        tx.execute(TALLIES_PURGE, [tallies_before()]).map_err(err)?;
         tx.commit().map_err(err)
     }
 
@@ -502,13 +504,20 @@ mod tests {
             labels: "consent=none".into(),
             value: 2,
         };
-        s.add_aggregates(&[
-            agg("2020-01-01T00:00:00.000Z"),
-            agg("2026-11-28T00:00:00.000Z"),
-        ])
+        let tally = |aggregates, inventory| Tally::new("a", aggregates, inventory);
+        s.add_tally(&tally(
+            vec![
+                agg("2020-01-01T00:00:00.000Z"),
+                agg("2026-11-28T00:00:00.000Z"),
+            ],
+            vec![],
+        ))
         .unwrap();
-        s.add_aggregates(&[agg("2026-11-28T00:00:00.000Z")])
-            .unwrap();
+        let again = tally(vec![agg("2026-11-28T00:00:00.000Z")], vec![]);
+        assert!(s.add_tally(&again).unwrap());
+        // A tally sent again (its answer lost, or written meanwhile by a store thread given
+        // up on) adds nothing.
+        assert!(!s.add_tally(&again).unwrap());
         s.purge("2025-01-01T00:00:00.000Z").unwrap();
         let left = s.receipts(&Filter::default()).unwrap();
         assert_eq!(left.len(), 1);
@@ -531,26 +540,35 @@ mod tests {
             first_seen: first.into(),
             last_seen: last.into(),
         };
-        s.add_inventory(&[inv(
-            "a",
-            2,
-            "2026-11-28T10:00:00.000Z",
-            "2026-11-28T11:00:00.000Z",
-        )])
+        s.add_tally(&tally(
+            vec![],
+            vec![inv(
+                "a",
+                2,
+                "2026-11-28T10:00:00.000Z",
+                "2026-11-28T11:00:00.000Z",
+            )],
+        ))
         .unwrap();
-        s.add_inventory(&[inv(
-            "a",
-            3,
-            "2026-11-28T12:00:00.000Z",
-            "2026-11-28T12:00:00.000Z",
-        )])
+        s.add_tally(&tally(
+            vec![],
+            vec![inv(
+                "a",
+                3,
+                "2026-11-28T12:00:00.000Z",
+                "2026-11-28T12:00:00.000Z",
+            )],
+        ))
         .unwrap();
-        s.add_inventory(&[inv(
-            "b",
-            4,
-            "2026-11-28T09:00:00.000Z",
-            "2026-11-28T09:30:00.000Z",
-        )])
+        s.add_tally(&tally(
+            vec![],
+            vec![inv(
+                "b",
+                4,
+                "2026-11-28T09:00:00.000Z",
+                "2026-11-28T09:30:00.000Z",
+            )],
+        ))
         .unwrap();
         let req = crate::report::ReportRequest {
             since: "2026-11-28T00:00:00.000Z",
