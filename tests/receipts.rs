@@ -887,6 +887,12 @@ fn aggregates_count_every_request_served_through_a_store_outage_and_a_freeze() {
         }
     };
     let errors = |op: &str| p.metric("consentgate_receipt_store_errors_total", &[("op", op)]);
+    // The store thread creates the tables when it first connects, just after the start;
+    // `report` refuses a database without them.
+    eventually("the store's tables created", || {
+        let args = ["report", "--config", config, "--since", "2000-01-01"];
+        run_cli(&args).0 == 0
+    });
     serve(5);
     expect_reported(config, 5);
     // Stopped: each aggregate write of the outage fails to connect.
