@@ -626,6 +626,23 @@ pub fn run_cli(args: &[&str]) -> (i32, String, String) {
     run_cli_with_env(args, &[])
 }
 
+/// `consentgate report --format html` of everything `config`'s store holds (since 2000); the
+/// command must succeed.
+pub fn report_html(config: &str) -> String {
+    let args = [
+        "report",
+        "--config",
+        config,
+        "--since",
+        "2000-01-01",
+        "--format",
+        "html",
+    ];
+    let (code, html, err) = run_cli(&args);
+    assert_eq!(code, 0, "{err}");
+    html
+}
+
 /// [`run_cli`] with extra environment variables.
 pub fn run_cli_with_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let out = Command::new(BIN)
