@@ -643,22 +643,9 @@ fn mismatch_beacons_are_blocked_requests_on_the_dashboard_and_in_the_report() {
     assert_eq!(p.reload().0, 200);
     // The report, from the hourly aggregates the writer stores.
     let config = p.config.to_str().unwrap();
-    let report_json = || {
-        let (code, out, err) = run_cli(&[
-            "report",
-            "--config",
-            config,
-            "--since",
-            "2000-01-01",
-            "--format",
-            "json",
-        ]);
-        assert_eq!(code, 0, "{err}");
-        serde_json::from_str::<serde_json::Value>(&out).unwrap()
-    };
     let mut report = serde_json::Value::Null;
     eventually("the blocked beacons in the report", || {
-        report = report_json();
+        report = report_json(config);
         report["sites"]["shop"]["blocked_requests"]["total"] == 3
             && report["sites"]["shop"]["consent_mode_mismatches"]["total"] == 3
             && report["other_metrics"]

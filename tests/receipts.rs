@@ -830,16 +830,7 @@ fn a_brief_store_outage_loses_no_receipt() {
 
 /// The requests `report` counts for site shop, summed over instances.
 fn reported_requests(config: &str) -> i64 {
-    let args = [
-        "report",
-        "--config",
-        config,
-        "--since",
-        "2000-01-01",
-        "--format",
-        "json",
-    ];
-    cli_json(&args)["sites"]["shop"]["requests_by_consent"]["total"]
+    report_json(config)["sites"]["shop"]["requests_by_consent"]["total"]
         .as_i64()
         .unwrap_or(0)
 }
@@ -1005,15 +996,7 @@ fn two_instances_sharing_postgres_report_their_sum() {
     let config = a.config.to_str().unwrap();
     let mut report = Value::Null;
     eventually("both instances' aggregates in the report", || {
-        report = cli_json(&[
-            "report",
-            "--config",
-            config,
-            "--since",
-            "2000-01-01",
-            "--format",
-            "json",
-        ]);
+        report = report_json(config);
         let inventory = report["inventory"].as_array().cloned().unwrap_or_default();
         let shop = &report["sites"]["shop"];
         shop["requests_by_consent"]["total"] == 19

@@ -626,9 +626,9 @@ pub fn run_cli(args: &[&str]) -> (i32, String, String) {
     run_cli_with_env(args, &[])
 }
 
-/// `consentgate report --format html` of everything `config`'s store holds (since 2000); the
-/// command must succeed.
-pub fn report_html(config: &str) -> String {
+/// `consentgate report --format FORMAT` of everything `config`'s store holds (since 2000);
+/// the command must succeed.
+pub fn report_all(config: &str, format: &str) -> String {
     let args = [
         "report",
         "--config",
@@ -636,11 +636,22 @@ pub fn report_html(config: &str) -> String {
         "--since",
         "2000-01-01",
         "--format",
-        "html",
+        format,
     ];
-    let (code, html, err) = run_cli(&args);
-    assert_eq!(code, 0, "{err}");
-    html
+    let (code, out, err) = run_cli(&args);
+    assert_eq!(code, 0, "{args:?}: {err}");
+    out
+}
+
+/// [`report_all`] as HTML.
+pub fn report_html(config: &str) -> String {
+    report_all(config, "html")
+}
+
+/// [`report_all`] as JSON.
+pub fn report_json(config: &str) -> serde_json::Value {
+    let out = report_all(config, "json");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
 
 /// [`run_cli`] with extra environment variables.
