@@ -366,6 +366,16 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
 
+    /// A new empty directory `NAME-PID` under the temp dir and the database path in it (the
+    /// test removes the directory at its end).
+    fn fresh_db(name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("r.db");
+        (dir, path)
+    }
+
     /// A receipt of `subject` at `time`, for the chain tests.
     fn at(id: &str, subject: &str, time: &str) -> Receipt {
         Receipt::sample(id, subject, time)
@@ -373,10 +383,7 @@ mod tests {
 
     #[test]
     fn retention_deletes_only_a_leading_range_of_the_chain_and_it_still_verifies() {
-        let dir = std::env::temp_dir().join(format!("cg-sqlite-skew-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("r.db");
-        let _ = std::fs::remove_file(&path);
+        let (dir, path) = fresh_db("cg-sqlite-skew");
         let mut s = SqliteStore::open(&path).unwrap();
         // Chain order (seq) is not time order: instance b's clock is behind, so its receipt
         // (seq 3) is stamped before the one written ahead of it (seq 2).
@@ -439,10 +446,7 @@ mod tests {
     /// and verify holds from then on.
     #[test]
     fn a_store_without_an_anchor_adopts_its_first_receipt_once() {
-        let dir = std::env::temp_dir().join(format!("cg-sqlite-adopt-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("r.db");
-        let _ = std::fs::remove_file(&path);
+        let (dir, path) = fresh_db("cg-sqlite-adopt");
         let mut s = SqliteStore::open(&path).unwrap();
         let rows = [
             at("1", "s1", "2020-01-01T00:00:00.000Z"),
@@ -482,10 +486,7 @@ mod tests {
 
     #[test]
     fn retention_deletes_old_receipts_and_aggregates_and_duplicates_are_refused() {
-        let dir = std::env::temp_dir().join(format!("cg-sqlite-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("r.db");
-        let _ = std::fs::remove_file(&path);
+        let (dir, path) = fresh_db("cg-sqlite");
         let mut s = SqliteStore::open(&path).unwrap();
         let mk = |id: &str, subject: &str, time: &str, granted: &[&str]| Receipt {
             granted: granted.iter().map(|g| g.to_string()).collect(),
