@@ -13,8 +13,10 @@
 //! The oracle does not ask the proxy's classifier: every name is given its category by the
 //! test's own table ([`TABLE`]), which is also what the site's `[site.cookies]` says, so a
 //! disagreement is the proxy's. Names outside the table are unknown (`unknown_cookies =
-//! "strip"`), which grants them nothing. The consent state comes from the first-party consent
-//! cookie (README: "listed categories granted"), OneTrust's `OptanonConsent` (its `groups`), an
+//! "strip"`), which grants them nothing; so is a nameless request cookie (a pair without `=`).
+//! The consent state comes from the first-party consent cookie (none, one or two copies, each in
+//! the list or the flag form of docs/CONSENT.md with any of its separators and flag spellings,
+//! URL-encoded or not, or unreadable), OneTrust's `OptanonConsent` (its `groups`), an
 //! IAB TCF TC string a real CMP wrote (`euconsent-v2` or OneTrust's `eupubconsent-v2`, from
 //! tests/fixtures/consent/tcf.jsonl, granting what that file records from the IAB reference
 //! decoder), combined by the documented rule (docs/CONSENT.md), and `Sec-GPC: 1` (the default
@@ -178,13 +180,84 @@ marketing = [{}]
     )
 }
 
+/// One copy of the first-party consent cookie. A visitor may carry several (the same name set
+/// on several paths or domains, e.g. an old one on `.example.com` and a new one on
+/// `www.example.com`); docs/CONSENT.md: each copy is read as a source of its own.
+#[derive(Debug, Clone)]
+enum FirstParty {
+    /// List form: the listed categories granted, every other refused; `all` spelled out when
+    /// all three are listed and `all` is set. Items joined by `sep` (`,`, `|`, `+`, or `,`/`|`
+    /// URL-encoded).
+    List {
+        granted: Vec<&'static str>,
+        all: bool,
+        sep: &'static str,
+    },
+    /// Flag form: each named category granted or refused, in one of the documented spellings
+    /// (`words`: index into [`FLAG_WORDS`]); a category it does not name is not carried.
+    Flags {
+        named: Vec<(&'static str, bool)>,
+        words: usize,
+        sep: &'static str,
+    },
+    /// Unreadable (an unknown item or flag): the source refuses every category.
+    Malformed(&'static str),
+}
+
+/// Separators of the first-party items, as docs/CONSENT.md lists them (URL-encoded or not).
+const FP_SEPS: &[&str] = &[",", "|", "+", "%2C", "%7C"];
+/// The flag spellings docs/CONSENT.md accepts: (granted, refused).
+const FLAG_WORDS: &[(&str, &str)] = &[
+    ("1", "0"),
+    ("true", "false"),
+    ("yes", "no"),
+    ("granted", "denied"),
+    ("allow", "deny"),
+];
+/// First-party values that are errors ("anything else is an error"): an unknown category, an
+/// unknown flag.
+const FP_MALFORMED: &[&str] = &["all,bogus", "bogus", "analytics:maybe", "marketing:1,ads:1"];
+
+impl FirstParty {
+    fn value(&self) -> String {
+        match self {
+            FirstParty::List { granted, all, sep } => {
+                if *all && granted.len() == 3 {
+                    "all".to_string()
+                } else {
+                    granted.join(sep)
+                }
+            }
+            FirstParty::Flags { named, words, sep } => {
+                let (yes, no) = FLAG_WORDS[*words];
+                let colon = if sep.starts_with('%') { "%3A" } else { ":" };
+                named
+                    .iter()
+                    .map(|(c, on)| format!("{c}{colon}{}", if *on { yes } else { no }))
+                    .collect::<Vec<_>>()
+                    .join(sep)
+            }
+            FirstParty::Malformed(v) => v.to_string(),
+        }
+    }
+
+    /// What this copy says about `cat`: `Some(granted)`, or `None` when it does not carry it.
+    fn says(&self, cat: &str) -> Option<bool> {
+        match self {
+            FirstParty::List { granted, .. } => Some(granted.contains(&cat)),
+            FirstParty::Flags { named, .. } => {
+                named.iter().find(|(c, _)| *c == cat).map(|(_, on)| *on)
+            }
+            FirstParty::Malformed(_) => Some(false),
+        }
+    }
+}
+
 /// One generated case.
 #[derive(Debug, Clone)]
 struct Case {
-    /// Categories the consent cookie lists (`None`: no consent cookie at all).
-    consent: Option<Vec<&'static str>>,
-    /// Write the consent value as `analytics:1,marketing:0` rather than `analytics`.
-    consent_flags: bool,
+    /// The first-party consent cookie's copies, in the order sent (empty: none at all).
+    consent: Vec<FirstParty>,
     /// OneTrust's `groups` (`C0001:1` always first): (group, granted); `None`: no cookie.
     onetrust: Option<Vec<(&'static str, bool)>>,
     /// A real TC string in its cookie; `None`: no TCF cookie.
@@ -199,7 +272,9 @@ struct Case {
 impl Case {
     /// The documented rule (docs/CONSENT.md, "Several sources"): each source grants, refuses
     /// or says nothing about a category; granted when some source grants it and none refuses.
-    /// The first-party cookie refuses what it leaves out; OneTrust speaks through the groups it
+    /// The first-party cookie's list form refuses what it leaves out, its flag form speaks for
+    /// the categories it names, an unreadable copy refuses everything, and each copy is a source
+    /// of its own; OneTrust speaks through the groups it
     /// lists (several mapped to one category: any refused refuses); a TC string speaks for every
     /// category, as its fixture records. Then GPC refuses marketing.
     fn granted(&self, cat: &str) -> bool {
@@ -210,9 +285,7 @@ impl Case {
             return false;
         }
         let mut says = Vec::new();
-        if let Some(c) = &self.consent {
-            says.push(c.contains(&cat));
-        }
+        says.extend(self.consent.iter().filter_map(|copy| copy.says(cat)));
         if let Some(groups) = &self.onetrust {
             says.extend(
                 groups
@@ -235,19 +308,6 @@ impl Case {
             || category(name).is_some_and(|c| self.granted(c))
     }
 
-    fn consent_value(&self) -> Option<String> {
-        let granted = self.consent.as_ref()?;
-        Some(if self.consent_flags {
-            [PREFERENCES, ANALYTICS, MARKETING]
-                .iter()
-                .map(|c| format!("{c}:{}", u8::from(granted.contains(c))))
-                .collect::<Vec<_>>()
-                .join(",")
-        } else {
-            granted.join(",")
-        })
-    }
-
     /// `OptanonConsent` as OneTrust writes it: a URL-encoded query string with the keys of the
     /// cookies captured from live sites in tests/fixtures/consent/onetrust.jsonl (provenance
     /// there); only `groups` varies. The OneTrust parser itself is tested on those captures.
@@ -266,9 +326,11 @@ impl Case {
     /// The CMP cookies, in the order sent: (name, value).
     fn consent_pairs(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
-        if let Some(v) = self.consent_value() {
-            out.push((CONSENT.to_string(), v));
-        }
+        out.extend(
+            self.consent
+                .iter()
+                .map(|copy| (CONSENT.to_string(), copy.value())),
+        );
         if let Some(v) = self.onetrust_value() {
             out.push((ONETRUST.to_string(), v));
         }
@@ -285,7 +347,12 @@ impl Case {
             .into_iter()
             .map(|(n, v)| format!("{n}={v}"))
             .collect();
-        pairs.extend(self.cookies.iter().map(|(n, v)| format!("{n}={v}")));
+        // A nameless cookie (set by `document.cookie = "v"` or a `Set-Cookie` without `=`) is
+        // sent as its value alone, as browsers do.
+        pairs.extend(self.cookies.iter().map(|(n, v)| match n.as_str() {
+            "" => v.clone(),
+            _ => format!("{n}={v}"),
+        }));
         (!pairs.is_empty()).then(|| pairs.join("; "))
     }
 
@@ -382,19 +449,63 @@ fn any_set_cookie() -> impl Strategy<Value = String> {
             }
             line
         });
-    // A line with no `=` in its first part: the empty name (unknown, so stripped).
-    let no_eq = ("[A-Za-z]{1,10}", proptest::sample::select(ATTRS.to_vec()))
-        .prop_map(|(v, attr)| format!("{v}; {attr}"));
+    // A line with no `=` in its first part, or starting with `=`: the empty name (unknown, so
+    // stripped).
+    let no_eq = (
+        "[A-Za-z]{1,10}",
+        any::<bool>(),
+        proptest::sample::select(ATTRS.to_vec()),
+    )
+        .prop_map(|(v, leading_eq, attr)| {
+            let eq = if leading_eq { "=" } else { "" };
+            format!("{eq}{v}; {attr}")
+        });
     prop_oneof![9 => with_pair, 1 => no_eq]
+}
+
+/// One copy of the first-party consent cookie, in any documented form.
+fn any_first_party() -> impl Strategy<Value = FirstParty> {
+    let cats = || proptest::sample::subsequence(vec![PREFERENCES, ANALYTICS, MARKETING], 0..=3);
+    let sep = || proptest::sample::select(FP_SEPS.to_vec());
+    let list = (cats(), any::<bool>(), sep()).prop_map(|(granted, all, sep)| FirstParty::List {
+        granted,
+        all,
+        sep,
+    });
+    let flags = (
+        proptest::sample::subsequence(vec![PREFERENCES, ANALYTICS, MARKETING], 1..=3),
+        proptest::collection::vec(any::<bool>(), 3),
+        0..FLAG_WORDS.len(),
+        sep(),
+    )
+        .prop_map(|(cats, on, words, sep)| FirstParty::Flags {
+            named: cats.into_iter().zip(on).collect(),
+            words,
+            sep,
+        });
+    let malformed = proptest::sample::select(FP_MALFORMED.to_vec()).prop_map(FirstParty::Malformed);
+    prop_oneof![5 => list, 3 => flags, 1 => malformed]
+}
+
+/// A request cookie: a name of the table or an unknown one with a plain, quoted or `=`-holding
+/// value, or now and then a nameless one (its value alone, no `=`).
+fn any_request_cookie() -> impl Strategy<Value = (String, String)> {
+    let value = prop_oneof![
+        "[A-Za-z0-9]{1,6}(\\.[0-9]{1,4})?",
+        "[A-Za-z0-9]{1,6}".prop_map(|v| format!("\"{v}\"")),
+        "[A-Za-z0-9]{1,4}=[A-Za-z0-9]{0,4}",
+    ];
+    let nameless = "[A-Za-z0-9]{1,8}".prop_map(|v| (String::new(), v));
+    prop_oneof![9 => (any_name(), value), 1 => nameless]
 }
 
 fn any_case(tcf: &[TcfVector]) -> impl Strategy<Value = Case> {
     (
-        proptest::option::weighted(
-            0.8,
-            proptest::sample::subsequence(vec![PREFERENCES, ANALYTICS, MARKETING], 0..=3),
-        ),
-        any::<bool>(),
+        prop_oneof![
+            2 => Just(Vec::new()),
+            6 => proptest::collection::vec(any_first_party(), 1),
+            2 => proptest::collection::vec(any_first_party(), 2),
+        ],
         proptest::option::weighted(
             0.5,
             proptest::sample::subsequence(
@@ -413,26 +524,17 @@ fn any_case(tcf: &[TcfVector]) -> impl Strategy<Value = Case> {
         ),
         proptest::option::weighted(0.4, proptest::sample::select(tcf.to_vec())),
         any::<bool>(),
-        proptest::collection::vec(
-            (
-                any_name(),
-                "[A-Za-z0-9]{1,6}(\\.[0-9]{1,4})?".prop_map(|v| v.to_string()),
-            ),
-            0..8,
-        ),
+        proptest::collection::vec(any_request_cookie(), 0..8),
         proptest::collection::vec(any_set_cookie(), 0..10),
     )
-        .prop_map(
-            |(consent, consent_flags, onetrust, tcf, gpc, cookies, set_cookies)| Case {
-                consent,
-                consent_flags,
-                onetrust,
-                tcf,
-                gpc,
-                cookies,
-                set_cookies,
-            },
-        )
+        .prop_map(|(consent, onetrust, tcf, gpc, cookies, set_cookies)| Case {
+            consent,
+            onetrust,
+            tcf,
+            gpc,
+            cookies,
+            set_cookies,
+        })
 }
 
 /// The origin: answers with the current case's lines (a shared slot; cases run one at a time).
