@@ -1,6 +1,8 @@
 //! Origin faults through the real proxy (issue 13, "Origin faults"). The origin is a raw
 //! `TcpListener` on loopback that this file drives byte by byte: it refuses, resets mid-headers
-//! and mid-body, stalls before headers and mid-body, sends garbage, sends `Content-Length` with
+//! and mid-body (of a plain body and of an HTML page the proxy rewrites, which the proxy must
+//! frame itself), stalls before headers and mid-body (of a `Content-Length` body and of a
+//! chunked one), sends garbage, sends `Content-Length` with
 //! `Transfer-Encoding`, sends 1xx responses before the final one, and sends a close-delimited
 //! HTTP/1.0 body. For each fault the client (a raw socket, no consent) must get, in bounded
 //! time, either a `502`/`504` or a body that is visibly cut (the connection closes before the
@@ -482,6 +484,72 @@ fn close_delimited_http10_body_is_delivered_complete() {
     assert!(ex.final_head().contains("SESSIONID=s3ss10n"));
 }
 
+/// A shop page with a Google tag and a Facebook pixel, padded to a few KiB so it is cut after
+/// its head: the visitor has no consent, so the proxy rewrites it (its length changes).
+fn tracker_page() -> Vec<u8> {
+    TRACKER_PAGE
+        .replace("</body>", &format!("<p>{}</p></body>", "y".repeat(4000)))
+        .into_bytes()
+}
+
+/// The page's head with its full `Content-Length`, then its first 1,500 bytes (the `<head>` with
+/// the tags and some of the body), then RST.
+fn reset_mid_rewritten_page(c: &mut TcpStream) {
+    let page = tracker_page();
+    let _ = c.write_all(
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n{FBP}{SESSION}Content-Length: {}\r\n\r\n",
+            page.len()
+        )
+        .as_bytes(),
+    );
+    let _ = c.write_all(&page[..1500]);
+    let _ = c.flush();
+    std::thread::sleep(Duration::from_millis(100));
+    reset(c);
+}
+
+/// What the rewriter leaves where it neutralized the page's inline Google tag set-up.
+const NEUTRALIZED: &str = r#"data-consent-category="analytics""#;
+
+#[test]
+fn reset_mid_rewritten_page_cuts_the_body_and_is_counted() {
+    // The rewrite drops the origin's `Content-Length` (the page's length changes), so the proxy
+    // must frame the page itself: close-delimited, a page cut by the origin would look whole.
+    let p = start(reset_mid_rewritten_page);
+    let ex = exchange(&p, "/");
+    assert_cut(&ex);
+    if ex.status == 200 {
+        let body = String::from_utf8_lossy(&ex.body);
+        assert!(
+            body.contains(NEUTRALIZED),
+            "the page was not rewritten: {body}"
+        );
+    }
+    expect_counted(&p, ERRORS, "");
+}
+
+/// A chunked body (the framing of most dynamic pages): one 100-byte chunk, then silence.
+fn stall_mid_chunked_body(c: &mut TcpStream) {
+    let _ = c.write_all(
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n{FBP}{SESSION}Transfer-Encoding: chunked\r\n\r\n64\r\n{}\r\n",
+            "x".repeat(100)
+        )
+        .as_bytes(),
+    );
+    let _ = c.flush();
+    std::thread::sleep(Duration::from_secs(15));
+}
+
+#[test]
+fn stall_mid_chunked_body_cuts_the_body_and_is_counted() {
+    let p = start(stall_mid_chunked_body);
+    let ex = exchange(&p, "/");
+    assert_cut(&ex);
+    expect_counted(&p, TIMEOUTS, "phase=\"read\"");
+}
+
 // The same faults with the client speaking HTTP/2 over TLS to the proxy (the origin stays
 // HTTP/1.x). Before the response head went out, the answer is the same error status. After it,
 // HTTP/2 has no "close the connection" to show a cut: the proxy must end the stream with
@@ -529,9 +597,10 @@ fn assert_h2_error(r: &H2Response, statuses: &[u16]) {
     assert_eq!(r.exit, 0, "the error answer itself was cut: {r:?}");
 }
 
-/// The head went out, then the stream was reset: the client knows the body is not whole.
+/// The head went out, then the stream was reset: the client knows the body is not whole
+/// (`announced`: the origin's body length).
 #[track_caller]
-fn assert_h2_cut(r: &H2Response) {
+fn assert_h2_cut(r: &H2Response, announced: usize) {
     h2_common_checks(r);
     if (r.status == 502 || r.status == 504) && r.exit == 0 {
         return; // failed before the head went out: an error answer is as good
@@ -545,7 +614,7 @@ fn assert_h2_cut(r: &H2Response) {
         r.body.len(),
         r.stderr
     );
-    assert!(r.body.len() < 1000, "{r:?}");
+    assert!(r.body.len() < announced, "{r:?}");
 }
 
 /// A complete `200` on a stream that ended cleanly, with the necessary cookie kept.
@@ -581,7 +650,7 @@ fn h2_reset_mid_headers_is_a_counted_502() {
 #[test]
 fn h2_reset_mid_body_resets_the_stream_and_is_counted() {
     let tls = start_h2(reset_mid_body);
-    assert_h2_cut(&exchange_h2(&tls));
+    assert_h2_cut(&exchange_h2(&tls), 1000);
     expect_counted(&tls.proxy, ERRORS, "");
 }
 
@@ -596,7 +665,7 @@ fn h2_stall_before_headers_is_a_counted_504() {
 #[test]
 fn h2_stall_mid_body_resets_the_stream_and_is_counted() {
     let tls = start_h2(stall_mid_body);
-    assert_h2_cut(&exchange_h2(&tls));
+    assert_h2_cut(&exchange_h2(&tls), 1000);
     expect_counted(&tls.proxy, TIMEOUTS, "phase=\"read\"");
 }
 
@@ -646,4 +715,23 @@ fn h2_close_delimited_http10_body_is_delivered_complete() {
             .any(|c| c.starts_with("SESSIONID=s3ss10n")),
         "{r:?}"
     );
+}
+
+#[test]
+fn h2_reset_mid_rewritten_page_resets_the_stream_and_is_counted() {
+    let tls = start_h2(reset_mid_rewritten_page);
+    let r = exchange_h2(&tls);
+    assert_h2_cut(&r, tracker_page().len());
+    assert!(
+        String::from_utf8_lossy(&r.body).contains(NEUTRALIZED),
+        "the page was not rewritten: {r:?}"
+    );
+    expect_counted(&tls.proxy, ERRORS, "");
+}
+
+#[test]
+fn h2_stall_mid_chunked_body_resets_the_stream_and_is_counted() {
+    let tls = start_h2(stall_mid_chunked_body);
+    assert_h2_cut(&exchange_h2(&tls), 1000);
+    expect_counted(&tls.proxy, TIMEOUTS, "phase=\"read\"");
 }
