@@ -306,6 +306,42 @@ fn a_beacon_claiming_consent_not_given_is_blocked_and_counted() {
     );
 }
 
+/// A visitor writes the beacon's `tid`, so made-up tag ids must not grow `/metrics` without
+/// bound (issue 13, "every label set bounded"): the first 64 ids get a label of their own, every
+/// later one is counted under `other`. 80 distinct well-shaped ids, each in a beacon claiming a
+/// consent the visitor did not give.
+#[test]
+fn made_up_tag_ids_fill_at_most_64_labels() {
+    let o = origin();
+    let p = Proxy::start(&site(&o, ""));
+    for i in 0..80 {
+        let r = p.get(
+            &format!("/g/collect?v=2&tid=G-CAP{i:04}&gcs=G111&gcd=13t3t3t3t5l1&en=page_view"),
+            &[("Sec-Fetch-Dest", "empty")],
+        );
+        assert_eq!(r.header_strings("x-consentgate"), vec!["blocked"]);
+    }
+    let metrics = p.metrics();
+    let series: Vec<(&str, f64)> = metrics
+        .lines()
+        .filter(|l| l.starts_with("consentgate_consent_mode_mismatch_total{"))
+        .map(|l| {
+            let tag = l.split("tag=\"").nth(1).unwrap().split('"').next().unwrap();
+            (tag, l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        })
+        .collect();
+    let tags: std::collections::BTreeSet<&str> = series.iter().map(|(t, _)| *t).collect();
+    assert_eq!(tags.len(), 64 + 1, "{tags:?}");
+    assert!(tags.contains("other"), "{tags:?}");
+    let other: f64 = series
+        .iter()
+        .filter(|(t, _)| *t == "other")
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(other, 16.0, "the 16 ids past the cap: {series:?}");
+    assert_eq!(series.iter().map(|(_, n)| n).sum::<f64>(), 80.0);
+}
+
 /// Universal Analytics beacons (`/collect`, `/j/collect`, as analytics.js sends them to a
 /// first-party or server-side GTM endpoint, with the consent-mode `gcs`/`gcd` of gtag) are
 /// audited like GA4's `/g/collect`.
