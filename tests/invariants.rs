@@ -397,14 +397,17 @@ fn any_name() -> impl Strategy<Value = String> {
     proptest::sample::select(names).prop_map(str::to_string)
 }
 
-/// A cookie value: a token, a quoted token (RFC 6265 allows DQUOTE around cookie-octets), or
-/// one with the characters real values carry (`.`, `-`, `%`, `/`, `=`, `|`).
+/// A cookie value: a token, a quoted token (RFC 6265 allows DQUOTE around cookie-octets), one
+/// with the characters real values carry (`.`, `-`, `%`, `/`, `=`, `|`), or one with UTF-8.
 fn any_value() -> impl Strategy<Value = String> {
     prop_oneof![
         "[A-Za-z0-9]{1,12}",
         "[A-Za-z0-9]{1,8}".prop_map(|v| format!("\"{v}\"")),
         "GA1\\.[0-9]\\.[0-9]{3,9}\\.[0-9]{3,9}",
         "[A-Za-z0-9%./|=-]{1,16}",
+        // UTF-8 in a value: outside RFC 6265's cookie-octet, but RFC 6265bis 5.6 (what browsers
+        // do) keeps any octet but a control, and sites do write it.
+        "[a-z]{1,3}(é|ü|日本|€)[a-z]{0,3}",
     ]
 }
 
@@ -487,13 +490,14 @@ fn any_first_party() -> impl Strategy<Value = FirstParty> {
     prop_oneof![5 => list, 3 => flags, 1 => malformed]
 }
 
-/// A request cookie: a name of the table or an unknown one with a plain, quoted or `=`-holding
-/// value, or now and then a nameless one (its value alone, no `=`).
+/// A request cookie: a name of the table or an unknown one with a plain, quoted, `=`-holding or
+/// UTF-8 value, or now and then a nameless one (its value alone, no `=`).
 fn any_request_cookie() -> impl Strategy<Value = (String, String)> {
     let value = prop_oneof![
         "[A-Za-z0-9]{1,6}(\\.[0-9]{1,4})?",
         "[A-Za-z0-9]{1,6}".prop_map(|v| format!("\"{v}\"")),
         "[A-Za-z0-9]{1,4}=[A-Za-z0-9]{0,4}",
+        "[a-z]{1,3}(é|日本)",
     ];
     let nameless = "[A-Za-z0-9]{1,8}".prop_map(|v| (String::new(), v));
     prop_oneof![9 => (any_name(), value), 1 => nameless]
