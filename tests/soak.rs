@@ -10,7 +10,9 @@
 //!   a header sent half and then left, hundreds of random cookie names, random paths);
 //! - a reload every [`RELOAD_EVERY`], alternating two configurations that differ in one
 //!   blocklist rule, checked to take effect after each reload;
-//! - at the end, a burst of random cookie names without a reload, past the label cap.
+//! - Google tag beacons with made-up tag ids to a second site with Consent Mode on (the tag id
+//!   is the one other metric label a visitor writes);
+//! - at the end, bursts of random cookie names and tag ids without a reload, past both caps.
 //!
 //! What it proves: every well-formed request gets its expected status and body and no
 //! non-consented `Set-Cookie` (nor a non-consented request cookie at the origin); every hostile
@@ -299,7 +301,7 @@ fn raw_exchange(addr: std::net::SocketAddr, req: &[u8]) -> Result<(u16, Duration
     Ok((status, started.elapsed()))
 }
 
-const HOSTILE_KINDS: u64 = 9;
+const HOSTILE_KINDS: u64 = 10;
 
 /// One hostile request of kind `n % HOSTILE_KINDS`; checks its answer.
 fn hostile(addr: std::net::SocketAddr, n: u64, rng: &mut Rng) -> Result<(), String> {
@@ -353,6 +355,16 @@ fn hostile(addr: std::net::SocketAddr, n: u64, rng: &mut Rng) -> Result<(), Stri
             );
             (req.into_bytes(), &[200])
         }
+        // A beacon claiming consent (`gcs=G111`) under a made-up tag id, to the Consent Mode
+        // site without consent: blocked, counted under the tag id until 64 ids, then `other`.
+        9 => (
+            format!(
+                "GET /g/collect?v=2&tid=G-{:X}&gcs=G111&en=page_view HTTP/1.1\r\nHost: {CM_HOST}\r\nSec-Fetch-Dest: empty\r\nConnection: close\r\n\r\n",
+                rng.next() & 0xff_ffff_ffff
+            )
+            .into_bytes(),
+            &[204],
+        ),
         // Random paths: never a label.
         _ => (
             format!(
@@ -421,25 +433,35 @@ fn parse_metrics(text: &str) -> Families {
     Families { series, labels }
 }
 
-/// How many values a label may take, from the configuration: one site, one upstream, two
-/// shipped lists plus the two toggled ones, the documented 200 unknown-cookie names per site
-/// plus `_other`; every other label takes values from a fixed set in src/ (categories, actions,
-/// reasons, phases), at most 16.
+/// How many values a label may take, from the configuration: two sites, one upstream each,
+/// two shipped lists plus the two toggled ones and Consent Mode's, the documented 200
+/// unknown-cookie names per site plus `_other`, 64 Google tag ids plus `other`; every other
+/// label takes values from a fixed set in src/ (categories, actions, reasons, phases), at most
+/// 16.
 fn label_bound(label: &str) -> usize {
-    const SITES: usize = 1;
+    const SITES: usize = 2;
     match label {
         // A request refused before routing may carry a placeholder site.
         "site" => SITES + 1,
-        "upstream" => 1 + 1,
-        "list" => 4 + 1,
+        "upstream" => SITES + 1,
+        "list" => 5 + 1,
         "name" => SITES * 201,
+        "tag" => 64 + 1,
         _ => 16,
     }
 }
 
+/// The host of the site with Google Consent Mode on.
+const CM_HOST: &str = "cm.soak.test";
+
+/// The Consent Mode site (first, so its host is routed before the shop's `*`), then the shop
+/// with the toggled list.
 fn site_config(origin: &Origin, toggle_list: &std::path::Path) -> String {
     format!(
-        "{}[[site.blocklist]]\ncategory = \"analytics\"\npath = \"{}\"\n",
+        "[[site]]\nname = \"cm\"\nhosts = [\"{CM_HOST}\"]\nupstreams = [\"{}\"]\n\
+         [site.consent_mode]\nenabled = true\n\
+         {}[[site.blocklist]]\ncategory = \"analytics\"\npath = \"{}\"\n",
+        origin.addr,
         shop_site(origin.addr, ""),
         toggle_list.display()
     )
@@ -557,10 +579,16 @@ fn sustained_mixed_load_with_reloads_loses_nothing_and_leaks_nothing() {
 
     // Reloads clear the unknown-cookie labels, so the load above rarely fills them: a last
     // burst without a reload sends 60 x 500 random names (4 admissions a request: past the
-    // 200-name cap), then the label sets are read.
+    // 200-name cap) and 100 beacons under new tag ids (past the 64-id cap), then the label
+    // sets are read.
     let mut rng = Rng(0x2545_F491_4F6C_DD1D);
     for n in 0..60 {
         if let Err(e) = hostile(p.addr, 7 + n * HOSTILE_KINDS, &mut rng) {
+            hostile_failures.add(e);
+        }
+    }
+    for n in 0..100 {
+        if let Err(e) = hostile(p.addr, 9 + n * HOSTILE_KINDS, &mut rng) {
             hostile_failures.add(e);
         }
     }
@@ -641,6 +669,13 @@ fn sustained_mixed_load_with_reloads_loses_nothing_and_leaks_nothing() {
     // Label sets bounded; random paths never become labels; /metrics bounded in bytes (about
     // 256 bytes a series at most, plus HELP and TYPE lines per family).
     assert!(over.is_empty(), "unbounded label sets: {over:#?}");
+    // The tag-id cap was reached (so the bound above was tested, not just unreached).
+    let tags = fam
+        .labels
+        .get(consentgate::metrics::name::CONSENT_MODE_MISMATCHES)
+        .and_then(|l| l.get("tag"))
+        .map_or(0, |t| t.len());
+    assert_eq!(tags, 64 + 1, "tag ids in the Consent Mode mismatch counter");
     assert!(!metrics.contains("hostilepath"), "a path became a label");
     let byte_bound = bound_total * 256 + fam.series.len() * 512;
     assert!(
