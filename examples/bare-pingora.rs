@@ -8,8 +8,16 @@ use async_trait::async_trait;
 use pingora::prelude::*;
 use pingora::server::configuration::ServerConf;
 
+#[cfg(not(feature = "alloc-count"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// benches/allocations-per-request.sh: the same allocator, every call counted; the totals are
+/// answered on `GET /__allocations` (only in this build).
+#[cfg(feature = "alloc-count")]
+#[global_allocator]
+static GLOBAL: consentgate::alloc_count::Counting<mimalloc::MiMalloc> =
+    consentgate::alloc_count::Counting(mimalloc::MiMalloc);
 
 struct Bare {
     upstream: String,
@@ -19,6 +27,20 @@ struct Bare {
 impl ProxyHttp for Bare {
     type CTX = ();
     fn new_ctx(&self) {}
+
+    #[cfg(feature = "alloc-count")]
+    async fn request_filter(&self, session: &mut Session, _ctx: &mut ()) -> Result<bool> {
+        if session.req_header().uri.path() != "/__allocations" {
+            return Ok(false);
+        }
+        let (allocations, bytes) = consentgate::alloc_count::totals();
+        let body = format!("allocations {allocations}\nbytes {bytes}\n");
+        let mut resp = ResponseHeader::build(200, Some(1))?;
+        resp.insert_header("Content-Length", body.len().to_string())?;
+        session.write_response_header(Box::new(resp), false).await?;
+        session.write_response_body(Some(body.into()), true).await?;
+        Ok(true)
+    }
 
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
         Ok(Box::new(HttpPeer::new(

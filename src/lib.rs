@@ -24,8 +24,10 @@
 //! - [`inventory`]: the live cookie inventory (every cookie name seen per site)
 //! - [`explain`]: the dry-run decision for one request; [`demo`]: the built-in example origin
 //! - [`server`]: the pingora server, listeners and signals
+//! - [`alloc_count`]: a counting allocator for benchmarks (feature `alloc-count`)
 
 pub mod admin;
+pub mod alloc_count;
 pub mod config;
 pub mod connections;
 pub mod consent;

@@ -42,6 +42,9 @@ pub mod name {
     pub const INVENTORY_REFUSED: &str = "consentgate_inventory_refused_total";
     /// A section of `consentgate report` (src/report.rs).
     pub const CONSENT_MODE_MISMATCHES: &str = "consentgate_consent_mode_mismatch_total";
+    /// Only in a build with the `alloc-count` feature (src/alloc_count.rs, benchmarks).
+    pub const ALLOCATIONS: &str = "consentgate_allocations_total";
+    pub const ALLOCATED_BYTES: &str = "consentgate_allocated_bytes_total";
 }
 
 /// Requests by site and the visitor's consent state.
@@ -536,8 +539,24 @@ pub fn init() {
 /// Prometheus text exposition of everything registered.
 pub fn render() -> String {
     use prometheus::Encoder;
+    // Read before this scrape allocates anything of its own.
+    #[cfg(feature = "alloc-count")]
+    let (allocations, bytes) = crate::alloc_count::totals();
     let mut buf = Vec::new();
     let _ = prometheus::TextEncoder::new().encode(&prometheus::gather(), &mut buf);
+    #[cfg(feature = "alloc-count")]
+    {
+        use std::io::Write;
+        let _ = write!(
+            buf,
+            "# HELP {a} Calls into the heap allocator (alloc, alloc_zeroed, realloc) since start (build feature alloc-count)\n\
+             # TYPE {a} counter\n{a} {allocations}\n\
+             # HELP {b} Bytes asked for by those calls since start (build feature alloc-count)\n\
+             # TYPE {b} counter\n{b} {bytes}\n",
+            a = name::ALLOCATIONS,
+            b = name::ALLOCATED_BYTES,
+        );
+    }
     String::from_utf8(buf).unwrap_or_default()
 }
 
