@@ -722,10 +722,13 @@ fn h2_reset_mid_rewritten_page_resets_the_stream_and_is_counted() {
     let tls = start_h2(reset_mid_rewritten_page);
     let r = exchange_h2(&tls);
     assert_h2_cut(&r, tracker_page().len());
-    assert!(
-        String::from_utf8_lossy(&r.body).contains(NEUTRALIZED),
-        "the page was not rewritten: {r:?}"
-    );
+    // A counted 502 before the head went out carries no page (as over HTTP/1.1).
+    if r.status == 200 {
+        assert!(
+            String::from_utf8_lossy(&r.body).contains(NEUTRALIZED),
+            "the page was not rewritten: {r:?}"
+        );
+    }
     expect_counted(&tls.proxy, ERRORS, "");
 }
 
