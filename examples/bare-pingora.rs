@@ -8,16 +8,9 @@ use async_trait::async_trait;
 use pingora::prelude::*;
 use pingora::server::configuration::ServerConf;
 
-#[cfg(not(feature = "alloc-count"))]
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// benches/allocations-per-request.sh: the same allocator, every call counted; the totals are
-/// answered on `GET /__allocations` (only in this build).
-#[cfg(feature = "alloc-count")]
-#[global_allocator]
-static GLOBAL: consentgate::alloc_count::Counting<mimalloc::MiMalloc> =
-    consentgate::alloc_count::Counting(mimalloc::MiMalloc);
+// As consentgate's: mimalloc, every call counted in a build with the `alloc-count` feature
+// (benches/allocations-per-request.sh; the totals are answered on `GET /__allocations`).
+consentgate::global_allocator!();
 
 struct Bare {
     upstream: String,

@@ -12,6 +12,23 @@
 use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Declares the global allocator of the binary and of `examples/bare-pingora.rs`: mimalloc,
+/// wrapped in [`Counting`] in a build with the `alloc-count` feature (one place, so the proxy
+/// and the pingora floor it is compared with are always counted alike).
+#[macro_export]
+macro_rules! global_allocator {
+    () => {
+        #[cfg(not(feature = "alloc-count"))]
+        #[global_allocator]
+        static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+        #[cfg(feature = "alloc-count")]
+        #[global_allocator]
+        static GLOBAL: $crate::alloc_count::Counting<mimalloc::MiMalloc> =
+            $crate::alloc_count::Counting(mimalloc::MiMalloc);
+    };
+}
+
 /// Allocations (`alloc`, `alloc_zeroed` and `realloc`: each is a call a request pays for).
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 /// Bytes asked for by those calls (for `realloc`, the new size).

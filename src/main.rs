@@ -5,15 +5,8 @@ use consentgate::runtime::Runtime;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-#[cfg(not(feature = "alloc-count"))]
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// `benches/allocations-per-request.sh`: the same allocator, every call counted.
-#[cfg(feature = "alloc-count")]
-#[global_allocator]
-static GLOBAL: consentgate::alloc_count::Counting<mimalloc::MiMalloc> =
-    consentgate::alloc_count::Counting(mimalloc::MiMalloc);
+// mimalloc; every call counted in a build with the `alloc-count` feature (benchmarks).
+consentgate::global_allocator!();
 
 /// mimalloc commits each new arena eagerly on Linux, which costs ~9 MiB of RSS at start for
 /// nothing (measured with `benches/connections.py`: 22.7 -> 12.1 MiB at start, 5,000 idle
